@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install what is missing on a fresh Debian machine (as root), start the real services on
+# loopback, then run lint and the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+pkgs=(ffmpeg gearman-job-server memcached chromium nginx-light)
+[ -x /usr/sbin/mariadbd ] || pkgs+=(mariadb-server)
+# Node may come from elsewhere than Debian (a nodesource build ships its own npm): only fill gaps.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
+ensure_apt "${pkgs[@]}"
+
+bash "$REPO_ROOT/scripts/services.sh" start
+ensure_venv
+ensure_node_deps "$REPO_ROOT/tests/e2e"
+
+export TEST_MYSQL_URL="mysql+pymysql://root@127.0.0.1:3306"
+export GEARMAN_SERVERS="127.0.0.1:4730"
+export MEMCACHED_SERVERS="127.0.0.1:11211"
+export CHROMIUM="/usr/bin/chromium"
+
+if [ -x .venv/bin/ruff ]; then
+    lint_paths=()
+    for d in server tests bench; do
+        [ -e "$d" ] && lint_paths+=("$d")
+    done
+    log "ruff check ${lint_paths[*]}"
+    .venv/bin/ruff check "${lint_paths[@]}"
+else
+    log "ruff is not in .venv: lint skipped"
+fi
+
+log "pytest -W error -q $*"
+rc=0
+.venv/bin/python -m pytest -W error -q "$@" || rc=$?
+if [ "$rc" -eq 5 ]; then
+    log "FAILED: pytest collected no tests (exit 5); a run that tests nothing is not a pass"
+    exit 1
+fi
+exit "$rc"
