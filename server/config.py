@@ -1,0 +1,93 @@
+"""Every setting the service reads, each from one env var with a default (see README)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip() or default
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Config:
+    """Typed settings; `Config.from_env()` reads them, tests pass overrides."""
+
+    DATABASE_URL: str = f"sqlite:///{INSTANCE / 'team03.sqlite'}"
+    GEARMAN_SERVERS: tuple[str, ...] = ()
+    MEMCACHED_SERVERS: tuple[str, ...] = ()
+    MEDIA_ROOT: Path = INSTANCE / "media"
+    MAX_SEGMENT_BYTES: int = 64 * 1024 * 1024
+    SECRET_KEY: str = field(default_factory=lambda: secrets.token_hex(32))
+    LADDER: str = "HIGH:720x480:3000k,MEDIUM:480x320:768k,LOW:240x160:200k"
+    SEGMENT_DURATION_MS: int = 3000
+    WORKER_CONCURRENCY: int = 1
+    FFMPEG_TIMEOUT: float = 60.0
+    PROBE_TIMEOUT: float = 15.0
+    JOB_MAX_ATTEMPTS: int = 4
+    RETRY_BACKOFF: float = 2.0
+    PROCESSING_DEADLINE: float = 120.0
+    REAPER_INTERVAL: float = 5.0
+    GAP_TIMEOUT: float = 10.0
+    KEEP_ORIGINALS: bool = False
+    CACHE_TTL: int = 3600
+    CACHE_PREFIX: str = "team03:"
+    LOG_LEVEL: str = "INFO"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Config:
+        """Read every setting from the environment; keyword overrides win."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f.name, "").strip()
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+            elif raw:
+                values[f.name] = _convert(f.name, f.type, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """Return the environment that reproduces this config in another process (a worker)."""
+        return {f.name: _render(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def uses_gearman(self) -> bool:
+        return bool(self.GEARMAN_SERVERS)
+
+
+def _render(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _convert(name: str, kind: object, raw: str) -> object:
+    kind = str(kind)
+    try:
+        if "tuple" in kind:
+            return _list(raw)
+        if kind == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError("expected true or false")
+            return raw.lower() in ("1", "true", "yes")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name}={raw!r}: {exc}") from None
+    return raw

@@ -1,0 +1,74 @@
+"""Domain errors. The HTTP layer maps them to JSON in server/api/errors.py."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports to a client or an operator."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(ServiceError):
+    status = 400
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnprocessableMedia(ServiceError):
+    status = 422
+    code = "unprocessable_media"
+
+
+class InsufficientStorage(ServiceError):
+    status = 507
+    code = "insufficient_storage"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class TranscodeError(ServiceError):
+    """A segment could not be turned into its renditions."""
+
+    code = "transcode_error"
+
+
+class FFmpegError(TranscodeError):
+    """An ffmpeg/ffprobe process failed; carries what an operator needs to reproduce it."""
+
+    code = "ffmpeg_error"
+
+    def __init__(self, argv: list[str], returncode: int | None, stderr: str, *, timed_out: bool = False) -> None:
+        tail = "\n".join(stderr.strip().splitlines()[-12:])
+        why = "timed out" if timed_out else f"exited with {returncode}"
+        super().__init__(f"{argv[0]} {why}: {tail}")
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr_tail = tail
+        self.timed_out = timed_out

@@ -1,0 +1,166 @@
+"""The database schema: videos, their renditions, segments and per-rendition segment state."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Enum, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Fractional seconds matter: publishing rules compare upload and ready times.
+UtcDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as strings so SQLite and MariaDB behave alike and new values need no ALTER TYPE.
+    return Enum(cls, native_enum=False, create_constraint=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class VideoType(enum.Enum):
+    LIVE = "LIVE"
+    VOD = "VOD"
+
+
+class VideoStatus(enum.Enum):
+    EMPTY = "EMPTY"
+    UPLOADING = "UPLOADING"
+    OK = "OK"
+    ERROR = "ERROR"
+
+
+class SegmentStatus(enum.Enum):
+    NIL = "NIL"
+    PROCESSING = "PROCESSING"
+    OK = "OK"
+    ERROR = "ERROR"
+
+
+class Video(Base):
+    __tablename__ = "videos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    type: Mapped[VideoType] = mapped_column(_enum(VideoType), default=VideoType.LIVE)
+    status: Mapped[VideoStatus] = mapped_column(_enum(VideoStatus), default=VideoStatus.EMPTY)
+    segment_duration_ms: Mapped[int] = mapped_column(Integer, default=3000)
+    last_segment_id: Mapped[int | None] = mapped_column(Integer)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    thumbnail_segment_id: Mapped[int | None] = mapped_column(Integer)
+    # Bumped on every change a playlist or the JSON can show; cache keys carry it.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+    renditions: Mapped[list[Rendition]] = relationship(
+        back_populates="video", order_by="Rendition.position", cascade="all, delete-orphan", passive_deletes=True
+    )
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="video", order_by="Segment.segment_id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def segment_count(self) -> int:
+        return -1 if self.last_segment_id is None else self.last_segment_id + 1
+
+
+class Rendition(Base):
+    """One rung of the video's ladder, fixed when the video is created."""
+
+    __tablename__ = "renditions"
+    __table_args__ = (UniqueConstraint("video_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    video_bitrate: Mapped[int] = mapped_column(Integer)
+    audio_bitrate: Mapped[int] = mapped_column(Integer)
+    # Known once the first segment is encoded (actual size within the box, codec level).
+    codecs: Mapped[str | None] = mapped_column(String(64))
+    frame_rate: Mapped[int | None] = mapped_column(Integer)
+
+    video: Mapped[Video] = relationship(back_populates="renditions")
+
+    @property
+    def bandwidth(self) -> int:
+        return self.video_bitrate + self.audio_bitrate
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("video_id", "segment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    segment_id: Mapped[int] = mapped_column(Integer)
+    original_extension: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    # What probing the upload found (JSON of transcode.ladder.SourceInfo): the worker plans from it
+    # instead of launching ffprobe again.
+    source_info: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[SegmentStatus] = mapped_column(_enum(SegmentStatus), default=SegmentStatus.NIL, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ready_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Place on the stream timeline (90 kHz), fixed when the segment is packaged.
+    start_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    duration_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    audio_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    audio_duration_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    packaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    video: Mapped[Video] = relationship(back_populates="segments")
+    renditions: Mapped[list[SegmentRendition]] = relationship(
+        back_populates="segment", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def name(self) -> str:
+        return f"{self.segment_id:06d}"
+
+
+class SegmentRendition(Base):
+    """The state of one segment in one rung."""
+
+    __tablename__ = "segment_renditions"
+    __table_args__ = (UniqueConstraint("segment_pk", "rendition_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment_pk: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    rendition_id: Mapped[int] = mapped_column(ForeignKey("renditions.id", ondelete="CASCADE"), index=True)
+    status: Mapped[SegmentStatus] = mapped_column(_enum(SegmentStatus), default=SegmentStatus.NIL)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+
+    segment: Mapped[Segment] = relationship(back_populates="renditions")
+    rendition: Mapped[Rendition] = relationship()
+
+
+class Admin(Base):
+    __tablename__ = "admins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))

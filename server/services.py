@@ -1,0 +1,51 @@
+"""Everything a request or a job needs, built once per process from a Config."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.cache import Cache, LocalCache, MemcachedCache
+from server.config import Config
+from server.db import make_engine, make_sessionmaker
+from server.jobs.queue import GearmanQueue, JobQueue
+from server.media import MediaStore
+from server.transcode.ladder import Rung, parse_ladder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    media: MediaStore
+    cache: Cache
+    ladder: tuple[Rung, ...]
+    queue: JobQueue | None = field(default=None)
+
+    @classmethod
+    def build(cls, config: Config) -> Services:
+        """Connect to what `config` names; the job queue is attached by the caller."""
+        engine = make_engine(config.DATABASE_URL)
+        cache: Cache = (
+            MemcachedCache(config.MEMCACHED_SERVERS, prefix=config.CACHE_PREFIX) if config.MEMCACHED_SERVERS else LocalCache()
+        )
+        services = cls(
+            config, engine, make_sessionmaker(engine), MediaStore(config.MEDIA_ROOT), cache, parse_ladder(config.LADDER)
+        )
+        if config.uses_gearman:
+            services.queue = GearmanQueue(config.GEARMAN_SERVERS)
+        return services
+
+    def close(self) -> None:
+        """Release connections (tests and clean shutdowns)."""
+        for resource in (self.queue, self.cache):
+            close = getattr(resource, "close", None)
+            if close is not None:
+                close()
+        self.engine.dispose()
