@@ -1,0 +1,29 @@
+"""Run the dev stack: migrate, then serve the app (with local job threads when GEARMAN_SERVERS is unset).
+
+    python dev_run.py [--host 127.0.0.1] [--port 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from server import create_app
+from server.cli import db_upgrade
+from server.config import Config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless you mean it)")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args()
+    config = Config.from_env()
+    db_upgrade(config)
+    app = create_app(config)
+    print(f"team03 on http://{args.host}:{args.port}  (database {config.DATABASE_URL.split('@')[-1]}, media {config.MEDIA_ROOT})")
+    # Threaded so uploads, playlist polls and the dashboard do not wait on each other; never debug.
+    app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""team03: live streaming and video-on-demand from phones."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from server.config import Config
+from server.services import Services
+
+
+def create_app(config: Config | None = None, *, services: Services | None = None) -> Flask:
+    """Build the web app; without GEARMAN_SERVERS it also runs the jobs on local threads."""
+    config = config or Config.from_env()
+    configure_logging(config.LOG_LEVEL)
+    from server.api import init_app
+    from server.api.uploads import Request
+
+    app = Flask(__name__, static_folder=None)
+    app.request_class = Request
+    app.config.update(
+        SECRET_KEY=config.SECRET_KEY,
+        # Room for the multipart envelope around the largest allowed segment.
+        MAX_CONTENT_LENGTH=config.MAX_SEGMENT_BYTES + 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    services = services or Services.build(config)
+    if services.queue is None:
+        from server.jobs.runner import start_local_runner
+
+        start_local_runner(services)
+    app.extensions["team03"] = services
+    init_app(app)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    """Log one line per event to stderr, unless the host already configured logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)

@@ -1,0 +1,59 @@
+"""The HTTP layer: the one route table."""
+
+from __future__ import annotations
+
+import flask_restful
+from flask import Flask
+
+from server.api import errors
+from server.api.context import close_session
+from server.api.playback import (
+    AndroidMpd,
+    Clock,
+    DashManifest,
+    HlsMaster,
+    HlsMedia,
+    LegacyMaster,
+    LegacyMedia,
+    MediaFile,
+    Storyboard,
+    add_cors,
+)
+from server.api.segments import SegmentItem, SegmentList
+from server.api.videos import VideoEnd, VideoItem, VideoList
+
+
+class Api(flask_restful.Api):
+    """Flask-RESTful, but errors go to the one mapper in server/api/errors.py."""
+
+    def handle_error(self, e: Exception):  # type: ignore[no-untyped-def, override]
+        raise e
+
+
+ROUTES = [
+    (VideoList, "/videos"),
+    (VideoItem, "/video/<int:video_id>"),
+    (SegmentList, "/video_segment/<int:video_id>"),
+    (SegmentItem, "/video_segment/<int:video_id>/<int:segment_id>"),
+    (VideoEnd, "/video_end/<int:video_id>"),
+    # Android player (ExoPlayer 1.x MPD, legacy HLS for Apple devices)
+    (AndroidMpd, "/live_mpd/<int:video_id>.mpd"),
+    (LegacyMaster, "/live_m3u8/<int:video_id>/root.m3u8"),
+    (LegacyMedia, "/live_m3u8/<int:video_id>/<string(maxlength=16):name>/stream.m3u8"),
+    # Standard players: <base_url>/<uri_mpd>, <base_url>/<uri_m3u8>
+    (DashManifest, "/video_files/<int:video_id>/manifest.mpd"),
+    (HlsMaster, "/video_files/<int:video_id>/master.m3u8"),
+    (HlsMedia, "/video_files/<int:video_id>/<string(maxlength=16):name>/playlist.m3u8"),
+    (Storyboard, "/video_files/<int:video_id>/storyboard.vtt"),
+    (MediaFile, "/video_files/<int:video_id>/<path:path>"),
+    (Clock, "/time"),
+]
+
+
+def init_app(app: Flask) -> None:
+    api = Api(app)
+    for resource, path in ROUTES:
+        api.add_resource(resource, path)
+    errors.register(app)
+    app.after_request(add_cors)
+    app.teardown_appcontext(close_session)

@@ -1,0 +1,54 @@
+"""The only place that turns exceptions into JSON error responses."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from server.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def _body(status: int, code: str, message: str, description: str, field: str | None = None):  # type: ignore[no-untyped-def]
+    payload = {"code": code, "message": message, "description": description}
+    if field:
+        payload["field"] = field
+    response = jsonify(payload)
+    response.status_code = status
+    return response
+
+
+def register(app: Flask) -> None:
+    """Install the error handlers on `app`."""
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):  # type: ignore[no-untyped-def]
+        if exc.status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        response = _body(exc.status, exc.code, exc.message, type(exc).__doc__ or exc.code, exc.field)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="team03 admin"'
+        return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+        return _body(413, "payload_too_large", "request body larger than MAX_SEGMENT_BYTES allows", exc.description or "")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        response = _body(
+            exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.name or "error", exc.description or ""
+        )
+        if exc.code == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="team03 admin"'
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error")
+        return _body(500, "internal_error", "internal server error", "the error was logged")

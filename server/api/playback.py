@@ -1,0 +1,129 @@
+"""What players fetch: the Android MPD, legacy and standard HLS, DASH, storyboard, media files."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from flask import Response, request, send_file
+from flask_restful import Resource
+
+from server import playback
+from server.api.context import services, session
+from server.errors import InvalidInput, NotFound
+
+MIME = {
+    "mpd": "application/dash+xml",
+    "m3u8": "application/vnd.apple.mpegurl",
+    "vtt": "text/vtt; charset=utf-8",
+    "mp4": "video/mp4",
+    "m4s": "video/iso.segment",
+    "ts": "video/mp2t",
+    "jpg": "image/jpeg",
+}
+LIVE_CACHE = "public, max-age=1"
+FINISHED_CACHE = "public, max-age=3600"
+MEDIA_CACHE = "public, max-age=31536000, immutable"
+# Only these files are served: never originals, logs, temp files or directory listings.
+MEDIA_PATH = re.compile(
+    r"^(?:(?P<rung>[A-Z0-9_]{1,16})/(?:\d{6}\.(?:mp4|m4s|ts)|init\.mp4)"
+    r"|audio/(?:\d{6}\.m4s|init\.mp4)"
+    r"|(?:thumbnails|storyboard)/\d{6}\.jpg)$"
+)
+
+
+def _answer(result: playback.Rendered, kind: str) -> Response:
+    response = Response(result.body, mimetype=None, content_type=MIME[kind])
+    response.headers["Cache-Control"] = FINISHED_CACHE if result.finished else LIVE_CACHE
+    for name, value in result.headers:
+        response.headers[name] = value
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+def _gap() -> float:
+    return services().config.GAP_TIMEOUT
+
+
+class AndroidMpd(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        raw = request.args.get("last_segment_id")
+        after = None
+        if raw is not None:
+            if not raw.isdigit():
+                raise InvalidInput("last_segment_id", "must be a non-negative integer")
+            after = int(raw)
+        result = playback.rendered(services(), session(), video_id, "android", playback.android_mpd(_gap(), after), str(after))
+        return _answer(result, "mpd")
+
+
+class LegacyMaster(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        return _answer(playback.rendered(services(), session(), video_id, "legacy-master", playback.legacy_master), "m3u8")
+
+
+class LegacyMedia(Resource):
+    def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
+        result = playback.rendered(services(), session(), video_id, "legacy-media", playback.legacy_media(_gap(), name), name)
+        return _answer(result, "m3u8")
+
+
+class DashManifest(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        time_url = request.host_url + "time"
+        render = playback.dash(_gap(), f"/video_files/{video_id}/", time_url)
+        return _answer(playback.rendered(services(), session(), video_id, "dash", render, time_url), "mpd")
+
+
+class HlsMaster(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        return _answer(playback.rendered(services(), session(), video_id, "hls-master", playback.hls_master), "m3u8")
+
+
+class HlsMedia(Resource):
+    def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
+        result = playback.rendered(services(), session(), video_id, "hls-media", playback.hls_media(_gap(), name), name)
+        return _answer(result, "m3u8")
+
+
+class Storyboard(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        return _answer(playback.rendered(services(), session(), video_id, "storyboard", playback.storyboard(_gap())), "vtt")
+
+
+class MediaFile(Resource):
+    def get(self, video_id: int, path: str):  # type: ignore[no-untyped-def]
+        if not MEDIA_PATH.match(path):
+            raise NotFound(f"no such file: {path[:80]}")
+        root = services().media.video_dir(video_id).resolve()
+        target = (root / path).resolve()
+        if root not in target.parents or not target.is_file():
+            raise NotFound(f"no such file: {path[:80]}")
+        # Media never changes once written (renamed into place whole), hence immutable.
+        response = send_file(target, mimetype=MIME[path.rsplit(".", 1)[1]], conditional=True, etag=True, max_age=31536000)
+        response.headers["Cache-Control"] = MEDIA_CACHE
+        return response
+
+
+class Clock(Resource):
+    """The server's clock for DASH UTCTiming (urn:mpeg:dash:utc:http-iso:2014)."""
+
+    def get(self):  # type: ignore[no-untyped-def]
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        response = Response(now, content_type="text/plain; charset=utf-8")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+PLAYER_PATHS = ("/live_mpd/", "/live_m3u8/", "/video_files/", "/time")
+
+
+def add_cors(response: Response) -> Response:
+    """Let web players on other origins read playlists, media and the Android headers."""
+    if request.path.startswith(PLAYER_PATHS):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Headers"] = "Range, If-None-Match, If-Modified-Since"
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        response.headers["Access-Control-Expose-Headers"] = "lastSegmentId, streamEnded, Content-Length, Content-Range, ETag"
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response

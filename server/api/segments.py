@@ -1,0 +1,49 @@
+"""Segments: upload (the Android multipart form), list, show."""
+
+from __future__ import annotations
+
+from flask import request
+from flask_restful import Resource
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from server import ingest
+from server.api.context import services, session
+from server.api.schemas import segment_json
+from server.api.uploads import discard_uploads, expect_uploads
+from server.errors import InvalidInput
+from server.media import UploadFile
+from server.models import Segment, SegmentRendition
+
+
+def _with_renditions():  # type: ignore[no-untyped-def]
+    return selectinload(Segment.renditions).selectinload(SegmentRendition.rendition)
+
+
+class SegmentList(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        ingest.get_video(session(), video_id)
+        query = select(Segment).where(Segment.video_id == video_id).options(_with_renditions()).order_by(Segment.segment_id)
+        return [segment_json(s) for s in session().scalars(query)], 200
+
+    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+        svc = services()
+        video = ingest.get_video(session(), video_id)
+        expect_uploads(svc.media.video_dir(video_id) / "originals", svc.config.MAX_SEGMENT_BYTES)
+        try:
+            segment_id = ingest.parse_segment_id(request.form.get("segment_id"))
+            ext = ingest.parse_extension(request.form.get("original_extension"))
+            part = request.files.get("data")
+            if part is None or not isinstance(part.stream, UploadFile):
+                raise InvalidInput("data", "missing: send the segment as a file part named 'data'")
+            if part.stream.size == 0:
+                raise InvalidInput("data", "empty file")
+            accepted = ingest.accept_segment(svc, session(), video, segment_id, ext, part.stream)
+        finally:
+            discard_uploads()
+        return segment_json(accepted.segment), 201
+
+
+class SegmentItem(Resource):
+    def get(self, video_id: int, segment_id: int):  # type: ignore[no-untyped-def]
+        return segment_json(ingest.find_segment(session(), video_id, segment_id)), 200

@@ -1,0 +1,3 @@
+from server import create_app
+
+application = create_app()
