@@ -1,0 +1,47 @@
+"""Transcoding: pure ladder planning plus the only place that builds and runs ffmpeg/ffprobe."""
+
+from server.transcode.cmaf import box_types, decode_times, split_init
+from server.transcode.ffmpeg import (
+    OutputInfo,
+    audio_ticks,
+    package_audio_argv,
+    package_ts_argv,
+    package_video_argv,
+    probe,
+    probe_argv,
+    probe_output,
+    run,
+    storyboard_tile,
+    transcode_argv,
+)
+from server.transcode.ladder import (
+    DEFAULT_LADDER,
+    Rendition,
+    Rung,
+    SourceInfo,
+    parse_ladder,
+    plan_renditions,
+)
+
+__all__ = [
+    "DEFAULT_LADDER",
+    "OutputInfo",
+    "Rendition",
+    "Rung",
+    "SourceInfo",
+    "audio_ticks",
+    "box_types",
+    "decode_times",
+    "package_audio_argv",
+    "package_ts_argv",
+    "package_video_argv",
+    "parse_ladder",
+    "plan_renditions",
+    "probe",
+    "probe_argv",
+    "probe_output",
+    "run",
+    "split_init",
+    "storyboard_tile",
+    "transcode_argv",
+]

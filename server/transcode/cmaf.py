@@ -1,0 +1,118 @@
+"""Pure ISO-BMFF helpers: split a fragmented MP4 into init + media segment, read boxes back.
+
+Only top-level boxes are walked to split; ``tfdt`` is found by descending moof > traf.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+# 'styp' makes each media segment self-describing (ISO 23009-1 'msdh', CMAF 'cmfs').
+STYP = struct.pack(">I4s4sI4s4s", 24, b"styp", b"msdh", 0, b"msdh", b"cmfs")
+_INIT_BOXES = (b"ftyp", b"moov")
+_CONTAINERS = (b"moof", b"traf", b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"mvex")
+
+
+def iter_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[str, int, int]]:
+    """Yield (type, offset, size) of each box between start and end."""
+    end = len(data) if end is None else end
+    offset = start
+    while offset < end:
+        if end - offset < 8:
+            raise ValueError(f"truncated box header at offset {offset}")
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, offset + 8)
+        elif size == 0:
+            size = end - offset
+        if size < 8 or offset + size > end:
+            raise ValueError(f"box {kind!r} at offset {offset} has bad size {size}")
+        yield kind.decode("latin-1"), offset, size
+        offset += size
+
+
+def box_types(data: bytes) -> list[str]:
+    """Return the types of the top-level boxes, in file order."""
+    return [kind for kind, _, _ in iter_boxes(data)]
+
+
+def split_init(data: bytes) -> tuple[bytes, bytes]:
+    """Split a fragmented MP4 into (ftyp+moov init segment, styp + moof/mdat media segment)."""
+    init: list[bytes] = []
+    media_start = None
+    for kind, offset, size in iter_boxes(data):
+        if kind in ("moof", "sidx", "styp", "emsg", "prft"):
+            media_start = offset
+            break
+        if kind.encode("latin-1") in _INIT_BOXES:
+            init.append(data[offset : offset + size])
+    if media_start is None or len(init) != 2:
+        raise ValueError("not a fragmented MP4: need ftyp, moov and at least one moof")
+    media = data[media_start:]
+    prefix = b"" if media[4:8] == b"styp" else STYP
+    return b"".join(init), prefix + media
+
+
+def decode_times(data: bytes) -> list[int]:
+    """Return every tfdt baseMediaDecodeTime, in file order (one per traf)."""
+    return [value for kind, value in _walk_tfdt(data, 0, len(data)) if kind == "tfdt"]
+
+
+def _walk_tfdt(data: bytes, start: int, end: int) -> Iterator[tuple[str, int]]:
+    """Descend container boxes and yield ('tfdt', baseMediaDecodeTime) for each tfdt."""
+    for kind, offset, size in iter_boxes(data, start, end):
+        if kind == "tfdt":
+            version = data[offset + 8]
+            fmt = ">Q" if version == 1 else ">I"
+            yield kind, struct.unpack_from(fmt, data, offset + 12)[0]
+        elif kind.encode("latin-1") in _CONTAINERS:
+            yield from _walk_tfdt(data, offset + 8, offset + size)
+
+
+def track_durations(data: bytes) -> dict[str, tuple[int, int]]:
+    """Return {handler type ('vide', 'soun'): (presented duration, timescale)} from each trak.
+
+    The duration is mdhd's less the edit list's media_time: the AAC encoder's priming samples
+    are in the track but not presented (what ffprobe reports as the stream's duration).
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for moov, moov_at, moov_size in iter_boxes(data):
+        if moov != "moov":
+            continue
+        for trak, trak_at, trak_size in iter_boxes(data, moov_at + 8, moov_at + moov_size):
+            if trak != "trak":
+                continue
+            skipped = 0
+            for child, child_at, child_size in iter_boxes(data, trak_at + 8, trak_at + trak_size):
+                if child == "edts":
+                    skipped = _edit_media_time(data, child_at + 8, child_at + child_size)
+                elif child == "mdia":
+                    handler, (duration, timescale) = _media_header(data, child_at + 8, child_at + child_size)
+            out[handler] = (duration - skipped, timescale)
+    return out
+
+
+def _edit_media_time(data: bytes, start: int, end: int) -> int:
+    """Return the first edit's media_time (the samples skipped before presentation), 0 if none."""
+    for kind, at, _size in iter_boxes(data, start, end):
+        if kind == "elst" and struct.unpack_from(">I", data, at + 12)[0] > 0:
+            if data[at + 8] == 1:
+                return max(0, struct.unpack_from(">q", data, at + 16 + 8)[0])
+            return max(0, struct.unpack_from(">i", data, at + 16 + 4)[0])
+    return 0
+
+
+def _media_header(data: bytes, start: int, end: int) -> tuple[str, tuple[int, int]]:
+    handler, timing = "", (0, 0)
+    for kind, at, _size in iter_boxes(data, start, end):
+        body = at + 8
+        if kind == "hdlr":
+            handler = data[body + 8 : body + 12].decode("latin-1")
+        elif kind == "mdhd":
+            if data[body] == 1:  # version 1: 64-bit times and duration
+                timescale, duration = struct.unpack_from(">IQ", data, body + 20)
+            else:
+                timescale, duration = struct.unpack_from(">II", data, body + 12)
+            timing = (duration, timescale)
+    return handler, timing

@@ -1,0 +1,441 @@
+"""Every ffmpeg/ffprobe argv in the system, and the only two process launches (run, probe).
+
+One encode per segment
+    ``transcode_argv`` decodes the upload once, ``split``s the picture, and per rendition runs
+    ``fps,scale,setsar=1,format=yuv420p`` into its own libx264 (Main, forced level, NO B-frames,
+    fixed GOP, no scene-cut keyframes) and AAC-LC 48 kHz stereo. Each output is a complete MP4,
+    moov first, timestamps starting at 0 (video 90 kHz), which Android MediaPlayer plays alone.
+
+Re-timing is a remux
+    Segments arrive and finish out of order, so they are encoded on their own clock (t = 0) and
+    only the cheap packaging step (``-c copy``) puts them on the stream timeline once the caller
+    knows the segment's start S (90 kHz ticks = sum of the video durations before it):
+
+    * ``-copyts`` keeps the input timestamps as they are (no start-time normalisation), and
+      ``-output_ts_offset`` adds S to every packet.
+    * fMP4: ``-movflags +cmaf+frag_discont`` makes the muxer write the first packet's dts as the
+      first tfdt instead of 0; ``-use_editlist 0`` and ``-avoid_negative_ts disabled`` stop it from
+      shifting the track back to 0 or hiding the offset in an edit list (which would also make the
+      init segment differ per segment). No B-frames means dts == pts, so video tfdt == S exactly.
+    * Audio: ffmpeg's AAC encoder puts 1024 priming samples before t = 0 (hidden by an edit list in
+      the rendition MP4). CMAF audio is packaged with offset S_audio + 1024 so that the priming
+      frame sits at tfdt == S_audio (the caller passes 48 kHz ticks, normally
+      ``audio_ticks(S)`` = round(S * 48000 / 90000)); the audio track therefore runs
+      21.3 ms behind the picture, a constant well inside lip-sync tolerance, and there is no
+      per-segment edit list. Where a segment's audio is longer than its video (AAC frames are 1024
+      samples) it overlaps the next segment by a few ms, which MSE and hls.js splice.
+    * Init segments: ``-fflags +bitexact`` (no encoder version), ``-map_metadata -1`` (no creation
+      time) and ``-b:v 0``/``-b:a 0`` (otherwise the measured bit rate of THIS segment is written to
+      btrt/esds) make ftyp+moov byte-identical for every segment of a rendition.
+    * MPEG-TS: the same ``-copyts -output_ts_offset S``; the mpegts muxer adds its usual
+      2 x 0.7 s mux delay, so the first video PTS is S + ``TS_PTS_OFFSET`` (126000). That offset is
+      the same for every segment, so consecutive segments are continuous without discontinuity tags.
+      ``-avoid_negative_ts disabled`` again: segment 0's AAC priming frame is at -1920, and the
+      default would shift segment 0 (only) by that much.
+
+Preset: ``veryfast``: 2.8x realtime for the 3-rung encode of a 3 s 1080x720 segment on 2 busy cores
+(superfast 3.4x, faster 2.1x; numbers in docs/transcoding.md). It keeps a worker well ahead of a
+live phone while spending the spare time on quality.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from server.errors import FFmpegError, UnprocessableMedia
+from server.transcode.cmaf import split_init as split_init  # callers split what they remux
+from server.transcode.ladder import Rendition, SourceInfo
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+PRESET = "veryfast"
+VIDEO_TIMESCALE = 90_000
+AUDIO_RATE = 48_000
+AAC_PRIMING = 1024
+TS_PTS_OFFSET = 126_000
+PROBE_TIMEOUT = 30.0
+
+_FFMPEG = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
+_FFPROBE = [FFPROBE, "-v", "error", "-hide_banner", "-of", "json"]
+_CLEAN = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
+_CMAF = [*_CLEAN, "-movflags", "+cmaf+frag_discont+skip_trailer"]
+_CMAF += ["-use_editlist", "0", "-avoid_negative_ts", "disabled", "-f", "mp4"]
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What ffprobe reports about a file we wrote."""
+
+    duration: float
+    duration_ticks: int
+    width: int
+    height: int
+    video_codec: str
+    audio_codec: str | None
+    audio_duration_ticks: int | None
+    bit_rate: int
+    has_audio: bool
+
+
+def run(argv: list[str], timeout: float) -> str:
+    """Run argv without a shell; return stderr, or raise FFmpegError on failure or timeout."""
+    return _execute(argv, timeout)[1]
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this child when the thread that started it dies.
+
+    A worker killed with SIGKILL would otherwise leave an orphan ffmpeg running, burning CPU and
+    writing temp files after the next attempt has cleaned up.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _execute(argv: list[str], timeout: float) -> tuple[str, str]:
+    """Run argv, returning (stdout, stderr); subprocess.run kills and reaps on timeout."""
+    try:
+        done = subprocess.run(  # noqa: S603 - list argv, no shell, paths built by the caller
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            shell=False,
+            check=False,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only an async-signal-safe prctl call
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise FFmpegError(argv, None, _text(exc.stderr), timed_out=True) from None
+    stderr = _text(done.stderr)
+    if done.returncode != 0:
+        raise FFmpegError(argv, done.returncode, stderr)
+    return _text(done.stdout), stderr
+
+
+def _text(data: bytes | str | None) -> str:
+    """Decode process output leniently (ffmpeg echoes file metadata in any encoding)."""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    return data or ""
+
+
+# --- probing ----------------------------------------------------------------------------------
+
+
+def probe_argv(path: Path) -> list[str]:
+    """Build the ffprobe argv that lists streams and format as JSON."""
+    return [*_FFPROBE, "-show_streams", "-show_format", str(path)]
+
+
+def decode_check_argv(path: Path) -> list[str]:
+    """Build the ffprobe argv that decodes only the first video frame (cheap decodability test)."""
+    # -read_intervals counts packets of the selected stream only, so this reads one video packet.
+    entries = "frame=media_type,width,height"
+    probe = ["-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries", entries]
+    return [*_FFPROBE, *probe, str(path)]
+
+
+def probe(path: Path, timeout: float = PROBE_TIMEOUT, *, check_decode: bool = True) -> SourceInfo:
+    """Probe an upload; raise UnprocessableMedia unless it has a (decodable, if asked) video stream."""
+    report = _probe_json(probe_argv(path), timeout)
+    video = _first(report, "video")
+    if video is None:
+        raise UnprocessableMedia("no video stream")
+    if check_decode and not any(frame.get("width") for frame in _probe_json(decode_check_argv(path), timeout).get("frames", [])):
+        raise UnprocessableMedia("video stream cannot be decoded")
+    duration = _float(video.get("duration")) or _float(report.get("format", {}).get("duration"))
+    if duration <= 0:
+        raise UnprocessableMedia("zero duration")
+    width, height = _display_size(video)
+    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+    has_audio = _first(report, "audio") is not None
+    return SourceInfo(width, height, duration, fps, has_audio, str(video.get("codec_name", "")))
+
+
+def probe_output(path: Path, timeout: float = PROBE_TIMEOUT) -> OutputInfo:
+    """Probe a file we wrote: video duration (seconds and 90 kHz ticks), size, codecs, bit rate."""
+    report = _probe_json(probe_argv(path), timeout)
+    video, audio = _first(report, "video"), _first(report, "audio")
+    if video is None:
+        raise UnprocessableMedia(f"{path.name}: no video stream")
+    ticks = _ticks(video) or round(_float(report.get("format", {}).get("duration")) * VIDEO_TIMESCALE)
+    return OutputInfo(
+        duration=ticks / VIDEO_TIMESCALE,
+        duration_ticks=ticks,
+        width=int(video.get("width", 0)),
+        height=int(video.get("height", 0)),
+        video_codec=str(video.get("codec_name", "")),
+        audio_codec=None if audio is None else str(audio.get("codec_name", "")),
+        audio_duration_ticks=None if audio is None else _ticks(audio, AUDIO_RATE),
+        bit_rate=int(_float(report.get("format", {}).get("bit_rate"))),
+        has_audio=audio is not None,
+    )
+
+
+def _probe_json(argv: list[str], timeout: float) -> dict[str, Any]:
+    """Run ffprobe; a non-zero exit (not a timeout) means the file is not media we can read."""
+    try:
+        stdout, _ = _execute(argv, timeout)
+    except FFmpegError as exc:
+        if exc.timed_out:
+            raise
+        raise UnprocessableMedia(f"not a media file: {exc.stderr_tail}") from exc
+    try:
+        report = json.loads(stdout or "{}")
+    except json.JSONDecodeError as exc:
+        raise UnprocessableMedia("not a media file: unreadable probe output") from exc
+    return report if isinstance(report, dict) else {}
+
+
+def _first(report: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """Return the first stream of this codec_type, or None."""
+    streams = [s for s in report.get("streams", []) if s.get("codec_type") == kind]
+    return streams[0] if streams else None
+
+
+def _display_size(video: Mapping[str, Any]) -> tuple[int, int]:
+    """Return the displayed size: non-square pixels stretched, 90/270 degree rotation swapped."""
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    sar = _rate(video.get("sample_aspect_ratio"), sep=":")
+    if sar > 0 and sar != 1:
+        width = round(width * sar)
+    if _rotation(video) % 180 == 90:
+        width, height = height, width
+    if width <= 0 or height <= 0:
+        raise UnprocessableMedia("video stream cannot be decoded")
+    return width, height
+
+
+def _rotation(video: Mapping[str, Any]) -> int:
+    """Return the rotation in degrees from the display matrix or the legacy 'rotate' tag."""
+    for side in video.get("side_data_list", []):
+        if "rotation" in side:
+            return round(_float(side["rotation"])) % 360
+    return round(_float(video.get("tags", {}).get("rotate"))) % 360
+
+
+def _ticks(stream: Mapping[str, Any], rate: int = VIDEO_TIMESCALE) -> int:
+    """Return the stream duration in ticks of `rate` from duration_ts and time_base, or 0."""
+    base = _fraction(stream.get("time_base"))
+    if not base or stream.get("duration_ts") is None:
+        return round(_float(stream.get("duration")) * rate)
+    return round(int(stream["duration_ts"]) * base * rate)
+
+
+def _rate(text: Any, sep: str = "/") -> float:
+    """Parse 'num/den' (or 'num:den') as a float; 0 when absent or undefined."""
+    return float(_fraction(text, sep))
+
+
+def _fraction(text: Any, sep: str = "/") -> Fraction:
+    """Parse 'num/den' (or 'num:den') exactly; 0 when absent or undefined."""
+    num, _, den = str(text or "0").partition(sep)
+    try:
+        return Fraction(int(num), int(den or 1))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)
+
+
+def _float(text: Any) -> float:
+    """Parse a float ffprobe printed; 0 when absent or 'N/A'."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
+# --- the one encode ---------------------------------------------------------------------------
+
+
+def transcode_argv(
+    src: Path,
+    renditions: Sequence[Rendition],
+    outputs: Mapping[str, Path],
+    *,
+    source: SourceInfo | None = None,
+    pictures: Pictures | None = None,
+) -> list[str]:
+    """Build the ONE ffmpeg run that decodes src once and writes one MP4 per rendition.
+
+    Pass ``source`` (what ``probe`` returned): the audio is then cut/padded to the video's length,
+    and an upload without audio gets that much silence so every output has the same two tracks.
+    Without it the upload MUST have an audio stream. Pass ``pictures`` to also write the segment's
+    thumbnail and storyboard strip from the same decode (two more branches of the split).
+    """
+    video = _video_graph(renditions, pictures)
+    graph = ";".join([video, _audio_graph(len(renditions), source)])
+    argv = [*_FFMPEG, "-i", str(src), "-filter_complex", graph]
+    for index, rendition in enumerate(renditions):
+        argv += _rendition_output(index, rendition, outputs[rendition.name])
+    if pictures is not None:
+        argv += ["-map", "[thumb]", *_picture(pictures.thumbnail, 3), "-map", "[strip]", *_picture(pictures.storyboard, 4)]
+    return argv
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """The stills one encode also writes: a thumbnail at `at` s and a storyboard strip (see STORYBOARD_*)."""
+
+    thumbnail: Path
+    storyboard: Path
+    at: float
+    width: int
+
+
+def _video_graph(renditions: Sequence[Rendition], pictures: Pictures | None = None) -> str:
+    """Return the split + per-rendition fps/scale chains; setpts makes every upload start at 0."""
+    branches = len(renditions) + (2 if pictures else 0)
+    labels = "".join(f"[s{i}]" for i in range(branches))
+    chains = [f"[0:v:0]setpts=PTS-STARTPTS,split={branches}{labels}"]
+    for i, r in enumerate(renditions):
+        chains.append(f"[s{i}]fps={r.fps},scale={r.width}:{r.height},setsar=1,format=yuv420p[v{i}]")
+    if pictures is not None:
+        n = len(renditions)
+        chains.append(f"[s{n}]trim=start={pictures.at:.3f},scale={pictures.width}:-2,setsar=1[thumb]")
+        # select keeps the first frame, then one at least STORYBOARD_EVERY s after the last kept one;
+        # tile pads a short strip with black and flushes it at EOF.
+        pick = f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{STORYBOARD_EVERY:g})'"
+        chains.append(f"[s{n + 1}]{pick},scale={STORYBOARD_TILE_WIDTH}:-2,setsar=1,tile={STORYBOARD_COLUMNS}x1[strip]")
+    return ";".join(chains)
+
+
+def _picture(out: Path, quality: int) -> list[str]:
+    return ["-frames:v", "1", "-q:v", str(quality), *_jpeg(out)]
+
+
+def _audio_graph(count: int, source: SourceInfo | None) -> str:
+    """Return the audio chain: the source (or silence) as 48 kHz stereo, split per rendition."""
+    labels = "".join(f"[a{i}]" for i in range(count))
+    tail = f"aformat=sample_fmts=fltp:channel_layouts=stereo,asplit={count}{labels}"
+    if source is None:
+        return f"[0:a:0]asetpts=PTS-STARTPTS,aresample={AUDIO_RATE},{tail}"
+    duration = f"{source.duration:.6f}"
+    if not source.has_audio:
+        return f"anullsrc=r={AUDIO_RATE}:cl=stereo:d={duration},{tail}"
+    # Pad/cut the audio to the video's length: phone (and AAC) padding would otherwise make each
+    # segment's audio tens of ms longer than its video, and the audio timeline overlap more.
+    fit = f"apad=whole_dur={duration},atrim=duration={duration}"
+    return f"[0:a:0]asetpts=PTS-STARTPTS,aresample={AUDIO_RATE},{fit},{tail}"
+
+
+def _rendition_output(index: int, r: Rendition, out: Path) -> list[str]:
+    """Return the encoder and muxer options of one rendition output."""
+    # -bf 0: dts == pts, so no composition offsets and tfdt/TS PTS are presentation times.
+    # -sc_threshold 0 and -keyint_min == -g: keyframes only on the fixed GOP grid (first frame is IDR).
+    video = ["-c:v", "libx264", "-preset", PRESET, "-profile:v", "main", "-level:v", _level(r.level)]
+    video += ["-bf", "0", "-g", str(r.gop), "-keyint_min", str(r.gop), "-sc_threshold", "0"]
+    video += ["-b:v", str(r.video_bitrate), "-maxrate", str(r.video_bitrate)]
+    video += ["-bufsize", str(2 * r.video_bitrate)]
+    audio = ["-c:a", "aac", "-b:a", str(r.audio_bitrate), "-ar", str(AUDIO_RATE), "-ac", "2"]
+    mux = [*_CLEAN, "-movflags", "+faststart", "-video_track_timescale", str(VIDEO_TIMESCALE)]
+    return ["-map", f"[v{index}]", "-map", f"[a{index}]", *video, *audio, *mux, "-f", "mp4", str(out)]
+
+
+def _level(level_idc: int) -> str:
+    """Return x264's spelling of a level_idc (31 -> '3.1')."""
+    return f"{level_idc // 10}.{level_idc % 10}"
+
+
+# --- packaging: remux only --------------------------------------------------------------------
+
+
+def package_video_argv(mp4: Path, out: Path, start: int) -> list[str]:
+    """Build the remux of a rendition's video into a CMAF fragment whose tfdt is start (90 kHz)."""
+    return [*_FFMPEG, "-copyts", "-i", str(mp4), *_video_fragment(0, out, start)]
+
+
+def package_audio_argv(mp4: Path, out: Path, start: int) -> list[str]:
+    """Build the remux of a rendition's audio into a CMAF fragment whose tfdt is start (48 kHz ticks)."""
+    return [*_FFMPEG, "-copyts", "-i", str(mp4), *_audio_fragment(0, out, start)]
+
+
+def package_ts_argv(mp4: Path, out: Path, start: int) -> list[str]:
+    """Build the remux of a rendition into MPEG-TS whose first video PTS is start + TS_PTS_OFFSET."""
+    return [*_FFMPEG, "-copyts", "-i", str(mp4), *_ts(0, out, start)]
+
+
+def package_argv(
+    mp4s: Sequence[Path], fragments: Sequence[Path], ts: Sequence[Path], audio: Path, start: int, audio_start: int
+) -> list[str]:
+    """Build ONE remux of every rendition into its CMAF fragment and TS, plus the audio fragment.
+
+    The same outputs as the single-output builders above (tests compare the bytes), for one process
+    start instead of seven: packaging is on the live path, and launching ffmpeg costs ~80 ms.
+    """
+    argv = [*_FFMPEG, "-copyts"]
+    for mp4 in mp4s:
+        argv += ["-i", str(mp4)]
+    for index, (fragment, stream) in enumerate(zip(fragments, ts, strict=True)):
+        argv += [*_video_fragment(index, fragment, start), *_ts(index, stream, start)]
+    return argv + _audio_fragment(0, audio, audio_start)
+
+
+def _video_fragment(index: int, out: Path, start: int) -> list[str]:
+    offset = _microseconds(start, VIDEO_TIMESCALE)
+    return ["-map", f"{index}:v:0", "-c", "copy", "-b:v", "0", "-output_ts_offset", offset, *_CMAF, str(out)]
+
+
+def _audio_fragment(index: int, out: Path, start: int) -> list[str]:
+    # +AAC_PRIMING: the priming frame has dts -1024, and a tfdt cannot be negative.
+    offset = _microseconds(start + AAC_PRIMING, AUDIO_RATE)
+    return ["-map", f"{index}:a:0", "-c", "copy", "-b:a", "0", "-output_ts_offset", offset, *_CMAF, str(out)]
+
+
+def _ts(index: int, out: Path, start: int) -> list[str]:
+    offset = _microseconds(start, VIDEO_TIMESCALE)
+    streams = ["-map", f"{index}:v:0", "-map", f"{index}:a:0", "-c", "copy"]
+    # The AAC priming frame of segment 0 is at -1920; shifting it would move only segment 0.
+    mux = [*_CLEAN, "-avoid_negative_ts", "disabled", "-f", "mpegts"]
+    return [*streams, "-output_ts_offset", offset, *mux, str(out)]
+
+
+def audio_ticks(video_ticks: int) -> int:
+    """Convert 90 kHz ticks to 48 kHz ticks, rounding to the nearest (exact for 30/25/15 fps)."""
+    return (video_ticks * AUDIO_RATE * 2 + VIDEO_TIMESCALE) // (2 * VIDEO_TIMESCALE)
+
+
+def _microseconds(ticks: int, rate: int) -> str:
+    """Spell ticks/rate as integer microseconds; ffmpeg rescales back to the exact tick."""
+    if ticks < 0:
+        raise ValueError(f"start must not be negative, got {ticks}")
+    return f"{(ticks * 2_000_000 + rate) // (2 * rate)}us"
+
+
+# --- pictures ---------------------------------------------------------------------------------
+
+
+def _jpeg(out: Path) -> list[str]:
+    """Return the muxer options writing exactly one JPEG to out (any name, no %d pattern)."""
+    return ["-c:v", "mjpeg", "-f", "image2", "-update", "1", str(out)]
+
+
+# One storyboard strip per segment: a tile every second, from the lowest rendition.
+STORYBOARD_EVERY = 1.0
+STORYBOARD_TILE_WIDTH = 160
+STORYBOARD_COLUMNS = 5
+
+
+def tile_height(width: int, height: int, tile_width: int) -> int:
+    """Return the tile height ffmpeg's scale=tile_width:-2 gives for a width x height picture."""
+    return 2 * ((tile_width * height + width) // (2 * width))
+
+
+def storyboard_tile(index: int, *, width: int, height: int, tile_width: int, columns: int) -> tuple[int, int, int, int]:
+    """Return (x, y, w, h) of frame `index` in the sprite, for a WebVTT '#xywh=' fragment."""
+    h = tile_height(width, height, tile_width)
+    return (index % columns) * tile_width, (index // columns) * h, tile_width, h
