@@ -1,0 +1,164 @@
+"""What players are answered: playlists rendered from a snapshot of the database, cached by revision."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from server.errors import NotFound
+from server.lifecycle import to_state
+from server.models import Video
+from server.playlists import (
+    AUDIO,
+    Published,
+    StoryboardTiles,
+    VideoState,
+    live_segments,
+    render_android_mpd,
+    render_dash,
+    render_hls_master,
+    render_hls_media,
+    render_legacy_hls_master,
+    render_legacy_hls_media,
+    render_storyboard_vtt,
+    vod_segments,
+)
+from server.services import Services
+from server.transcode.ffmpeg import STORYBOARD_COLUMNS, STORYBOARD_EVERY, STORYBOARD_TILE_WIDTH, tile_height
+
+# Live answers also depend on the clock (publishTime), so they live briefly; 2 s because memcached
+# expires on whole-second ticks, where 1 s can mean almost nothing. A state change is a new revision.
+LIVE_TTL = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A video as players see it: its state, which segments have files, and its revision."""
+
+    state: VideoState
+    packaged: frozenset[int]
+    revision: int
+
+    @property
+    def finished(self) -> bool:
+        return self.state.is_vod
+
+    def published(self, now: float, gap_timeout: float) -> list[Published]:
+        """Return the listed segments: the VOD list once finished, else the live list up to the first not yet packaged."""
+        if self.finished:
+            return [p for p in vod_segments(self.state) if p.segment_id in self.packaged]
+        out: list[Published] = []
+        for entry in live_segments(self.state, now, gap_timeout):
+            if entry.segment_id not in self.packaged:
+                break  # a live list only grows at its end: wait for the remux rather than skip it
+            out.append(entry)
+        return out
+
+
+def snapshot(session: Session, video_id: int) -> Snapshot:
+    query = select(Video).where(Video.id == video_id).options(selectinload(Video.renditions), selectinload(Video.segments))
+    video = session.scalars(query).one_or_none()
+    if video is None:
+        raise NotFound(f"video {video_id} does not exist")
+    packaged = frozenset(s.segment_id for s in video.segments if s.packaged_at is not None)
+    return Snapshot(to_state(video), packaged, video.revision)
+
+
+def current_revision(session: Session, video_id: int) -> int:
+    revision = session.scalar(select(Video.revision).where(Video.id == video_id))
+    if revision is None:
+        raise NotFound(f"video {video_id} does not exist")
+    return revision
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    finished: bool
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def rendered(services: Services, session: Session, video_id: int, kind: str, render, extra: str = "") -> Rendered:  # type: ignore[no-untyped-def]
+    """Return a playlist from the cache (keyed by the video's revision) or render and cache it."""
+    key = f"pl:{video_id}:{current_revision(session, video_id)}:{kind}:{extra}"
+    hit = services.cache.get(key)
+    if hit is not None:
+        return _decode(hit)
+    snap = snapshot(session, video_id)
+    result: Rendered = render(snap, time.time())
+    services.cache.set(key, _encode(result), services.config.CACHE_TTL if result.finished else LIVE_TTL)
+    return result
+
+
+def _encode(r: Rendered) -> bytes:
+    meta = json.dumps({"finished": r.finished, "headers": r.headers}, separators=(",", ":"))
+    return meta.encode() + b"\n" + r.body
+
+
+def _decode(raw: bytes) -> Rendered:
+    meta, _, body = raw.partition(b"\n")
+    fields = json.loads(meta)
+    return Rendered(body, fields["finished"], tuple((k, v) for k, v in fields["headers"]))
+
+
+def dash(gap: float, base_url: str, time_url: str):  # type: ignore[no-untyped-def]
+    return lambda s, now: Rendered(
+        render_dash(s.state, s.published(now, gap), now, base_url=base_url, utc_timing_url=time_url).encode(), s.finished
+    )
+
+
+def hls_master(s: Snapshot, _now: float) -> Rendered:
+    return Rendered(render_hls_master(s.state).encode(), s.finished)
+
+
+def hls_media(gap: float, track: str):  # type: ignore[no-untyped-def]
+    def render(s: Snapshot, now: float) -> Rendered:
+        target = AUDIO if track == AUDIO else _rendition(s.state, track)
+        return Rendered(render_hls_media(s.state, target, s.published(now, gap)).encode(), s.finished)
+
+    return render
+
+
+def legacy_master(s: Snapshot, _now: float) -> Rendered:
+    return Rendered(render_legacy_hls_master(s.state).encode(), s.finished)
+
+
+def legacy_media(gap: float, name: str):  # type: ignore[no-untyped-def]
+    return lambda s, now: Rendered(
+        render_legacy_hls_media(s.state, _rendition(s.state, name), s.published(now, gap)).encode(), s.finished
+    )
+
+
+def android_mpd(gap: float, after: int | None):  # type: ignore[no-untyped-def]
+    """Render the Android app's MPD: only segments after `after`, with its two headers."""
+
+    def render(s: Snapshot, now: float) -> Rendered:
+        listed = [p for p in s.published(now, gap) if after is None or p.segment_id > after]
+        headers = [("streamEnded", "true" if s.finished else "false")]
+        if listed:
+            headers.insert(0, ("lastSegmentId", str(listed[-1].segment_id)))
+        return Rendered(render_android_mpd(s.state, listed).encode(), s.finished, tuple(headers))
+
+    return render
+
+
+def storyboard(gap: float):  # type: ignore[no-untyped-def]
+    def render(s: Snapshot, now: float) -> Rendered:
+        low = s.state.renditions[-1]
+        tiles = StoryboardTiles(
+            STORYBOARD_EVERY, STORYBOARD_TILE_WIDTH, tile_height(low.width, low.height, STORYBOARD_TILE_WIDTH), STORYBOARD_COLUMNS
+        )
+        return Rendered(render_storyboard_vtt(s.state, s.published(now, gap), tiles).encode(), s.finished)
+
+    return render
+
+
+def _rendition(state: VideoState, name: str):  # type: ignore[no-untyped-def]
+    for rendition in state.renditions:
+        if rendition.name == name:
+            return rendition
+    raise NotFound(f"video {state.video_id} has no rendition {name!r}")
