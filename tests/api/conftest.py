@@ -1,0 +1,33 @@
+"""An app on real MariaDB and a private gearmand with no worker: jobs wait in the queue to be counted."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from server import create_app
+from tests.android import new_video_body, segment_upload
+
+
+@pytest.fixture
+def app(make_config, gearmand):  # type: ignore[no-untyped-def]
+    app = create_app(make_config(GEARMAN_SERVERS=(gearmand.address,), MAX_SEGMENT_BYTES=8 * 1024 * 1024))
+    yield app
+    app.extensions["team03"].close()
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def video_id(client: FlaskClient) -> int:
+    response = client.post("/videos", json=new_video_body("fixture video"))
+    assert response.status_code == 201, response.json
+    return response.json["video_id"]
+
+
+def upload(client: FlaskClient, video_id: int, segment_id: int | str, data: bytes | None, extension: str | None = "mp4"):  # type: ignore[no-untyped-def]
+    body, content_type = segment_upload(segment_id, data, extension)
+    return client.post(f"/video_segment/{video_id}", data=body, content_type=content_type)

@@ -1,0 +1,85 @@
+"""Fixtures on real services: MariaDB, gearmand, memcached and ffmpeg on loopback."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
+
+from server.config import Config
+from server.models import Admin
+from tests import services as real
+from tests.media import make_segment
+
+
+@pytest.fixture(scope="session")
+def mysql_database() -> Iterator[str]:
+    url = real.create_database()
+    yield url
+    real.drop_database(url)
+
+
+@pytest.fixture
+def database_url(mysql_database: str) -> str:
+    real.truncate_all(mysql_database)
+    return mysql_database
+
+
+@pytest.fixture
+def gearmand() -> Iterator[real.Gearmand]:
+    server = real.Gearmand().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_config(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Return a factory of Configs on the test database and a private media root."""
+
+    def factory(**overrides: object) -> Config:
+        values: dict[str, object] = {
+            "DATABASE_URL": database_url,
+            "MEDIA_ROOT": tmp_path / "media",
+            "SECRET_KEY": "test",
+            "GEARMAN_SERVERS": (),
+            "MEMCACHED_SERVERS": (),
+            "CACHE_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
+            "REAPER_INTERVAL": 0.5,
+        }
+        values.update(overrides)
+        return Config.from_env(**values)
+
+    return factory
+
+
+@pytest.fixture
+def admin_auth(database_url: str) -> dict[str, str]:
+    engine = create_engine(database_url)
+    with Session(engine) as session:
+        session.add(Admin(name="root", password_hash=generate_password_hash("s3cret")))
+        session.commit()
+    engine.dispose()
+    return {"Authorization": "Basic " + base64.b64encode(b"root:s3cret").decode()}
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("segments")
+
+
+@pytest.fixture(scope="session")
+def segment_files(media_dir: Path) -> list[Path]:
+    """Four phone-like segments of slightly different durations, made once per run."""
+    durations = [3.0, 2.9, 3.1, 3.0]
+    return [make_segment(media_dir / f"seg{i}.mp4", seconds=d) for i, d in enumerate(durations)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -1,0 +1,24 @@
+"""Settings come from the environment, typed, and travel to workers the same way."""
+
+import pytest
+
+from server.config import Config
+
+
+def test_a_config_travels_to_a_worker_through_its_environment(monkeypatch, tmp_path):
+    config = Config.from_env(
+        GEARMAN_SERVERS=("a:1", "b:2"), MEDIA_ROOT=tmp_path, KEEP_ORIGINALS=True, GAP_TIMEOUT=2.5, SECRET_KEY="k"
+    )
+    for name, value in config.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert Config.from_env() == config
+
+
+def test_a_bad_value_names_its_variable(monkeypatch):
+    monkeypatch.setenv("MAX_SEGMENT_BYTES", "lots")
+    with pytest.raises(ValueError, match="MAX_SEGMENT_BYTES"):
+        Config.from_env()
+    monkeypatch.setenv("MAX_SEGMENT_BYTES", "5")
+    monkeypatch.setenv("KEEP_ORIGINALS", "maybe")
+    with pytest.raises(ValueError, match="KEEP_ORIGINALS"):
+        Config.from_env()

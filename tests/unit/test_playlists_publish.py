@@ -1,0 +1,257 @@
+"""Exact and property-style tests of the publish rules (server/playlists/publish.py)."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from server.playlists import (
+    RenditionInfo,
+    SegmentState,
+    VideoState,
+    android_segments,
+    is_finished,
+    live_segments,
+    stream_ended,
+    vod_segments,
+)
+
+T0 = 1_795_000_000.0
+GAP = 10.0
+D = 270_000  # 3 s at 90 kHz
+RUNGS = (
+    RenditionInfo("HIGH", 720, 480, 3_128_000, 3_000_000, "avc1.4d401e"),
+    RenditionInfo("MEDIUM", 480, 320, 896_000, 768_000, "avc1.4d401e"),
+    RenditionInfo("LOW", 240, 160, 328_000, 200_000, "avc1.42c00d"),
+)
+
+
+def ready(k: int, at: float, duration: int = D) -> SegmentState:
+    """Return a READY segment k that became ready at T0 + at, starting at k x 3 s."""
+    return SegmentState(k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, start_ticks=k * D, duration_ticks=duration)
+
+
+def failed(k: int, at: float) -> SegmentState:
+    """Return a segment k that failed for good at T0 + at."""
+    return SegmentState(k, "FAILED", uploaded_at=T0 + at - 1, failed_at=T0 + at)
+
+
+def video(*segments: SegmentState, ended_at: float | None = None, last: int | None = None, vod: bool = False) -> VideoState:
+    """Return a video on the test ladder; ended_at is relative to T0."""
+    end = None if ended_at is None else T0 + ended_at
+    return VideoState(7, "t", T0, RUNGS, tuple(segments), end, last, is_vod=vod)
+
+
+def ids(video_: VideoState, at: float) -> list[int]:
+    """Return the live list's segment ids at T0 + at."""
+    return [p.segment_id for p in live_segments(video_, T0 + at, GAP)]
+
+
+def test_contiguous_ready_segments_are_listed_in_order() -> None:
+    v = video(ready(1, 8), ready(0, 5), ready(2, 11))
+    published = live_segments(v, T0 + 12, GAP)
+    assert [(p.segment_id, p.sequence, p.start_ticks, p.discontinuity) for p in published] == [
+        (0, 0, 0, False),
+        (1, 1, D, False),
+        (2, 2, 2 * D, False),
+    ]
+    assert published[1].audio_start_ticks == 144_000 and published[1].audio_duration_ticks == 144_000
+
+
+def test_future_facts_are_ignored() -> None:
+    v = video(ready(0, 5), ready(1, 8))
+    assert ids(v, 7) == [0]
+
+
+def test_missing_segment_waits_until_a_later_one_was_ready_for_the_timeout() -> None:
+    v = video(ready(0, 5), ready(2, 11), ready(3, 14))
+    assert ids(v, 20.999) == [0]
+    published = live_segments(v, T0 + 21, GAP)
+    assert [(p.segment_id, p.sequence, p.discontinuity, p.discontinuity_sequence) for p in published] == [
+        (0, 0, False, 0),
+        (2, 1, True, 1),
+        (3, 2, False, 1),
+    ]
+
+
+def test_segment_arriving_after_its_skip_stays_out_of_the_live_list() -> None:
+    v = video(ready(0, 5), ready(1, 30), ready(2, 11), ready(3, 14))
+    assert ids(v, 22) == [0, 2, 3]
+    assert ids(v, 40) == [0, 2, 3]
+    assert [p.segment_id for p in vod_segments(v)] == [0, 1, 2, 3]
+    assert [p.discontinuity for p in vod_segments(v)] == [False, False, False, False]
+
+
+def test_segment_arriving_before_the_deadline_is_listed() -> None:
+    v = video(ready(0, 5), ready(1, 20), ready(2, 11))
+    assert ids(v, 19) == [0]
+    assert ids(v, 20) == [0, 1, 2]
+
+
+def test_failed_segment_is_skipped_at_once() -> None:
+    v = video(ready(0, 5), failed(1, 6), ready(2, 11))
+    assert ids(v, 11) == [0, 2]
+    assert [p.discontinuity for p in live_segments(v, T0 + 11, GAP)] == [False, True]
+
+
+def test_failed_first_segment_starts_the_list_without_a_discontinuity() -> None:
+    v = video(failed(0, 4), ready(1, 8))
+    assert [(p.segment_id, p.discontinuity, p.start_ticks) for p in live_segments(v, T0 + 9, GAP)] == [(1, False, D)]
+
+
+def test_missing_tail_is_skipped_once_the_end_waited_the_timeout() -> None:
+    v = video(ready(0, 5), ready(1, 8), ended_at=9, last=3)
+    assert ids(v, 18.9) == [0, 1]
+    assert not is_finished(v, T0 + 18.9, GAP)
+    assert is_finished(v, T0 + 19, GAP)
+    assert ids(v, 19) == [0, 1]
+
+
+def test_end_before_the_last_uploads_waits_for_them() -> None:
+    v = video(ready(0, 5), ready(1, 12), ended_at=9, last=1)
+    assert ids(v, 10) == [0]
+    assert not is_finished(v, T0 + 10, GAP)
+    assert is_finished(v, T0 + 12, GAP)
+
+
+def test_finished_at_once_when_every_segment_is_ready_before_the_end() -> None:
+    v = video(ready(0, 5), ready(1, 8), ended_at=9, last=1)
+    assert not is_finished(v, T0 + 8.5, GAP)
+    assert is_finished(v, T0 + 9, GAP)
+
+
+def test_one_segment_video_with_last_segment_id_zero() -> None:
+    v = video(ready(0, 5), ended_at=6, last=0)
+    assert is_finished(v, T0 + 6, GAP)
+    assert stream_ended(v, T0 + 6, GAP)
+
+
+def test_not_finished_while_the_end_is_unknown() -> None:
+    v = video(ready(0, 5), ready(1, 8))
+    assert not is_finished(v, T0 + 1000, GAP)
+    assert not stream_ended(v, T0 + 1000, GAP)
+
+
+def test_segments_past_the_last_id_are_ignored() -> None:
+    v = video(ready(0, 5), ready(1, 8), ended_at=9, last=0)
+    assert ids(v, 10) == [0]
+    assert [p.segment_id for p in vod_segments(v)] == [0]
+
+
+def test_android_segments_lists_only_ids_after_the_one_given() -> None:
+    v = video(ready(0, 5), ready(1, 8), ready(2, 11))
+    assert [p.segment_id for p in android_segments(v, None, T0 + 12, GAP)] == [0, 1, 2]
+    assert [p.segment_id for p in android_segments(v, 0, T0 + 12, GAP)] == [1, 2]
+    assert android_segments(v, 2, T0 + 12, GAP) == []
+
+
+def test_android_stream_ended_is_true_even_when_nothing_new_is_listed() -> None:
+    v = video(ready(0, 5), ready(1, 8), ended_at=9, last=1)
+    assert android_segments(v, 1, T0 + 9, GAP) == []
+    assert stream_ended(v, T0 + 9, GAP)
+
+
+def test_android_segments_of_a_vod_include_late_ones() -> None:
+    v = video(ready(0, 5), ready(1, 30), ready(2, 11), ended_at=12, last=2, vod=True)
+    assert [p.segment_id for p in android_segments(v, None, T0 + 40, GAP)] == [0, 1, 2]
+    assert stream_ended(v, T0 + 40, GAP)
+
+
+def test_starts_are_derived_from_earlier_durations_when_unknown() -> None:
+    segs = [
+        SegmentState(0, "READY", ready_at=T0 + 5, duration_ticks=271_000),
+        SegmentState(2, "READY", ready_at=T0 + 11, duration_ticks=269_000),
+    ]
+    v = video(*segs)
+    assert [(p.segment_id, p.start_ticks) for p in vod_segments(v)] == [(0, 0), (2, 271_000 + D)]
+
+
+def test_invalid_states_are_refused() -> None:
+    with pytest.raises(ValueError):
+        SegmentState(0, "READY")
+    with pytest.raises(ValueError):
+        SegmentState(0, "FAILED")
+    with pytest.raises(ValueError):
+        SegmentState(0, "DONE")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RenditionInfo("../x", 1, 1, 1, 1, "avc1")
+
+
+# Property-style tests: random arrival orders, checked at every instant something happens.
+
+
+@dataclass(frozen=True)
+class History:
+    """A whole recording's facts, as the database would hold them at the end."""
+
+    video: VideoState
+    gap: float
+    events: tuple[float, ...]
+
+
+def random_history(rng: random.Random) -> History:
+    """Return a random recording: segments ready, failed or never arriving, in any order."""
+    n = rng.randint(1, 10)
+    segments = []
+    for k in range(n):
+        fate = rng.choices(["ready", "failed", "never"], weights=[7, 1, 2])[0]
+        at = k * 3 + rng.uniform(3, 40)  # retries make some arrive far behind the others
+        duration = D + rng.randint(-9000, 9000)
+        if fate == "ready":
+            segments.append(SegmentState(k, "READY", ready_at=T0 + at, duration_ticks=duration))
+        elif fate == "failed":
+            segments.append(SegmentState(k, "FAILED", failed_at=T0 + at))
+    ended_at = T0 + n * 3 + rng.uniform(0, 20) if rng.random() < 0.8 else None
+    v = VideoState(7, "t", T0, RUNGS, tuple(segments), ended_at, n - 1 if ended_at else None)
+    times = [s.ready_at or s.failed_at or 0.0 for s in segments] + ([ended_at] if ended_at else [])
+    gap = rng.choice([0.0, 5.0, 10.0, 30.0])
+    events = sorted({T0, *times} | {t + gap for t in times} | {t - 0.001 for t in times})
+    return History(v, gap, tuple(events))
+
+
+def oracle(v: VideoState, gap: float) -> tuple[list[int], float]:
+    """Return the final live ids and the finish time, from the docstring's rule with every fact known."""
+    assert v.ended_at is not None and v.last_segment_id is not None
+
+    def settled(j: int) -> float:
+        s = v.by_id.get(j)
+        return math.inf if s is None else min(s.ready_at or math.inf, s.failed_at or math.inf)
+
+    decided, included = -math.inf, []
+    for k in range(v.last_segment_id + 1):
+        s = v.by_id.get(k)
+        later = min((settled(j) for j in range(k + 1, v.last_segment_id + 1)), default=math.inf)
+        failed_at = s.failed_at if s and s.failed_at else math.inf
+        deadline = max(decided, min(later + gap, v.ended_at + gap, failed_at))
+        if s and s.ready_at is not None and s.ready_at <= deadline:
+            included.append(k)
+            decided = max(decided, s.ready_at)
+        else:
+            decided = deadline
+    return included, max(decided, v.ended_at)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_live_list_only_grows_and_finishes_when_expected(seed: int) -> None:
+    h = random_history(random.Random(seed))
+    previous: list = []
+    was_finished = False
+    for now in (*h.events, h.events[-1] + 1000):
+        current = live_segments(h.video, now, h.gap)
+        assert current[: len(previous)] == previous, f"live list rewritten at now={now - T0:.3f}"
+        finished = is_finished(h.video, now, h.gap)
+        assert finished or not was_finished, "is_finished went back to false"
+        previous, was_finished = current, finished
+    listed = {p.segment_id for p in previous}
+    assert listed <= {p.segment_id for p in vod_segments(h.video)}
+    if h.video.ended_at is None:
+        assert not was_finished
+        return
+    expected_ids, finish_at = oracle(h.video, h.gap)
+    assert [p.segment_id for p in previous] == expected_ids
+    assert was_finished
+    assert is_finished(h.video, finish_at, h.gap)
+    assert not is_finished(h.video, finish_at - 0.0005, h.gap)
