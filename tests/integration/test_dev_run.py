@@ -1,0 +1,83 @@
+"""The newcomer's path: `python dev_run.py` on embedded defaults takes a recording made the Android way."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.android import VIDEO_KEYS, new_video_body, segment_upload
+from tests.services import ROOT, free_port, wait_port
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEARMAN_SERVERS", "MEMCACHED_SERVERS", "DATABASE_URL")}
+    env.update(
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite'}", "MEDIA_ROOT": str(tmp_path / "media"), "REAPER_INTERVAL": "0.5"}
+    )
+    return env
+
+
+def test_dev_run_serves_a_phone_recording_from_upload_to_vod(tmp_path, segment_files):
+    port = free_port()
+    with (tmp_path / "dev_run.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "dev_run.py", "--port", str(port)], cwd=ROOT, env=_env(tmp_path), stdout=log, stderr=log
+        )
+    try:
+        wait_port(port, timeout=30)
+        _record_like_a_phone(f"http://127.0.0.1:{port}", segment_files, tmp_path)
+    finally:
+        server.terminate()  # what an operator's service manager sends
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise AssertionError(
+                "dev_run.py ignored SIGTERM for 30 s:\n" + (tmp_path / "dev_run.log").read_text()[-3000:]
+            ) from None
+
+
+def _record_like_a_phone(base: str, segment_files: list[Path], tmp_path: Path) -> None:
+    with requests.Session() as s:
+        s.headers.update({"Accept": "application/json"})
+        video = s.post(f"{base}/videos", json=new_video_body("from the phone")).json()
+        assert set(video) == VIDEO_KEYS
+        vid = video["video_id"]
+        for k in (1, 0, 2):
+            body, content_type = segment_upload(k, segment_files[k].read_bytes())
+            assert s.post(f"{base}/video_segment/{vid}", data=body, headers={"Content-Type": content_type}).status_code == 201
+        assert s.post(f"{base}/video_end/{vid}", data={"last_segment_id": "2"}).status_code == 200
+        deadline = time.monotonic() + 120
+        while s.get(f"{base}/video/{vid}").json()["type"] != "VOD":
+            assert time.monotonic() < deadline, (tmp_path / "dev_run.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert s.get(f"{base}/live_mpd/{vid}.mpd?last_segment_id=2").headers["streamEnded"] == "true"
+        assert s.get(f"{base}/video_files/{vid}/HIGH/000002.mp4").status_code == 200
+
+
+def test_cli_migrates_and_creates_an_admin_who_can_rename(tmp_path):
+    env = _env(tmp_path)
+    run = [sys.executable, "-m", "server.cli"]
+    subprocess.run([*run, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*run, "admin", "create", "ops"], cwd=ROOT, env=env, input="hunter22\n", text=True, check=True, capture_output=True
+    )
+    from server import create_app
+    from server.config import Config
+
+    app = create_app(Config.from_env(DATABASE_URL=env["DATABASE_URL"], MEDIA_ROOT=tmp_path / "media"))
+    try:
+        client = app.test_client()
+        vid = client.post("/videos", json={"title": "a"}).json["video_id"]
+        auth = {"Authorization": "Basic " + base64.b64encode(b"ops:hunter22").decode()}
+        assert client.put(f"/video/{vid}", json={"title": "b"}, headers=auth).json["title"] == "b"
+        assert client.put(f"/video/{vid}", json={"title": "c"}).status_code == 401
+    finally:
+        app.extensions["team03"].close()

@@ -1,0 +1,309 @@
+"""Playback on the real pipeline: what players are told while live, at the end, and as VOD."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from urllib.parse import urljoin
+from xml.etree import ElementTree
+
+import m3u8
+import pytest
+import requests
+from mpegdash.parser import MPEGDASHParser
+
+from server.models import SegmentStatus
+
+NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+
+
+def _android(client, vid, after=None):  # type: ignore[no-untyped-def]
+    url = f"/live_mpd/{vid}.mpd" + ("" if after is None else f"?last_segment_id={after}")
+    response = client.get(url, headers={"Accept": "application/json", "Cache-control": "public,max-age=0"})
+    assert response.status_code == 200
+    root = ElementTree.fromstring(response.data)
+    reps = root.findall(".//d:Representation", NS)
+    names = [[u.get("media") for u in r.findall(".//d:SegmentURL", NS)] for r in reps]
+    return response, reps, names
+
+
+def _packaged(stack, vid, k):  # type: ignore[no-untyped-def]
+    return stack.segment(vid, k).packaged_at is not None
+
+
+def test_live_playlists_grow_then_become_vod(stack, segment_files, tmp_path):
+    stack.start_worker(tmp_path / "worker.log")
+    client = stack.client
+    vid = stack.new_video()
+    for k in (0, 1):
+        stack.upload(vid, k, segment_files[k].read_bytes())
+    stack.wait(lambda: _packaged(stack, vid, 0) and _packaged(stack, vid, 1), 60, "0 and 1 packaged")
+
+    response, reps, names = _android(client, vid)
+    assert response.headers["lastSegmentId"] == "1" and response.headers["streamEnded"] == "false"
+    assert len(reps) >= 3 and names[0] == ["000000.mp4", "000001.mp4"]
+    assert ElementTree.fromstring(response.data).find("d:BaseURL", NS).text == f"/video_files/{vid}/"
+    response, _, names = _android(client, vid, after=1)
+    assert "lastSegmentId" not in response.headers and response.headers["streamEnded"] == "false"
+    assert names[0] == []
+
+    media = m3u8.loads(client.get(f"/video_files/{vid}/HIGH/playlist.m3u8").data.decode())
+    assert media.playlist_type == "event" and not media.is_endlist
+    assert [s.uri for s in media.segments] == ["000000.m4s", "000001.m4s"]
+    assert media.target_duration >= max(s.duration for s in media.segments)
+    legacy = m3u8.loads(client.get(f"/live_m3u8/{vid}/LOW/stream.m3u8").data.decode())
+    assert not legacy.is_endlist
+    assert [s.uri for s in legacy.segments] == [f"/video_files/{vid}/LOW/000000.ts", f"/video_files/{vid}/LOW/000001.ts"]
+    assert [round(s.duration, 1) for s in legacy.segments] == [3.0, 2.9]  # actual, not a constant 3
+    mpd = MPEGDASHParser.parse(client.get(f"/video_files/{vid}/manifest.mpd").data.decode())
+    assert mpd.type == "dynamic" and mpd.utc_timings
+
+    stack.upload(vid, 2, segment_files[2].read_bytes())
+    stack.end(vid, 2)
+    stack.wait_vod(vid)
+    response, _, names = _android(client, vid, after=2)
+    assert response.headers["streamEnded"] == "true" and names[0] == []  # ended, nothing new
+    _, _, names = _android(client, vid)
+    assert names[2] == ["000000.mp4", "000001.mp4", "000002.mp4"]
+    media = m3u8.loads(client.get(f"/video_files/{vid}/MEDIUM/playlist.m3u8").data.decode())
+    assert media.playlist_type == "vod" and media.is_endlist and len(media.segments) == 3
+    assert media.segment_map[0].uri == "init.mp4"
+    assert m3u8.loads(client.get(f"/live_m3u8/{vid}/HIGH/stream.m3u8").data.decode()).is_endlist
+    master = m3u8.loads(client.get(f"/live_m3u8/{vid}/root.m3u8").data.decode())
+    assert [p.uri for p in master.playlists] == ["HIGH/stream.m3u8", "MEDIUM/stream.m3u8", "LOW/stream.m3u8"]
+    assert urljoin(f"http://h/live_m3u8/{vid}/root.m3u8", master.playlists[0].uri) == f"http://h/live_m3u8/{vid}/HIGH/stream.m3u8"
+    mpd = MPEGDASHParser.parse(client.get(f"/video_files/{vid}/manifest.mpd").data.decode())
+    assert mpd.type == "static" and mpd.media_presentation_duration.startswith("PT")
+    vtt = client.get(f"/video_files/{vid}/storyboard.vtt")
+    assert vtt.data.startswith(b"WEBVTT") and b"storyboard/000002.jpg#xywh=" in vtt.data
+    video = client.get(f"/video/{vid}").json
+    assert (video["type"], video["status"], video["segment_count"]) == ("VOD", "OK", 3)
+    assert video["uri_thumbnail"] == "thumbnails/000001.jpg"
+    with client.get(f"/video_files/{vid}/{video['uri_thumbnail']}") as thumbnail:
+        assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/jpeg"
+
+
+def _android_player(base: str, vid: int, deadline: float) -> list[str]:
+    """Play like the app: poll every 1.5 s with last_segment_id, fetch every new MP4, stop at streamEnded."""
+    with requests.Session() as session:
+        return _poll(session, base, vid, deadline)
+
+
+def _poll(session: requests.Session, base: str, vid: int, deadline: float) -> list[str]:
+    headers = {"Accept": "application/json", "Cache-control": "public,max-age=0"}
+    seen: list[str] = []
+    last: str | None = None
+    while time.monotonic() < deadline:
+        url = f"{base}/live_mpd/{vid}.mpd" + ("" if last is None else f"?last_segment_id={last}")
+        response = session.get(url, headers=headers, timeout=20)
+        root = ElementTree.fromstring(response.content)
+        reps = sorted(root.findall(".//d:Representation", NS), key=lambda r: -int(r.get("bandwidth")))
+        mpd_base = root.find("d:BaseURL", NS).text
+        for segment_url in reps[0].findall(".//d:SegmentURL", NS):
+            name = segment_url.get("media")
+            if seen and name <= seen[-1]:
+                continue  # the app compares names as strings
+            # ExoPlayer resolves BaseURLs against base_url, then the app strips "/video_files/".
+            resolved = urljoin(urljoin(urljoin(f"/video_files/{vid}", mpd_base), reps[0].find("d:BaseURL", NS).text), name)
+            assert resolved.startswith("/video_files/")
+            mp4 = session.get(base + "/video_files/" + resolved.removeprefix("/video_files/"), timeout=20)
+            assert mp4.status_code == 200 and mp4.headers["Content-Type"] == "video/mp4"
+            assert mp4.content[4:8] == b"ftyp" and mp4.content.index(b"moov") < mp4.content.index(b"mdat")
+            seen.append(name)
+        last = response.headers.get("lastSegmentId", last)
+        if response.headers["streamEnded"] == "true":
+            return seen
+        time.sleep(1.5)
+    raise AssertionError(f"the player never saw streamEnded; got {seen}")
+
+
+def test_the_android_player_loop_follows_a_live_upload_to_the_end(stack, segment_files, tmp_path):
+    stack.start_worker(tmp_path / "worker.log")
+    base = stack.serve()
+    vid = stack.new_video()
+
+    def phone() -> None:
+        for k in (0, 2, 1, 3):  # the recorder's retry queue reorders
+            body_ok = stack.upload(vid, k, segment_files[k].read_bytes())
+            assert body_ok.status_code == 201
+            time.sleep(1.0)
+        stack.end(vid, 3)
+
+    recorder = threading.Thread(target=phone)
+    recorder.start()
+    seen = _android_player(base, vid, time.monotonic() + 120)
+    recorder.join()
+    assert seen == ["000000.mp4", "000001.mp4", "000002.mp4", "000003.mp4"]
+
+
+@pytest.mark.parametrize("path", ["video_files/{vid}/master.m3u8", "live_m3u8/{vid}/root.m3u8", "video_files/{vid}/manifest.mpd"])
+def test_ffmpeg_decodes_the_whole_stream(finished_video, path):
+    base, vid, total = finished_video
+    url = f"{base}/{path.format(vid=vid)}"
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-xerror", "-i", url, "-map", "0:v:0", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert decoded.returncode == 0, decoded.stderr[-2000:]
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_format", url], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert abs(float(json.loads(out.stdout)["format"]["duration"]) - total) < 0.6
+
+
+@pytest.fixture
+def finished_video(stack, segment_files, tmp_path):  # type: ignore[no-untyped-def]
+    stack.start_worker(tmp_path / "worker.log")
+    base = stack.serve()
+    vid = stack.new_video()
+    for k in range(3):
+        stack.upload(vid, k, segment_files[k].read_bytes())
+    stack.end(vid, 2)
+    stack.wait_vod(vid)
+    return base, vid, sum(stack.segment(vid, k).duration_ticks for k in range(3)) / 90000
+
+
+def test_serving_headers_caching_ranges_cors_and_no_escape(finished_video, stack):
+    base, vid, _ = finished_video
+    with requests.Session() as s:
+        _check_serving(s, base, vid)
+
+
+def _check_serving(s: requests.Session, base: str, vid: int) -> None:
+    expected = {
+        f"/video_files/{vid}/manifest.mpd": "application/dash+xml",
+        f"/video_files/{vid}/master.m3u8": "application/vnd.apple.mpegurl",
+        f"/live_mpd/{vid}.mpd": "application/dash+xml",
+        f"/video_files/{vid}/storyboard.vtt": "text/vtt; charset=utf-8",
+        f"/video_files/{vid}/HIGH/000000.m4s": "video/iso.segment",
+        f"/video_files/{vid}/HIGH/init.mp4": "video/mp4",
+        f"/video_files/{vid}/LOW/000001.ts": "video/mp2t",
+        f"/video_files/{vid}/storyboard/000000.jpg": "image/jpeg",
+    }
+    for path, mime in expected.items():
+        response = s.get(base + path, headers={"Origin": "http://player.example"})
+        assert response.status_code == 200, path
+        assert response.headers["Content-Type"] == mime, path
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert response.headers["ETag"]
+        assert s.get(base + path, headers={"If-None-Match": response.headers["ETag"]}).status_code == 304, path
+    assert s.get(f"{base}/video_files/{vid}/master.m3u8").headers["Cache-Control"] == "public, max-age=3600"
+    media = s.get(f"{base}/video_files/{vid}/HIGH/000000.m4s", headers={"Range": "bytes=0-99"})
+    assert media.status_code == 206 and len(media.content) == 100
+    assert "immutable" in media.headers["Cache-Control"]
+    assert "lastSegmentId" in s.get(f"{base}/live_mpd/{vid}.mpd").headers["Access-Control-Expose-Headers"]
+    preflight = s.options(
+        f"{base}/video_files/{vid}/HIGH/000000.m4s", headers={"Origin": "http://x", "Access-Control-Request-Headers": "range"}
+    )
+    assert preflight.status_code == 200 and "Range" in preflight.headers["Access-Control-Allow-Headers"]
+    for bad in (
+        "originals/000000.mp4",
+        "HIGH/../originals/000000.mp4",
+        "HIGH/",
+        "",
+        "..%2F..%2Fetc%2Fpasswd",
+        "HIGH/000000.mp4.tmp",
+    ):
+        assert s.get(f"{base}/video_files/{vid}/{bad}").status_code == 404, bad
+    assert s.get(f"{base}/live_mpd/{vid}.mpd?last_segment_id=x").status_code == 400
+    assert s.get(f"{base}/video_files/{vid}/NOPE/playlist.m3u8").status_code == 404
+    assert s.get(f"{base}/live_mpd/99999.mpd").status_code == 404
+
+
+def test_playlists_are_cached_in_memcached_by_revision(make_config, gearmand, segment_files, tmp_path):
+    import os
+
+    from server.playback import current_revision
+    from tests.integration.conftest import Stack
+
+    servers = tuple(os.environ.get("MEMCACHED_SERVERS", "127.0.0.1:11211").split(","))
+    stack = Stack(make_config(GEARMAN_SERVERS=(gearmand.address,), MEMCACHED_SERVERS=servers, REAPER_INTERVAL=0.5), gearmand)
+    try:
+        stack.start_worker(tmp_path / "worker.log")
+        vid = stack.new_video()
+        stack.upload(vid, 0, segment_files[0].read_bytes())
+        stack.wait(lambda: _packaged(stack, vid, 0), 60, "packaged")
+        first = stack.client.get(f"/video_files/{vid}/LOW/playlist.m3u8").data
+        with stack.services.sessions() as session:
+            revision = current_revision(session, vid)
+        assert stack.services.cache.get(f"pl:{vid}:{revision}:hls-media:LOW") is not None
+        stack.upload(vid, 1, segment_files[1].read_bytes())
+        stack.wait(lambda: _packaged(stack, vid, 1), 60, "packaged")
+        second = stack.client.get(f"/video_files/{vid}/LOW/playlist.m3u8").data
+        assert first.count(b".m4s") == 1 and second.count(b".m4s") == 2  # a new revision is never answered stale
+    finally:
+        stack.close()
+
+
+def test_live_to_vod_in_every_order(stack, segment_files, tmp_path):
+    data = [p.read_bytes() for p in segment_files]
+    stack.start_worker(tmp_path / "w1.log")
+    stack.start_worker(tmp_path / "w2.log")
+    # a) every segment done before the end signal: VOD from the end's own answer
+    a = stack.new_video("a")
+    for k in range(2):
+        stack.upload(a, k, data[k])
+    stack.wait(lambda: _packaged(stack, a, 0) and _packaged(stack, a, 1), 60, "a packaged")
+    answer = stack.client.post(f"/video_end/{a}", data={"last_segment_id": "1"}).json
+    assert answer["type"] == "VOD"
+    # b) the end signal before the last segments are uploaded
+    b = stack.new_video("b")
+    stack.upload(b, 0, data[0])
+    stack.end(b, 2)
+    assert stack.video(b).type.value == "LIVE"
+    stack.upload(b, 2, data[2])
+    stack.upload(b, 1, data[1])
+    # c) a segment that never arrives: VOD after GAP_TIMEOUT, without it
+    c = stack.new_video("c")
+    stack.upload(c, 0, data[0])
+    stack.upload(c, 2, data[2])
+    stack.end(c, 2)
+    # d) a segment that fails for good: VOD without it
+    d = stack.new_video("d")
+    for k in range(3):
+        stack.upload(d, k, data[k])
+    original = stack.services.media.original(d, 1, "mp4")
+    original.write_bytes(b"\0" * 5000)
+    stack.end(d, 2)
+    for vid, expected in ((b, [0, 1, 2]), (c, [0, 2]), (d, [0, 2])):
+        video = stack.wait_vod(vid, timeout=90)
+        assert video.status.value == "OK"
+        listed = m3u8.loads(stack.client.get(f"/video_files/{vid}/HIGH/playlist.m3u8").data.decode())
+        assert [int(s.uri[:6]) for s in listed.segments] == expected
+        assert listed.is_endlist
+        if expected != [0, 1, 2]:
+            assert listed.segments[1].discontinuity
+    assert stack.segment(d, 1).status is SegmentStatus.ERROR
+    for vid in (a, b, c, d):
+        assert stack.client.get(f"/live_mpd/{vid}.mpd?last_segment_id=2").headers["streamEnded"] == "true"
+
+
+def test_the_vod_switch_happens_exactly_once_under_races(stack, segment_files, tmp_path):
+    from server.lifecycle import maybe_finish
+
+    stack.start_worker(tmp_path / "worker.log")
+    vid = stack.new_video()
+    stack.upload(vid, 0, segment_files[0].read_bytes())
+    stack.wait(lambda: _packaged(stack, vid, 0), 60, "packaged")
+    stack.workers[0].terminate()
+    stack.workers[0].wait()
+    with stack.services.sessions() as session:
+        from server.ingest import end_video
+
+        end_video(session, vid, 0)
+    results: list[bool] = []
+
+    def race() -> None:
+        with stack.services.sessions() as session:
+            results.append(maybe_finish(stack.services, session, vid))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    assert stack.video(vid).type.value == "VOD"

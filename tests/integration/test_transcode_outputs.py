@@ -1,0 +1,261 @@
+"""Real ffmpeg on generated phone-like segments: encode, re-time by remux, pictures, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from server.errors import FFmpegError, UnprocessableMedia
+from server.transcode import cmaf, ffmpeg
+from server.transcode.ladder import DEFAULT_LADDER, Rendition, plan_renditions
+from tests.media import make_segment
+
+FRAME = 1 / 30
+
+
+def ffprobe(path: Path, *args: str) -> dict:
+    argv = ["ffprobe", "-v", "error", "-of", "json", *args, str(path)]
+    return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+
+
+def encode(src: Path, out_dir: Path) -> tuple[tuple[Rendition, ...], dict[str, Path]]:
+    info = ffmpeg.probe(src)
+    plan = plan_renditions(info, DEFAULT_LADDER)
+    outputs = {r.name: out_dir / f".{src.stem}.{r.name}.mp4.tmp-x" for r in plan}
+    ffmpeg.run(ffmpeg.transcode_argv(src, plan, outputs, source=info), timeout=120)
+    return plan, outputs
+
+
+@pytest.fixture(scope="module")
+def timeline(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, float]]:
+    """Three consecutive 1080x720 segments of different lengths, encoded to renditions."""
+    folder = tmp_path_factory.mktemp("timeline")
+    out = []
+    offset = 0.0
+    for index, seconds in enumerate((2.9, 3.1, 3.0)):
+        src = make_segment(folder / f"{index:06d}.mp4", seconds=seconds, offset=offset)
+        _, outputs = encode(src, folder)
+        out.append((outputs["HIGH"], seconds))
+        offset += seconds
+    return out
+
+
+@pytest.mark.parametrize(
+    ("size", "seconds", "audio", "expected"),
+    [
+        ("1080x720", 3.0, True, [(720, 480), (480, 320), (240, 160)]),
+        ("720x480", 2.9, True, [(720, 480), (480, 320), (240, 160)]),
+        ("1280x720", 3.1, False, [(720, 406), (480, 270), (240, 136)]),
+    ],
+)
+def test_one_encode_makes_self_contained_mp4_per_rung(
+    tmp_path: Path, size: str, seconds: float, audio: bool, expected: list[tuple[int, int]]
+) -> None:
+    src = make_segment(tmp_path / "src.mp4", seconds=seconds, size=size, audio=audio, offset=6.0)
+    plan, outputs = encode(src, tmp_path)
+    assert [(r.width, r.height) for r in plan] == expected
+    for rendition in plan:
+        path = outputs[rendition.name]
+        info = ffmpeg.probe_output(path)
+        assert (info.video_codec, info.audio_codec) == ("h264", "aac")  # silence when the phone sent none
+        assert (info.width, info.height) == (rendition.width, rendition.height)
+        assert abs(info.duration - seconds) <= FRAME + 1e-6
+        assert abs(info.audio_duration_ticks / 48_000 - seconds) <= 1024 / 48_000  # cut to the video
+        assert info.duration_ticks == round(seconds * 30) * 3000
+        boxes = cmaf.box_types(path.read_bytes())
+        assert boxes.index("moov") < boxes.index("mdat")
+        first = ffprobe(path, "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_packets")["packets"][0]
+        assert (first["pts"], first["flags"][0]) == (0, "K")
+        stream = ffprobe(path, "-select_streams", "v:0", "-show_streams")["streams"][0]
+        assert (stream["profile"], stream["level"], stream["has_b_frames"]) == ("Main", 31, 0)
+        assert stream["codec_tag_string"] == "avc1" and rendition.video_codecs == "avc1.4d401f"
+        assert _avcc_codecs(path.read_bytes()) == rendition.video_codecs
+
+
+def _avcc_codecs(data: bytes) -> str:
+    """Return 'avc1.PPCCLL' read from the avcC box x264 wrote."""
+    at = data.index(b"avcC") + 4
+    return "avc1." + data[at + 1 : at + 4].hex()
+
+
+def test_packaging_retimes_consecutive_segments(tmp_path: Path, timeline: list[tuple[Path, float]]) -> None:
+    start, inits, medias = 0, {"v": set(), "a": set()}, {"v": [], "a": []}
+    for mp4, seconds in timeline:
+        audio_start = ffmpeg.audio_ticks(start)
+        for kind, argv_for, first in (("v", ffmpeg.package_video_argv, start), ("a", ffmpeg.package_audio_argv, audio_start)):
+            out = tmp_path / f"{kind}.frag"
+            ffmpeg.run(argv_for(mp4, out, first), timeout=30)
+            init, media = cmaf.split_init(out.read_bytes())
+            assert cmaf.decode_times(media)[0] == first
+            inits[kind].add(init)
+            medias[kind].append(media)
+        ts = tmp_path / "s.ts"
+        ffmpeg.run(ffmpeg.package_ts_argv(mp4, ts, start), timeout=30)
+        video = ffprobe(ts, "-select_streams", "v:0", "-show_streams")["streams"][0]
+        assert video["start_pts"] == start + ffmpeg.TS_PTS_OFFSET
+        duration = ffmpeg.probe_output(mp4).duration_ticks
+        assert duration == round(seconds * 90_000)  # the next tfdt is this start + this duration
+        start += duration
+    assert len(inits["v"]) == len(inits["a"]) == 1  # one init.mp4 per rendition serves every segment
+    for kind in ("v", "a"):
+        concat = tmp_path / f"concat-{kind}.mp4"
+        concat.write_bytes(inits[kind].pop() + b"".join(medias[kind]))
+        _assert_decodes_cleanly(concat)
+        duration = float(ffprobe(concat, "-show_format")["format"]["duration"])
+        # audio ends up to priming (1024) + one padded AAC frame (1024) after the video
+        assert 9.0 - FRAME / 2 <= duration <= 9.0 + 2048 / 48_000 + 1e-6
+
+
+def _assert_decodes_cleanly(path: Path) -> None:
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_init_segment_ignores_segment_specific_metadata(tmp_path: Path, timeline: list[tuple[Path, float]]) -> None:
+    outs = []
+    for index, (mp4, _) in enumerate(timeline[:2]):
+        out = tmp_path / f"{index}.frag"
+        ffmpeg.run(ffmpeg.package_video_argv(mp4, out, 0), timeout=30)
+        outs.append(cmaf.split_init(out.read_bytes())[0])
+    assert outs[0] == outs[1]
+    assert b"Lavf" not in outs[0]  # +bitexact: no muxer version that would change on upgrade
+
+
+def test_thumbnail_and_storyboard(tmp_path: Path, timeline: list[tuple[Path, float]]) -> None:
+    src, _ = timeline[1]  # 3.1 s at 720x480
+    info = ffmpeg.probe(src)
+    plan = plan_renditions(info, DEFAULT_LADDER)
+    stills = ffmpeg.Pictures(tmp_path / "t.jpg", tmp_path / "s.jpg", at=1.0, width=320)
+    ffmpeg.run(
+        ffmpeg.transcode_argv(src, plan, {r.name: tmp_path / f"{r.name}.mp4" for r in plan}, source=info, pictures=stills),
+        timeout=60,
+    )
+    thumb = ffmpeg.probe_output(tmp_path / "t.jpg")
+    assert (thumb.video_codec, thumb.width, thumb.height) == ("mjpeg", 320, 214)
+    sprite = ffmpeg.probe_output(tmp_path / "s.jpg")
+    x, y, w, h = ffmpeg.storyboard_tile(
+        ffmpeg.STORYBOARD_COLUMNS - 1, width=720, height=480, tile_width=160, columns=ffmpeg.STORYBOARD_COLUMNS
+    )
+    assert (sprite.video_codec, sprite.width, sprite.height) == ("mjpeg", x + w, y + h)
+    assert (tmp_path / "s.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_probe_reads_a_phone_segment(tmp_path: Path) -> None:
+    info = ffmpeg.probe(make_segment(tmp_path / "p.mp4", seconds=2.9, size="720x480"))
+    assert (info.width, info.height, info.duration, info.fps, info.has_audio, info.video_codec) == (
+        720,
+        480,
+        2.9,
+        30.0,
+        True,
+        "h264",
+    )
+
+
+def test_probe_swaps_a_rotated_picture(tmp_path: Path) -> None:
+    src = make_segment(tmp_path / "p.mp4", seconds=1.0, size="720x480")
+    rotated = tmp_path / "r.mp4"
+    argv = ["ffmpeg", "-v", "error", "-i", str(src), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated)]
+    subprocess.run(argv, check=True)
+    info = ffmpeg.probe(rotated)
+    assert (info.width, info.height) == (480, 720)
+    assert [(r.width, r.height) for r in plan_renditions(info)] == [(320, 480), (214, 320), (106, 160)]
+
+
+def _audio_only(path: Path) -> bytes:
+    argv = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", str(path)]
+    subprocess.run(argv, check=True)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (lambda p: _audio_only(p.with_suffix(".m4a")), "no video stream"),
+        (lambda p: os.urandom(4096), "not a media file"),
+        (lambda p: b"", "not a media file"),
+        (lambda p: make_segment(p.with_name("whole.mp4"), seconds=1.0).read_bytes()[:600], "not a media file"),
+    ],
+    ids=["audio-only", "random-bytes", "empty", "truncated-in-moov"],
+)
+def test_probe_refuses_what_has_no_decodable_video(tmp_path: Path, content, reason: str) -> None:  # type: ignore[no-untyped-def]
+    upload = tmp_path / "upload.mp4"
+    upload.write_bytes(content(upload))
+    with pytest.raises(UnprocessableMedia, match=reason):
+        ffmpeg.probe(upload)
+
+
+def test_probe_refuses_an_undecodable_video_stream(tmp_path: Path) -> None:
+    data = bytearray(make_segment(tmp_path / "whole.mp4", seconds=1.0).read_bytes())
+    start = data.index(b"mdat") + 4
+    data[start : start + 60_000] = bytes(60_000)  # zero the first samples: headers parse, frames don't
+    upload = tmp_path / "upload.mp4"
+    upload.write_bytes(bytes(data))
+    with pytest.raises(UnprocessableMedia, match="cannot be decoded"):
+        ffmpeg.probe(upload)
+
+
+def test_truncated_media_data_still_probes(tmp_path: Path) -> None:
+    # moov is first, so a cut inside mdat leaves readable headers; ffmpeg encodes what is there.
+    data = make_segment(tmp_path / "whole.mp4", seconds=2.0).read_bytes()
+    upload = tmp_path / "upload.mp4"
+    upload.write_bytes(data[: len(data) // 2])
+    assert ffmpeg.probe(upload).duration == 2.0
+
+
+def test_corrupt_input_raises_ffmpeg_error_with_stderr(tmp_path: Path) -> None:
+    src = tmp_path / "bad.mp4"
+    src.write_bytes(os.urandom(10_000))
+    plan = plan_renditions(ffmpeg.probe(make_segment(tmp_path / "ok.mp4", seconds=1.0)))
+    argv = ffmpeg.transcode_argv(src, plan, {r.name: tmp_path / f"{r.name}.mp4" for r in plan})
+    with pytest.raises(FFmpegError) as info:
+        ffmpeg.run(argv, timeout=30)
+    assert info.value.returncode not in (0, None) and not info.value.timed_out
+    assert "bad.mp4" in info.value.stderr_tail and info.value.argv == argv
+
+
+def test_timeout_kills_the_process(tmp_path: Path) -> None:
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", "anullsrc", "-f", "null", "-"]
+    before = set(_children())  # other tests' processes are not this test's business
+    with pytest.raises(FFmpegError) as info:
+        ffmpeg.run(argv, timeout=0.5)
+    assert info.value.timed_out and info.value.returncode is None
+    assert set(_children()) - before == set()
+
+
+def _children() -> list[int]:
+    """Return the pids (zombies included) whose parent is this test process."""
+    mine = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                mine.append(int(entry))
+    return mine
+
+
+def test_ffmpeg_dies_with_a_killed_worker(tmp_path: Path) -> None:
+    marker = f"testsrc2=duration={30 + os.getpid() % 1000 / 1000:.3f}"
+    script = (
+        "import os, threading, time\n"
+        "from server.transcode import ffmpeg\n"
+        f"argv = ['ffmpeg', '-v', 'error', '-re', '-f', 'lavfi', '-i', '{marker}', '-f', 'null', '-']\n"
+        "threading.Thread(target=ffmpeg.run, args=(argv, 60), daemon=True).start()\n"
+        "time.sleep(1.0)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", script], cwd=root, check=False)
+    time.sleep(0.5)
+    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert survivors == [], "an orphan ffmpeg outlived its SIGKILLed worker"
