@@ -185,7 +185,7 @@ def report(samples: Samples, size: int, rss: tuple[float, float, float]) -> None
     print(f"  throughput       {base_ups:8.1f} writes/s    {base_ups * size / MIB:8.1f} MiB/s")
     print(f"ratio p50 upload / p50 baseline      {up50 / base50:8.2f}x")
     print(f"ratio throughput upload / baseline   {ups / base_ups:8.3f}  (1.0 = as fast as the bare durable write)")
-    print(f"ffprobe alone (server.transcode.ffmpeg.probe = 2 ffprobe runs) p50 {ms(probe50)} over {len(probes)} runs")
+    print(f"ffprobe alone (server.transcode.ffmpeg.probe: 1 ffprobe run) p50 {ms(probe50)} over {len(probes)} runs")
     print(f"  = {probe50 / up50:.0%} of the p50 request; the request without it ~{ms(up50 - probe50)}")
     peak_before, peak_after, growth = rss
     print(f"peak RSS (getrusage ru_maxrss, this process = client + server): {peak_rss_mib():.1f} MiB at the end")

@@ -64,6 +64,7 @@ AUDIO_RATE = 48_000
 AAC_PRIMING = 1024
 TS_PTS_OFFSET = 126_000
 PROBE_TIMEOUT = 30.0
+DECODE_HEAD = 0.2  # seconds an upload's probe decodes: a few frames, well under a process launch
 
 _FFMPEG = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 _FFPROBE = [FFPROBE, "-v", "error", "-hide_banner", "-of", "json"]
@@ -136,9 +137,14 @@ def _text(data: bytes | str | None) -> str:
 # --- probing ----------------------------------------------------------------------------------
 
 
-def probe_argv(path: Path) -> list[str]:
-    """Build the ffprobe argv that lists streams and format as JSON."""
-    return [*_FFPROBE, "-show_streams", "-show_format", str(path)]
+def probe_argv(path: Path, *, decode_head: bool = False) -> list[str]:
+    """Build the ffprobe argv that lists streams and format as JSON.
+
+    With `decode_head`, the same run also decodes the first DECODE_HEAD seconds of every stream and
+    lists the frames: an upload's decodability test without a second process launch.
+    """
+    head = ["-show_entries", "frame=stream_index,width,height", "-read_intervals", f"%+{DECODE_HEAD}"]
+    return [*_FFPROBE, "-show_streams", "-show_format", *(head if decode_head else []), str(path)]
 
 
 def decode_check_argv(path: Path) -> list[str]:
@@ -150,12 +156,17 @@ def decode_check_argv(path: Path) -> list[str]:
 
 
 def probe(path: Path, timeout: float = PROBE_TIMEOUT, *, check_decode: bool = True) -> SourceInfo:
-    """Probe an upload; raise UnprocessableMedia unless it has a (decodable, if asked) video stream."""
-    report = _probe_json(probe_argv(path), timeout)
+    """Probe an upload; raise UnprocessableMedia unless it has a (decodable, if asked) video stream.
+
+    One ffprobe run usually answers both questions. Only when the first DECODE_HEAD seconds hold no
+    decoded frame of the video stream (it starts later, or its first frames are damaged) does a
+    second run decode its first packet wherever it is.
+    """
+    report = _probe_json(probe_argv(path, decode_head=check_decode), timeout)
     video = _first(report, "video")
     if video is None:
         raise UnprocessableMedia("no video stream")
-    if check_decode and not any(frame.get("width") for frame in _probe_json(decode_check_argv(path), timeout).get("frames", [])):
+    if check_decode and not _decoded(report, video.get("index")) and not _decoded(_probe_json(decode_check_argv(path), timeout)):
         raise UnprocessableMedia("video stream cannot be decoded")
     duration = _float(video.get("duration")) or _float(report.get("format", {}).get("duration"))
     if duration <= 0:
@@ -164,6 +175,12 @@ def probe(path: Path, timeout: float = PROBE_TIMEOUT, *, check_decode: bool = Tr
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     has_audio = _first(report, "audio") is not None
     return SourceInfo(width, height, duration, fps, has_audio, str(video.get("codec_name", "")))
+
+
+def _decoded(report: Mapping[str, Any], stream_index: object = None) -> bool:
+    """Whether the report lists a decoded picture (of `stream_index`, when given)."""
+    frames = report.get("frames", [])
+    return any(f.get("width") and (stream_index is None or f.get("stream_index") == stream_index) for f in frames)
 
 
 def probe_output(path: Path, timeout: float = PROBE_TIMEOUT) -> OutputInfo:

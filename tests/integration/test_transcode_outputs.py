@@ -202,6 +202,38 @@ def test_probe_refuses_an_undecodable_video_stream(tmp_path: Path) -> None:
         ffmpeg.probe(upload)
 
 
+def _count_launches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    launched: list[list[str]] = []
+    real = ffmpeg._execute
+
+    def counting(argv, timeout):  # type: ignore[no-untyped-def]
+        launched.append(argv)
+        return real(argv, timeout)
+
+    monkeypatch.setattr(ffmpeg, "_execute", counting)
+    return launched
+
+
+def test_an_upload_is_probed_and_decode_checked_in_one_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    segment = make_segment(tmp_path / "s.mp4", seconds=1.0)
+    launched = _count_launches(monkeypatch)
+    assert ffmpeg.probe(segment).duration == 1.0
+    assert len(launched) == 1
+
+
+def test_video_that_starts_late_is_decode_checked_by_a_second_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Audio from 0 s, video from 0.6 s: the first run's decoded head holds no picture, which must not
+    # read as "cannot be decoded"; the second run decodes the first video packet wherever it is.
+    late = tmp_path / "late.mp4"
+    audio = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2"]
+    video = ["-itsoffset", "0.6", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=1.4"]
+    codecs = ["-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-c:a", "aac", "-copyts", "-movflags", "+faststart"]
+    subprocess.run(["ffmpeg", "-v", "error", *audio, *video, *codecs, str(late)], check=True)
+    launched = _count_launches(monkeypatch)
+    assert ffmpeg.probe(late).width == 640
+    assert [argv[-2] for argv in launched] == ["%+0.2", "frame=media_type,width,height"]  # head, then first packet
+
+
 def test_truncated_media_data_still_probes(tmp_path: Path) -> None:
     # moov is first, so a cut inside mdat leaves readable headers; ffmpeg encodes what is there.
     data = make_segment(tmp_path / "whole.mp4", seconds=2.0).read_bytes()

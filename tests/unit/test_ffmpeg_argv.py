@@ -110,6 +110,10 @@ def test_probe_argvs() -> None:
     assert ffmpeg.probe_argv(Path("u.mp4")) == [
         *["ffprobe", "-v", "error", "-hide_banner", "-of", "json", "-show_streams", "-show_format", "u.mp4"]
     ]
+    assert ffmpeg.probe_argv(Path("u.mp4"), decode_head=True) == [
+        *["ffprobe", "-v", "error", "-hide_banner", "-of", "json", "-show_streams", "-show_format"],
+        *["-show_entries", "frame=stream_index,width,height", "-read_intervals", "%+0.2", "u.mp4"],
+    ]
     assert ffmpeg.decode_check_argv(Path("u.mp4")) == [
         *["ffprobe", "-v", "error", "-hide_banner", "-of", "json", "-select_streams", "v:0"],
         *["-read_intervals", "%+#1", "-show_entries", "frame=media_type,width,height", "u.mp4"],
