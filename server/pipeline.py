@@ -8,7 +8,9 @@ all (the reaper re-submits), and each case converges.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
@@ -160,7 +162,11 @@ def _prepared_temp(final: Path) -> Path:
 
 
 def _record_failure(services: Services, session: Session, segment: Segment, exc: Exception) -> None:
-    """Keep the reason; retry later with backoff, or give up after JOB_MAX_ATTEMPTS."""
+    """Keep the reason; retry later with backoff, or give up after JOB_MAX_ATTEMPTS.
+
+    A full disk is the machine's fault, not the segment's: it spends no attempt and is retried at the
+    longest backoff until the operator frees space, so no segment is lost to it.
+    """
     cfg = services.config
     session.rollback()
     segment = session.get(Segment, segment.id, populate_existing=True)  # type: ignore[assignment]
@@ -169,29 +175,40 @@ def _record_failure(services: Services, session: Session, segment: Segment, exc:
     lock_video(session, segment.video_id)
     reason = str(exc)  # for ffmpeg: "exited with N" or "timed out", then the stderr tail
     segment.error = f"{type(exc).__name__}: {reason}"[-4000:]
-    final = segment.attempts >= cfg.JOB_MAX_ATTEMPTS or not _retryable(exc)
+    full = disk_full(exc)
+    if full:
+        segment.attempts -= 1
+    final = not full and (segment.attempts >= cfg.JOB_MAX_ATTEMPTS or not _retryable(exc))
     status = SegmentStatus.ERROR if final else SegmentStatus.NIL
     segment.status = status
     segment.queued_at = None
+    retry_in = cfg.RETRY_BACKOFF * 2 ** ((cfg.JOB_MAX_ATTEMPTS if full else segment.attempts) - 1)
     if final:
         segment.failed_at = utcnow()
     else:
-        segment.retry_at = utcnow() + timedelta(seconds=cfg.RETRY_BACKOFF * 2 ** (segment.attempts - 1))
+        segment.retry_at = utcnow() + timedelta(seconds=retry_in)
     for state in segment.renditions:
         state.status = status
     _bump(session, segment.video_id)
     session.commit()
-    log.warning(
-        "video %s segment %s attempt %d failed%s: %s",
-        segment.video_id,
-        segment.segment_id,
-        segment.attempts,
-        " for good" if final else "",
-        segment.error,
-    )
+    where = f"video {segment.video_id} segment {segment.segment_id}"
+    if full:
+        log.error("%s: disk full, retrying in %.1fs without spending an attempt: %s", where, retry_in, segment.error)
+    else:
+        failed = "failed for good" if final else "failed"
+        log.warning("%s attempt %d %s: %s", where, segment.attempts, failed, segment.error)
     if final:
         package_pending(services, session, segment.video_id)
         maybe_finish(services, session, segment.video_id)
+
+
+def disk_full(exc: Exception) -> bool:
+    """Whether Python or ffmpeg ran out of space (ENOSPC or a quota)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, FFmpegError) and any(
+        s in exc.stderr_tail for s in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+    )
 
 
 def _retryable(exc: Exception) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,30 @@ def segment_files(media_dir: Path) -> list[Path]:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture
+def make_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount real tmpfs filesystems of a given size, to fill (the suite runs as root, as scripts/test.sh does)."""
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs{len(mounts)}"
+        where.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs to fill (run the suite as root, as scripts/test.sh does): {result.stderr}")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+@pytest.fixture
+def tiny_disk(make_tmpfs: Callable[[str], Path]) -> Path:
+    """A real 4 MiB filesystem: room for one test segment, not two."""
+    return make_tmpfs("4m")

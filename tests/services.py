@@ -1,14 +1,16 @@
-"""Real services for tests: a fresh MariaDB database per run and private gearmand instances."""
+"""Real services for tests: a fresh MariaDB database per run, private gearmand and memcached instances."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -85,13 +87,15 @@ def stop_gracefully(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0)
             proc.wait()
 
 
-class Gearmand:
-    """A private gearmand on loopback that a test may stop and restart (its queue is in memory)."""
+class LocalDaemon:
+    """A private server on a free loopback port that a test may stop and restart (it keeps nothing)."""
+
+    binary_name = ""
 
     def __init__(self) -> None:
-        binary = shutil.which("gearmand") or "/usr/sbin/gearmand"
+        binary = shutil.which(self.binary_name) or f"/usr/sbin/{self.binary_name}"
         if not os.path.exists(binary):
-            raise RuntimeError("gearmand is not installed: run scripts/test.sh")
+            raise RuntimeError(f"{self.binary_name} is not installed: run scripts/test.sh")
         self.binary = binary
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -100,12 +104,11 @@ class Gearmand:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> Gearmand:
-        self.proc = subprocess.Popen(
-            [self.binary, "--listen=127.0.0.1", f"--port={self.port}", "--log-file=none", "--threads=1"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
         return self
 
@@ -114,3 +117,30 @@ class Gearmand:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+class Gearmand(LocalDaemon):
+    """gearmand; its queue is in memory, so a restart empties it."""
+
+    binary_name = "gearmand"
+
+    def argv(self) -> list[str]:
+        return [self.binary, "--listen=127.0.0.1", f"--port={self.port}", "--log-file=none", "--threads=1"]
+
+
+class Memcached(LocalDaemon):
+    """memcached; a restart empties it."""
+
+    binary_name = "memcached"
+
+    def argv(self) -> list[str]:
+        user = "memcache" if _user_exists("memcache") else "root"  # memcached refuses to run as root without -u
+        return [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16", "-u", user]
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from server.ingest import publish, utcnow
 from server.lifecycle import maybe_finish
 from server.models import Segment, SegmentStatus, Video, VideoType
-from server.pipeline import package_pending
+from server.pipeline import disk_full, package_pending
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,11 @@ class Reaper(threading.Thread):
         while not self.stop.wait(self.services.config.REAPER_INTERVAL):
             try:
                 reap(self.services)
-            except Exception:  # a database restart must not kill the loop
-                log.exception("reaper pass failed; retrying next interval")
+            except Exception as exc:  # a database restart or a full disk must not kill the loop
+                if disk_full(exc):  # the operator's to fix; one line per pass, not a traceback
+                    log.error("reaper pass stopped, disk full: %s; retrying next interval", exc)
+                else:
+                    log.exception("reaper pass failed; retrying next interval")
 
 
 def _due(now: datetime, deadline: timedelta):  # type: ignore[no-untyped-def]

@@ -43,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -122,9 +123,14 @@ def _execute(argv: list[str], timeout: float) -> tuple[str, str]:
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(argv, None, _text(exc.stderr), timed_out=True) from None
     stderr = _text(done.stderr)
-    if done.returncode != 0:
+    if done.returncode != 0 or _UNFINISHED_OUTPUT.search(stderr):
         raise FFmpegError(argv, done.returncode, stderr)
     return _text(done.stdout), stderr
+
+
+# ffmpeg 5.1 exits 0 when the trailer cannot be written (e.g. the disk filled during +faststart),
+# leaving an MP4 without its moov: its own message is the only sign.
+_UNFINISHED_OUTPUT = re.compile(r"^Error (?:writing trailer of|closing file) ", re.MULTILINE)
 
 
 def _text(data: bytes | str | None) -> str:

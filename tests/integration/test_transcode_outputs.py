@@ -242,6 +242,24 @@ def test_truncated_media_data_still_probes(tmp_path: Path) -> None:
     assert ffmpeg.probe(upload).duration == 2.0
 
 
+def test_a_trailer_lost_to_a_full_disk_is_a_failure_not_a_truncated_mp4(tmp_path: Path) -> None:
+    # ffmpeg 5.1 exits 0 when +faststart cannot write the moov; the output has no moov at all.
+    source = make_segment(tmp_path / "s.mp4", seconds=2.0)
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-c", "copy", "-movflags", "+faststart"]
+    whole = tmp_path / "whole.mp4"
+    ffmpeg.run([*argv, str(whole)], timeout=30)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    room = (whole.stat().st_size - 8192) // 4096 * 4096  # the media data fits, moov and the shift do not
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={room}", "tmpfs", str(disk)], check=True)
+    try:
+        with pytest.raises(FFmpegError) as info:
+            ffmpeg.run([*argv, str(disk / "out.mp4")], timeout=30)
+        assert info.value.returncode == 0 and "No space left on device" in info.value.stderr_tail
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
 def test_corrupt_input_raises_ffmpeg_error_with_stderr(tmp_path: Path) -> None:
     src = tmp_path / "bad.mp4"
     src.write_bytes(os.urandom(10_000))
