@@ -7,6 +7,7 @@ from flask import Flask
 
 from server.api import errors
 from server.api.context import close_session
+from server.api.health import Ping, Status
 from server.api.playback import (
     AndroidMpd,
     Clock,
@@ -47,6 +48,9 @@ ROUTES = [
     (Storyboard, "/video_files/<int:video_id>/storyboard.vtt"),
     (MediaFile, "/video_files/<int:video_id>/<path:path>"),
     (Clock, "/time"),
+    # Operations
+    (Ping, "/ping"),
+    (Status, "/status.json"),
 ]
 
 

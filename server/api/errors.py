@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from server.errors import ServiceError
@@ -46,6 +48,15 @@ def register(app: Flask) -> None:
             response.headers["WWW-Authenticate"] = 'Basic realm="team03 admin"'
         if exc.code == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+        # MySQL restarting, unreachable or out of connections: nothing was stored; the client may retry.
+        log.error("database unavailable: %s", str(exc).splitlines()[0][:300])
+        response = _body(503, "database_unavailable", "the database is unavailable; retry shortly", type(exc).__name__)
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(Exception)

@@ -1,0 +1,103 @@
+"""What an operator or a load balancer asks: is this process able to serve, and is the system converging.
+
+`ping` answers a load balancer: can this process reach its database (the source of truth)? `status`
+answers an operator: the queue and its workers, the cache, the media disk, and the segments still
+waiting, each with what is wrong in plain words. A problem that only delays work makes the system
+"degraded", never "down": segments wait in the database and the reaper converges once it is fixed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from server.jobs import TRANSCODE_SEGMENT
+from server.jobs.queue import queue_status
+from server.models import Segment, SegmentStatus, Video, VideoType
+from server.services import Services
+
+SERVICE_TIMEOUT = 2.0  # seconds a status check waits on gearmand or memcached
+
+
+def ping(services: Services) -> None:
+    """Raise (sqlalchemy.exc.OperationalError) unless the database answers."""
+    with services.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def status(services: Services, now: datetime) -> dict[str, Any]:
+    """Return every check and the problems found; status is "ok" or "degraded"."""
+    problems: list[str] = []
+    report = {
+        "database": _database(services, now),
+        "queue": _queue(services, problems),
+        "cache": _cache(services, problems),
+        "media": _media(services, problems),
+    }
+    waiting = report["database"]["segments"]["oldest_waiting_seconds"]
+    if waiting is not None and waiting > services.config.PROCESSING_DEADLINE:
+        problems.append(
+            f"a segment has waited {waiting:.0f} s for a worker (PROCESSING_DEADLINE is {services.config.PROCESSING_DEADLINE:.0f} s)"
+        )
+    return {"status": "degraded" if problems else "ok", "problems": problems, **report}
+
+
+def _database(services: Services, now: datetime) -> dict[str, Any]:
+    with services.sessions() as session:
+        by_status = dict(session.execute(select(Segment.status, func.count()).group_by(Segment.status)).all())
+        oldest = session.scalar(select(func.min(Segment.uploaded_at)).where(Segment.status == SegmentStatus.NIL))
+        live = session.scalar(select(func.count()).select_from(Video).where(Video.type == VideoType.LIVE))
+        total = session.scalar(select(func.count()).select_from(Video))
+    segments = {state.value.lower(): int(by_status.get(state, 0)) for state in SegmentStatus}
+    segments["oldest_waiting_seconds"] = None if oldest is None else round((now - oldest).total_seconds(), 1)
+    return {"ok": True, "videos": {"live": live, "vod": (total or 0) - (live or 0)}, "segments": segments}
+
+
+def _queue(services: Services, problems: list[str]) -> dict[str, Any]:
+    servers = services.config.GEARMAN_SERVERS
+    if not servers:
+        return {"kind": "local", "ok": True}
+    try:
+        counts = queue_status(servers, timeout=SERVICE_TIMEOUT).get(TRANSCODE_SEGMENT, {})
+    except Exception as exc:  # pygearman raises several unrelated types on a dead server
+        problems.append(f"gearmand {','.join(servers)} does not answer ({type(exc).__name__}); uploads queue in the database")
+        return {"kind": "gearman", "ok": False}
+    workers = counts.get("workers", 0)
+    if workers == 0:
+        problems.append(f"no segment_processor is registered with gearmand for {TRANSCODE_SEGMENT}")
+    return {
+        "kind": "gearman",
+        "ok": workers > 0,
+        "queued": counts.get("queued", 0),
+        "running": counts.get("running", 0),
+        "workers": workers,
+    }
+
+
+def _cache(services: Services, problems: list[str]) -> dict[str, Any]:
+    if not services.config.MEMCACHED_SERVERS:
+        return {"kind": "local", "ok": True}
+    ok = services.cache.get("health") is not None or _can_store(services)
+    if not ok:
+        problems.append(
+            f"memcached {','.join(services.config.MEMCACHED_SERVERS)} does not answer; playlists are computed on every request"
+        )
+    return {"kind": "memcached", "ok": ok}
+
+
+def _can_store(services: Services) -> bool:
+    services.cache.set("health", b"1", ttl=10)
+    return services.cache.get("health") is not None
+
+
+def _media(services: Services, problems: list[str]) -> dict[str, Any]:
+    root = services.config.MEDIA_ROOT
+    root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root).free
+    ok = free >= services.config.MAX_SEGMENT_BYTES
+    if not ok:
+        problems.append(f"{free} bytes free under MEDIA_ROOT, less than one MAX_SEGMENT_BYTES upload: uploads get 507")
+    return {"ok": ok, "free_bytes": free}

@@ -1,0 +1,62 @@
+"""/ping for load balancers, /status.json for operators, and 503 when the database does not answer."""
+
+from __future__ import annotations
+
+from server import create_app
+from server.jobs import TRANSCODE_SEGMENT
+from tests.api.conftest import upload
+from tests.services import free_port
+
+
+def test_ping_is_public_and_never_cached(client):
+    response = client.get("/ping")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_status_needs_an_admin_login(client):
+    response = client.get("/status.json")
+    assert response.status_code == 401 and response.json["code"] == "unauthorized"
+
+
+def test_status_reports_a_queue_without_workers_and_the_waiting_segment(client, video_id, segment_files, admin_auth):
+    assert upload(client, video_id, 0, segment_files[0].read_bytes()).status_code == 201
+    report = client.get("/status.json", headers=admin_auth).json
+    assert report["status"] == "degraded"
+    assert report["problems"] == [f"no segment_processor is registered with gearmand for {TRANSCODE_SEGMENT}"]
+    assert report["queue"] == {"kind": "gearman", "ok": False, "queued": 1, "running": 0, "workers": 0}
+    segments = report["database"]["segments"]
+    assert (segments["nil"], segments["processing"], segments["ok"], segments["error"]) == (1, 0, 0, 0)
+    assert 0 <= segments["oldest_waiting_seconds"] < 60
+    assert report["database"]["videos"] == {"live": 1, "vod": 0}
+    assert report["media"]["ok"] and report["media"]["free_bytes"] > 0
+    assert report["cache"] == {"kind": "local", "ok": True}
+
+
+def test_status_names_a_dead_gearmand_a_dead_memcached_and_a_full_disk(make_config, tiny_disk, admin_auth):
+    nothing = f"127.0.0.1:{free_port()}"
+    config = make_config(GEARMAN_SERVERS=(nothing,), MEMCACHED_SERVERS=(nothing,), MEDIA_ROOT=tiny_disk)
+    app = create_app(config)
+    try:
+        report = app.test_client().get("/status.json", headers=admin_auth).json
+    finally:
+        app.extensions["team03"].close()
+    assert report["status"] == "degraded"
+    assert report["queue"] == {"kind": "gearman", "ok": False}
+    assert report["cache"] == {"kind": "memcached", "ok": False}
+    assert not report["media"]["ok"] and report["media"]["free_bytes"] < config.MAX_SEGMENT_BYTES
+    assert [p.split(" ", 1)[0] for p in report["problems"]] == ["gearmand", "memcached", str(report["media"]["free_bytes"])]
+
+
+def test_a_database_that_does_not_answer_is_a_503_and_stores_nothing(make_config, segment_files):
+    app = create_app(make_config(DATABASE_URL=f"mysql+pymysql://root@127.0.0.1:{free_port()}/nothing"))
+    try:
+        client = app.test_client()
+        ping = client.get("/ping")
+        assert ping.status_code == 503 and ping.json["code"] == "database_unavailable"
+        assert ping.headers["Retry-After"] == "5"
+        assert client.post("/videos", json={"title": "x"}).status_code == 503
+        assert upload(client, 1, 0, segment_files[0].read_bytes()).status_code == 503
+        assert app.extensions["team03"].media.temp_files() == []
+    finally:
+        app.extensions["team03"].close()
