@@ -40,7 +40,7 @@ def status(services: Services, now: datetime) -> dict[str, Any]:
     waiting = report["database"]["segments"]["oldest_waiting_seconds"]
     if waiting is not None and waiting > services.config.PROCESSING_DEADLINE:
         problems.append(
-            f"a segment has waited {waiting:.0f} s for a worker (PROCESSING_DEADLINE is {services.config.PROCESSING_DEADLINE:.0f} s)"
+            f"a segment has waited {waiting:.0f} s for a worker (PROCESSING_DEADLINE is {services.config.PROCESSING_DEADLINE:g} s)"
         )
     return {"status": "degraded" if problems else "ok", "problems": problems, **report}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 from server import create_app
 from server.jobs import TRANSCODE_SEGMENT
 from tests.api.conftest import upload
@@ -60,3 +63,17 @@ def test_a_database_that_does_not_answer_is_a_503_and_stores_nothing(make_config
         assert app.extensions["team03"].media.temp_files() == []
     finally:
         app.extensions["team03"].close()
+
+
+def test_status_names_a_segment_waiting_past_the_processing_deadline(make_config, gearmand, segment_files, admin_auth):
+    app = create_app(make_config(GEARMAN_SERVERS=(gearmand.address,), PROCESSING_DEADLINE=0.5))
+    try:
+        client = app.test_client()
+        vid = client.post("/videos", json={"title": "stuck"}).json["video_id"]
+        assert upload(client, vid, 0, segment_files[0].read_bytes()).status_code == 201
+        assert not any("waited" in p for p in client.get("/status.json", headers=admin_auth).json["problems"])
+        time.sleep(1.0)
+        problems = client.get("/status.json", headers=admin_auth).json["problems"]
+    finally:
+        app.extensions["team03"].close()
+    assert any(re.fullmatch(r"a segment has waited \d+ s for a worker \(PROCESSING_DEADLINE is 0.5 s\)", p) for p in problems)
