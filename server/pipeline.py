@@ -58,6 +58,8 @@ def process_segment(services: Services, job: SegmentJob) -> str:
             _transcode(services, session, segment)
         except (ServiceError, OSError) as exc:
             _record_failure(services, session, segment, exc)
+            if disk_full(exc):
+                return "waiting for disk space"
             return f"failed (attempt {segment.attempts}): {exc}"
         if not _video_exists(session, job.video_id):
             services.media.remove_video(job.video_id)  # deleted while we worked: leave nothing behind
