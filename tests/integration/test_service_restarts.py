@@ -23,7 +23,7 @@ def _cache_key(stack: Stack, video_id: int) -> str:
         return f"pl:{video_id}:{current_revision(session, video_id)}:hls-media:LOW"
 
 
-def test_memcached_restarted_is_a_miss_never_an_error(make_config, gearmand, segment_files, tmp_path):
+def test_memcached_restarted_is_a_miss_never_an_error(make_config, gearmand, segment_files, tmp_path, admin_auth):
     memcached = Memcached().start()
     stack = Stack(make_config(GEARMAN_SERVERS=(gearmand.address,), MEMCACHED_SERVERS=(memcached.address,)), gearmand)
     try:
@@ -35,7 +35,10 @@ def test_memcached_restarted_is_a_miss_never_an_error(make_config, gearmand, seg
         cached = stack.client.get(url)
         assert cached.status_code == 200 and stack.services.cache.get(_cache_key(stack, vid)) is not None
 
+        assert stack.client.get("/status.json", headers=admin_auth).json["cache"] == {"kind": "memcached", "ok": True}
+
         memcached.stop()
+        assert stack.client.get("/status.json", headers=admin_auth).json["cache"] == {"kind": "memcached", "ok": False}
         down = stack.client.get(url)
         assert (down.status_code, down.data) == (200, cached.data)
         stack.upload(vid, 1, segment_files[1].read_bytes())  # the worker's cache writes fail too
