@@ -35,6 +35,7 @@ from server.transcode.mpegts import continue_counters, next_counters
 log = logging.getLogger(__name__)
 
 THUMBNAIL_WIDTH = 320
+LIVENESS_WINDOW = 1.5  # seconds without a change that make temp outputs a dead attempt's
 
 
 def handle_transcode(services: Services, data: bytes) -> None:
@@ -50,10 +51,13 @@ def handle_transcode(services: Services, data: bytes) -> None:
 
 def process_segment(services: Services, job: SegmentJob) -> str:
     """Transcode one segment (unless already done), then package and finish what became possible."""
+    leftovers = _dead_temps(services, job)
+    if leftovers is None:
+        return "skipped (another attempt is writing it)"
     with services.sessions() as session:
-        segment = _claim(services, session, job)
+        segment = _claim(services, session, job, leftovers)
         if segment is None:
-            return "skipped (gone, done or failed for good)"
+            return "skipped (gone, done, failed for good or being written)"
         try:
             _transcode(services, session, segment)
         except (ServiceError, OSError) as exc:
@@ -69,7 +73,27 @@ def process_segment(services: Services, job: SegmentJob) -> str:
     return "ok"
 
 
-def _claim(services: Services, session: Session, job: SegmentJob) -> Segment | None:
+def _dead_temps(services: Services, job: SegmentJob) -> list[Path] | None:
+    """Return the temp outputs a dead attempt left of this segment, or None while another attempt writes them.
+
+    A dead attempt's files stop changing; a live ffmpeg's grow or are committed within LIVENESS_WINDOW.
+    Only files seen unchanged are ever deleted, so a live attempt's outputs are never taken for leftovers.
+    """
+    before = services.media.segment_temps(job.video_id, job.segment_id)
+    if not before:
+        return []
+    time.sleep(LIVENESS_WINDOW)
+    if services.media.segment_temps(job.video_id, job.segment_id) != before:
+        return None
+    return list(before)
+
+
+def _claim(services: Services, session: Session, job: SegmentJob, leftovers: list[Path]) -> Segment | None:
+    # The video's row lock first, as every writer does: two deliveries of one job claim one after the
+    # other, so neither loses the other's attempt count.
+    if not lock_video(session, job.video_id):
+        session.rollback()
+        return None
     query = (
         select(Segment)
         .where(Segment.video_id == job.video_id, Segment.segment_id == job.segment_id)
@@ -84,8 +108,14 @@ def _claim(services: Services, session: Session, job: SegmentJob) -> Segment | N
             services, session, segment, TranscodeError(f"gave up after {segment.attempts} attempts that never finished")
         )
         return None
-    if services.media.remove_segment_temps(job.video_id, job.segment_id):
-        log.warning("video %s segment %s: removed temp files of an interrupted attempt", job.video_id, job.segment_id)
+    if set(services.media.segment_temps(job.video_id, job.segment_id)) - set(leftovers):
+        return None  # an attempt claimed it and started writing since we looked: it is alive
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        log.warning(
+            "video %s segment %s: removed %d temp file(s) of a dead attempt", job.video_id, job.segment_id, len(leftovers)
+        )
     segment.status = SegmentStatus.PROCESSING
     segment.attempts += 1
     segment.started_at = utcnow()

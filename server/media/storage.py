@@ -47,12 +47,16 @@ class MediaStore:
         """Delete every file a video owns."""
         shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
 
-    def remove_segment_temps(self, video_id: int, segment_id: int) -> int:
-        """Delete what an interrupted job left of one segment (temp outputs of a killed worker)."""
-        stale = list(self.video_dir(video_id).glob(f"*/.{int(segment_id):06d}.*.tmp-*"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+    def segment_temps(self, video_id: int, segment_id: int) -> dict[Path, tuple[int, int]]:
+        """Map each temp output of one segment (an attempt at work, or a dead one's leftovers) to (size, mtime_ns)."""
+        found: dict[Path, tuple[int, int]] = {}
+        for path in self.video_dir(video_id).glob(f"*/.{int(segment_id):06d}.*.tmp-*"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # committed or removed meanwhile
+                continue
+            found[path] = (stat.st_size, stat.st_mtime_ns)
+        return found
 
     def sweep_temps(self, older_than: float) -> int:
         """Delete temp files untouched for `older_than` seconds (a process died mid-write)."""

@@ -16,5 +16,5 @@ def test_stale_temp_files_are_swept_and_fresh_ones_kept(tmp_path):
     os.utime(stale, (time.time() - 600, time.time() - 600))
     assert media.sweep_temps(older_than=300) == 1
     assert media.temp_files() == [fresh] and real.exists()
-    assert media.remove_segment_temps(1, 4) == 1
-    assert media.temp_files() == [] and real.exists()
+    assert media.segment_temps(1, 4) == {fresh: (1, fresh.stat().st_mtime_ns)}
+    assert media.segment_temps(1, 3) == {}  # a committed file is not a temp
