@@ -274,7 +274,7 @@ def time_pieces(sources: list[Path], ladder: tuple[Rung, ...], out: Path) -> dic
     for index, src in enumerate(sources):
         work = out / str(index)
         work.mkdir()
-        _timed(pieces, "upload: probe + decode check (2 ffprobe)", lambda src=src: ffmpeg.probe(src))
+        _timed(pieces, "upload: probe + decoded head (1 ffprobe)", lambda src=src: ffmpeg.probe(src))
         info = ffmpeg.probe(src)
         plan = plan_renditions(info, ladder)
         temps = {r.name: work / f".{r.name}.tmp" for r in plan}
@@ -321,7 +321,7 @@ def print_pieces(pieces: dict[str, float], batches: list[Batch]) -> None:
     launches = 2  # the worker's (encode with pictures, package); the upload adds 2 more
     print(
         f"  ffmpeg/ffprobe process start-up alone (`ffmpeg -version`): {ms(startup)}; x {launches} launches in the worker"
-        f" = {ms(launches * startup)} ({launches * startup / total:.0%} of the worker pieces); the upload's 2 = {ms(2 * startup)}"
+        f" = {ms(launches * startup)} ({launches * startup / total:.0%} of the worker pieces); the upload's 1 = {ms(startup)}"
     )
     for b in batches:
         if b.ok_in:
