@@ -7,12 +7,11 @@ import getpass
 import sys
 
 from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from server.config import ROOT, Config
-from server.db import make_engine, make_sessionmaker
+from server.config import Config
+from server.db import alembic_config, make_engine, make_sessionmaker
 from server.models import Admin
 
 
@@ -22,9 +21,7 @@ def db_upgrade(config: Config) -> None:
         from pathlib import Path
 
         Path(config.DATABASE_URL.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    alembic = AlembicConfig(str(ROOT / "alembic.ini"))
-    alembic.set_main_option("sqlalchemy.url", config.DATABASE_URL.replace("%", "%%"))
-    command.upgrade(alembic, "head")
+    command.upgrade(alembic_config(config.DATABASE_URL), "head")
 
 
 def admin_create(config: Config, name: str, password: str) -> None:

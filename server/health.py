@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from server.db import schema_revisions
 from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
 from server.models import Segment, SegmentStatus, Video, VideoType
@@ -32,7 +33,7 @@ def status(services: Services, now: datetime) -> dict[str, Any]:
     """Return every check and the problems found; status is "ok" or "degraded"."""
     problems: list[str] = []
     report = {
-        "database": _database(services, now),
+        "database": _database(services, now, problems),
         "queue": _queue(services, problems),
         "cache": _cache(services, problems),
         "media": _media(services, problems),
@@ -45,7 +46,10 @@ def status(services: Services, now: datetime) -> dict[str, Any]:
     return {"status": "degraded" if problems else "ok", "problems": problems, **report}
 
 
-def _database(services: Services, now: datetime) -> dict[str, Any]:
+def _database(services: Services, now: datetime, problems: list[str]) -> dict[str, Any]:
+    schema, head = schema_revisions(services.engine)
+    if schema != head:
+        problems.append(f"database schema is at {schema}, the code expects {head}: run python -m server.cli db upgrade")
     with services.sessions() as session:
         by_status = dict(session.execute(select(Segment.status, func.count()).group_by(Segment.status)).all())
         oldest = session.scalar(select(func.min(Segment.uploaded_at)).where(Segment.status == SegmentStatus.NIL))
@@ -53,7 +57,8 @@ def _database(services: Services, now: datetime) -> dict[str, Any]:
         total = session.scalar(select(func.count()).select_from(Video))
     segments = {state.value.lower(): int(by_status.get(state, 0)) for state in SegmentStatus}
     segments["oldest_waiting_seconds"] = None if oldest is None else round((now - oldest).total_seconds(), 1)
-    return {"ok": True, "videos": {"live": live, "vod": (total or 0) - (live or 0)}, "segments": segments}
+    videos = {"live": live, "vod": (total or 0) - (live or 0)}
+    return {"ok": schema == head, "schema": schema, "videos": videos, "segments": segments}
 
 
 def _queue(services: Services, problems: list[str]) -> dict[str, Any]:

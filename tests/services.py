@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Self
 
 from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, inspect, text
+
+from server.db import alembic_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MYSQL_BASE = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
@@ -33,9 +34,7 @@ def create_database() -> str:
 
 
 def migrate(url: str) -> None:
-    cfg = AlembicConfig(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "head")
+    command.upgrade(alembic_config(url), "head")
 
 
 def drop_database(url: str) -> None:

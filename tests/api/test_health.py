@@ -5,8 +5,14 @@ from __future__ import annotations
 import re
 import time
 
+from alembic import command
+from sqlalchemy import insert
+from werkzeug.security import generate_password_hash
+
 from server import create_app
+from server.db import alembic_config
 from server.jobs import TRANSCODE_SEGMENT
+from server.models import Admin
 from tests.api.conftest import upload
 from tests.services import free_port
 
@@ -32,6 +38,7 @@ def test_status_reports_a_queue_without_workers_and_the_waiting_segment(client, 
     assert (segments["nil"], segments["processing"], segments["ok"], segments["error"]) == (1, 0, 0, 0)
     assert 0 <= segments["oldest_waiting_seconds"] < 60
     assert report["database"]["videos"] == {"live": 1, "vod": 0}
+    assert report["database"]["ok"] and report["database"]["schema"] == "0002"  # migrated to head
     assert report["media"]["ok"] and report["media"]["free_bytes"] > 0
     assert report["cache"] == {"kind": "local", "ok": True}
 
@@ -77,3 +84,20 @@ def test_status_names_a_segment_waiting_past_the_processing_deadline(make_config
     finally:
         app.extensions["team03"].close()
     assert any(re.fullmatch(r"a segment has waited \d+ s for a worker \(PROCESSING_DEADLINE is 0.5 s\)", p) for p in problems)
+
+
+def test_status_names_a_schema_behind_the_code(make_config, tmp_path, admin_auth):
+    # The code was deployed, `db upgrade` was not run: say so, with the command that fixes it.
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    command.upgrade(alembic_config(url), "0001")
+    app = create_app(make_config(DATABASE_URL=url))
+    try:
+        engine = app.extensions["team03"].engine
+        with engine.begin() as conn:  # the login the status page needs, in this database
+            conn.execute(insert(Admin).values(name="root", password_hash=generate_password_hash("s3cret")))
+        report = app.test_client().get("/status.json", headers=admin_auth).json
+    finally:
+        app.extensions["team03"].close()
+    assert report["status"] == "degraded" and report["database"]["ok"] is False
+    expected = "database schema is at 0001, the code expects 0002: run python -m server.cli db upgrade"
+    assert report["problems"] == [expected]
