@@ -95,9 +95,13 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         raise HarnessError(f"play.mjs hung past {timeout + _STARTUP_SLACK}s: {argv}") from e
 
 
-def long_stalls(report: dict, seconds: float, *, include_startup: bool = False) -> list[dict]:
-    """Return the stalls longer than seconds (still-open ones count with their time so far)."""
-    return [s for s in report["stalls"] if (include_startup or not s["startup"]) and (s["duration"] or 0) > seconds]
+def long_stalls(report: dict, seconds: float) -> list[dict]:
+    """Return the rebuffering stalls longer than seconds (still-open ones count with their time so far).
+
+    The wait before the first frame is not a stall: it depends on how loaded the machine is, so it is
+    measured by bench.live_latency, never asserted in a test.
+    """
+    return [s for s in report["stalls"] if not s["startup"] and (s["duration"] or 0) > seconds]
 
 
 def summary(report: dict) -> str:

@@ -136,7 +136,7 @@ def test_vod_plays_to_the_end(streams: Streams, player: str, path: str) -> None:
 
     assert report["ended"], summary(report)
     assert report["errors"] == [], summary(report)
-    assert long_stalls(report, MAX_STALL, include_startup=True) == [], summary(report)
+    assert long_stalls(report, MAX_STALL) == [], summary(report)
     assert report["currentTime"] == pytest.approx(SECONDS, abs=0.5), summary(report)
     assert report["maxBufferedEnd"] >= SECONDS - 0.5, summary(report)
     assert not report["live"]

@@ -245,7 +245,7 @@ def test_vod_plays_from_start_to_end(vod: Vod, name: str) -> None:
     assert report["errors"] == [], summary(report)
     assert report["ended"], summary(report)
     assert not report["live"], summary(report)
-    assert long_stalls(report, MAX_STALL, include_startup=True) == [], summary(report)
+    assert long_stalls(report, MAX_STALL) == [], summary(report)
     assert report["currentTime"] == pytest.approx(vod.total, abs=0.5), summary(report)
     assert _first_played(report) < 0.5, summary(report)
 
