@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -27,6 +28,7 @@ class Services:
     cache: Cache
     ladder: tuple[Rung, ...]
     queue: JobQueue | None = field(default=None)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set by close(): the local reaper ends
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -43,7 +45,8 @@ class Services:
         return services
 
     def close(self) -> None:
-        """Release connections (tests and clean shutdowns)."""
+        """Stop this process's local reaper and release connections (tests and clean shutdowns)."""
+        self.stopping.set()
         for resource in (self.queue, self.cache):
             close = getattr(resource, "close", None)
             if close is not None:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def start_local_runner(services: Services) -> Reaper:
     """Attach an in-process queue with WORKER_CONCURRENCY threads and start the reaper."""
     services.queue = LocalQueue(handlers_for(services), services.config.WORKER_CONCURRENCY)
-    reaper = Reaper(services, threading.Event())
+    reaper = Reaper(services, services.stopping)
     reaper.start()
     log.info("local job runner started with %d thread(s)", services.config.WORKER_CONCURRENCY)
     return reaper
