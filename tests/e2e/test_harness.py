@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import subprocess
 import threading
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.players import HarnessError, check_harness, long_stalls, play, summary
+from tests.e2e.players import long_stalls, play, summary
 
 SECONDS = 12
 MAX_STALL = 3.0
@@ -100,16 +99,6 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 class Streams:
     root: Path
     base: str
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _tools() -> None:
-    try:
-        check_harness()
-    except HarnessError as e:
-        pytest.fail(str(e), pytrace=False)
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is missing: run scripts/test.sh", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import requests
 from server.config import Config
 from server.playlists import VIDEO_TIMESCALE
 from tests import services as real
-from tests.e2e.players import HarnessError, check_harness, long_stalls, play, summary
+from tests.e2e.players import long_stalls, play, summary
 from tests.integration.conftest import Stack
 from tests.media import make_segment
 
@@ -44,14 +44,6 @@ class Recording:
     ended: float | None = None
     error: BaseException | None = None
     thread: threading.Thread | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _tools() -> None:
-    try:
-        check_harness()
-    except HarnessError as e:
-        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="module")
