@@ -10,8 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from server.models import Segment, SegmentStatus, Video, VideoStatus, VideoType
-from server.playlists.model import Published, RenditionInfo, SegmentState, VideoState
-from server.playlists.publish import is_finished, live_segments, vod_segments
+from server.playlists.model import RenditionInfo, SegmentState, VideoState
+from server.playlists.publish import ready_for_vod
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def _segment_state(segment: Segment) -> SegmentState:
         duration_ticks=segment.duration_ticks,
         audio_start_ticks=segment.audio_start_ticks,
         audio_duration_ticks=segment.audio_duration_ticks,
+        packaged=segment.packaged_at is not None,
     )
 
 
@@ -72,24 +73,12 @@ def playlist_state(session: Session, video_id: int) -> VideoState | None:
     return None if video is None else to_state(video)
 
 
-def packagable(state: VideoState, now: float, gap_timeout: float) -> list[Published]:
-    """Return the segments whose place on the timeline is decided: the live list, or all ready once over."""
-    if state.is_vod or is_finished(state, now, gap_timeout):
-        return vod_segments(state)
-    return live_segments(state, now, gap_timeout)
-
-
 def maybe_finish(services: Services, session: Session, video_id: int) -> bool:
     """Switch the video to VOD if it is over; True only for the one call that made the switch."""
     state = playlist_state(session, video_id)
-    if state is None or state.is_vod or not is_finished(state, time.time(), services.config.GAP_TIMEOUT):
+    # Not yet when the last remux is still to come: whoever does it calls us again.
+    if state is None or not ready_for_vod(state, time.time(), services.config.GAP_TIMEOUT):
         return False
-    packaged = {
-        s.segment_id
-        for s in session.scalars(select(Segment).where(Segment.video_id == video_id, Segment.packaged_at.is_not(None)))
-    }
-    if any(p.segment_id not in packaged for p in vod_segments(state)):
-        return False  # the last remux is still to come; whoever does it calls us again
     ready = [s.segment_id for s in state.segments if s.status == "READY"]
     middle = _middle(ready, state.last_segment_id or 0)
     status = VideoStatus.OK if ready else VideoStatus.ERROR

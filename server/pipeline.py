@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session, selectinload
 from server.errors import FFmpegError, ServiceError, TranscodeError
 from server.ingest import lock_video, utcnow
 from server.jobs import SegmentJob
-from server.lifecycle import maybe_finish, packagable, playlist_state
+from server.lifecycle import maybe_finish, playlist_state
 from server.media.storage import atomic_write, commit_file, temp_path_for
 from server.models import Segment, SegmentRendition, SegmentStatus, Video
 from server.playlists import AUDIO_TIMESCALE, VIDEO_TIMESCALE
+from server.playlists.publish import packagable
 from server.services import Services
 from server.transcode import ffmpeg
 from server.transcode.cmaf import track_durations

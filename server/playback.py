@@ -17,7 +17,7 @@ from server.playlists import (
     Published,
     StoryboardTiles,
     VideoState,
-    live_segments,
+    android_segments,
     render_android_mpd,
     render_dash,
     render_hls_master,
@@ -25,8 +25,9 @@ from server.playlists import (
     render_legacy_hls_master,
     render_legacy_hls_media,
     render_storyboard_vtt,
-    vod_segments,
+    stream_ended,
 )
+from server.playlists.publish import listed_segments
 from server.services import Services
 from server.transcode.ffmpeg import STORYBOARD_COLUMNS, STORYBOARD_EVERY, STORYBOARD_TILE_WIDTH, tile_height
 
@@ -37,10 +38,9 @@ LIVE_TTL = 2
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A video as players see it: its state, which segments have files, and its revision."""
+    """A video as players see it: its state (which segments have files included) and its revision."""
 
     state: VideoState
-    packaged: frozenset[int]
     revision: int
 
     @property
@@ -48,15 +48,8 @@ class Snapshot:
         return self.state.is_vod
 
     def published(self, now: float, gap_timeout: float) -> list[Published]:
-        """Return the listed segments: the VOD list once finished, else the live list up to the first not yet packaged."""
-        if self.finished:
-            return [p for p in vod_segments(self.state) if p.segment_id in self.packaged]
-        out: list[Published] = []
-        for entry in live_segments(self.state, now, gap_timeout):
-            if entry.segment_id not in self.packaged:
-                break  # a live list only grows at its end: wait for the remux rather than skip it
-            out.append(entry)
-        return out
+        """Return the segments players are given (the pure rule: publish.listed_segments)."""
+        return listed_segments(self.state, now, gap_timeout)
 
 
 def snapshot(session: Session, video_id: int) -> Snapshot:
@@ -64,8 +57,7 @@ def snapshot(session: Session, video_id: int) -> Snapshot:
     video = session.scalars(query).one_or_none()
     if video is None:
         raise NotFound(f"video {video_id} does not exist")
-    packaged = frozenset(s.segment_id for s in video.segments if s.packaged_at is not None)
-    return Snapshot(to_state(video), packaged, video.revision)
+    return Snapshot(to_state(video), video.revision)
 
 
 def current_revision(session: Session, video_id: int) -> int:
@@ -137,8 +129,8 @@ def android_mpd(gap: float, after: int | None):  # type: ignore[no-untyped-def]
     """Render the Android app's MPD: only segments after `after`, with its two headers."""
 
     def render(s: Snapshot, now: float) -> Rendered:
-        listed = [p for p in s.published(now, gap) if after is None or p.segment_id > after]
-        headers = [("streamEnded", "true" if s.finished else "false")]
+        listed = android_segments(s.state, after, now, gap)
+        headers = [("streamEnded", "true" if stream_ended(s.state) else "false")]
         if listed:
             headers.insert(0, ("lastSegmentId", str(listed[-1].segment_id)))
         return Rendered(render_android_mpd(s.state, listed).encode(), s.finished, tuple(headers))

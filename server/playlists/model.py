@@ -13,6 +13,8 @@ from typing import Literal
 
 VIDEO_TIMESCALE = 90_000
 AUDIO_TIMESCALE = 48_000
+# Media names are six digits (000042.mp4) and the Android player compares them as strings.
+MAX_SEGMENT_ID = 999_999
 
 SegmentStatus = Literal["READY", "FAILED", "PENDING"]
 SEGMENT_STATUSES: frozenset[str] = frozenset({"READY", "FAILED", "PENDING"})
@@ -55,6 +57,7 @@ class SegmentState:
     duration_ticks: int | None = None  # video duration (90 kHz); nominal when None
     audio_start_ticks: int | None = None  # 48 kHz; derived from start_ticks when None
     audio_duration_ticks: int | None = None  # 48 kHz; derived from the video duration when None
+    packaged: bool = False  # its timeline files (CMAF fragments, TS) are written: players may be given it
 
     def __post_init__(self) -> None:
         if self.segment_id < 0:

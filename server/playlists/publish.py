@@ -41,7 +41,7 @@ def live_segments(video: VideoState, now: float, gap_timeout: float) -> list[Pub
 def vod_segments(video: VideoState) -> list[Published]:
     """Return every READY segment in id order, late ones too, with a discontinuity after each hole."""
     last = video.last_segment_id if video.last_segment_id is not None else _INF
-    ready = sorted(s.segment_id for s in video.segments if s.status == "READY" and s.segment_id <= last)
+    ready = [s.segment_id for s in _in_order(video) if s.status == "READY" and s.segment_id <= last]
     return _publish(video, ready)
 
 
@@ -54,18 +54,47 @@ def is_finished(video: VideoState, now: float, gap_timeout: float) -> bool:
     return next_undecided > video.last_segment_id
 
 
-def android_segments(video: VideoState, after: int | None, now: float, gap_timeout: float) -> list[Published]:
-    """Return the segments the Android MPD lists: those after `after` (all when None).
+def packagable(video: VideoState, now: float, gap_timeout: float) -> list[Published]:
+    """Return the segments whose place on the timeline is decided: the live list, or every ready one once finished."""
+    if video.is_vod or is_finished(video, now, gap_timeout):
+        return vod_segments(video)
+    return live_segments(video, now, gap_timeout)
 
-    While live this is the live list; once the server switched the video to VOD it is the VOD list.
+
+def ready_for_vod(video: VideoState, now: float, gap_timeout: float) -> bool:
+    """Return whether a LIVE video is over: finished, and every segment of its VOD list packaged."""
+    if video.is_vod or not is_finished(video, now, gap_timeout):
+        return False
+    return all(video.by_id[p.segment_id].packaged for p in vod_segments(video))
+
+
+def listed_segments(video: VideoState, now: float, gap_timeout: float) -> list[Published]:
+    """Return what players are given: the packaged VOD list, or the live list up to its first unpackaged segment.
+
+    A live list only grows at its end, so it waits for a segment's remux rather than skip it.
     """
-    published = vod_segments(video) if video.is_vod else live_segments(video, now, gap_timeout)
-    return [p for p in published if after is None or p.segment_id > after]
+    if video.is_vod:
+        return [p for p in vod_segments(video) if video.by_id[p.segment_id].packaged]
+    listed: list[Published] = []
+    for entry in live_segments(video, now, gap_timeout):
+        if not video.by_id[entry.segment_id].packaged:
+            break
+        listed.append(entry)
+    return listed
 
 
-def stream_ended(video: VideoState, now: float, gap_timeout: float) -> bool:
-    """Return the Android `streamEnded` flag: true once finished, whatever the answer lists."""
-    return video.is_vod or is_finished(video, now, gap_timeout)
+def android_segments(video: VideoState, after: int | None, now: float, gap_timeout: float) -> list[Published]:
+    """Return the segments the Android MPD lists: those players are given after `after` (all when None)."""
+    return [p for p in listed_segments(video, now, gap_timeout) if after is None or p.segment_id > after]
+
+
+def stream_ended(video: VideoState) -> bool:
+    """Return the Android `streamEnded` flag: true once the video is VOD, whatever the answer lists.
+
+    The switch happens only once every listed segment is packaged (ready_for_vod), so a player that
+    stops polling at this flag has been offered every segment.
+    """
+    return video.is_vod
 
 
 def _known_end(video: VideoState, now: float) -> float | None:
@@ -102,6 +131,11 @@ def _settled_at(seg: SegmentState | None, now: float) -> float:
     return min(_INF if ready is None else ready, _failed_at(seg, now))
 
 
+def _in_order(video: VideoState) -> list[SegmentState]:
+    """Return the stored segments in id order: every walk below costs what is stored, never an id's size."""
+    return sorted(video.segments, key=lambda s: s.segment_id)
+
+
 def _horizon(video: VideoState, now: float) -> int:
     """Return the highest segment id the walk may reach."""
     if _known_end(video, now) is not None and video.last_segment_id is not None:
@@ -110,27 +144,39 @@ def _horizon(video: VideoState, now: float) -> int:
     return max(known, default=-1)
 
 
-def _later_settled(video: VideoState, horizon: int, now: float) -> list[float]:
-    """Return, for each k in 0..horizon, the earliest settle time of a segment j with k < j <= horizon."""
-    later = [_INF] * (horizon + 1)
+def _later_settled(stored: list[SegmentState], now: float) -> list[float]:
+    """Return, for each stored[i], the earliest settle time of the stored segments after it."""
+    later = [_INF] * len(stored)
     running = _INF
-    for k in range(horizon, -1, -1):
-        later[k] = running
-        running = min(running, _settled_at(video.by_id.get(k), now))
+    for i in range(len(stored) - 1, -1, -1):
+        later[i] = running
+        running = min(running, _settled_at(stored[i], now))
     return later
 
 
 def _walk(video: VideoState, now: float, gap_timeout: float) -> tuple[list[int], int]:
-    """Apply the skip rule; return the included ids and the first undecided id."""
+    """Apply the skip rule; return the included ids and the first undecided id.
+
+    A run of ids with no segment shares one later(k) and has no upload, failure or readiness of its
+    own, so the rule takes the same decision for the whole run at its first id: skip it all at one
+    deadline, or wait there. Each run is therefore one step, and the walk is O(segments stored).
+    """
     horizon = _horizon(video, now)
-    later = _later_settled(video, horizon, now)
+    stored = [s for s in _in_order(video) if s.segment_id <= horizon]
+    later = _later_settled(stored, now)
     end = _known_end(video, now)
     end_deadline = _INF if end is None else end + gap_timeout
     decided_at = -_INF
     included: list[int] = []
-    for k in range(horizon + 1):
-        seg = video.by_id.get(k)
-        deadline = max(decided_at, min(later[k] + gap_timeout, end_deadline, _failed_at(seg, now)))
+    expected = 0  # the first id not decided yet
+    for seg, after in zip(stored, later, strict=True):
+        k = seg.segment_id
+        if expected < k:  # ids expected..k-1 never arrived: the first later segment is k itself
+            deadline = max(decided_at, min(min(_settled_at(seg, now), after) + gap_timeout, end_deadline))
+            if deadline > now:
+                return included, expected
+            decided_at = deadline
+        deadline = max(decided_at, min(after + gap_timeout, end_deadline, _failed_at(seg, now)))
         if _uploaded_at(seg, now) <= deadline:
             deadline = _failed_at(seg, now)  # it arrived in time: wait for its fate, however long the encode
         ready = _ready_at(seg, now)
@@ -141,6 +187,9 @@ def _walk(video: VideoState, now: float, gap_timeout: float) -> tuple[list[int],
             decided_at = deadline
         else:
             return included, k
+        expected = k + 1
+    if expected <= horizon and max(decided_at, end_deadline) > now:  # the missing tail waits for the end
+        return included, expected
     return included, horizon + 1
 
 
@@ -153,7 +202,7 @@ def _publish(video: VideoState, ids: Iterable[int]) -> list[Published]:
     for sequence, k in enumerate(ids):
         gap = previous is not None and k != previous + 1
         discontinuities += gap
-        out.append(_entry(video, k, sequence, starts.get(k, 0), gap, discontinuities))
+        out.append(_entry(video, k, sequence, starts[k], gap, discontinuities))
         previous = k
     return out
 
@@ -171,17 +220,18 @@ def _entry(video: VideoState, k: int, sequence: int, derived_start: int, gap: bo
 
 
 def _derived_starts(video: VideoState) -> dict[int, int]:
-    """Return each id's start: the sum of earlier actual durations, nominal for any unknown one."""
-    top = max(video.by_id, default=-1)
+    """Return each stored id's start: the sum of earlier actual durations, nominal for any unknown or missing one."""
     starts: dict[int, int] = {}
     cursor = 0
-    for k in range(top + 1):
-        seg = video.by_id.get(k)
-        if seg is not None and seg.start_ticks is not None:
+    expected = 0
+    for seg in _in_order(video):
+        cursor += video.nominal_ticks * (seg.segment_id - expected)  # the ids that never arrived
+        if seg.start_ticks is not None:
             cursor = seg.start_ticks  # the worker's tfdt is the truth; resync on it
-        starts[k] = cursor
-        duration = seg.duration_ticks if seg is not None and seg.status == "READY" else None
+        starts[seg.segment_id] = cursor
+        duration = seg.duration_ticks if seg.status == "READY" else None
         cursor += video.nominal_ticks if duration is None else duration
+        expected = seg.segment_id + 1
     return starts
 
 

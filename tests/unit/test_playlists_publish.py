@@ -18,6 +18,7 @@ from server.playlists import (
     stream_ended,
     vod_segments,
 )
+from server.playlists.publish import ready_for_vod
 
 T0 = 1_795_000_000.0
 GAP = 10.0
@@ -31,7 +32,9 @@ RUNGS = (
 
 def ready(k: int, at: float, duration: int = D) -> SegmentState:
     """Return a READY segment k that became ready at T0 + at, starting at k x 3 s."""
-    return SegmentState(k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, start_ticks=k * D, duration_ticks=duration)
+    return SegmentState(
+        k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, start_ticks=k * D, duration_ticks=duration, packaged=True
+    )
 
 
 def failed(k: int, at: float) -> SegmentState:
@@ -126,13 +129,13 @@ def test_finished_at_once_when_every_segment_is_ready_before_the_end() -> None:
 def test_one_segment_video_with_last_segment_id_zero() -> None:
     v = video(ready(0, 5), ended_at=6, last=0)
     assert is_finished(v, T0 + 6, GAP)
-    assert stream_ended(v, T0 + 6, GAP)
+    assert ready_for_vod(v, T0 + 6, GAP)
 
 
 def test_not_finished_while_the_end_is_unknown() -> None:
     v = video(ready(0, 5), ready(1, 8))
     assert not is_finished(v, T0 + 1000, GAP)
-    assert not stream_ended(v, T0 + 1000, GAP)
+    assert not ready_for_vod(v, T0 + 1000, GAP)
 
 
 def test_segments_past_the_last_id_are_ignored() -> None:
@@ -149,15 +152,15 @@ def test_android_segments_lists_only_ids_after_the_one_given() -> None:
 
 
 def test_android_stream_ended_is_true_even_when_nothing_new_is_listed() -> None:
-    v = video(ready(0, 5), ready(1, 8), ended_at=9, last=1)
+    v = video(ready(0, 5), ready(1, 8), ended_at=9, last=1, vod=True)
     assert android_segments(v, 1, T0 + 9, GAP) == []
-    assert stream_ended(v, T0 + 9, GAP)
+    assert stream_ended(v)
 
 
 def test_android_segments_of_a_vod_include_late_ones() -> None:
     v = video(ready(0, 5), ready(1, 30), ready(2, 11), ended_at=12, last=2, vod=True)
     assert [p.segment_id for p in android_segments(v, None, T0 + 40, GAP)] == [0, 1, 2]
-    assert stream_ended(v, T0 + 40, GAP)
+    assert stream_ended(v)
 
 
 def test_starts_are_derived_from_earlier_durations_when_unknown() -> None:

@@ -57,7 +57,7 @@ NS = "{urn:mpeg:dash:schema:mpd:2011}"
 def segment(k: int, ready_at: float) -> SegmentState:
     """Return READY segment k placed on the timeline after segments 0..k-1."""
     start = sum(DURATIONS[:k])
-    return SegmentState(k, "READY", ready_at=T0 + ready_at, start_ticks=start, duration_ticks=DURATIONS[k])
+    return SegmentState(k, "READY", ready_at=T0 + ready_at, start_ticks=start, duration_ticks=DURATIONS[k], packaged=True)
 
 
 def make_video(ready: dict[int, float], *, ended_at: float | None = None, vod: bool = False) -> VideoState:
