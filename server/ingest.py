@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,12 +16,14 @@ from server.jobs import TRANSCODE_SEGMENT, SegmentJob
 from server.jobs.queue import QueueUnavailable
 from server.media.storage import UploadFile
 from server.models import Rendition, Segment, SegmentRendition, SegmentStatus, Video, VideoStatus, VideoType
+from server.playlists.model import MAX_SEGMENT_ID
 from server.services import Services
 from server.transcode.ffmpeg import probe
 from server.transcode.ladder import SourceInfo
 
 log = logging.getLogger(__name__)
 
+_DIGITS = re.compile(r"[0-9]+")
 EXTENSIONS = frozenset({"mp4", "mov", "m4v", "3gp", "ts", "mkv", "webm"})
 MAX_TITLE = 200
 
@@ -31,17 +34,30 @@ def utcnow() -> datetime:
 
 
 def get_video(session: Session, video_id: int, *, lock: bool = False, fresh: bool = False) -> Video:
+    """Return the video (re-read when `fresh`); with `lock`, after taking its row lock (lock_video)."""
+    if lock and not lock_video(session, video_id):
+        raise NotFound(f"video {video_id} does not exist")
     query = select(Video).where(Video.id == video_id)
-    if fresh:
+    if fresh or lock:  # what the lock protects must be read after it, not taken from the identity map
         query = query.execution_options(populate_existing=True)
-    video = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    video = session.scalars(query).one_or_none()
     if video is None:
         raise NotFound(f"video {video_id} does not exist")
     return video
 
 
 def lock_video(session: Session, video_id: int) -> bool:
-    """Take the video's row lock; every transaction that writes a video's rows takes it first (no deadlocks)."""
+    """Take the video's row lock; every transaction that writes a video's rows takes it first (no deadlocks).
+
+    Held until commit or rollback; checks made after it see the latest rows and stay true until then.
+    SQLite ignores FOR UPDATE, and pysqlite opens a transaction only at its first write: there a no-op
+    UPDATE of the row takes the database's write lock at this point instead (other writers wait for it,
+    up to the engine's busy timeout), so the same check-then-write code is race-free on both backends.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        videos = Video.__table__
+        claimed = session.execute(update(videos).where(videos.c.id == video_id).values(id=videos.c.id))
+        return claimed.rowcount == 1  # type: ignore[attr-defined]
     return session.scalar(select(Video.id).where(Video.id == video_id).with_for_update()) is not None
 
 
@@ -81,15 +97,16 @@ def create_video(services: Services, session: Session, title: str) -> Video:
 
 
 def parse_segment_id(value: str | None, field: str = "segment_id") -> int:
+    """Parse a segment id from any route: ASCII digits (Retrofit may quote them), at most MAX_SEGMENT_ID."""
     if value is None:
         raise InvalidInput(field, "missing")
     text = value.strip().strip('"')
-    if not text.isdigit() or not text.isascii():
-        raise InvalidInput(field, f"must be a non-negative integer, got {value[:20]!r}")
-    number = int(text)
-    if number > 10_000_000:
-        raise InvalidInput(field, "too large")
-    return number
+    # str.isdigit() is true for other scripts' digits too ("١"); media names and the app use ASCII only.
+    if not _DIGITS.fullmatch(text):
+        raise InvalidInput(field, f"must be a non-negative integer of ASCII digits, got {value[:20]!r}")
+    if len(text.lstrip("0")) > len(str(MAX_SEGMENT_ID)) or int(text) > MAX_SEGMENT_ID:
+        raise InvalidInput(field, f"at most {MAX_SEGMENT_ID} (media names have six digits), got {value[:20]!r}")
+    return int(text)
 
 
 def parse_extension(value: str | None) -> str:

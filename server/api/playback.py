@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from flask import Response, request, send_file
 from flask_restful import Resource
 
-from server import playback
+from server import ingest, playback
 from server.api.context import services, session
-from server.errors import InvalidInput, NotFound
+from server.errors import NotFound
 
 MIME = {
     "mpd": "application/dash+xml",
@@ -48,11 +48,7 @@ def _gap() -> float:
 class AndroidMpd(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
         raw = request.args.get("last_segment_id")
-        after = None
-        if raw is not None:
-            if not raw.isdigit():
-                raise InvalidInput("last_segment_id", "must be a non-negative integer")
-            after = int(raw)
+        after = None if raw is None else ingest.parse_segment_id(raw, "last_segment_id")
         result = playback.rendered(services(), session(), video_id, "android", playback.android_mpd(_gap(), after), str(after))
         return _answer(result, "mpd")
 
