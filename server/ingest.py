@@ -56,7 +56,7 @@ def lock_video(session: Session, video_id: int) -> bool:
     """
     if session.get_bind().dialect.name == "sqlite":
         videos = Video.__table__
-        claimed = session.execute(update(videos).where(videos.c.id == video_id).values(id=videos.c.id))
+        claimed = session.execute(update(videos).where(videos.c.id == video_id).values(revision=videos.c.revision))
         return claimed.rowcount == 1  # type: ignore[attr-defined]
     return session.scalar(select(Video.id).where(Video.id == video_id).with_for_update()) is not None
 
