@@ -48,9 +48,19 @@ def lock_video(session: Session, video_id: int) -> bool:
 def validate_title(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput("title", "a non-empty string is required")
+    if not _is_unicode_text(value):
+        raise InvalidInput("title", "must be Unicode text: a lone UTF-16 surrogate (\\ud800-\\udfff) cannot be stored")
     if len(value) > MAX_TITLE:
         raise InvalidInput("title", f"at most {MAX_TITLE} characters")
     return value.strip()
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def create_video(services: Services, session: Session, title: str) -> Video:
@@ -86,7 +96,7 @@ def parse_segment_id(value: str | None, field: str = "segment_id") -> int:
     text = value.strip().strip('"')
     if not text.isdigit() or not text.isascii():
         raise InvalidInput(field, f"must be a non-negative integer, got {value[:20]!r}")
-    number = int(text)
+    number = int(text) if len(text) <= 9 else 10_000_001  # int() of thousands of digits raises ValueError
     if number > 10_000_000:
         raise InvalidInput(field, "too large")
     return number

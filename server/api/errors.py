@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -29,7 +29,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):  # type: ignore[no-untyped-def]
         if exc.status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
+            log.error("%s: %s", exc.code, exc)
+        elif exc.detail is not None:
+            log.warning("%s %s: %s", request.path[:200], exc.code, exc)
         response = _body(exc.status, exc.code, exc.message, type(exc).__doc__ or exc.code, exc.field)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="team03 admin"'
@@ -58,6 +60,14 @@ def register(app: Flask) -> None:
         response = _body(503, "database_unavailable", "the database is unavailable; retry shortly", type(exc).__name__)
         response.headers["Retry-After"] = "5"
         return response
+
+    @app.errorhandler(ValueError)
+    def value_error(exc: ValueError):  # type: ignore[no-untyped-def]
+        # Python refuses to parse integers of more than sys.get_int_max_str_digits() digits (4300):
+        # a client's number that long is bad input wherever it is parsed, never our 500.
+        if "integer string conversion" in str(exc):
+            return _body(400, "invalid_input", "a number in the request has too many digits", "bad request")
+        return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
