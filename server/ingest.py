@@ -10,7 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.errors import Conflict, InvalidInput, NotFound
+from server.config import Config
+from server.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
 from server.jobs import TRANSCODE_SEGMENT, SegmentJob
 from server.jobs.queue import QueueUnavailable
 from server.media.storage import UploadFile
@@ -125,6 +126,7 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
         return Accepted(existing, created=False)  # a retry after a lost response
     # ffprobe runs before the video's row lock is taken: workers wait on that lock.
     info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
+    check_source_limits(info, services.config)
     if not lock_video(session, video.id):
         raise NotFound(f"video {video.id} does not exist")
     video = get_video(session, video.id, fresh=True)
@@ -161,6 +163,18 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
     publish(services, session, segment, live=video.type is VideoType.LIVE)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, segment.size, segment.duration_ms)
     return Accepted(segment, created=True)
+
+
+def check_source_limits(info: SourceInfo, config: Config) -> None:
+    """Refuse (422, before any encode) a segment longer or larger than a phone's ever is."""
+    if info.duration > config.MAX_SEGMENT_SECONDS:
+        raise UnprocessableMedia(
+            f"segment lasts {info.duration:.1f} s, more than MAX_SEGMENT_SECONDS ({config.MAX_SEGMENT_SECONDS:g} s)"
+        )
+    if info.width * info.height > config.MAX_SOURCE_PIXELS:
+        raise UnprocessableMedia(
+            f"frame of {info.width}x{info.height} has more pixels than MAX_SOURCE_PIXELS ({config.MAX_SOURCE_PIXELS})"
+        )
 
 
 def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile, *, lock: bool) -> Segment | None:
