@@ -32,6 +32,11 @@ class MemcachedCache:
         )
         self.prefix = prefix
 
+    @property
+    def client(self) -> HashClient:
+        """The pooled client, for Flask-Limiter's counters (server/api/limits.py)."""
+        return self._client
+
     def get(self, key: str) -> bytes | None:
         return self._client.get(memcached_key(self.prefix + key))
 

@@ -9,6 +9,7 @@ from werkzeug.routing import IntegerConverter, Map
 from server.api import errors
 from server.api.context import close_session
 from server.api.health import Ping, Status
+from server.api.limits import init_limits
 from server.api.playback import (
     AndroidMpd,
     Clock,
@@ -74,6 +75,7 @@ def init_app(app: Flask) -> None:
     api = Api(app)
     for resource, path in ROUTES:
         api.add_resource(resource, path)
+    init_limits(app, app.extensions["team03"])
     errors.register(app)
     app.after_request(add_cors)
     app.teardown_appcontext(close_session)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
+from flask_limiter import RateLimitExceeded
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from server.api.limits import retry_after
 from server.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
         return _body(413, "payload_too_large", "request body larger than MAX_SEGMENT_BYTES allows", exc.description or "")
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
+        # Nothing was read or stored; the client may retry after Retry-After seconds.
+        response = _body(429, "too_many_requests", f"rate limit exceeded: {exc.description}", "retry after Retry-After seconds")
+        response.headers["Retry-After"] = str(retry_after())
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
