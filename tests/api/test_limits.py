@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
 from server import create_app
+from server.ingest import utcnow
 from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
-from server.models import Segment, Video
+from server.jobs.reaper import end_idle_videos, reap
+from server.models import Segment, SegmentStatus, Video
 from tests.android import new_video_body
 from tests.api.conftest import upload
 from tests.services import Memcached
@@ -155,3 +158,40 @@ def test_a_dead_memcached_never_refuses_a_request(make_app, memcached, database_
     assert [_create(client).status_code for _ in range(3)] == [201] * 3  # counts nothing, like a cache miss
     assert _count(database_url, Video) == 4
     assert "Traceback" not in caplog.text
+
+
+def test_an_abandoned_live_video_is_ended_at_its_highest_segment_and_becomes_vod(make_app, segment_files, database_url):
+    app = make_app(LIVE_IDLE_TIMEOUT=600.0)
+    client, services = app.test_client(), app.extensions["team03"]
+    dead, empty, active, ended = (_create(client).json["video_id"] for _ in range(4))
+    data = [p.read_bytes() for p in segment_files]
+    for k in (0, 2):  # segment 1 never arrived: the phone died
+        assert upload(client, dead, k, data[k]).status_code == 201
+    assert upload(client, ended, 0, data[0]).status_code == 201
+    assert client.post(f"/video_end/{ended}", data={"last_segment_id": "0"}).status_code == 200
+    now = utcnow()
+    with services.sessions() as session:  # all made at `now`; every stored segment failed for good (no worker here)
+        session.execute(update(Video).values(created_at=now))
+        session.execute(
+            update(Segment).values(uploaded_at=now, status=SegmentStatus.ERROR, failed_at=now - timedelta(seconds=60))
+        )
+        session.commit()
+    assert end_idle_videos(services, now + timedelta(seconds=599)) == 0
+    assert upload(client, active, 0, data[0]).status_code == 201  # uploads at the last moment: still live
+    assert end_idle_videos(services, now + timedelta(seconds=600)) == 2
+    video = client.get(f"/video/{dead}").json
+    assert (video["segment_count"], video["type"], video["status"]) == (3, "VOD", "ERROR")
+    assert client.get(f"/live_mpd/{dead}.mpd").headers["streamEnded"] == "true"
+    assert client.get(f"/video/{empty}").status_code == 404  # nothing was ever uploaded: deleted
+    assert client.get(f"/video/{active}").json["segment_count"] == -1
+    assert client.get(f"/video/{ended}").json["segment_count"] == 1
+    assert end_idle_videos(services, now + timedelta(seconds=600)) == 0  # once
+
+
+def test_every_reaper_pass_ends_abandoned_videos(make_app, segment_files):
+    app = make_app(LIVE_IDLE_TIMEOUT=0.0)  # idle from the first instant
+    client = app.test_client()
+    vid = _create(client).json["video_id"]
+    assert upload(client, vid, 0, segment_files[0].read_bytes()).status_code == 201
+    reap(app.extensions["team03"])
+    assert client.get(f"/video/{vid}").json["segment_count"] == 1
