@@ -26,6 +26,7 @@ from tests.services import ROOT, Memcached
 
 HUGE = "9" * 5000  # past Python's int max str digits (4300)
 ID_2_63 = str(2**63)
+NOT_UTF8_PART = b'--b0undary\r\nContent-Disposition: form-data; name="segment_id"\r\n\r\n\xff\xfe\r\n--b0undary--\r\n'
 DEEP_LIST = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"title": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}"
 
@@ -146,6 +147,12 @@ CASES: list[Case] = [
     Case("GET", "/videos?before=abc", 400),
     Case("GET", f"/videos?before={HUGE}", 400),
     Case("GET", f"/videos?before={ID_2_63}", 400),
+    # bytes that are not UTF-8 where text is expected
+    Case("GET", "/videos?limit=%ff", 400),
+    Case("GET", f"/live_mpd/{V}.mpd?last_segment_id=%ff%fe", 400),
+    Case("GET", f"/video_files/{V}/%ff/playlist.m3u8", 404),
+    Case("POST", f"/video_end/{V}", 400, {"data": b"last_segment_id=%ff", "content_type": "application/x-www-form-urlencoded"}),
+    Case("POST", f"/video_segment/{V}", 400, _raw_multipart(NOT_UTF8_PART)),
     # methods and headers
     Case("PATCH", "/videos", 405),
     Case("DELETE", "/videos", 405),
