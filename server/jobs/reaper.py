@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from server.errors import Conflict
-from server.ingest import delete_video, end_video, lock_video, publish, utcnow
+from server.errors import Conflict, NotFound
+from server.ingest import delete_video, end_video, get_video, publish, utcnow
 from server.lifecycle import maybe_finish
 from server.models import Segment, SegmentStatus, Video, VideoType
 from server.pipeline import disk_full, package_pending
@@ -130,19 +130,18 @@ def end_idle_videos(services: Services, now: datetime) -> int:
 
 def _end_idle(services: Services, session: Session, video_id: int, highest: int | None) -> bool:
     idle = services.config.LIVE_IDLE_TIMEOUT
-    if highest is None:
-        if (
-            lock_video(session, video_id)
-            and session.scalar(select(Segment.id).where(Segment.video_id == video_id).limit(1)) is None
-        ):
+    try:
+        if highest is None:
+            video = get_video(session, video_id, lock=True, fresh=True)  # nothing changes under this lock
+            first = session.scalar(select(Segment.id).where(Segment.video_id == video_id).limit(1))
+            if video.type is not VideoType.LIVE or video.last_segment_id is not None or first is not None:
+                session.rollback()
+                return False  # ended, or a first segment arrived, meanwhile
             log.warning("video %s abandoned: nothing uploaded in %.0f s; deleting the empty recording", video_id, idle)
             delete_video(services, session, video_id)
             return True
-        session.rollback()
-        return False  # a first segment arrived meanwhile
-    try:
         end_video(session, video_id, highest)
-    except Conflict:  # a later segment arrived meanwhile: not abandoned
+    except (Conflict, NotFound):  # a later segment arrived, or the video was deleted, meanwhile
         session.rollback()
         return False
     log.warning("video %s abandoned: no upload for %.0f s; ended at its highest segment %s", video_id, idle, highest)
