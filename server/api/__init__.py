@@ -25,6 +25,7 @@ from server.api.playback import (
 from server.api.segments import SegmentItem, SegmentList
 from server.api.uploads import JsonProvider
 from server.api.videos import VideoEnd, VideoItem, VideoList
+from server.models import MAX_ID
 
 
 class DatabaseId(IntegerConverter):
@@ -36,7 +37,7 @@ class DatabaseId(IntegerConverter):
     regex = r"[0-9]{1,10}"
 
     def __init__(self, map: Map) -> None:  # noqa: A002 - werkzeug's name
-        super().__init__(map, max=2**31 - 1)
+        super().__init__(map, max=MAX_ID)
 
 
 class Api(flask_restful.Api):

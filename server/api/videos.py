@@ -13,7 +13,7 @@ from server.api.context import services, session
 from server.api.schemas import video_json
 from server.errors import InvalidInput
 from server.lifecycle import maybe_finish
-from server.models import Video
+from server.models import MAX_ID, Video
 
 
 def _json_object() -> dict:
@@ -24,7 +24,6 @@ def _json_object() -> dict:
 
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
-MAX_ID = 2**31 - 1
 
 
 def _query_int(name: str, default: int | None, low: int, high: int) -> int | None:
