@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from server import create_app
+from server import DevRequestHandler, create_app
 from server.cli import db_upgrade
 from server.config import Config
 
@@ -22,7 +22,7 @@ def main() -> None:
     app = create_app(config)
     print(f"team03 on http://{args.host}:{args.port}  (database {config.DATABASE_URL.split('@')[-1]}, media {config.MEDIA_ROOT})")
     # Threaded so uploads, playlist polls and the dashboard do not wait on each other; never debug.
-    app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False)
+    app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False, request_handler=DevRequestHandler)
 
 
 if __name__ == "__main__":

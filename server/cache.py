@@ -6,7 +6,9 @@ needs invalidating; a cache that is down is a miss, never an error.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 import time
 from typing import Protocol
@@ -30,15 +32,31 @@ class MemcachedCache:
         )
         self.prefix = prefix
 
+    @property
+    def client(self) -> HashClient:
+        """The pooled client, for Flask-Limiter's counters (server/api/limits.py)."""
+        return self._client
+
     def get(self, key: str) -> bytes | None:
-        return self._client.get(self.prefix + key)
+        return self._client.get(memcached_key(self.prefix + key))
 
     def set(self, key: str, value: bytes, ttl: int) -> None:
         # Wait for the reply (only on a miss): a fire-and-forget set could lose the race to the next get.
-        self._client.set(self.prefix + key, value, expire=ttl, noreply=False)
+        self._client.set(memcached_key(self.prefix + key), value, expire=ttl, noreply=False)
 
     def close(self) -> None:
         self._client.close()
+
+
+MAX_KEY_BYTES = 250
+_PLAIN_KEY = re.compile(rf"[!-~]{{1,{MAX_KEY_BYTES}}}")  # printable ASCII, no space
+
+
+def memcached_key(key: str) -> str:
+    """Return `key` if memcached accepts it as is, else a digest of it (keys carry URL parts: spaces, any Unicode)."""
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class LocalCache:

@@ -43,6 +43,14 @@ class Config:
     CACHE_TTL: int = 3600
     CACHE_PREFIX: str = "team03:"
     LOG_LEVEL: str = "INFO"
+    MAX_SEGMENT_SECONDS: float = 20.0
+    MAX_SOURCE_PIXELS: int = 3840 * 2160
+    LIVE_IDLE_TIMEOUT: float = 600.0
+    # Flask-Limiter rate strings ("N/second|minute|hour", ";"-separated); see the README for why these.
+    RATE_LIMIT_CREATE: str = "300/minute"
+    RATE_LIMIT_UPLOAD: str = "6000/minute"
+    RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
+    TRUSTED_PROXIES: int = 0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

@@ -9,10 +9,15 @@ class ServiceError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        # For the server's log only (tool output with paths, temp names, addresses); never in an answer.
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message if self.detail is None else f"{self.message}: {self.detail}"
 
 
 class InvalidInput(ServiceError):

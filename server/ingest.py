@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.errors import Conflict, InvalidInput, NotFound
+from server.config import Config
+from server.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
 from server.jobs import TRANSCODE_SEGMENT, SegmentJob
 from server.jobs.queue import QueueUnavailable
 from server.media.storage import UploadFile
@@ -64,9 +65,19 @@ def lock_video(session: Session, video_id: int) -> bool:
 def validate_title(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput("title", "a non-empty string is required")
+    if not _is_unicode_text(value):
+        raise InvalidInput("title", "must be Unicode text: a lone UTF-16 surrogate (\\ud800-\\udfff) cannot be stored")
     if len(value) > MAX_TITLE:
         raise InvalidInput("title", f"at most {MAX_TITLE} characters")
     return value.strip()
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def create_video(services: Services, session: Session, title: str) -> Video:
@@ -132,6 +143,7 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
         return Accepted(existing, created=False)  # a retry after a lost response
     # ffprobe runs before the video's row lock is taken: workers wait on that lock.
     info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
+    check_source_limits(info, services.config)
     if not lock_video(session, video.id):
         raise NotFound(f"video {video.id} does not exist")
     video = get_video(session, video.id, fresh=True)
@@ -168,6 +180,18 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
     publish(services, session, segment, live=video.type is VideoType.LIVE)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, segment.size, segment.duration_ms)
     return Accepted(segment, created=True)
+
+
+def check_source_limits(info: SourceInfo, config: Config) -> None:
+    """Refuse (422, before any encode) a segment longer or larger than a phone's ever is."""
+    if info.duration > config.MAX_SEGMENT_SECONDS:
+        raise UnprocessableMedia(
+            f"segment lasts {info.duration:.1f} s, more than MAX_SEGMENT_SECONDS ({config.MAX_SEGMENT_SECONDS:g} s)"
+        )
+    if info.width * info.height > config.MAX_SOURCE_PIXELS:
+        raise UnprocessableMedia(
+            f"frame of {info.width}x{info.height} has more pixels than MAX_SOURCE_PIXELS ({config.MAX_SOURCE_PIXELS})"
+        )
 
 
 def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile, *, lock: bool) -> Segment | None:

@@ -9,6 +9,8 @@ from sqlalchemy import BigInteger, DateTime, Enum, ForeignKey, Integer, MetaData
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+MAX_ID = 2**31 - 1  # the largest value of the INT id columns (MySQL INT, signed)
+
 # Fractional seconds matter: publishing rules compare upload and ready times.
 UtcDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import flask_restful
 from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
 
 from server.api import errors
 from server.api.context import close_session
 from server.api.health import Ping, Status
+from server.api.limits import init_limits
 from server.api.playback import (
     AndroidMpd,
     Clock,
@@ -21,7 +23,21 @@ from server.api.playback import (
     add_cors,
 )
 from server.api.segments import SegmentItem, SegmentList
+from server.api.uploads import JsonProvider
 from server.api.videos import VideoEnd, VideoItem, VideoList
+from server.models import MAX_ID
+
+
+class DatabaseId(IntegerConverter):
+    """`<int:...>` in this table: ASCII digits within the INT columns' range, else no route matches (404).
+
+    Werkzeug's own converter takes any length, so 2^63 reached the database driver (SQLite: OverflowError).
+    """
+
+    regex = r"[0-9]{1,10}"
+
+    def __init__(self, map: Map) -> None:  # noqa: A002 - werkzeug's name
+        super().__init__(map, max=MAX_ID)
 
 
 class Api(flask_restful.Api):
@@ -55,9 +71,12 @@ ROUTES = [
 
 
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = DatabaseId
+    app.json = JsonProvider(app)
     api = Api(app)
     for resource, path in ROUTES:
         api.add_resource(resource, path)
+    init_limits(app, app.extensions["team03"])
     errors.register(app)
     app.after_request(add_cors)
     app.teardown_appcontext(close_session)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
+from flask_limiter import RateLimitExceeded
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from server.api.limits import retry_after
 from server.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):  # type: ignore[no-untyped-def]
         if exc.status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
+            log.error("%s: %s", exc.code, exc)
+        elif exc.detail is not None:
+            log.warning("%s %s: %s", request.path[:200], exc.code, exc)
         response = _body(exc.status, exc.code, exc.message, type(exc).__doc__ or exc.code, exc.field)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="team03 admin"'
@@ -38,6 +42,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
         return _body(413, "payload_too_large", "request body larger than MAX_SEGMENT_BYTES allows", exc.description or "")
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
+        # Nothing was read or stored; the client may retry after Retry-After seconds.
+        response = _body(429, "too_many_requests", f"rate limit exceeded: {exc.description}", "retry after Retry-After seconds")
+        response.headers["Retry-After"] = str(retry_after())
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
@@ -58,6 +69,14 @@ def register(app: Flask) -> None:
         response = _body(503, "database_unavailable", "the database is unavailable; retry shortly", type(exc).__name__)
         response.headers["Retry-After"] = "5"
         return response
+
+    @app.errorhandler(ValueError)
+    def value_error(exc: ValueError):  # type: ignore[no-untyped-def]
+        # Python refuses to parse integers of more than sys.get_int_max_str_digits() digits (4300):
+        # a client's number that long is bad input wherever it is parsed, never our 500.
+        if "integer string conversion" in str(exc):
+            return _body(400, "invalid_input", "a number in the request has too many digits", "bad request")
+        return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):  # type: ignore[no-untyped-def]

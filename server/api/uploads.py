@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import flask
 from flask import g
+from flask.json.provider import DefaultJSONProvider
 
 from server.media import UploadFile
+
+
+class JsonProvider(DefaultJSONProvider):
+    """Flask's JSON, but a body nested past the parser's recursion limit is bad JSON (ValueError: a 400), not a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 class Request(flask.Request):

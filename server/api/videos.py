@@ -13,7 +13,7 @@ from server.api.context import services, session
 from server.api.schemas import video_json
 from server.errors import InvalidInput
 from server.lifecycle import maybe_finish
-from server.models import Video
+from server.models import MAX_ID, Video
 
 
 def _json_object() -> dict:
@@ -23,10 +23,32 @@ def _json_object() -> dict:
     return body
 
 
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+
+
+def _query_int(name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not low <= int(raw) <= high:
+        raise InvalidInput(name, f"must be an integer from {low} to {high}")
+    return int(raw)
+
+
 class VideoList(Resource):
     def get(self):  # type: ignore[no-untyped-def]
-        query = select(Video).options(selectinload(Video.renditions)).order_by(Video.created_at.desc(), Video.id.desc())
-        return [video_json(v) for v in session().scalars(query)], 200
+        """List newest first, a page at a time: ?limit= (default 100, max 1000), ?before=<video_id> for the next."""
+        limit = _query_int("limit", PAGE_DEFAULT, 1, PAGE_MAX)
+        before = _query_int("before", None, 1, MAX_ID)
+        # Ids grow with creation, so id order is creation order, and a page boundary is stable under inserts.
+        query = select(Video).options(selectinload(Video.renditions)).order_by(Video.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(Video.id < before)
+        videos = session().scalars(query).all()
+        headers = {}
+        if len(videos) == limit:
+            headers["Link"] = f'</videos?limit={limit}&before={videos[-1].id}>; rel="next"'
+        return [video_json(v) for v in videos], 200, headers
 
     def post(self):  # type: ignore[no-untyped-def]
         title = ingest.validate_title(_json_object().get("title"))

@@ -17,6 +17,7 @@ just gets an explicit S@t.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,18 @@ _env = Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
+
+
+# Characters XML 1.0 forbids anywhere, even escaped: C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: str) -> str:
+    """Drop the characters XML cannot carry (a title is stored as given; the MPD must stay well-formed)."""
+    return _NOT_XML.sub("", value)
+
+
+_env.filters["xml_text"] = xml_text
 
 
 def xs_duration(seconds: Fraction | float | int) -> str:

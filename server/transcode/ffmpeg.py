@@ -216,7 +216,8 @@ def _probe_json(argv: list[str], timeout: float) -> dict[str, Any]:
     except FFmpegError as exc:
         if exc.timed_out:
             raise
-        raise UnprocessableMedia(f"not a media file: {exc.stderr_tail}") from exc
+        # ffprobe's stderr names the absolute path, temp names and heap addresses: logged, not answered.
+        raise UnprocessableMedia("not a media file ffprobe can read", detail=exc.stderr_tail) from exc
     try:
         report = json.loads(stdout or "{}")
     except json.JSONDecodeError as exc:

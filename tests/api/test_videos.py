@@ -113,3 +113,29 @@ def test_errors_are_json_for_unknown_routes_and_methods(client):
     response = client.patch("/videos")
     assert response.status_code == 405
     assert "code" in response.json
+
+
+def test_list_pages_newest_first_with_limit_and_before(client):
+    ids = [client.post("/videos", json={"title": f"v{i}"}).json["video_id"] for i in range(101)]
+    newest_first = ids[::-1]
+    default = client.get("/videos")
+    assert [v["video_id"] for v in default.json] == newest_first[:100]
+    assert default.headers["Link"] == f'</videos?limit=100&before={newest_first[99]}>; rel="next"'
+    pages, url = [], "/videos?limit=40"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        pages.append([v["video_id"] for v in response.json])
+        link = response.headers.get("Link")
+        url = link[1 : link.index(">")] if link else None
+    assert [len(p) for p in pages] == [40, 40, 21]
+    assert sum(pages, []) == newest_first
+    assert client.get(f"/videos?before={ids[0]}").json == []
+    assert [v["video_id"] for v in client.get("/videos?limit=1000").json] == newest_first
+
+
+def test_bad_list_parameters_name_the_field(client):
+    for query, field in [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"), ("before=-1", "before")]:
+        response = client.get(f"/videos?{query}")
+        assert response.status_code == 400, query
+        assert response.json["field"] == field
