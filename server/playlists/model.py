@@ -13,6 +13,7 @@ from typing import Literal
 
 VIDEO_TIMESCALE = 90_000
 AUDIO_TIMESCALE = 48_000
+AAC_FRAME = 1024  # samples (48 kHz ticks) in one AAC-LC frame: a segment's audio holds whole frames
 
 SegmentStatus = Literal["READY", "FAILED", "PENDING"]
 SEGMENT_STATUSES: frozenset[str] = frozenset({"READY", "FAILED", "PENDING"})
@@ -53,8 +54,8 @@ class SegmentState:
     failed_at: float | None = None
     start_ticks: int | None = None  # video tfdt (90 kHz); derived from earlier durations when None
     duration_ticks: int | None = None  # video duration (90 kHz); nominal when None
-    audio_start_ticks: int | None = None  # 48 kHz; derived from start_ticks when None
-    audio_duration_ticks: int | None = None  # 48 kHz; derived from the video duration when None
+    audio_start_ticks: int | None = None  # 48 kHz; derived (publish.audio_span) until packaged
+    audio_duration_ticks: int | None = None  # 48 kHz, whole AAC frames; derived (publish.audio_span) until packaged
 
     def __post_init__(self) -> None:
         if self.segment_id < 0:
