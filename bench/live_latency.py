@@ -44,7 +44,7 @@ import requests
 
 from bench.common import bench_config, percentile
 from server.transcode import ffmpeg
-from server.transcode.ladder import parse_ladder, plan_renditions
+from server.transcode.ladder import parse_ladder, plan_ladder
 from tests import services as real
 from tests.android import segment_upload
 from tests.integration.conftest import Stack
@@ -107,7 +107,7 @@ def make_segments(folder: Path, count: int) -> list[Path]:
 def encode_floor(segment: Path, ladder: str, runs: int = 3) -> float:
     """Return the median wall time of the worker's one-pass ladder encode of one segment (no DB, no packaging)."""
     info = ffmpeg.probe(segment)
-    plan = plan_renditions(info, parse_ladder(ladder))
+    plan = plan_ladder(parse_ladder(ladder))
     times = []
     with tempfile.TemporaryDirectory(prefix="team03-floor-") as tmp:
         outputs = {r.name: Path(tmp) / f"{r.name}.mp4" for r in plan}

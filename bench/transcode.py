@@ -5,7 +5,7 @@
 S phone-like segments (tests.media.make_segment: 1080x720, 30 fps, 2.9-3.1 s) are made once.
 
 (a) raw: for each segment in turn, the exact argv the worker runs
-    (ffmpeg.transcode_argv(src, plan_renditions(probe(src), ladder), outputs, source=info)); wall time
+    (ffmpeg.transcode_argv(src, plan_ladder(ladder), outputs, source=probe(src))); wall time
     of those runs only. Realtime factor = seconds of video / wall seconds.
 (b) pipeline: the app (in-process test client) on a fresh MariaDB database and a private gearmand,
     1 then 2 `python -m server.segment_processor` subprocesses; all S segments uploaded back to back;
@@ -38,7 +38,7 @@ from server.media.storage import commit_file
 from server.models import Segment
 from server.transcode import ffmpeg
 from server.transcode.cmaf import track_durations
-from server.transcode.ladder import Rung, plan_renditions
+from server.transcode.ladder import Rung, plan_ladder
 from tests.android import segment_upload
 from tests.media import make_segment
 
@@ -98,7 +98,7 @@ def raw_encodes(sources: list[Path], ladder: tuple[Rung, ...], out: Path) -> lis
     times = []
     for index, src in enumerate(sources):
         info = ffmpeg.probe(src)
-        plan = plan_renditions(info, ladder)
+        plan = plan_ladder(ladder)
         outputs = {r.name: out / f"{r.name}-{index}.mp4" for r in plan}
         argv = ffmpeg.transcode_argv(src, plan, outputs, source=info)
         t0 = time.perf_counter()
@@ -276,10 +276,10 @@ def time_pieces(sources: list[Path], ladder: tuple[Rung, ...], out: Path) -> dic
         work.mkdir()
         _timed(pieces, "upload: probe + decoded head (1 ffprobe)", lambda src=src: ffmpeg.probe(src))
         info = ffmpeg.probe(src)
-        plan = plan_renditions(info, ladder)
+        plan = plan_ladder(ladder)
         temps = {r.name: work / f".{r.name}.tmp" for r in plan}
         finals = {r.name: work / f"{r.name}.mp4" for r in plan}
-        stills = ffmpeg.Pictures(work / "t.jpg", work / "s.jpg", at=1.0, width=320)
+        stills = ffmpeg.Pictures(work / "t.jpg", work / "s.jpg", at=1.0, width=320, tile_height=106)
         argv = ffmpeg.transcode_argv(src, plan, temps, source=info, pictures=stills)
         _timed(pieces, "worker: encode + pictures (1 ffmpeg)", lambda argv=argv: ffmpeg.run(argv, timeout=120))
         top_temp = temps[plan[0].name]
@@ -301,7 +301,8 @@ def package(mp4s: list[Path], work: Path) -> None:
     start = 270_000  # 3 s: a segment that is not the first, so the offsets are non-zero
     fragments = [work / f"{m.stem}.m4s" for m in mp4s]
     streams = [work / f"{m.stem}.ts" for m in mp4s]
-    argv = ffmpeg.package_argv(mp4s, fragments, streams, work / "audio.m4s", start, ffmpeg.audio_ticks(start))
+    audio_start, frames = 143_360, 140  # what publish.audio_span gives the second of two 3 s segments
+    argv = ffmpeg.package_argv(mp4s, fragments, streams, work / "audio.m4s", start, audio_start, frames)
     ffmpeg.run(argv, timeout=60)
     for fragment in [*fragments, work / "audio.m4s"]:
         ffmpeg.split_init(fragment.read_bytes())

@@ -20,7 +20,7 @@ from server.models import Rendition, Segment, SegmentRendition, SegmentStatus, V
 from server.playlists.model import MAX_SEGMENT_ID
 from server.services import Services
 from server.transcode.ffmpeg import probe
-from server.transcode.ladder import SourceInfo
+from server.transcode.ladder import SourceInfo, plan_ladder
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +90,18 @@ def create_video(services: Services, session: Session, title: str) -> Video:
         segment_duration_ms=services.config.SEGMENT_DURATION_MS,
         revision=0,
     )
-    for position, rung in enumerate(services.ladder, start=1):
+    # The ladder is fixed here for the video's life: every segment is encoded to exactly these rows.
+    for position, plan in enumerate(plan_ladder(services.ladder), start=1):
         video.renditions.append(
             Rendition(
                 position=position,
-                name=rung.name,
-                width=rung.width,
-                height=rung.height,
-                video_bitrate=rung.video_bitrate,
-                audio_bitrate=rung.audio_bitrate,
+                name=plan.name,
+                width=plan.width,
+                height=plan.height,
+                video_bitrate=plan.video_bitrate,
+                audio_bitrate=plan.audio_bitrate,
+                codecs=plan.codecs,
+                frame_rate=plan.fps,
             )
         )
     session.add(video)

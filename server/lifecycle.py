@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import Segment, SegmentStatus, Video, VideoStatus, VideoType
+from server.models import Rendition, Segment, SegmentStatus, Video, VideoStatus, VideoType
 from server.playlists.model import RenditionInfo, SegmentState, VideoState
 from server.playlists.publish import ready_for_vod
 from server.services import Services
+from server.transcode.ladder import VIDEO_FPS, Rung, plan_rung
+from server.transcode.ladder import Rendition as RenditionPlan
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,15 @@ def _segment_state(segment: Segment) -> SegmentState:
     )
 
 
+def rendition_plan(row: Rendition) -> RenditionPlan:
+    """Return what the encoder is told for every segment of this rendition: its row, fixed at the video's creation.
+
+    Rows written before the frame rate was stored plan at VIDEO_FPS, as the encoder then did.
+    """
+    rung = Rung(row.name, row.width, row.height, row.video_bitrate, row.audio_bitrate)
+    return plan_rung(rung, row.frame_rate or VIDEO_FPS)
+
+
 def to_state(video: Video) -> VideoState:
     """Return what the playlist layer needs to know of `video` (renditions and segments loaded)."""
     renditions = tuple(
@@ -47,8 +58,8 @@ def to_state(video: Video) -> VideoState:
             height=r.height,
             bandwidth=r.bandwidth,
             video_bandwidth=r.video_bitrate,
-            codecs=(r.codecs or "avc1.4d401e,mp4a.40.2").split(",")[0],
-            frame_rate=r.frame_rate or 30,
+            codecs=rendition_plan(r).video_codecs,  # what the encoder is told: the same from the first answer to the last
+            frame_rate=rendition_plan(r).fps,
         )
         for r in video.renditions
     )

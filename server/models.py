@@ -93,7 +93,8 @@ class Rendition(Base):
     height: Mapped[int] = mapped_column(Integer)
     video_bitrate: Mapped[int] = mapped_column(Integer)
     audio_bitrate: Mapped[int] = mapped_column(Integer)
-    # Known once the first segment is encoded (actual size within the box, codec level).
+    # What the encoder is told for every segment (ladder.plan_ladder), written when the video is created;
+    # NULL in rows from before that; players are told lifecycle.rendition_plan(row), derived from the same fields.
     codecs: Mapped[str | None] = mapped_column(String(64))
     frame_rate: Mapped[int | None] = mapped_column(Integer)
 

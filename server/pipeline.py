@@ -22,15 +22,16 @@ from sqlalchemy.orm import Session, selectinload
 from server.errors import FFmpegError, ServiceError, TranscodeError
 from server.ingest import lock_video, utcnow
 from server.jobs import SegmentJob
-from server.lifecycle import maybe_finish, playlist_state
+from server.lifecycle import maybe_finish, playlist_state, rendition_plan
 from server.media.storage import atomic_write, commit_file, temp_path_for
 from server.models import Segment, SegmentRendition, SegmentStatus, Video
-from server.playlists import AUDIO_TIMESCALE, VIDEO_TIMESCALE
+from server.playlists import VIDEO_TIMESCALE, Published
+from server.playlists.model import AAC_FRAME
 from server.playlists.publish import packagable
 from server.services import Services
 from server.transcode import ffmpeg
 from server.transcode.cmaf import track_durations
-from server.transcode.ladder import Rung, SourceInfo, plan_renditions
+from server.transcode.ladder import SourceInfo
 from server.transcode.mpegts import continue_counters, next_counters
 
 log = logging.getLogger(__name__)
@@ -134,13 +135,15 @@ def _transcode(services: Services, session: Session, segment: Segment) -> None:
     stored = segment.source_info
     info = SourceInfo.from_json(stored) if stored else ffmpeg.probe(source, timeout=cfg.PROBE_TIMEOUT, check_decode=False)
     states = sorted(segment.renditions, key=lambda s: s.rendition.position)
-    ladder = tuple(_rung_of(s) for s in states)
-    plan = plan_renditions(info, ladder)
+    plan = tuple(rendition_plan(s.rendition) for s in states)  # fixed at the video's creation, whatever this segment is
     finals = {r.name: media.file(segment.video_id, r.name, segment.segment_id, "mp4") for r in plan}
     stills = {kind: media.file(segment.video_id, kind, segment.segment_id, "jpg") for kind in ("thumbnails", "storyboard")}
     temps = {name: _prepared_temp(path) for name, path in [*finals.items(), *stills.items()]}
     # The same decode also writes the thumbnail and the storyboard strip.
-    pictures = ffmpeg.Pictures(temps["thumbnails"], temps["storyboard"], at=min(1.0, info.duration / 2), width=THUMBNAIL_WIDTH)
+    tile = ffmpeg.tile_height(plan[-1].width, plan[-1].height, ffmpeg.STORYBOARD_TILE_WIDTH)  # as playback.storyboard says
+    pictures = ffmpeg.Pictures(
+        temps["thumbnails"], temps["storyboard"], at=min(1.0, info.duration / 2), width=THUMBNAIL_WIDTH, tile_height=tile
+    )
     try:
         ffmpeg.run(ffmpeg.transcode_argv(source, plan, temps, source=info, pictures=pictures), timeout=cfg.FFMPEG_TIMEOUT)
         # Every rung has the same frames; read their durations from the moov instead of launching ffprobe.
@@ -155,11 +158,8 @@ def _transcode(services: Services, session: Session, segment: Segment) -> None:
     for state, rendition in zip(states, plan, strict=True):
         state.status = SegmentStatus.OK
         state.size = finals[rendition.name].stat().st_size
-        state.rendition.codecs = state.rendition.codecs or rendition.codecs
-        state.rendition.frame_rate = state.rendition.frame_rate or rendition.fps
-        state.rendition.width, state.rendition.height = rendition.width, rendition.height
     segment.duration_ticks = _ticks(tracks["vide"], VIDEO_TIMESCALE)
-    segment.audio_duration_ticks = _ticks(tracks["soun"], AUDIO_TIMESCALE)
+    segment.audio_duration_ticks = None  # whole AAC frames, fixed by the packager with the audio start
     segment.status = SegmentStatus.OK
     segment.error = None
     segment.ready_at = now
@@ -182,11 +182,6 @@ def _ticks(track: tuple[int, int], rate: int) -> int:
 def _bump(session: Session, video_id: int) -> None:
     """Move the video's revision on, so cached playlists and JSON are never answered stale."""
     session.execute(update(Video).where(Video.id == video_id).values(revision=Video.revision + 1))
-
-
-def _rung_of(state: SegmentRendition) -> Rung:
-    r = state.rendition
-    return Rung(r.name, r.width, r.height, r.video_bitrate, r.audio_bitrate)
 
 
 def _prepared_temp(final: Path) -> Path:
@@ -267,7 +262,7 @@ def package_pending(services: Services, session: Session, video_id: int) -> int:
         for entry in packagable(state, time.time(), services.config.GAP_TIMEOUT):
             segment = pending.get(entry.segment_id)
             if segment is not None:
-                _package(services, segment, entry.start_ticks, entry.audio_start_ticks, follows=not entry.discontinuity)
+                _package(services, segment, entry, follows=not entry.discontinuity)
                 done += 1
         if done:
             _bump(session, video_id)
@@ -287,8 +282,10 @@ def _unpackaged(session: Session, video_id: int) -> list[Segment]:
     return list(session.scalars(query))
 
 
-def _package(services: Services, segment: Segment, start: int, audio_start: int, *, follows: bool) -> None:
+def _package(services: Services, segment: Segment, entry: Published, *, follows: bool) -> None:
     """Write the segment's CMAF fragments and TS at its timeline position (one remux, never an encode).
+
+    The audio keeps the whole AAC frames the timeline gave it (publish.audio_span), from its audio start.
 
     `follows`: the segment comes right after the one before it in the playlists (no discontinuity),
     so its TS continuity counters continue that segment's.
@@ -300,7 +297,8 @@ def _package(services: Services, segment: Segment, start: int, audio_start: int,
     audio = _prepared_temp(media.file(vid, "audio", k, "m4s"))
     try:
         mp4s = [media.file(vid, name, k, "mp4") for name in names]
-        argv = ffmpeg.package_argv(mp4s, fragments, streams, audio, start, audio_start)
+        frames = entry.audio_duration_ticks // AAC_FRAME
+        argv = ffmpeg.package_argv(mp4s, fragments, streams, audio, entry.start_ticks, entry.audio_start_ticks, frames)
         ffmpeg.run(argv, timeout=services.config.FFMPEG_TIMEOUT)
         for folder, temp in [*zip(names, fragments, strict=True), ("audio", audio)]:
             _write_fragment(media.rendition_dir(vid, folder), k, temp.read_bytes())
@@ -310,8 +308,9 @@ def _package(services: Services, segment: Segment, start: int, audio_start: int,
     finally:
         for temp in [*fragments, *streams, audio]:
             temp.unlink(missing_ok=True)
-    segment.start_ticks = start
-    segment.audio_start_ticks = audio_start
+    segment.start_ticks = entry.start_ticks
+    segment.audio_start_ticks = entry.audio_start_ticks
+    segment.audio_duration_ticks = entry.audio_duration_ticks
     segment.packaged_at = utcnow()
 
 

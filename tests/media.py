@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+from server.transcode.cmaf import iter_boxes
+
+_FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
 
 def make_segment(
@@ -14,38 +20,61 @@ def make_segment(
     rate: int = 30,
     audio: bool = True,
     offset: float = 0.0,
+    sample_rate: int = 44100,
+    rotate: int = 0,
 ) -> Path:
-    """Write a phone-like MP4 segment: H.264 + AAC, moov first, keyframe at start."""
-    argv = [
-        "ffmpeg",
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-    ]
+    """Write a phone-like MP4 segment: H.264 + AAC, moov first, keyframe at start.
+
+    `size` "1x1" is drawn at 64x64 and scaled down (x264 needs 4:4:4 for odd sizes); `rotate` sets the
+    track's display matrix (as phones held upright do) by a -c copy remux with the legacy rotate tag,
+    which is what ffmpeg 5.1's mp4 muxer turns into a tkhd matrix.
+    """
+    tiny = size == "1x1"
+    argv = [*_FFMPEG, "-f", "lavfi", "-i", f"testsrc2=size={'64x64' if tiny else size}:rate={rate}:duration={seconds}"]
     if audio:
-        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
-    argv += [
-        "-ss",
-        "0",
-        "-output_ts_offset",
-        str(offset),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        str(rate),
-    ]
+        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={sample_rate}:duration={seconds}"]
+    argv += ["-ss", "0", "-output_ts_offset", str(offset), "-c:v", "libx264", "-preset", "ultrafast"]
+    argv += ["-vf", "scale=1:1", "-pix_fmt", "yuv444p"] if tiny else ["-pix_fmt", "yuv420p"]
+    argv += ["-g", str(rate)]
     if audio:
         argv += ["-c:a", "aac", "-b:a", "96k"]
-    argv += ["-movflags", "+faststart", str(path)]
-    subprocess.run(argv, check=True)
+    target = path.with_name(f".unrotated.{path.name}") if rotate else path
+    subprocess.run([*argv, "-movflags", "+faststart", str(target)], check=True)
+    if rotate:
+        remux = ["-i", str(target), "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}", "-movflags", "+faststart"]
+        subprocess.run([*_FFMPEG, *remux, str(path)], check=True)
+        target.unlink()
     return path
+
+
+def fragment_spans(data: bytes) -> list[tuple[int, int]]:
+    """Return (tfdt, summed sample durations) of each track fragment of a CMAF media segment."""
+    return list(_spans(data, 0, len(data)))
+
+
+def _spans(data: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    for kind, at, size in iter_boxes(data, start, end):
+        if kind == "moof":
+            yield from _spans(data, at + 8, at + size)
+        elif kind == "traf":
+            yield _traf_span(data, at + 8, at + size)
+
+
+def _traf_span(data: bytes, start: int, end: int) -> tuple[int, int]:
+    tfdt, default, total = 0, 0, 0
+    for kind, at, _size in iter_boxes(data, start, end):
+        flags = int.from_bytes(data[at + 9 : at + 12], "big")
+        if kind == "tfdt":
+            tfdt = struct.unpack_from(">Q" if data[at + 8] == 1 else ">I", data, at + 12)[0]
+        elif kind == "tfhd" and flags & 0x8:
+            offset = at + 16 + (8 if flags & 0x1 else 0) + (4 if flags & 0x2 else 0)
+            default = struct.unpack_from(">I", data, offset)[0]
+        elif kind == "trun":
+            count = struct.unpack_from(">I", data, at + 12)[0]
+            offset = at + 16 + (4 if flags & 0x1 else 0) + (4 if flags & 0x4 else 0)
+            if not flags & 0x100:
+                total += count * default
+                continue
+            stride = 4 * sum(1 for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit)
+            total += sum(struct.unpack_from(">I", data, offset + i * stride)[0] for i in range(count))
+    return tfdt, total

@@ -15,6 +15,7 @@ VIDEO_TIMESCALE = 90_000
 AUDIO_TIMESCALE = 48_000
 # Media names are six digits (000042.mp4) and the Android player compares them as strings.
 MAX_SEGMENT_ID = 999_999
+AAC_FRAME = 1024  # samples (48 kHz ticks) in one AAC-LC frame: a segment's audio holds whole frames
 
 SegmentStatus = Literal["READY", "FAILED", "PENDING"]
 SEGMENT_STATUSES: frozenset[str] = frozenset({"READY", "FAILED", "PENDING"})
@@ -55,8 +56,8 @@ class SegmentState:
     failed_at: float | None = None
     start_ticks: int | None = None  # video tfdt (90 kHz); derived from earlier durations when None
     duration_ticks: int | None = None  # video duration (90 kHz); nominal when None
-    audio_start_ticks: int | None = None  # 48 kHz; derived from start_ticks when None
-    audio_duration_ticks: int | None = None  # 48 kHz; derived from the video duration when None
+    audio_start_ticks: int | None = None  # 48 kHz; derived (publish.audio_span) until packaged
+    audio_duration_ticks: int | None = None  # 48 kHz, whole AAC frames; derived (publish.audio_span) until packaged
     packaged: bool = False  # its timeline files (CMAF fragments, TS) are written: players may be given it
 
     def __post_init__(self) -> None:

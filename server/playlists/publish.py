@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from server.playlists.model import AUDIO_TIMESCALE, VIDEO_TIMESCALE, Published, SegmentState, VideoState
+from server.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE, Published, SegmentState, VideoState
 
 _INF = math.inf
 
@@ -198,25 +198,46 @@ def _publish(video: VideoState, ids: Iterable[int]) -> list[Published]:
     starts = _derived_starts(video)
     out: list[Published] = []
     discontinuities = 0
-    previous: int | None = None
     for sequence, k in enumerate(ids):
-        gap = previous is not None and k != previous + 1
+        gap = bool(out) and k != out[-1].segment_id + 1
         discontinuities += gap
-        out.append(_entry(video, k, sequence, starts[k], gap, discontinuities))
-        previous = k
+        audio_after = None if not out or gap else out[-1].audio_start_ticks + out[-1].audio_duration_ticks
+        out.append(_entry(video, k, sequence, starts[k], gap, discontinuities, audio_after))
     return out
 
 
-def _entry(video: VideoState, k: int, sequence: int, derived_start: int, gap: bool, disc_seq: int) -> Published:
-    """Build one Published entry, deriving whatever ticks the worker did not record."""
+def _entry(
+    video: VideoState, k: int, sequence: int, derived_start: int, gap: bool, disc_seq: int, audio_after: int | None
+) -> Published:
+    """Build one Published entry, deriving whatever ticks the packager has not recorded yet.
+
+    Audio: see `audio_span`; `audio_after` is where the previous entry's audio ends (None at the
+    first entry and after a hole, where the audio restarts level with the picture).
+    """
     seg = video.by_id[k]
     start = derived_start if seg.start_ticks is None else seg.start_ticks
     duration = video.nominal_ticks if seg.duration_ticks is None else seg.duration_ticks
-    audio_start = _to_audio(start) if seg.audio_start_ticks is None else seg.audio_start_ticks
-    audio_duration = seg.audio_duration_ticks
-    if audio_duration is None:
-        audio_duration = _to_audio(start + duration) - _to_audio(start)
+    audio_start, audio_duration = audio_span(start, duration, audio_after)
+    if seg.audio_start_ticks is not None:
+        audio_start = seg.audio_start_ticks
+    if seg.audio_duration_ticks is not None:
+        audio_duration = seg.audio_duration_ticks
     return Published(k, sequence, start, duration, audio_start, audio_duration, gap, disc_seq)
+
+
+def audio_span(start: int, duration: int, audio_after: int | None) -> tuple[int, int]:
+    """Return (audio start, audio duration) in 48 kHz ticks of a segment whose video spans start..start+duration (90 kHz).
+
+    Each segment's audio is encoded apart, so it holds whole AAC frames (1024 samples) and its own
+    priming frame. The audio track is laid end to end: a segment's audio starts exactly where the
+    previous one's ends (no overlap, no gap) and holds as many whole frames as fit before its video's
+    end, so the audio never runs ahead of the picture and lags it by less than one frame (plus the
+    constant priming frame). Only the first segment and the first after a hole start level with
+    their picture.
+    """
+    audio_start = _to_audio(start) if audio_after is None else audio_after
+    frames = max(1, (_to_audio(start + duration) - audio_start) // AAC_FRAME)
+    return audio_start, frames * AAC_FRAME
 
 
 def _derived_starts(video: VideoState) -> dict[int, int]:

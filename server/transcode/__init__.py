@@ -3,7 +3,6 @@
 from server.transcode.cmaf import box_types, decode_times, split_init
 from server.transcode.ffmpeg import (
     OutputInfo,
-    audio_ticks,
     package_audio_argv,
     package_ts_argv,
     package_video_argv,
@@ -20,7 +19,7 @@ from server.transcode.ladder import (
     Rung,
     SourceInfo,
     parse_ladder,
-    plan_renditions,
+    plan_ladder,
 )
 
 __all__ = [
@@ -29,14 +28,13 @@ __all__ = [
     "Rendition",
     "Rung",
     "SourceInfo",
-    "audio_ticks",
     "box_types",
     "decode_times",
     "package_audio_argv",
     "package_ts_argv",
     "package_video_argv",
     "parse_ladder",
-    "plan_renditions",
+    "plan_ladder",
     "probe",
     "probe_argv",
     "probe_output",

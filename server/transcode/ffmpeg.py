@@ -1,37 +1,44 @@
 """Every ffmpeg/ffprobe argv in the system, and the only two process launches (run, probe).
 
 One encode per segment
-    ``transcode_argv`` decodes the upload once, ``split``s the picture, and per rendition runs
-    ``fps,scale,setsar=1,format=yuv420p`` into its own libx264 (Main, forced level, NO B-frames,
-    fixed GOP, no scene-cut keyframes) and AAC-LC 48 kHz stereo. Each output is a complete MP4,
-    moov first, timestamps starting at 0 (video 90 kHz), which Android MediaPlayer plays alone.
+    ``transcode_argv`` decodes the upload once (applying its display matrix: ffmpeg autorotates),
+    ``split``s the picture, and per rendition runs ``fps`` (the video's fixed rate), then a scale that
+    fits the picture inside the rendition's box and a ``pad`` to exactly the box, ``setsar=1``,
+    ``format=yuv420p`` into its own libx264 (Main, forced level, NO B-frames, fixed GOP, no scene-cut
+    keyframes) and AAC-LC 48 kHz stereo. Every segment of a rendition therefore has the same size and
+    rate whatever the phone sent (1x1, portrait, rotated, 60 fps), so one ``init.mp4`` fits them all.
+    Each output is a complete MP4, moov first, timestamps starting at 0 (video 90 kHz), which Android
+    MediaPlayer plays alone.
 
 Re-timing is a remux
     Segments arrive and finish out of order, so they are encoded on their own clock (t = 0) and
     only the cheap packaging step (``-c copy``) puts them on the stream timeline once the caller
-    knows the segment's start S (90 kHz ticks = sum of the video durations before it):
+    knows the segment's video start S (90 kHz ticks = sum of the video durations before it) and its
+    audio start A and AAC frame count N (48 kHz; ``publish.audio_span``):
 
     * ``-copyts`` keeps the input timestamps as they are (no start-time normalisation), and
-      ``-output_ts_offset`` adds S to every packet.
+      ``-itsoffset`` before an input adds its start to every packet of that input. Each MP4 is
+      opened twice: once at S (its video), once at A (its audio), because an offset moves every
+      stream of an input (``-itsoffset``) or of an output (``-output_ts_offset``).
     * fMP4: ``-movflags +cmaf+frag_discont`` makes the muxer write the first packet's dts as the
       first tfdt instead of 0; ``-use_editlist 0`` and ``-avoid_negative_ts disabled`` stop it from
       shifting the track back to 0 or hiding the offset in an edit list (which would also make the
       init segment differ per segment). No B-frames means dts == pts, so video tfdt == S exactly.
     * Audio: ffmpeg's AAC encoder puts 1024 priming samples before t = 0 (hidden by an edit list in
-      the rendition MP4). CMAF audio is packaged with offset S_audio + 1024 so that the priming
-      frame sits at tfdt == S_audio (the caller passes 48 kHz ticks, normally
-      ``audio_ticks(S)`` = round(S * 48000 / 90000)); the audio track therefore runs
-      21.3 ms behind the picture, a constant well inside lip-sync tolerance, and there is no
-      per-segment edit list. Where a segment's audio is longer than its video (AAC frames are 1024
-      samples) it overlaps the next segment by a few ms, which MSE and hls.js splice.
+      the rendition MP4). The audio input is offset by A + 1024 so that the priming frame sits at
+      tfdt == A; the audio track therefore runs 21.3 ms behind the picture, a constant well inside
+      lip-sync tolerance, and there is no per-segment edit list. Each segment's audio is encoded a
+      frame longer than its video, and ``-frames:a N`` keeps exactly the N whole frames the timeline
+      gives it, so consecutive fragments neither overlap nor leave a gap (44.1 kHz phones included:
+      the encode resamples to 48 kHz first).
     * Init segments: ``-fflags +bitexact`` (no encoder version), ``-map_metadata -1`` (no creation
       time) and ``-b:v 0``/``-b:a 0`` (otherwise the measured bit rate of THIS segment is written to
       btrt/esds) make ftyp+moov byte-identical for every segment of a rendition.
-    * MPEG-TS: the same ``-copyts -output_ts_offset S``; the mpegts muxer adds its usual
-      2 x 0.7 s mux delay, so the first video PTS is S + ``TS_PTS_OFFSET`` (126000). That offset is
-      the same for every segment, so consecutive segments are continuous without discontinuity tags.
-      ``-avoid_negative_ts disabled`` again: segment 0's AAC priming frame is at -1920, and the
-      default would shift segment 0 (only) by that much.
+    * MPEG-TS: the same two inputs and ``-frames:a N``; the mpegts muxer adds its usual 2 x 0.7 s
+      mux delay, so the first video PTS is S + ``TS_PTS_OFFSET`` (126000) and the first audio PTS
+      (the priming frame) A x 90/48 + TS_PTS_OFFSET. That offset is the same for every segment, so
+      consecutive segments are continuous without discontinuity tags. ``-avoid_negative_ts
+      disabled`` again: the default would shift segment 0 (only).
 
 Preset: ``veryfast``: 2.8x realtime for the 3-rung encode of a 3 s 1080x720 segment on 2 busy cores
 (superfast 3.4x, faster 2.1x; numbers in docs/transcoding.md). It keeps a worker well ahead of a
@@ -63,6 +70,7 @@ PRESET = "veryfast"
 VIDEO_TIMESCALE = 90_000
 AUDIO_RATE = 48_000
 AAC_PRIMING = 1024
+AAC_FRAME = 1024  # samples per AAC-LC frame
 TS_PTS_OFFSET = 126_000
 PROBE_TIMEOUT = 30.0
 DECODE_HEAD = 0.2  # seconds an upload's probe decodes: a few frames, well under a process launch
@@ -319,23 +327,37 @@ class Pictures:
     storyboard: Path
     at: float
     width: int
+    tile_height: int  # every storyboard tile is STORYBOARD_TILE_WIDTH x tile_height
 
 
 def _video_graph(renditions: Sequence[Rendition], pictures: Pictures | None = None) -> str:
-    """Return the split + per-rendition fps/scale chains; setpts makes every upload start at 0."""
+    """Return the split + per-rendition fit-and-pad chains; setpts makes every upload start at 0.
+
+    ffmpeg applies the upload's display matrix (rotate tag) before the graph (autorotate is on by
+    default), so a phone held upright arrives as a portrait picture and is fitted as one.
+    """
     branches = len(renditions) + (2 if pictures else 0)
     labels = "".join(f"[s{i}]" for i in range(branches))
     chains = [f"[0:v:0]setpts=PTS-STARTPTS,split={branches}{labels}"]
     for i, r in enumerate(renditions):
-        chains.append(f"[s{i}]fps={r.fps},scale={r.width}:{r.height},setsar=1,format=yuv420p[v{i}]")
+        chains.append(f"[s{i}]fps={r.fps},{_fit(r.width, r.height)},format=yuv420p[v{i}]")
     if pictures is not None:
         n = len(renditions)
         chains.append(f"[s{n}]trim=start={pictures.at:.3f},scale={pictures.width}:-2,setsar=1[thumb]")
         # select keeps the first frame, then one at least STORYBOARD_EVERY s after the last kept one;
+        # tiles are fitted into one fixed box so the storyboard's #xywh= holds for every segment;
         # tile pads a short strip with black and flushes it at EOF.
         pick = f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{STORYBOARD_EVERY:g})'"
-        chains.append(f"[s{n + 1}]{pick},scale={STORYBOARD_TILE_WIDTH}:-2,setsar=1,tile={STORYBOARD_COLUMNS}x1[strip]")
+        tile = _fit(STORYBOARD_TILE_WIDTH, pictures.tile_height)
+        chains.append(f"[s{n + 1}]{pick},{tile},tile={STORYBOARD_COLUMNS}x1[strip]")
     return ";".join(chains)
+
+
+def _fit(width: int, height: int) -> str:
+    """Return the filters that fit any picture inside width x height (up or down) and pad the rest black."""
+    # force_divisible_by=2: 4:2:0 needs even sides (a 1x1 or 3x5 upload would otherwise fail the encode).
+    scale = f"scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
+    return f"{scale},pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1"
 
 
 def _picture(out: Path, quality: int) -> list[str]:
@@ -348,12 +370,13 @@ def _audio_graph(count: int, source: SourceInfo | None) -> str:
     tail = f"aformat=sample_fmts=fltp:channel_layouts=stereo,asplit={count}{labels}"
     if source is None:
         return f"[0:a:0]asetpts=PTS-STARTPTS,aresample={AUDIO_RATE},{tail}"
-    duration = f"{source.duration:.6f}"
+    padded = f"{source.duration + AAC_FRAME / AUDIO_RATE:.6f}"
     if not source.has_audio:
-        return f"anullsrc=r={AUDIO_RATE}:cl=stereo:d={duration},{tail}"
-    # Pad/cut the audio to the video's length: phone (and AAC) padding would otherwise make each
-    # segment's audio tens of ms longer than its video, and the audio timeline overlap more.
-    fit = f"apad=whole_dur={duration},atrim=duration={duration}"
+        return f"anullsrc=r={AUDIO_RATE}:cl=stereo:d={padded},{tail}"
+    # Pad/cut the audio to the video's length plus one AAC frame: phones' audio is longer or shorter
+    # than their video, and the packager keeps only the frames the timeline has room for (see
+    # package_argv), which the spare frame guarantees it has.
+    fit = f"apad=whole_dur={padded},atrim=duration={padded}"
     return f"[0:a:0]asetpts=PTS-STARTPTS,aresample={AUDIO_RATE},{fit},{tail}"
 
 
@@ -380,57 +403,65 @@ def _level(level_idc: int) -> str:
 
 def package_video_argv(mp4: Path, out: Path, start: int) -> list[str]:
     """Build the remux of a rendition's video into a CMAF fragment whose tfdt is start (90 kHz)."""
-    return [*_FFMPEG, "-copyts", "-i", str(mp4), *_video_fragment(0, out, start)]
+    return [*_FFMPEG, "-copyts", *_at(start, VIDEO_TIMESCALE), "-i", str(mp4), *_video_fragment(0, out)]
 
 
-def package_audio_argv(mp4: Path, out: Path, start: int) -> list[str]:
-    """Build the remux of a rendition's audio into a CMAF fragment whose tfdt is start (48 kHz ticks)."""
-    return [*_FFMPEG, "-copyts", "-i", str(mp4), *_audio_fragment(0, out, start)]
+def package_audio_argv(mp4: Path, out: Path, start: int, frames: int) -> list[str]:
+    """Build the remux of `frames` AAC frames of a rendition's audio into a CMAF fragment whose tfdt is start (48 kHz)."""
+    return [*_FFMPEG, "-copyts", *_audio_at(start), "-i", str(mp4), *_audio_fragment(0, out, frames)]
 
 
-def package_ts_argv(mp4: Path, out: Path, start: int) -> list[str]:
-    """Build the remux of a rendition into MPEG-TS whose first video PTS is start + TS_PTS_OFFSET."""
-    return [*_FFMPEG, "-copyts", "-i", str(mp4), *_ts(0, out, start)]
+def package_ts_argv(mp4: Path, out: Path, start: int, audio_start: int, frames: int) -> list[str]:
+    """Build the remux of a rendition into MPEG-TS: video PTS from start + TS_PTS_OFFSET, `frames` AAC frames from audio_start."""
+    inputs = [*_at(start, VIDEO_TIMESCALE), "-i", str(mp4), *_audio_at(audio_start), "-i", str(mp4)]
+    return [*_FFMPEG, "-copyts", *inputs, *_ts(0, 1, out, frames)]
 
 
 def package_argv(
-    mp4s: Sequence[Path], fragments: Sequence[Path], ts: Sequence[Path], audio: Path, start: int, audio_start: int
+    mp4s: Sequence[Path], fragments: Sequence[Path], ts: Sequence[Path], audio: Path, start: int, audio_start: int, frames: int
 ) -> list[str]:
     """Build ONE remux of every rendition into its CMAF fragment and TS, plus the audio fragment.
 
     The same outputs as the single-output builders above (tests compare the bytes), for one process
-    start instead of seven: packaging is on the live path, and launching ffmpeg costs ~80 ms.
+    start instead of seven: packaging is on the live path, and launching ffmpeg costs ~80 ms. Each
+    MP4 is opened twice, once on the video timeline and once on the audio timeline (an input offset
+    moves every stream of an input; an output offset every stream of an output).
     """
     argv = [*_FFMPEG, "-copyts"]
     for mp4 in mp4s:
-        argv += ["-i", str(mp4)]
+        argv += [*_at(start, VIDEO_TIMESCALE), "-i", str(mp4)]
+    for mp4 in mp4s:
+        argv += [*_audio_at(audio_start), "-i", str(mp4)]
+    count = len(mp4s)
     for index, (fragment, stream) in enumerate(zip(fragments, ts, strict=True)):
-        argv += [*_video_fragment(index, fragment, start), *_ts(index, stream, start)]
-    return argv + _audio_fragment(0, audio, audio_start)
+        argv += [*_video_fragment(index, fragment), *_ts(index, count + index, stream, frames)]
+    return argv + _audio_fragment(count, audio, frames)
 
 
-def _video_fragment(index: int, out: Path, start: int) -> list[str]:
-    offset = _microseconds(start, VIDEO_TIMESCALE)
-    return ["-map", f"{index}:v:0", "-c", "copy", "-b:v", "0", "-output_ts_offset", offset, *_CMAF, str(out)]
+def _at(start: int, rate: int) -> list[str]:
+    """Return the input option that moves every packet of the next input by start/rate seconds (-copyts keeps the rest)."""
+    return ["-itsoffset", _microseconds(start, rate)]
 
 
-def _audio_fragment(index: int, out: Path, start: int) -> list[str]:
+def _audio_at(start: int) -> list[str]:
     # +AAC_PRIMING: the priming frame has dts -1024, and a tfdt cannot be negative.
-    offset = _microseconds(start + AAC_PRIMING, AUDIO_RATE)
-    return ["-map", f"{index}:a:0", "-c", "copy", "-b:a", "0", "-output_ts_offset", offset, *_CMAF, str(out)]
+    return _at(start + AAC_PRIMING, AUDIO_RATE)
 
 
-def _ts(index: int, out: Path, start: int) -> list[str]:
-    offset = _microseconds(start, VIDEO_TIMESCALE)
-    streams = ["-map", f"{index}:v:0", "-map", f"{index}:a:0", "-c", "copy"]
+def _video_fragment(index: int, out: Path) -> list[str]:
+    return ["-map", f"{index}:v:0", "-c", "copy", "-b:v", "0", *_CMAF, str(out)]
+
+
+def _audio_fragment(index: int, out: Path, frames: int) -> list[str]:
+    # -frames:a counts packets in a stream copy: exactly the AAC frames the timeline gave this segment.
+    return ["-map", f"{index}:a:0", "-c", "copy", "-b:a", "0", "-frames:a", str(frames), *_CMAF, str(out)]
+
+
+def _ts(video: int, audio: int, out: Path, frames: int) -> list[str]:
+    streams = ["-map", f"{video}:v:0", "-map", f"{audio}:a:0", "-c", "copy", "-frames:a", str(frames)]
     # The AAC priming frame of segment 0 is at -1920; shifting it would move only segment 0.
     mux = [*_CLEAN, "-avoid_negative_ts", "disabled", "-f", "mpegts"]
-    return [*streams, "-output_ts_offset", offset, *mux, str(out)]
-
-
-def audio_ticks(video_ticks: int) -> int:
-    """Convert 90 kHz ticks to 48 kHz ticks, rounding to the nearest (exact for 30/25/15 fps)."""
-    return (video_ticks * AUDIO_RATE * 2 + VIDEO_TIMESCALE) // (2 * VIDEO_TIMESCALE)
+    return [*streams, *mux, str(out)]
 
 
 def _microseconds(ticks: int, rate: int) -> str:

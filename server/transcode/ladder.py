@@ -1,17 +1,17 @@
-"""Pure planning: the quality ladder and what each rung becomes for one source segment.
+"""Pure planning: the quality ladder, fixed for a video's whole life when it is created.
 
-Sizes: the source's display aspect ratio is fitted inside each rung's box, never upscaled, and the
-free dimension is rounded to the NEAREST EVEN number, halves up (1280x720 in 720x480 -> 720x406),
-which is also how ffmpeg's ``scale=W:-2`` rounds. The fitted dimension is the box edge (even).
+Sizes: each rendition is exactly its rung's box (e.g. 720x480), whatever a segment is: the encode
+fits the (rotated) picture inside the box and pads the rest (see ffmpeg.py), so one ``init.mp4`` per
+rendition stays true for every segment and players never see a resolution change.
 
-Frame rate: the source rate rounded, clamped to 1..30 (30 when unknown). GOP: 2 s worth of frames
-(``GOP_SECONDS * fps``), a keyframe at frame 0 and then every 2 s; segments are ~3 s, so every
-segment starts on a keyframe and has a seek point in the middle.
+Frame rate: every rendition runs at VIDEO_FPS (frames are dropped or repeated to get there). GOP:
+2 s worth of frames (``GOP_SECONDS * fps``), a keyframe at frame 0 and then every 2 s; segments are
+~3 s, so every segment starts on a keyframe and has a seek point in the middle.
 
 Codecs: every rendition is H.264 Main profile without B-frames (see ffmpeg.py for why) at a
 forced level, the lowest of 3.1 and up that fits the rendition, plus AAC-LC. The RFC 6381 string
 is derived from those forced values, so it matches the avcC x264 writes
-(profile_idc 77 = 0x4d, constraint_set1 = 0x40, level_idc).
+(profile_idc 77 = 0x4d, constraint_set1 = 0x40, level_idc), and it is known before any segment.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 GOP_SECONDS = 2
-MAX_FPS = 30
+VIDEO_FPS = 30
 MIN_RUNGS = 3
 AUDIO_CODECS = "mp4a.40.2"
 
@@ -171,36 +171,13 @@ def _parse_rate(text: str, low: int, high: int) -> int:
     return rate
 
 
-def plan_renditions(source: SourceInfo, ladder: Iterable[Rung] = DEFAULT_LADDER) -> tuple[Rendition, ...]:
-    """Plan every rung of the ladder for this source, in ladder order."""
-    fps = plan_fps(source.fps)
-    return tuple(_plan_one(source, rung, fps) for rung in ladder)
+def plan_ladder(ladder: Iterable[Rung] = DEFAULT_LADDER, fps: int = VIDEO_FPS) -> tuple[Rendition, ...]:
+    """Plan every rung of a new video's ladder, in ladder order: the box size, `fps`, a 2 s GOP."""
+    return tuple(plan_rung(rung, fps) for rung in ladder)
 
 
-def _plan_one(source: SourceInfo, rung: Rung, fps: int) -> Rendition:
-    """Plan one rung: fitted size, shared fps, fixed GOP."""
-    width, height = fit_size(source.width, source.height, rung.width, rung.height)
-    return Rendition(rung.name, width, height, rung.video_bitrate, rung.audio_bitrate, fps, GOP_SECONDS * fps)
-
-
-def plan_fps(fps: float) -> int:
-    """Return the source rate rounded (halves up), clamped to 1..30; 30 when unknown."""
-    if not math.isfinite(fps) or fps <= 0:
-        return MAX_FPS
-    return max(1, min(MAX_FPS, math.floor(fps + 0.5)))  # halves up, not banker's rounding
-
-
-def fit_size(width: int, height: int, box_width: int, box_height: int) -> tuple[int, int]:
-    """Fit width:height inside the box, never upscaling, both sides even (nearest, halves up)."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"source size {width}x{height} is not positive")
-    if width <= box_width and height <= box_height:
-        return max(2, width - width % 2), max(2, height - height % 2)
-    if width * box_height >= height * box_width:
-        return box_width, max(2, even_round(box_width * height, width))
-    return max(2, even_round(box_height * width, height)), box_height
-
-
-def even_round(numerator: int, denominator: int) -> int:
-    """Return numerator/denominator rounded to the nearest even integer, halves up."""
-    return 2 * ((numerator + denominator) // (2 * denominator))
+def plan_rung(rung: Rung, fps: int = VIDEO_FPS) -> Rendition:
+    """Plan one rung: exactly its box, `fps`, a fixed GOP; what the encoder is told for every segment."""
+    if not 1 <= fps <= 60:
+        raise ValueError(f"frame rate {fps} is outside 1..60")
+    return Rendition(rung.name, rung.width, rung.height, rung.video_bitrate, rung.audio_bitrate, fps, GOP_SECONDS * fps)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.transcode import cmaf, ffmpeg
-from server.transcode.ladder import DEFAULT_LADDER, Rendition, SourceInfo, plan_renditions
+from server.transcode.ladder import Rendition, SourceInfo, plan_ladder
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 CLEAN = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
@@ -16,6 +16,7 @@ CMAF = [*CLEAN, "-movflags", "+cmaf+frag_discont+skip_trailer", "-use_editlist",
 CMAF += ["-avoid_negative_ts", "disabled", "-f", "mp4"]
 HIGH = Rendition("HIGH", 720, 480, 3_000_000, 128_000, 30, 60)
 LOW = Rendition("LOW", 240, 160, 200_000, 64_000, 30, 60)
+FIT = "force_original_aspect_ratio=decrease:force_divisible_by=2"  # any picture fitted in the box, then padded
 
 
 def rendition_output(index: int, r: Rendition, rate: str, buf: str, audio: str, out: str) -> list[str]:
@@ -34,8 +35,8 @@ def test_transcode_argv_one_decode_split_per_rendition() -> None:
     outputs = {"HIGH": Path("/m/1/HIGH/.000003.mp4.tmp-a"), "LOW": Path("/m/1/LOW/.000003.mp4.tmp-b")}
     graph = (
         "[0:v:0]setpts=PTS-STARTPTS,split=2[s0][s1];"
-        "[s0]fps=30,scale=720:480,setsar=1,format=yuv420p[v0];"
-        "[s1]fps=30,scale=240:160,setsar=1,format=yuv420p[v1];"
+        f"[s0]fps=30,scale=720:480:{FIT},pad=720:480:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[v0];"
+        f"[s1]fps=30,scale=240:160:{FIT},pad=240:160:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[v1];"
         "[0:a:0]asetpts=PTS-STARTPTS,aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,asplit=2[a0][a1]"
     )
     assert ffmpeg.transcode_argv(Path("/m/1/original/000003.mp4"), [HIGH, LOW], outputs) == [
@@ -50,7 +51,7 @@ def test_transcode_argv_without_source_audio_encodes_silence() -> None:
     silent = SourceInfo(720, 480, 2.9, 30.0, False, "h264")
     argv = ffmpeg.transcode_argv(Path("in.mp4"), [HIGH], {"HIGH": Path("o.mp4")}, source=silent)
     graph = argv[argv.index("-filter_complex") + 1]
-    assert graph.endswith(";anullsrc=r=48000:cl=stereo:d=2.900000,aformat=sample_fmts=fltp:channel_layouts=stereo,asplit=1[a0]")
+    assert graph.endswith(";anullsrc=r=48000:cl=stereo:d=2.921333,aformat=sample_fmts=fltp:channel_layouts=stereo,asplit=1[a0]")
     assert "[0:a:0]" not in graph
 
 
@@ -58,7 +59,7 @@ def test_transcode_argv_with_source_audio_uses_it() -> None:
     loud = SourceInfo(720, 480, 2.9, 30.0, True, "h264")
     argv = ffmpeg.transcode_argv(Path("in.mp4"), [HIGH], {"HIGH": Path("o.mp4")}, source=loud)
     graph = argv[argv.index("-filter_complex") + 1]
-    fit = "apad=whole_dur=2.900000,atrim=duration=2.900000"
+    fit = "apad=whole_dur=2.921333,atrim=duration=2.921333"  # the video's length + one spare AAC frame
     assert graph.endswith(
         f";[0:a:0]asetpts=PTS-STARTPTS,aresample=48000,{fit},aformat=sample_fmts=fltp:channel_layouts=stereo,asplit=1[a0]"
     )
@@ -68,36 +69,48 @@ def test_package_video_argv_offsets_by_start_in_90khz() -> None:
     argv = ffmpeg.package_video_argv(Path("HIGH/000002.mp4"), Path("HIGH/.000002.frag.tmp"), 540_000)
     assert argv == [
         *BASE,
-        *["-copyts", "-i", "HIGH/000002.mp4", "-map", "0:v:0", "-c", "copy", "-b:v", "0"],
-        *["-output_ts_offset", "6000000us", *CMAF, "HIGH/.000002.frag.tmp"],
+        *["-copyts", "-itsoffset", "6000000us", "-i", "HIGH/000002.mp4", "-map", "0:v:0", "-c", "copy", "-b:v", "0"],
+        *[*CMAF, "HIGH/.000002.frag.tmp"],
     ]
 
 
-def test_package_audio_argv_offsets_by_start_plus_priming_in_48khz() -> None:
-    argv = ffmpeg.package_audio_argv(Path("HIGH/000002.mp4"), Path("audio/x.tmp"), 288_000)
+def test_package_audio_argv_offsets_by_start_plus_priming_in_48khz_and_keeps_whole_frames() -> None:
+    argv = ffmpeg.package_audio_argv(Path("HIGH/000002.mp4"), Path("audio/x.tmp"), 288_000, 141)
     assert argv == [
         *BASE,
-        *["-copyts", "-i", "HIGH/000002.mp4", "-map", "0:a:0", "-c", "copy", "-b:a", "0"],
-        *["-output_ts_offset", "6021333us", *CMAF, "audio/x.tmp"],  # (288000 + 1024) / 48 kHz
+        *["-copyts", "-itsoffset", "6021333us", "-i", "HIGH/000002.mp4"],  # (288000 + 1024) / 48 kHz
+        *["-map", "0:a:0", "-c", "copy", "-b:a", "0", "-frames:a", "141", *CMAF, "audio/x.tmp"],
     ]
 
 
-def test_package_ts_argv() -> None:
-    assert ffmpeg.package_ts_argv(Path("a.mp4"), Path("a.ts"), 3000) == [
+def test_package_ts_argv_places_video_and_audio_on_their_own_timelines() -> None:
+    assert ffmpeg.package_ts_argv(Path("a.mp4"), Path("a.ts"), 3000, 1024, 3) == [
         *BASE,
-        *["-copyts", "-i", "a.mp4", "-map", "0:v:0", "-map", "0:a:0", "-c", "copy"],
-        *["-output_ts_offset", "33333us", *CLEAN, "-avoid_negative_ts", "disabled", "-f", "mpegts", "a.ts"],
+        *["-copyts", "-itsoffset", "33333us", "-i", "a.mp4", "-itsoffset", "42667us", "-i", "a.mp4"],
+        *["-map", "0:v:0", "-map", "1:a:0", "-c", "copy", "-frames:a", "3"],
+        *[*CLEAN, "-avoid_negative_ts", "disabled", "-f", "mpegts", "a.ts"],
+    ]
+
+
+def test_package_argv_opens_each_mp4_on_the_video_and_the_audio_timeline() -> None:
+    mp4s, frags, ts = [Path("H.mp4"), Path("L.mp4")], [Path("H.m4s"), Path("L.m4s")], [Path("H.ts"), Path("L.ts")]
+    argv = ffmpeg.package_argv(mp4s, frags, ts, Path("a.m4s"), 270_000, 143_360, 140)
+    video, audio = ["-itsoffset", "3000000us"], ["-itsoffset", "3008000us"]  # 143360 + 1024 = 144384 / 48 kHz
+    assert argv == [
+        *[*BASE, "-copyts", *video, "-i", "H.mp4", *video, "-i", "L.mp4", *audio, "-i", "H.mp4", *audio, "-i", "L.mp4"],
+        *["-map", "0:v:0", "-c", "copy", "-b:v", "0", *CMAF, "H.m4s"],
+        *["-map", "0:v:0", "-map", "2:a:0", "-c", "copy", "-frames:a", "140", *CLEAN, "-avoid_negative_ts", "disabled"],
+        *["-f", "mpegts", "H.ts"],
+        *["-map", "1:v:0", "-c", "copy", "-b:v", "0", *CMAF, "L.m4s"],
+        *["-map", "1:v:0", "-map", "3:a:0", "-c", "copy", "-frames:a", "140", *CLEAN, "-avoid_negative_ts", "disabled"],
+        *["-f", "mpegts", "L.ts"],
+        *["-map", "2:a:0", "-c", "copy", "-b:a", "0", "-frames:a", "140", *CMAF, "a.m4s"],
     ]
 
 
 def test_package_refuses_a_negative_start() -> None:
     with pytest.raises(ValueError, match="negative"):
         ffmpeg.package_video_argv(Path("a.mp4"), Path("b.mp4"), -1)
-
-
-@pytest.mark.parametrize(("video", "audio"), [(0, 0), (3000, 1600), (261_000, 139_200), (90_001, 48_001), (7, 4)])
-def test_audio_ticks_rounds_to_nearest(video: int, audio: int) -> None:
-    assert ffmpeg.audio_ticks(video) == audio
 
 
 def test_microseconds_round_trip_to_the_exact_tick() -> None:
@@ -121,13 +134,14 @@ def test_probe_argvs() -> None:
 
 
 def test_the_encode_can_also_write_the_thumbnail_and_storyboard() -> None:
-    plan = plan_renditions(SourceInfo(1080, 720, 3.0, 30.0, True, "h264"), DEFAULT_LADDER)
-    stills = ffmpeg.Pictures(Path("t.jpg"), Path("b.jpg"), at=1.0, width=320)
+    plan = plan_ladder()
+    stills = ffmpeg.Pictures(Path("t.jpg"), Path("b.jpg"), at=1.0, width=320, tile_height=106)
     argv = ffmpeg.transcode_argv(Path("s.mp4"), plan, {r.name: Path(f"{r.name}.mp4") for r in plan}, pictures=stills)
     graph = argv[argv.index("-filter_complex") + 1]
     assert graph.startswith("[0:v:0]setpts=PTS-STARTPTS,split=5[s0][s1][s2][s3][s4];")
     assert "[s3]trim=start=1.000,scale=320:-2,setsar=1[thumb]" in graph
-    assert "[s4]select='isnan(prev_selected_t)+gte(t-prev_selected_t,1)',scale=160:-2,setsar=1,tile=5x1[strip]" in graph
+    pick = "select='isnan(prev_selected_t)+gte(t-prev_selected_t,1)'"
+    assert f"[s4]{pick},scale=160:106:{FIT},pad=160:106:(ow-iw)/2:(oh-ih)/2,setsar=1,tile=5x1[strip]" in graph
     assert argv[-26:] == [
         *["-map", "[thumb]", "-frames:v", "1", "-q:v", "3", "-c:v", "mjpeg", "-f", "image2", "-update", "1", "t.jpg"],
         *["-map", "[strip]", "-frames:v", "1", "-q:v", "4", "-c:v", "mjpeg", "-f", "image2", "-update", "1", "b.jpg"],

@@ -61,7 +61,12 @@ def test_contiguous_ready_segments_are_listed_in_order() -> None:
         (1, 1, D, False),
         (2, 2, 2 * D, False),
     ]
-    assert published[1].audio_start_ticks == 144_000 and published[1].audio_duration_ticks == 144_000
+    # audio: whole AAC frames laid end to end, never past the picture (0 + 140 x 1024, 141 frames to 288000, 140 to 432000)
+    assert [(p.audio_start_ticks, p.audio_duration_ticks) for p in published] == [
+        (0, 143_360),
+        (143_360, 144_384),
+        (287_744, 143_360),
+    ]
 
 
 def test_future_facts_are_ignored() -> None:
@@ -258,3 +263,33 @@ def test_live_list_only_grows_and_finishes_when_expected(seed: int) -> None:
     assert was_finished
     assert is_finished(h.video, finish_at, h.gap)
     assert not is_finished(h.video, finish_at - 0.0005, h.gap)
+
+
+def test_audio_is_laid_end_to_end_in_whole_frames_never_ahead_of_the_picture() -> None:
+    rng = random.Random(7)
+    durations = [rng.randrange(75, 106) * 3000 for _ in range(200)]  # 2.5-3.5 s cuts at 30 fps
+    starts = [sum(durations[:k]) for k in range(len(durations))]
+    segments = [
+        SegmentState(k, "READY", ready_at=T0 + k, start_ticks=s, duration_ticks=d)
+        for k, (s, d) in enumerate(zip(starts, durations, strict=True))
+    ]
+    published = vod_segments(video(*segments, ended_at=300, last=len(segments) - 1, vod=True))
+    audio_end = 0
+    for p in published:
+        assert p.audio_start_ticks == audio_end  # no overlap, no gap
+        assert p.audio_duration_ticks % 1024 == 0 and p.audio_duration_ticks > 0
+        audio_end = p.audio_start_ticks + p.audio_duration_ticks
+        lag = (p.end_ticks * 48_000 // 90_000) - audio_end
+        assert 0 <= lag < 1024  # behind the picture's end by less than one frame, however long the recording
+
+
+def test_audio_restarts_level_with_the_picture_after_a_hole_and_keeps_what_was_packaged() -> None:
+    packaged = SegmentState(
+        0, "READY", ready_at=T0 + 5, start_ticks=0, duration_ticks=D, audio_start_ticks=0, audio_duration_ticks=99_328
+    )
+    published = vod_segments(video(packaged, ready(1, 8), ready(3, 14), ended_at=20, last=3, vod=True))
+    assert [(p.segment_id, p.audio_start_ticks, p.audio_duration_ticks) for p in published] == [
+        (0, 0, 99_328),  # recorded by the packager: kept as it is
+        (1, 99_328, 188_416),  # follows it: (288000 - 99328) // 1024 = 184 frames
+        (3, 432_000, 143_360),  # after a hole: level with its picture (3 x 144000)
+    ]
