@@ -21,6 +21,7 @@ from server.api.playback import (
     add_cors,
 )
 from server.api.segments import SegmentItem, SegmentList
+from server.api.uploads import discard_uploads, receive_body
 from server.api.videos import VideoEnd, VideoItem, VideoList
 
 
@@ -59,5 +60,8 @@ def init_app(app: Flask) -> None:
     for resource, path in ROUTES:
         api.add_resource(resource, path)
     errors.register(app)
+    # Every body is in before a view opens a session; what a failed request received is deleted.
+    app.before_request(receive_body)
+    app.teardown_request(discard_uploads)
     app.after_request(add_cors)
     app.teardown_appcontext(close_session)
