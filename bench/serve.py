@@ -199,7 +199,7 @@ def report(load, args: argparse.Namespace, g_base: str, n_base: str, files: Path
         f"machine: {os.cpu_count()} CPUs; load: {load.__name__}, {args.connections} keep-alive connections, {args.seconds:.0f} s per run"
     )
     print(
-        "gunicorn: -w 2 -k gthread --threads 8 server:create_app(), memcached 127.0.0.1:11211; nginx: worker_processes 2, sendfile"
+        "gunicorn: -c deploy/gunicorn.conf.py -w 2 -k gthread --threads 8 server:create_app(), memcached 127.0.0.1:11211; nginx: worker_processes 2, sendfile"
     )
     load(f"{g_base}/master.m3u8", 2, args.connections)  # warm both before measuring
     load(f"{n_base}/master.m3u8", 2, args.connections)
