@@ -307,8 +307,9 @@ def test_content_length_longer_than_the_body_gets_408(server: str, request, segm
     start = request.getfixturevalue(server)
     served = start(threads=4, BODY_READ_TIMEOUT="2") if server == "gunicorn" else start(BODY_READ_TIMEOUT="2")
     video_id = served.new_video()
-    stalled = SlowUpload(served.port, video_id, 7, segment_files[0].read_bytes(), missing=100)
-    started = time.monotonic()
+    data = segment_files[0].read_bytes()
+    started = time.monotonic()  # before the request starts, so before the server's deadline starts
+    stalled = SlowUpload(served.port, video_id, 7, data, missing=100)
     try:
         status, body = stalled.finish()  # all but the last 100 bytes, then silence; the socket gives up after 20 s
     finally:
