@@ -320,3 +320,19 @@ def test_content_length_longer_than_the_body_gets_408(server: str, request, segm
     assert waited >= 2.0  # the deadline, not an early refusal
     wait_for(lambda: not served.temp_files(), 30, f"the stalled upload's temp file deleted: {served.temp_files()}")
     assert served.segment_ids(video_id) == set()
+
+
+def test_nginx_refuses_what_the_app_would_in_json(gunicorn, nginx_front) -> None:  # type: ignore[no-untyped-def]
+    """The shipped front's body limit is the app's (MAX_SEGMENT_BYTES + 1 MiB envelope), and its 413 is the API's JSON."""
+    limit = re.search(r"client_max_body_size (\d+)m;", NGINX_SITE.read_text())
+    assert limit is not None
+    assert int(limit[1]) * 1024 * 1024 == Config().MAX_SEGMENT_BYTES + 1024 * 1024
+    served, _ = nginx_front(gunicorn(threads=2))
+    head = f"POST /video_segment/1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {int(limit[1]) * 1024 * 1024 + 1}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=ANDROID_TIMEOUT) as sock:
+        sock.sendall(head.encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 413
+        assert response.getheader("Content-Type") == "application/json"
+        assert json.loads(response.read())["code"] == "payload_too_large"
