@@ -4,7 +4,7 @@
 
 A fresh MariaDB database and a private gearmand; one worker turns 4 ffmpeg-made segments, uploaded and
 ended through the API, into a finished VOD video. Then:
-  gunicorn  .venv/bin/gunicorn -w 2 -k gthread --threads 8 "server:create_app()" on 127.0.0.1 (team03.wsgi is a file, not an importable module), env
+  gunicorn  .venv/bin/gunicorn -c deploy/gunicorn.conf.py -w 2 -k gthread --threads 8 "server:create_app()" on 127.0.0.1 (team03.wsgi is a file, not an importable module), env
             DATABASE_URL (that database), MEDIA_ROOT, MEMCACHED_SERVERS=127.0.0.1:11211 (a fresh CACHE_PREFIX),
             GEARMAN_SERVERS=the private gearmand. A finished playlist is a memcached hit keyed by the
             video's revision, so each GET costs one `SELECT revision` + one memcached get + Flask.
@@ -25,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -36,7 +35,6 @@ import requests
 from bench.live_latency import make_segments, percentile, served_stack
 from tests import services as real
 
-ROOT = real.ROOT
 TARGETS = ("master.m3u8", "HIGH/playlist.m3u8", "manifest.mpd", "HIGH/000001.m4s")
 NGINX_CONF = """\
 worker_processes 2;
@@ -92,32 +90,11 @@ def start_gunicorn(stack, port: int, log: Path) -> subprocess.Popen[bytes]:  # t
         "SECRET_KEY": "bench",
         "LOG_LEVEL": "WARNING",
     }
-    argv = [str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}"]
-    argv += ["--log-level", "warning", "server:create_app()"]
-    with open(log, "ab") as out:
-        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=out)
+    return real.start_gunicorn(env, port, log, "-w", "2", "-k", "gthread", "--threads", "8", "--log-level", "warning")
 
 
 def start_nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
-    with open(tmp / "nginx.out", "ab") as out:
-        return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stdout=out, stderr=out)
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+    return real.start_nginx(tmp, NGINX_CONF.format(tmp=tmp, port=port))
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -189,22 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     load = wrk if shutil.which("wrk") else python_load
     with served_stack(1) as stack:
         # nginx's workers drop root for nobody: its prefix must be readable by all (mkdtemp makes 0700).
-        tmp = Path(tempfile.mkdtemp(prefix="team03-bench-serve-"))
-        tmp.chmod(0o755)
+        tmp = real.nginx_prefix()
         video_id = make_vod(stack, tmp / "phone")
         g_port, n_port = real.free_port(), real.free_port()
         gunicorn = start_gunicorn(stack, g_port, tmp / "gunicorn.log")
         nginx: subprocess.Popen[bytes] | None = None
         try:
             g_base = f"http://127.0.0.1:{g_port}/video_files/{video_id}"
-            wait_http(f"{g_base}/master.m3u8", gunicorn, tmp / "gunicorn.log")
+            real.wait_http(f"{g_base}/master.m3u8", gunicorn, tmp / "gunicorn.log")
             for name in TARGETS:  # the exact bytes gunicorn answers, under the same paths
                 body = requests.get(f"{g_base}/{name}", timeout=10).content
                 (tmp / "www/video_files" / str(video_id) / name).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / "www/video_files" / str(video_id) / name).write_bytes(body)
             nginx = start_nginx(tmp, n_port)
             n_base = f"http://127.0.0.1:{n_port}/video_files/{video_id}"
-            wait_http(f"{n_base}/master.m3u8", nginx, tmp / "nginx.out")
+            real.wait_http(f"{n_base}/master.m3u8", nginx, tmp / "nginx.out")
             for name in TARGETS:
                 assert (
                     requests.get(f"{n_base}/{name}", timeout=10).content == requests.get(f"{g_base}/{name}", timeout=10).content
@@ -223,7 +199,7 @@ def report(load, args: argparse.Namespace, g_base: str, n_base: str, files: Path
         f"machine: {os.cpu_count()} CPUs; load: {load.__name__}, {args.connections} keep-alive connections, {args.seconds:.0f} s per run"
     )
     print(
-        "gunicorn: -w 2 -k gthread --threads 8 server:create_app(), memcached 127.0.0.1:11211; nginx: worker_processes 2, sendfile"
+        "gunicorn: -c deploy/gunicorn.conf.py -w 2 -k gthread --threads 8 server:create_app(), memcached 127.0.0.1:11211; nginx: worker_processes 2, sendfile"
     )
     load(f"{g_base}/master.m3u8", 2, args.connections)  # warm both before measuring
     load(f"{n_base}/master.m3u8", 2, args.connections)

@@ -16,7 +16,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     config = config or Config.from_env()
     configure_logging(config.LOG_LEVEL)
     from server.api import init_app
-    from server.api.uploads import Request
+    from server.api.uploads import BodyDeadline, Request
 
     app = Flask(__name__, static_folder=None)
     app.request_class = Request
@@ -33,6 +33,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
         start_local_runner(services)
     app.extensions["team03"] = services
     init_app(app)
+    app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT)  # type: ignore[method-assign]
     return app
 
 

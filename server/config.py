@@ -28,6 +28,7 @@ class Config:
     MEMCACHED_SERVERS: tuple[str, ...] = ()
     MEDIA_ROOT: Path = INSTANCE / "media"
     MAX_SEGMENT_BYTES: int = 64 * 1024 * 1024
+    BODY_READ_TIMEOUT: float = 60.0
     SECRET_KEY: str = field(default_factory=lambda: secrets.token_hex(32))
     LADDER: str = "HIGH:720x480:3000k,MEDIUM:480x320:768k,LOW:240x160:200k"
     SEGMENT_DURATION_MS: int = 3000

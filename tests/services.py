@@ -7,11 +7,13 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Self
 
+import requests
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
@@ -84,6 +86,43 @@ def stop_gracefully(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def start_gunicorn(env: dict[str, str], port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """Run the production server: gunicorn with deploy/gunicorn.conf.py on 127.0.0.1:`port`; `flags` override the file."""
+    argv = [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py"), "-b", f"127.0.0.1:{port}", *flags]
+    with open(log, "ab") as out:
+        return subprocess.Popen([*argv, "server:create_app()"], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def nginx_prefix() -> Path:
+    """A fresh directory for nginx's config, logs and temp files (0755: its workers run as nobody, mkdtemp makes 0700)."""
+    prefix = Path(tempfile.mkdtemp(prefix="team03-nginx-"))
+    prefix.chmod(0o755)
+    return prefix
+
+
+def start_nginx(prefix: Path, conf: str) -> subprocess.Popen[bytes]:
+    """Run nginx in the foreground on `conf` (which says `daemon off;`) under `prefix`; its output goes to prefix/nginx.out."""
+    (prefix / "nginx.conf").write_text(conf)
+    with open(prefix / "nginx.out", "ab") as out:
+        return subprocess.Popen(["nginx", "-c", str(prefix / "nginx.conf"), "-p", str(prefix)], stdout=out, stderr=out)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    """Wait until `url` answers 200; fail with the tail of `log` if `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
 
 
 class LocalDaemon:

@@ -23,7 +23,7 @@ from server.api.playback import (
     add_cors,
 )
 from server.api.segments import SegmentItem, SegmentList
-from server.api.uploads import JsonProvider
+from server.api.uploads import JsonProvider, discard_uploads, receive_body
 from server.api.videos import VideoEnd, VideoItem, VideoList
 from server.models import MAX_ID
 
@@ -78,5 +78,8 @@ def init_app(app: Flask) -> None:
         api.add_resource(resource, path)
     init_limits(app, app.extensions["team03"])
     errors.register(app)
+    # Every body is in before a view opens a session; what a failed request received is deleted.
+    app.before_request(receive_body)
+    app.teardown_request(discard_uploads)
     app.after_request(add_cors)
     app.teardown_appcontext(close_session)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import request
 from flask_restful import Resource
 from sqlalchemy import select
@@ -10,7 +12,6 @@ from sqlalchemy.orm import selectinload
 from server import ingest
 from server.api.context import services, session
 from server.api.schemas import segment_json
-from server.api.uploads import discard_uploads, expect_uploads
 from server.errors import InvalidInput
 from server.media import UploadFile
 from server.models import Segment, SegmentRendition
@@ -26,21 +27,25 @@ class SegmentList(Resource):
         query = select(Segment).where(Segment.video_id == video_id).options(_with_renditions()).order_by(Segment.segment_id)
         return [segment_json(s) for s in session().scalars(query)], 200
 
+    @staticmethod
+    def upload_dir(video_id: int) -> Path:
+        """Where the body's file parts are received, beside their destination (server/api/uploads.py)."""
+        # 404 before the body arrives; this session is closed before its first byte is read.
+        with services().sessions() as db:
+            ingest.get_video(db, video_id)
+        return services().media.video_dir(video_id) / "originals"
+
     def post(self, video_id: int):  # type: ignore[no-untyped-def]
-        svc = services()
+        # The whole body is in (receive_body); the temp file is deleted at teardown unless committed.
+        segment_id = ingest.parse_segment_id(request.form.get("segment_id"))
+        ext = ingest.parse_extension(request.form.get("original_extension"))
+        part = request.files.get("data")
+        if part is None or not isinstance(part.stream, UploadFile):
+            raise InvalidInput("data", "missing: send the segment as a file part named 'data'")
+        if part.stream.size == 0:
+            raise InvalidInput("data", "empty file")
         video = ingest.get_video(session(), video_id)
-        expect_uploads(svc.media.video_dir(video_id) / "originals", svc.config.MAX_SEGMENT_BYTES)
-        try:
-            segment_id = ingest.parse_segment_id(request.form.get("segment_id"))
-            ext = ingest.parse_extension(request.form.get("original_extension"))
-            part = request.files.get("data")
-            if part is None or not isinstance(part.stream, UploadFile):
-                raise InvalidInput("data", "missing: send the segment as a file part named 'data'")
-            if part.stream.size == 0:
-                raise InvalidInput("data", "empty file")
-            accepted = ingest.accept_segment(svc, session(), video, segment_id, ext, part.stream)
-        finally:
-            discard_uploads()
+        accepted = ingest.accept_segment(services(), session(), video, segment_id, ext, part.stream)
         return segment_json(accepted.segment), 201
 
 

@@ -1,15 +1,88 @@
-"""Multipart uploads streamed straight to a temp file beside their destination."""
+"""Request bodies: received whole, under a deadline, before any view runs; file parts streamed beside their destination.
+
+The rule "no database connection is held while a body arrives" lives here: `receive_body` runs before
+every view and reads the whole body (a form is parsed, a file part streams to an UploadFile, any other
+body is cached for `get_json`), so a view's first `session()` comes after the last byte. A phone on a
+slow network then holds a thread, never one of the pool's connections. `BodyDeadline` bounds that
+thread: every read of the body waits on the socket at most until BODY_READ_TIMEOUT after the request
+began, then the request ends with 408 and teardown deletes what was received.
+"""
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
 import flask
-from flask import g
+from flask import current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 
+from server.api.context import services
+from server.errors import RequestTimeout
 from server.media import UploadFile
+
+Clock = Callable[[], float]
+
+
+class DeadlineInput:
+    """A wsgi.input whose reads give up at `deadline` (on `clock`): the socket waits at most the time left."""
+
+    def __init__(self, stream: IO[bytes], sock: socket.socket | None, deadline: float, timeout: float, clock: Clock) -> None:
+        self._stream = stream
+        self._sock = sock
+        self._deadline = deadline
+        self._timeout = timeout
+        self._clock = clock
+
+    def read(self, size: int = -1) -> bytes:
+        return self._call(self._stream.read, size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._call(self._stream.readline, size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def _call(self, read: Callable[[int], bytes], size: int) -> bytes:
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise self._expired()
+        if self._sock is None:  # a server that hides its socket (mod_wsgi): its own timeout bounds each read
+            return read(size)
+        previous = self._sock.gettimeout()
+        self._sock.settimeout(left)
+        try:
+            return read(size)
+        except TimeoutError as exc:  # socket.timeout: nothing arrived before the deadline
+            raise self._expired() from exc
+        finally:
+            with suppress(OSError):  # the server writes the answer with its own setting
+                self._sock.settimeout(previous)
+
+    def _expired(self) -> RequestTimeout:
+        return RequestTimeout(
+            f"the request body did not arrive within BODY_READ_TIMEOUT ({self._timeout:g} s); nothing was stored"
+        )
+
+
+class BodyDeadline:
+    """WSGI middleware: a request's body must arrive within `timeout` seconds of its start."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], timeout: float, clock: Clock = time.monotonic) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.clock = clock
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # gunicorn's gthread worker and werkzeug's dev server read bodies from a blocking socket with no timeout.
+        sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+        deadline = self.clock() + self.timeout
+        environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], sock, deadline, self.timeout, self.clock)
+        return self.app(environ, start_response)
 
 
 class JsonProvider(DefaultJSONProvider):
@@ -23,7 +96,7 @@ class JsonProvider(DefaultJSONProvider):
 
 
 class Request(flask.Request):
-    """Flask's request, whose file parts go to an UploadFile when a view asked for one."""
+    """Flask's request, whose file parts go to an UploadFile when the route receives uploads."""
 
     def _get_file_stream(  # type: ignore[override]
         self,
@@ -40,6 +113,20 @@ class Request(flask.Request):
         return upload  # type: ignore[return-value]
 
 
+def receive_body() -> None:
+    """Read the whole body before the view runs (a before_request hook): no database connection waits on a client.
+
+    A resource that takes uploads names where they go with `upload_dir(**view_args)` (it may refuse, e.g. 404).
+    """
+    if request.routing_exception is not None:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    upload_dir = getattr(getattr(view, "view_class", None), "upload_dir", None)
+    if upload_dir is not None and request.method == "POST":
+        expect_uploads(upload_dir(**(request.view_args or {})), services().config.MAX_SEGMENT_BYTES)
+    request.get_data(parse_form_data=True)
+
+
 def expect_uploads(directory: Path, limit: int) -> None:
     """Send the file parts of this request to `directory`, each at most `limit` bytes."""
     g.upload_dir = directory
@@ -47,7 +134,7 @@ def expect_uploads(directory: Path, limit: int) -> None:
     g.uploads = []
 
 
-def discard_uploads() -> None:
-    """Delete every temp file of this request that was not committed."""
+def discard_uploads(_exc: BaseException | None = None) -> None:
+    """Delete every temp file of this request that was not committed (a teardown hook)."""
     for upload in g.pop("uploads", []):
         upload.discard()

@@ -1,0 +1,338 @@
+"""Slow clients: bodies that trickle in hold no database connection, are cut at a deadline, and leave nothing.
+
+The app runs as in production, under gunicorn with deploy/gunicorn.conf.py, directly and behind
+deploy/nginx/team03.conf; the dev server (dev_run.py) gets the deadline test. Slow clients are raw
+loopback sockets sending the Android upload a few bytes a second; everything is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from server.config import Config
+from server.models import Segment
+from tests import services as real
+from tests.android import new_video_body, segment_upload
+
+SLOW = 50
+ANDROID_TIMEOUT = 20.0  # seconds the Android app waits for an answer: "promptly" here means within that
+NGINX_SITE = real.ROOT / "deploy/nginx/team03.conf"
+
+
+@dataclass
+class Served:
+    """The app on a loopback port; `port` is where clients connect (nginx's when there is a front)."""
+
+    config: Config
+    port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def temp_files(self) -> list[Path]:
+        root = self.config.MEDIA_ROOT
+        return [p for p in root.rglob(".*") if p.is_file()] if root.exists() else []
+
+    def segment_ids(self, video_id: int) -> set[int]:
+        engine = create_engine(self.config.DATABASE_URL)
+        try:
+            with Session(engine) as session:
+                return set(session.scalars(select(Segment.segment_id).where(Segment.video_id == video_id)))
+        finally:
+            engine.dispose()
+
+    def new_video(self) -> int:
+        response = requests.post(f"{self.base}/videos", json=new_video_body("slow clients"), timeout=ANDROID_TIMEOUT)
+        assert response.status_code == 201, response.text
+        return response.json()["video_id"]
+
+
+class SlowUpload:
+    """One Android upload on a raw socket: headers and the body into the segment's bytes, then a few bytes a second."""
+
+    def __init__(self, port: int, video_id: int, segment_id: int, data: bytes, *, missing: int = 0) -> None:
+        body, content_type = segment_upload(segment_id, data)
+        head = (
+            f"POST /video_segment/{video_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        # Well into the data part (servers read bodies in 64 KiB blocks and wait for a whole one): a server
+        # reading this body has its temp file open by now.
+        sent = body.index(data) + min(len(data) // 2, 256 * 1024)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=ANDROID_TIMEOUT)
+        self.sock.sendall(head.encode() + body[:sent])
+        self.rest = body[sent : len(body) - missing]
+        self.lock = threading.Lock()
+
+    def trickle(self, count: int = 2) -> None:
+        with self.lock:
+            if len(self.rest) > count:
+                self.sock.sendall(self.rest[:count])
+                self.rest = self.rest[count:]
+
+    def finish(self) -> tuple[int, bytes]:
+        """Send the rest of the body (all that was promised, unless `missing`); return the answer's status and body."""
+        with self.lock:
+            self.sock.sendall(self.rest)
+            self.rest = b""
+        response = http.client.HTTPResponse(self.sock)
+        response.begin()
+        return response.status, response.read()
+
+    def cut(self) -> None:
+        """The phone loses its connection mid-body."""
+        with self.lock:
+            self.sock.close()
+
+
+@pytest.fixture
+def trickling() -> Iterator[Callable[[list[SlowUpload]], None]]:
+    """Start one thread that sends every given upload 2 more bytes each second until the test ends."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(uploads: list[SlowUpload]) -> None:
+        def loop() -> None:
+            while not stop.wait(1.0):
+                for upload in uploads:
+                    with contextlib.suppress(OSError):  # cut, or refused by the server
+                        upload.trickle()
+
+        threads.append(threading.Thread(target=loop, daemon=True))
+        threads[-1].start()
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=5)
+
+
+def wait_for(fact: Callable[[], object], timeout: float, message: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fact()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"after {timeout}s: {message}")
+
+
+def server_env(config: Config, **extra: str) -> dict[str, str]:
+    return {**os.environ, **config.to_env(), "LOG_LEVEL": "WARNING", **extra}
+
+
+@pytest.fixture
+def gunicorn(make_config, gearmand, tmp_path: Path) -> Iterator[Callable[..., Served]]:  # type: ignore[no-untyped-def]
+    """Start the app under gunicorn (deploy/gunicorn.conf.py, one process) with the given env and flags."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(threads: int, **env: str) -> Served:
+        config = make_config(GEARMAN_SERVERS=(gearmand.address,), MAX_SEGMENT_BYTES=8 * 1024 * 1024)
+        port = real.free_port()
+        log = tmp_path / "gunicorn.log"
+        # A short graceful timeout: at the end the master kills a worker whose threads are still stuck.
+        flags = ("-w", "1", "--threads", str(threads), "--graceful-timeout", "5")
+        procs.append(real.start_gunicorn(server_env(config, **env), port, log, *flags))
+        real.wait_http(f"http://127.0.0.1:{port}/ping", procs[-1], log)
+        return Served(config, port)
+
+    yield start
+    real.stop_gracefully(procs, timeout=20)
+
+
+def render_nginx(prefix: Path, app_port: int, port: int, status_port: int) -> str:
+    """deploy/nginx/team03.conf as shipped, its two addresses pointed at loopback ports, in a minimal nginx.conf."""
+    site = NGINX_SITE.read_text()
+    for shipped, local in (
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"),
+        ("listen 80;", f"listen 127.0.0.1:{port};"),
+    ):
+        assert site.count(shipped) == 1, f"{NGINX_SITE} no longer says {shipped!r}: update this test"
+        site = site.replace(shipped, local)
+    (prefix / "team03.conf").write_text(site)
+    return f"""\
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/team03.conf;
+    server {{
+        listen 127.0.0.1:{status_port};
+        location = /status {{ stub_status; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx_front() -> Iterator[Callable[[Served], tuple[Served, Callable[[], int]]]]:
+    """Put deploy/nginx/team03.conf in front of a served app; return it and a reader of nginx's open connections."""
+    procs: list[subprocess.Popen[bytes]] = []
+    prefix = real.nginx_prefix()
+
+    def front(app: Served) -> tuple[Served, Callable[[], int]]:
+        port, status_port = real.free_port(), real.free_port()
+        procs.append(real.start_nginx(prefix, render_nginx(prefix, app.port, port, status_port)))
+        real.wait_http(f"http://127.0.0.1:{port}/ping", procs[-1], prefix / "nginx.out")
+
+        def connections() -> int:
+            text = requests.get(f"http://127.0.0.1:{status_port}/status", timeout=5).text
+            return int(re.search(r"Active connections:\s*(\d+)", text)[1])  # type: ignore[index]
+
+        return Served(app.config, port), connections
+
+    yield front
+    real.stop_gracefully(procs, timeout=10)
+    subprocess.run(["rm", "-rf", str(prefix)], check=False)
+
+
+def probe(served: Served, video_id: int, data: bytes) -> dict[str, object]:
+    """What must keep working: /ping, the video list and a normal upload; each one's status, or that none came in 20 s."""
+    body, content_type = segment_upload(0, data)
+    calls = {
+        "ping": lambda: requests.get(f"{served.base}/ping", timeout=ANDROID_TIMEOUT),
+        "videos": lambda: requests.get(f"{served.base}/videos", timeout=ANDROID_TIMEOUT),
+        "upload": lambda: requests.post(
+            f"{served.base}/video_segment/{video_id}",
+            data=body,
+            headers={"Content-Type": content_type},
+            timeout=ANDROID_TIMEOUT,
+        ),
+    }
+    seen: dict[str, object] = {}
+    for name, call in calls.items():
+        try:
+            response = call()
+        except requests.Timeout:
+            seen[name] = f"no answer within {ANDROID_TIMEOUT:g} s"
+            continue
+        seen[name] = response.status_code
+        if name == "videos" and response.ok:
+            seen["listed"] = video_id in {v["video_id"] for v in response.json()}
+    return seen
+
+
+PROMPT = {"ping": 200, "videos": 200, "listed": True, "upload": 201}
+
+
+def test_fifty_slow_uploads_starve_nothing(gunicorn, trickling, segment_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """Straight to gunicorn (threads enough for every connection): 50 bodies arriving at once hold no database connection."""
+    served = gunicorn(threads=SLOW + 8, BODY_READ_TIMEOUT="120")
+    video_id = served.new_video()
+    data = segment_files[0].read_bytes()
+    slow = [SlowUpload(served.port, video_id, 100 + k, data) for k in range(SLOW)]
+    trickling(slow)
+    try:
+        # Every slow body is being received: each has its temp file beside its destination (bounded wait; 15 on
+        # the code that held a pooled connection per upload).
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: len(served.temp_files()) == SLOW, 45, "every slow body being received")
+        seen = {"receiving": len(served.temp_files()), **probe(served, video_id, data)}
+        assert seen == {"receiving": SLOW, **PROMPT}
+    finally:
+        for upload in slow:
+            upload.cut()
+    wait_for(lambda: not served.temp_files(), 60, f"the cut uploads' temp files deleted: {served.temp_files()}")
+    assert served.segment_ids(video_id) == {0}
+
+
+def test_slow_uploads_wait_in_nginx(gunicorn, nginx_front, trickling, segment_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """Behind the shipped nginx config, a slow body reaches the app only once complete; a cut one never does."""
+    app = gunicorn(threads=4, BODY_READ_TIMEOUT="120")  # fewer threads than slow clients: only the front protects them
+    served, connections = nginx_front(app)
+    video_id = served.new_video()
+    data = segment_files[0].read_bytes()
+    slow = [SlowUpload(served.port, video_id, 100 + k, data) for k in range(SLOW)]
+    trickling(slow)
+    try:
+        wait_for(lambda: connections() > SLOW, 60, f"nginx holding the {SLOW} slow uploads")
+        assert probe(served, video_id, data) == PROMPT
+        assert app.temp_files() == [], "a body still arriving at nginx reached the app"
+        status, body = slow[-1].finish()  # the one that completes reaches the app, in one fast hop
+        assert status == 201, body
+    finally:
+        for upload in slow:
+            upload.cut()
+    wait_for(lambda: connections() == 1, 60, "nginx closing the cut uploads (only the status request left)")
+    assert app.temp_files() == []
+    assert served.segment_ids(video_id) == {0, 100 + SLOW - 1}
+
+
+@pytest.fixture
+def dev_server(make_config, tmp_path: Path) -> Iterator[Callable[..., Served]]:  # type: ignore[no-untyped-def]
+    """Start `python dev_run.py` (the dev server, local job threads) with the given env."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> Served:
+        config, port, log = make_config(), real.free_port(), tmp_path / "dev_run.log"
+        with open(log, "ab") as out:
+            argv = [sys.executable, "dev_run.py", "--port", str(port)]
+            procs.append(subprocess.Popen(argv, cwd=real.ROOT, env=server_env(config, **env), stdout=out, stderr=out))
+        real.wait_http(f"http://127.0.0.1:{port}/ping", procs[-1], log)
+        return Served(config, port)
+
+    yield start
+    real.stop_gracefully(procs, timeout=10)
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "dev_server"])
+def test_content_length_longer_than_the_body_gets_408(server: str, request, segment_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """A body that stops short of its Content-Length is cut at BODY_READ_TIMEOUT: 408 JSON, no temp file, no row."""
+    start = request.getfixturevalue(server)
+    served = start(threads=4, BODY_READ_TIMEOUT="2") if server == "gunicorn" else start(BODY_READ_TIMEOUT="2")
+    video_id = served.new_video()
+    data = segment_files[0].read_bytes()
+    started = time.monotonic()  # before the request starts, so before the server's deadline starts
+    stalled = SlowUpload(served.port, video_id, 7, data, missing=100)
+    try:
+        status, body = stalled.finish()  # all but the last 100 bytes, then silence; the socket gives up after 20 s
+    finally:
+        stalled.cut()
+    waited = time.monotonic() - started
+    assert status == 408, body
+    assert json.loads(body)["code"] == "request_timeout"
+    assert waited >= 2.0  # the deadline, not an early refusal
+    wait_for(lambda: not served.temp_files(), 30, f"the stalled upload's temp file deleted: {served.temp_files()}")
+    assert served.segment_ids(video_id) == set()
+
+
+def test_nginx_refuses_what_the_app_would_in_json(gunicorn, nginx_front) -> None:  # type: ignore[no-untyped-def]
+    """The shipped front's body limit is the app's (MAX_SEGMENT_BYTES + 1 MiB envelope), and its 413 is the API's JSON."""
+    limit = re.search(r"client_max_body_size (\d+)m;", NGINX_SITE.read_text())
+    assert limit is not None
+    assert int(limit[1]) * 1024 * 1024 == Config().MAX_SEGMENT_BYTES + 1024 * 1024
+    served, _ = nginx_front(gunicorn(threads=2))
+    head = f"POST /video_segment/1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {int(limit[1]) * 1024 * 1024 + 1}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=ANDROID_TIMEOUT) as sock:
+        sock.sendall(head.encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 413
+        assert response.getheader("Content-Type") == "application/json"
+        assert json.loads(response.read())["code"] == "payload_too_large"
