@@ -59,9 +59,18 @@ def init_limits(app: Flask, services: Services) -> Limiter:
     create = limiter.limit(config.RATE_LIMIT_CREATE, key_func=client_address, methods=["POST"], scope="create")
     upload = limiter.limit(config.RATE_LIMIT_UPLOAD, key_func=client_address, methods=["POST"], scope="upload")
     per_video = limiter.limit(config.RATE_LIMIT_UPLOAD_PER_VIDEO, key_func=video_key, methods=["POST"], scope="video")
-    # Checked before the view runs: a refused upload's body is never read, so nothing is stored.
-    app.view_functions[CREATE_ENDPOINT] = create(app.view_functions[CREATE_ENDPOINT])
-    app.view_functions[UPLOAD_ENDPOINT] = per_video(upload(app.view_functions[UPLOAD_ENDPOINT]))
+    # Checked by a before_request hook registered before the one that receives the body
+    # (server/api/uploads.py), so a refused request's body is never read: a 429 costs no
+    # bandwidth and no temp file. Each limit is entered as a context manager (Flask-Limiter's
+    # documented form), which counts and checks it for the current request.
+    rules = {CREATE_ENDPOINT: (create,), UPLOAD_ENDPOINT: (upload, per_video)}
+
+    def check_limits() -> None:
+        for rule in rules.get(request.endpoint or "", ()):
+            with rule:
+                pass
+
+    app.before_request(check_limits)
     app.extensions[EXTENSION] = limiter
     return limiter
 

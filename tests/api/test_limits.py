@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
 from server.jobs.reaper import end_idle_videos, reap
 from server.models import Segment, SegmentStatus, Video
-from tests.android import new_video_body
+from tests.android import new_video_body, segment_upload
 from tests.api.conftest import upload
 from tests.services import Memcached
 
@@ -113,6 +114,39 @@ def test_uploading_past_the_per_address_limit_is_429(make_app, segment_files, da
     assert [upload(client, vid, 0, data).status_code for vid in videos[:3]] == [201] * 3
     _assert_429(upload(client, videos[3], 0, data))
     assert _count(database_url, Segment) == 3
+
+
+class _CountingBody(io.BytesIO):
+    """A request body that records how much of it the server read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.taken = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.taken += len(chunk)
+        return chunk
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = super().readline(size)
+        self.taken += len(line)
+        return line
+
+
+def test_a_refused_upload_is_refused_before_its_body_is_read(make_app, segment_files):
+    """A 429 costs the server no upload bandwidth and no temp file: the limit is checked before the body arrives."""
+    client = make_app(RATE_LIMIT_UPLOAD_PER_VIDEO="1/minute").test_client()
+    vid = _create(client).json["video_id"]
+    data = segment_files[0].read_bytes()
+    assert upload(client, vid, 0, data).status_code == 201
+    body, content_type = segment_upload(1, data, "mp4")
+    stream = _CountingBody(body)
+    response = client.post(
+        f"/video_segment/{vid}", input_stream=stream, content_type=content_type, headers={"Content-Length": str(len(body))}
+    )
+    _assert_429(response)
+    assert stream.taken == 0
 
 
 def test_counters_are_shared_by_every_process_through_memcached(make_app, memcached, database_url):
