@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -56,6 +57,17 @@ def truncate_all(url: str) -> None:
                 conn.execute(text(f"TRUNCATE TABLE {table}"))
         conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
     engine.dispose()
+
+
+def wait_for(fact: Callable[[], object], timeout: float, message: str) -> object:
+    """Return `fact()` once it is truthy, polling every 0.1 s; fail naming `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fact()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"after {timeout}s: {message}")
 
 
 def free_port() -> int:

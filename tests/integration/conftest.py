@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from server import create_app
 from server.config import Config
 from server.models import Segment, Video
 from tests.android import segment_upload
-from tests.services import ROOT, stop_gracefully
+from tests.services import ROOT, stop_gracefully, wait_for
 
 
 class Stack:
@@ -71,13 +70,7 @@ class Stack:
             return session.scalars(select(Segment).where(Segment.video_id == video_id, Segment.segment_id == segment_id)).one()
 
     def wait(self, what: Callable[[], object], timeout: float = 60.0, message: str = "") -> object:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = what()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {message or what}")
+        return wait_for(what, timeout, message or str(what))
 
     def wait_vod(self, video_id: int, timeout: float = 90.0) -> Video:
         return self.wait(

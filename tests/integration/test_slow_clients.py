@@ -125,16 +125,6 @@ def trickling() -> Iterator[Callable[[list[SlowUpload]], None]]:
         thread.join(timeout=5)
 
 
-def wait_for(fact: Callable[[], object], timeout: float, message: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fact()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"after {timeout}s: {message}")
-
-
 def server_env(config: Config, **extra: str) -> dict[str, str]:
     return {**os.environ, **config.to_env(), "LOG_LEVEL": "WARNING", **extra}
 
@@ -252,13 +242,13 @@ def test_fifty_slow_uploads_starve_nothing(gunicorn, trickling, segment_files: l
         # Every slow body is being received: each has its temp file beside its destination (bounded wait; 15 on
         # the code that held a pooled connection per upload).
         with contextlib.suppress(AssertionError):
-            wait_for(lambda: len(served.temp_files()) == SLOW, 45, "every slow body being received")
+            real.wait_for(lambda: len(served.temp_files()) == SLOW, 45, "every slow body being received")
         seen = {"receiving": len(served.temp_files()), **probe(served, video_id, data)}
         assert seen == {"receiving": SLOW, **PROMPT}
     finally:
         for upload in slow:
             upload.cut()
-    wait_for(lambda: not served.temp_files(), 60, f"the cut uploads' temp files deleted: {served.temp_files()}")
+    real.wait_for(lambda: not served.temp_files(), 60, f"the cut uploads' temp files deleted: {served.temp_files()}")
     assert served.segment_ids(video_id) == {0}
 
 
@@ -271,7 +261,7 @@ def test_slow_uploads_wait_in_nginx(gunicorn, nginx_front, trickling, segment_fi
     slow = [SlowUpload(served.port, video_id, 100 + k, data) for k in range(SLOW)]
     trickling(slow)
     try:
-        wait_for(lambda: connections() > SLOW, 60, f"nginx holding the {SLOW} slow uploads")
+        real.wait_for(lambda: connections() > SLOW, 60, f"nginx holding the {SLOW} slow uploads")
         assert probe(served, video_id, data) == PROMPT
         assert app.temp_files() == [], "a body still arriving at nginx reached the app"
         status, body = slow[-1].finish()  # the one that completes reaches the app, in one fast hop
@@ -279,7 +269,7 @@ def test_slow_uploads_wait_in_nginx(gunicorn, nginx_front, trickling, segment_fi
     finally:
         for upload in slow:
             upload.cut()
-    wait_for(lambda: connections() == 1, 60, "nginx closing the cut uploads (only the status request left)")
+    real.wait_for(lambda: connections() == 1, 60, "nginx closing the cut uploads (only the status request left)")
     assert app.temp_files() == []
     assert served.segment_ids(video_id) == {0, 100 + SLOW - 1}
 
@@ -318,7 +308,7 @@ def test_content_length_longer_than_the_body_gets_408(server: str, request, segm
     assert status == 408, body
     assert json.loads(body)["code"] == "request_timeout"
     assert waited >= 2.0  # the deadline, not an early refusal
-    wait_for(lambda: not served.temp_files(), 30, f"the stalled upload's temp file deleted: {served.temp_files()}")
+    real.wait_for(lambda: not served.temp_files(), 30, f"the stalled upload's temp file deleted: {served.temp_files()}")
     assert served.segment_ids(video_id) == set()
 
 
