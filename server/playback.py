@@ -1,4 +1,11 @@
-"""What players are answered: playlists rendered from a snapshot of the database, cached by revision."""
+"""What players are answered: playlists rendered from a snapshot of the database, cached by revision.
+
+Before a video's first segment is published, the standard playlists (DASH, HLS over CMAF) have nothing
+true to say: an MPD without segments reads as one segment, and an HLS playlist's EXT-X-MAP names an
+init.mp4 that does not exist yet. So they are never rendered then. Such a request is held until the
+first segment is published (at most FIRST_SEGMENT_WAIT s, under every player's request timeout), then
+answered 503 + Retry-After, which every player retries; see README "What players see first".
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from server.errors import NotFound
+from server.errors import NotFound, NotReadyYet
 from server.lifecycle import to_state
 from server.models import Video
 from server.playlists import (
@@ -33,6 +40,9 @@ from server.transcode.ffmpeg import STORYBOARD_COLUMNS, STORYBOARD_EVERY, STORYB
 # Live answers also depend on the clock (publishTime), so they live briefly; 2 s because memcached
 # expires on whole-second ticks, where 1 s can mean almost nothing. A state change is a new revision.
 LIVE_TTL = 2
+# How often a held request looks again for a first segment: workers are other processes, so the
+# database is the only place to see it.
+HOLD_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,14 @@ class Snapshot:
     def finished(self) -> bool:
         return self.state.is_vod
 
-    def published(self, now: float, gap_timeout: float) -> list[Published]:
-        """Return the listed segments: the VOD list once finished, else the live list up to the first not yet packaged."""
-        if self.finished:
+    def published(self, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
+        """Return the listed segments: the VOD list once finished, else the live list up to the first not yet packaged.
+
+        `append_only` keeps the live list after the end too: an HLS EVENT playlist may only be appended to
+        (RFC 8216 section 6.2.1), so a segment that arrived after its live deadline is in DASH and the
+        Android MPD only.
+        """
+        if self.finished and not append_only:
             return [p for p in vod_segments(self.state) if p.segment_id in self.packaged]
         out: list[Published] = []
         for entry in live_segments(self.state, now, gap_timeout):
@@ -82,6 +97,23 @@ class Rendered:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+def rendered_when_published(services: Services, session: Session, video_id: int, kind: str, render, extra: str = "") -> Rendered:  # type: ignore[no-untyped-def]
+    """Return rendered(...); while `render` says NotReadyYet, hold the request (see the module docstring)."""
+    try:
+        return rendered(services, session, video_id, kind, render, extra)
+    except NotReadyYet as first:
+        not_ready = first
+    deadline = time.monotonic() + services.config.FIRST_SEGMENT_WAIT
+    with services.holds.slot() as held:
+        while held and time.monotonic() < deadline and not services.stopping.wait(HOLD_POLL_S):
+            session.rollback()  # end the read snapshot: the next query sees what workers committed since
+            try:
+                return rendered(services, session, video_id, kind, render, extra)
+            except NotReadyYet as again:
+                not_ready = again
+    raise not_ready
+
+
 def rendered(services: Services, session: Session, video_id: int, kind: str, render, extra: str = "") -> Rendered:  # type: ignore[no-untyped-def]
     """Return a playlist from the cache (keyed by the video's revision) or render and cache it."""
     key = f"pl:{video_id}:{current_revision(session, video_id)}:{kind}:{extra}"
@@ -105,20 +137,37 @@ def _decode(raw: bytes) -> Rendered:
     return Rendered(body, fields["finished"], tuple((k, v) for k, v in fields["headers"]))
 
 
+def _playable(s: Snapshot, listed: list[Published]) -> list[Published]:
+    """Return `listed` if it lists a segment; else NotReadyYet while live, NotFound once finished."""
+    if listed:
+        return listed
+    if s.finished:
+        raise NotFound(f"video {s.state.video_id} has no playable segment")
+    raise NotReadyYet(f"video {s.state.video_id} has no segment ready yet; retry shortly")
+
+
 def dash(gap: float, base_url: str, time_url: str):  # type: ignore[no-untyped-def]
     return lambda s, now: Rendered(
-        render_dash(s.state, s.published(now, gap), now, base_url=base_url, utc_timing_url=time_url).encode(), s.finished
+        render_dash(s.state, _playable(s, s.published(now, gap)), now, base_url=base_url, utc_timing_url=time_url).encode(),
+        s.finished,
     )
 
 
-def hls_master(s: Snapshot, _now: float) -> Rendered:
-    return Rendered(render_hls_master(s.state).encode(), s.finished)
+def hls_master(gap: float):  # type: ignore[no-untyped-def]
+    """Render the master playlist, which is not answered before its media playlists have a segment."""
+
+    def render(s: Snapshot, now: float) -> Rendered:
+        _playable(s, s.published(now, gap, append_only=True))
+        return Rendered(render_hls_master(s.state).encode(), s.finished)
+
+    return render
 
 
 def hls_media(gap: float, track: str):  # type: ignore[no-untyped-def]
     def render(s: Snapshot, now: float) -> Rendered:
         target = AUDIO if track == AUDIO else _rendition(s.state, track)
-        return Rendered(render_hls_media(s.state, target, s.published(now, gap)).encode(), s.finished)
+        listed = _playable(s, s.published(now, gap, append_only=True))
+        return Rendered(render_hls_media(s.state, target, listed).encode(), s.finished)
 
     return render
 
@@ -129,7 +178,8 @@ def legacy_master(s: Snapshot, _now: float) -> Rendered:
 
 def legacy_media(gap: float, name: str):  # type: ignore[no-untyped-def]
     return lambda s, now: Rendered(
-        render_legacy_hls_media(s.state, _rendition(s.state, name), s.published(now, gap)).encode(), s.finished
+        render_legacy_hls_media(s.state, _rendition(s.state, name), s.published(now, gap, append_only=True)).encode(),
+        s.finished,
     )
 
 

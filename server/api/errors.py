@@ -28,9 +28,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):  # type: ignore[no-untyped-def]
-        if exc.status >= 500:
+        if exc.status >= 500 and exc.retry_after is None:
             log.error("%s: %s", exc.code, exc.message)
         response = _body(exc.status, exc.code, exc.message, type(exc).__doc__ or exc.code, exc.field)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="team03 admin"'
         return response
