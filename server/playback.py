@@ -4,7 +4,9 @@ Before a video's first segment is published, the standard playlists (DASH, HLS o
 true to say: an MPD without segments reads as one segment, and an HLS playlist's EXT-X-MAP names an
 init.mp4 that does not exist yet. So they are never rendered then. Such a request is held until the
 first segment is published (at most FIRST_SEGMENT_WAIT s, under every player's request timeout), then
-answered 503 + Retry-After, which every player retries; see README "What players see first".
+answered 503 + Retry-After, which every player retries. The HLS master playlist promises only media
+playlists, so it is answered at once: players then wait on a media playlist, which they retry longest.
+See README "What players see first".
 """
 
 from __future__ import annotations
@@ -153,14 +155,8 @@ def dash(gap: float, base_url: str, time_url: str):  # type: ignore[no-untyped-d
     )
 
 
-def hls_master(gap: float):  # type: ignore[no-untyped-def]
-    """Render the master playlist, which is not answered before its media playlists have a segment."""
-
-    def render(s: Snapshot, now: float) -> Rendered:
-        _playable(s, s.published(now, gap, append_only=True))
-        return Rendered(render_hls_master(s.state).encode(), s.finished)
-
-    return render
+def hls_master(s: Snapshot, _now: float) -> Rendered:
+    return Rendered(render_hls_master(s.state).encode(), s.finished)
 
 
 def hls_media(gap: float, track: str):  # type: ignore[no-untyped-def]

@@ -77,8 +77,7 @@ class DashManifest(Resource):
 
 class HlsMaster(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        render = playback.hls_master(_gap())
-        return _answer(playback.rendered_when_published(services(), session(), video_id, "hls-master", render), "m3u8")
+        return _answer(playback.rendered(services(), session(), video_id, "hls-master", playback.hls_master), "m3u8")
 
 
 class HlsMedia(Resource):

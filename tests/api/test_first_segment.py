@@ -15,7 +15,7 @@ from server import create_app
 from tests.android import new_video_body
 
 WAIT = 0.6
-STANDARD = ("manifest.mpd", "master.m3u8", "HIGH/playlist.m3u8", "audio/playlist.m3u8")
+STANDARD = ("manifest.mpd", "HIGH/playlist.m3u8", "LOW/playlist.m3u8", "audio/playlist.m3u8")
 
 
 @pytest.fixture
@@ -53,12 +53,19 @@ def test_the_android_mpd_answers_at_once_with_nothing_listed(app, video_id: int)
     assert b"<SegmentURL" not in response.data
 
 
+def test_the_hls_master_playlist_answers_at_once(app, video_id: int) -> None:  # type: ignore[no-untyped-def]
+    response = app.test_client().get(f"/video_files/{video_id}/master.m3u8")
+
+    assert response.status_code == 200 and b"HIGH/playlist.m3u8" in response.data
+    assert app.extensions["team03"].holds.held == 0
+
+
 def test_past_the_held_requests_allowed_the_answer_is_at_once(app, video_id: int) -> None:  # type: ignore[no-untyped-def]
     # FIRST_SEGMENT_WAITERS=1: one request holds a thread; the next is told to retry without waiting.
     holds = app.extensions["team03"].holds
     first: dict[str, int] = {}
     thread = threading.Thread(
-        target=lambda: first.update(status=app.test_client().get(f"/video_files/{video_id}/master.m3u8").status_code)
+        target=lambda: first.update(status=app.test_client().get(f"/video_files/{video_id}/LOW/playlist.m3u8").status_code)
     )
     thread.start()
     try:

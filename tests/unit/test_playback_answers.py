@@ -32,7 +32,6 @@ def _snapshot(segments: tuple[SegmentState, ...], *, ended_at: float | None = No
 
 STANDARD = {
     "manifest.mpd": playback.dash(GAP, "/video_files/7/", "http://h/time"),
-    "master.m3u8": playback.hls_master(GAP),
     "HIGH/playlist.m3u8": playback.hls_media(GAP, "HIGH"),
     "audio/playlist.m3u8": playback.hls_media(GAP, "audio"),
 }
@@ -52,10 +51,12 @@ def test_a_finished_video_with_nothing_playable_is_not_found(name: str) -> None:
         STANDARD[name](_snapshot(failed, ended_at=9, vod=True), T0 + 20)
 
 
-def test_the_android_and_legacy_routes_answer_at_once() -> None:
-    # The app polls every 1.5 s and reads an empty list as "nothing new"; Apple's players reload an
-    # empty live playlist (no EXT-X-MAP in MPEG-TS, so it promises no file).
+def test_the_master_android_and_legacy_playlists_answer_at_once() -> None:
+    # The master promises media playlists, which exist. The app polls every 1.5 s and reads an empty
+    # list as "nothing new"; Apple's players reload an empty live playlist (no EXT-X-MAP in MPEG-TS).
     empty = _snapshot(())
+    master = m3u8.loads(playback.hls_master(empty, T0 + 1).body.decode())
+    assert [p.uri for p in master.playlists] == ["HIGH/playlist.m3u8", "MEDIUM/playlist.m3u8", "LOW/playlist.m3u8"]
     android = playback.android_mpd(GAP, None)(empty, T0 + 1)
     assert android.headers == (("streamEnded", "false"),) and b"<SegmentList" in android.body
     legacy = m3u8.loads(playback.legacy_media(GAP, "LOW")(empty, T0 + 1).body.decode())
