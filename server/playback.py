@@ -107,8 +107,12 @@ def rendered_when_published(services: Services, session: Session, video_id: int,
         not_ready = first
     deadline = time.monotonic() + services.config.FIRST_SEGMENT_WAIT
     with services.holds.slot() as held:
-        while held and time.monotonic() < deadline and not services.stopping.wait(HOLD_POLL_S):
-            session.rollback()  # end the read snapshot: the next query sees what workers committed since
+        while held and time.monotonic() < deadline:
+            # End the read snapshot (the next query sees what workers committed since) and give the
+            # connection back to the pool while waiting.
+            session.rollback()
+            if services.stopping.wait(HOLD_POLL_S):
+                break
             try:
                 return rendered(services, session, video_id, kind, render, extra)
             except NotReadyYet as again:
