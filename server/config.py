@@ -40,6 +40,8 @@ class Config:
     PROCESSING_DEADLINE: float = 120.0
     REAPER_INTERVAL: float = 5.0
     GAP_TIMEOUT: float = 10.0
+    FIRST_SEGMENT_WAIT: float = 8.0
+    FIRST_SEGMENT_WAITERS: int = 4
     KEEP_ORIGINALS: bool = False
     CACHE_TTL: int = 3600
     CACHE_PREFIX: str = "team03:"

@@ -8,6 +8,7 @@ class ServiceError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after: int | None = None  # seconds, sent as Retry-After: the condition is temporary
 
     def __init__(self, message: str, *, field: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
@@ -43,6 +44,14 @@ class RequestTimeout(ServiceError):
 
     status = 408
     code = "request_timeout"
+
+
+class NotReadyYet(ServiceError):
+    """Nothing can be played yet (no segment is ready); players retry on a 503."""
+
+    status = 503
+    code = "not_ready"
+    retry_after = 1
 
 
 class PayloadTooLarge(ServiceError):

@@ -1,4 +1,13 @@
-"""What players are answered: playlists rendered from a snapshot of the database, cached by revision."""
+"""What players are answered: playlists rendered from a snapshot of the database, cached by revision.
+
+Before a video's first segment is published, the standard playlists (DASH, HLS over CMAF) have nothing
+true to say: an MPD without segments reads as one segment, and an HLS playlist's EXT-X-MAP names an
+init.mp4 that does not exist yet. So they are never rendered then. Such a request is held until the
+first segment is published (at most FIRST_SEGMENT_WAIT s, under every player's request timeout), then
+answered 503 + Retry-After, which every player retries. The HLS master playlist promises only media
+playlists, so it is answered at once: players then wait on a media playlist, which they retry longest.
+See README "What players see first".
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from server.errors import NotFound
+from server.errors import NotFound, NotReadyYet
 from server.lifecycle import to_state
 from server.models import Video
 from server.playlists import (
@@ -34,6 +43,9 @@ from server.transcode.ffmpeg import STORYBOARD_COLUMNS, STORYBOARD_EVERY, STORYB
 # Live answers also depend on the clock (publishTime), so they live briefly; 2 s because memcached
 # expires on whole-second ticks, where 1 s can mean almost nothing. A state change is a new revision.
 LIVE_TTL = 2
+# How often a held request looks again for a first segment: workers are other processes, so the
+# database is the only place to see it.
+HOLD_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -47,9 +59,9 @@ class Snapshot:
     def finished(self) -> bool:
         return self.state.is_vod
 
-    def published(self, now: float, gap_timeout: float) -> list[Published]:
+    def published(self, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
         """Return the segments players are given (the pure rule: publish.listed_segments)."""
-        return listed_segments(self.state, now, gap_timeout)
+        return listed_segments(self.state, now, gap_timeout, append_only=append_only)
 
 
 def snapshot(session: Session, video_id: int) -> Snapshot:
@@ -72,6 +84,27 @@ class Rendered:
     body: bytes
     finished: bool
     headers: tuple[tuple[str, str], ...] = ()
+
+
+def rendered_when_published(services: Services, session: Session, video_id: int, kind: str, render, extra: str = "") -> Rendered:  # type: ignore[no-untyped-def]
+    """Return rendered(...); while `render` says NotReadyYet, hold the request (see the module docstring)."""
+    try:
+        return rendered(services, session, video_id, kind, render, extra)
+    except NotReadyYet as first:
+        not_ready = first
+    deadline = time.monotonic() + services.config.FIRST_SEGMENT_WAIT
+    with services.holds.slot() as held:
+        while held and time.monotonic() < deadline:
+            # End the read snapshot (the next query sees what workers committed since) and give the
+            # connection back to the pool while waiting.
+            session.rollback()
+            if services.stopping.wait(HOLD_POLL_S):
+                break
+            try:
+                return rendered(services, session, video_id, kind, render, extra)
+            except NotReadyYet as again:
+                not_ready = again
+    raise not_ready
 
 
 def rendered(services: Services, session: Session, video_id: int, kind: str, render, extra: str = "") -> Rendered:  # type: ignore[no-untyped-def]
@@ -97,9 +130,19 @@ def _decode(raw: bytes) -> Rendered:
     return Rendered(body, fields["finished"], tuple((k, v) for k, v in fields["headers"]))
 
 
+def _playable(s: Snapshot, listed: list[Published]) -> list[Published]:
+    """Return `listed` if it lists a segment; else NotReadyYet while live, NotFound once finished."""
+    if listed:
+        return listed
+    if s.finished:
+        raise NotFound(f"video {s.state.video_id} has no playable segment")
+    raise NotReadyYet(f"video {s.state.video_id} has no segment ready yet; retry shortly")
+
+
 def dash(gap: float, base_url: str, time_url: str):  # type: ignore[no-untyped-def]
     return lambda s, now: Rendered(
-        render_dash(s.state, s.published(now, gap), now, base_url=base_url, utc_timing_url=time_url).encode(), s.finished
+        render_dash(s.state, _playable(s, s.published(now, gap)), now, base_url=base_url, utc_timing_url=time_url).encode(),
+        s.finished,
     )
 
 
@@ -110,7 +153,8 @@ def hls_master(s: Snapshot, _now: float) -> Rendered:
 def hls_media(gap: float, track: str):  # type: ignore[no-untyped-def]
     def render(s: Snapshot, now: float) -> Rendered:
         target = AUDIO if track == AUDIO else _rendition(s.state, track)
-        return Rendered(render_hls_media(s.state, target, s.published(now, gap)).encode(), s.finished)
+        listed = _playable(s, s.published(now, gap, append_only=True))
+        return Rendered(render_hls_media(s.state, target, listed).encode(), s.finished)
 
     return render
 
@@ -121,7 +165,8 @@ def legacy_master(s: Snapshot, _now: float) -> Rendered:
 
 def legacy_media(gap: float, name: str):  # type: ignore[no-untyped-def]
     return lambda s, now: Rendered(
-        render_legacy_hls_media(s.state, _rendition(s.state, name), s.published(now, gap)).encode(), s.finished
+        render_legacy_hls_media(s.state, _rendition(s.state, name), s.published(now, gap, append_only=True)).encode(),
+        s.finished,
     )
 
 

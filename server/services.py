@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -19,6 +21,28 @@ from server.transcode.ladder import Rung, parse_ladder
 log = logging.getLogger(__name__)
 
 
+class Holds:
+    """Requests held until a video's first segment is published (server/playback.py): at most `slots` at once."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.held = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Take a slot if one is free; yield whether one was taken."""
+        with self._lock:
+            taken = self.held < self.slots
+            self.held += taken
+        try:
+            yield taken
+        finally:
+            if taken:
+                with self._lock:
+                    self.held -= 1
+
+
 @dataclass
 class Services:
     config: Config
@@ -29,6 +53,10 @@ class Services:
     ladder: tuple[Rung, ...]
     queue: JobQueue | None = field(default=None)
     stopping: threading.Event = field(default_factory=threading.Event)  # set by close(): the local reaper ends
+    holds: Holds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.holds = Holds(self.config.FIRST_SEGMENT_WAITERS)
 
     @classmethod
     def build(cls, config: Config) -> Services:

@@ -30,11 +30,13 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):  # type: ignore[no-untyped-def]
-        if exc.status >= 500:
+        if exc.status >= 500 and exc.retry_after is None:
             log.error("%s: %s", exc.code, exc)
         elif exc.detail is not None:
             log.warning("%s %s: %s", request.path[:200], exc.code, exc)
         response = _body(exc.status, exc.code, exc.message, type(exc).__doc__ or exc.code, exc.field)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="team03 admin"'
         return response

@@ -68,7 +68,7 @@ class DashManifest(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
         time_url = request.host_url + "time"
         render = playback.dash(_gap(), f"/video_files/{video_id}/", time_url)
-        return _answer(playback.rendered(services(), session(), video_id, "dash", render, time_url), "mpd")
+        return _answer(playback.rendered_when_published(services(), session(), video_id, "dash", render, time_url), "mpd")
 
 
 class HlsMaster(Resource):
@@ -78,8 +78,8 @@ class HlsMaster(Resource):
 
 class HlsMedia(Resource):
     def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
-        result = playback.rendered(services(), session(), video_id, "hls-media", playback.hls_media(_gap(), name), name)
-        return _answer(result, "m3u8")
+        render = playback.hls_media(_gap(), name)
+        return _answer(playback.rendered_when_published(services(), session(), video_id, "hls-media", render, name), "m3u8")
 
 
 class Storyboard(Resource):

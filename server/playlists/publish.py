@@ -68,12 +68,15 @@ def ready_for_vod(video: VideoState, now: float, gap_timeout: float) -> bool:
     return all(video.by_id[p.segment_id].packaged for p in vod_segments(video))
 
 
-def listed_segments(video: VideoState, now: float, gap_timeout: float) -> list[Published]:
+def listed_segments(video: VideoState, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
     """Return what players are given: the packaged VOD list, or the live list up to its first unpackaged segment.
 
     A live list only grows at its end, so it waits for a segment's remux rather than skip it.
+    `append_only` keeps the live list after the end too: an HLS EVENT playlist may only be appended to
+    (RFC 8216 section 6.2.1), so a segment that arrived after its live deadline is in DASH VOD and the
+    Android MPD only.
     """
-    if video.is_vod:
+    if video.is_vod and not append_only:
         return [p for p in vod_segments(video) if video.by_id[p.segment_id].packaged]
     listed: list[Published] = []
     for entry in live_segments(video, now, gap_timeout):

@@ -122,7 +122,8 @@ def render_dash(
     video: VideoState, segments: list[Published], now: float, *, base_url: str | None = None, utc_timing_url: str | None = None
 ) -> str:
     """Render the standard DASH MPD (dynamic while live, static once VOD); live players sync clocks on `utc_timing_url`."""
-    end = max((p.end_ticks for p in segments), default=0)
+    _refuse_empty(segments)
+    end = max(p.end_ticks for p in segments)
     return _env.get_template("dash.mpd.j2").render(
         video=video,
         dynamic=not video.is_vod,
@@ -138,10 +139,19 @@ def render_dash(
     )
 
 
+def _refuse_empty(segments: list[Published]) -> None:
+    """Refuse to render a manifest that lists nothing.
+
+    A SegmentTemplate with neither SegmentTimeline nor @duration means one segment, and EXT-X-MAP names
+    an init.mp4 written with the first segment: either promises a file that does not exist yet, and
+    players fail for good. The caller answers something players retry instead (server/playback.py).
+    """
+    if not segments:
+        raise ValueError("nothing is published yet: a manifest now would promise files that do not exist")
+
+
 def _periods(segments: list[Published]) -> list[_Period]:
     """Split the list into Periods, one per contiguous run of ids."""
-    if not segments:
-        return [_Period("0", "PT0S", 0, 0, 0, [], [])]
     return [_period(run) for run in _runs(segments)]
 
 
@@ -211,7 +221,8 @@ class _Entry:
 
 
 def render_hls_media(video: VideoState, track: RenditionInfo | Literal["audio"], segments: list[Published]) -> str:
-    """Render the fMP4 media playlist of a rendition (or AUDIO): EVENT while live, VOD + ENDLIST once is_vod."""
+    """Render the fMP4 media playlist of a rendition (or AUDIO): EVENT, with ENDLIST appended once is_vod."""
+    _refuse_empty(segments)
     if track == AUDIO:
         pairs = [(p, p.audio_duration_ticks, AUDIO_TIMESCALE) for p in segments]
     else:
@@ -226,7 +237,7 @@ def render_legacy_hls_master(video: VideoState) -> str:
 
 
 def render_legacy_hls_media(video: VideoState, rendition: RenditionInfo, segments: list[Published]) -> str:
-    """Render /live_m3u8/<vid>/<REPR>/stream.m3u8: muxed TS by absolute path, ENDLIST only once is_vod."""
+    """Render /live_m3u8/<vid>/<REPR>/stream.m3u8: muxed TS by absolute path, EVENT, ENDLIST appended once is_vod."""
     prefix = f"/video_files/{video.video_id}/{rendition.name}/"
     entries = [
         _Entry(f"{prefix}{p.name}.ts", decimal_seconds(p.duration_ticks, VIDEO_TIMESCALE), p.discontinuity) for p in segments

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-// Play one stream in Debian's Chromium with dash.js, hls.js or the bare <video> element and
+// Play one stream in Debian's Chromium with dash.js, hls.js, Shaka Player, video.js (VHS) or the bare <video> element and
 // print what happened as ONE JSON line on stdout (the caller asserts on it).
 //
-//   node play.mjs --player dash|hls|native --src URL [--page-origin http://127.0.0.1:PORT]
-//                 [--timeout SECONDS] [--until-ended] [--min-play SECONDS]
+//   node play.mjs --player dash|hls|shaka|videojs|native --src URL [--page-origin http://127.0.0.1:PORT]
+//                 [--timeout SECONDS] [--until-ended] [--min-play SECONDS] [--screenshot FILE.png]
+//                 [--opened FILE]
+//
+// --screenshot saves the page once the picture has moved 1 s past the first frame (report.screenshot).
+// --opened writes FILE (the epoch ms) when the page first asks the stream's origin for anything, so a
+// caller can wait for that fact. report.playlists lists every .mpd/.m3u8 request: {sent, path, status}.
 //
 // Exit 0 whenever a report was produced (errors in playback are in the report);
 // exit 2 on bad usage, 3 when the harness itself failed (no browser, page crashed, ...).
@@ -20,23 +25,27 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const LIBS = {
   dash: '/node_modules/dashjs/dist/modern/umd/dash.all.min.js',
   hls: '/node_modules/hls.js/dist/hls.min.js',
+  shaka: '/node_modules/shaka-player/dist/shaka-player.compiled.js',
+  videojs: '/node_modules/video.js/dist/video.min.js',
 };
-const SERVED_DIRS = ['/node_modules/dashjs/dist/', '/node_modules/hls.js/dist/'];
+const PLAYERS = ['dash', 'hls', 'shaka', 'videojs', 'native'];
+const SERVED_DIRS = ['/node_modules/dashjs/dist/', '/node_modules/hls.js/dist/', '/node_modules/shaka-player/dist/',
+  '/node_modules/video.js/dist/'];
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
-  '.map': 'application/json' };
+  '.map': 'application/json', '.css': 'text/css' };
 
 const log = (...a) => process.stderr.write(`[play.mjs] ${a.join(' ')}\n`);
 
 function usage(msg) {
   log(msg);
-  log('usage: node play.mjs --player dash|hls|native --src URL [--page-origin http://127.0.0.1:PORT]'
-      + ' [--timeout SECONDS] [--until-ended] [--min-play SECONDS]');
+  log('usage: node play.mjs --player dash|hls|shaka|videojs|native --src URL [--page-origin http://127.0.0.1:PORT]'
+      + ' [--timeout SECONDS] [--until-ended] [--min-play SECONDS] [--screenshot FILE.png] [--opened FILE]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
   const opts = { player: null, src: null, pageOrigin: 'http://127.0.0.1:0', timeout: 60,
-    untilEnded: false, minPlay: null };
+    untilEnded: false, minPlay: null, screenshot: null, opened: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => { if (i + 1 >= argv.length) usage(`${a} needs a value`); return argv[++i]; };
@@ -46,9 +55,11 @@ function parseArgs(argv) {
     else if (a === '--timeout') opts.timeout = Number(val());
     else if (a === '--min-play') opts.minPlay = Number(val());
     else if (a === '--until-ended') opts.untilEnded = true;
+    else if (a === '--screenshot') opts.screenshot = val();
+    else if (a === '--opened') opts.opened = val();
     else usage(`unknown argument ${a}`);
   }
-  if (!['dash', 'hls', 'native'].includes(opts.player)) usage('--player must be dash, hls or native');
+  if (!PLAYERS.includes(opts.player)) usage(`--player must be one of ${PLAYERS.join(', ')}`);
   if (!opts.src) usage('--src is required');
   if (!(opts.timeout > 0)) usage('--timeout must be a positive number of seconds');
   if (opts.minPlay !== null && !(opts.minPlay > 0)) usage('--min-play must be a positive number of seconds');
@@ -84,6 +95,38 @@ function startServer(pageOrigin) {
   });
 }
 
+// Note what the page asks of the stream's origin: the first request (--opened) and every playlist.
+function watchStream(page, opts) {
+  const origin = new URL(opts.src).origin;
+  const playlists = [];
+  const byRequest = new Map();
+  let opened = false;
+  page.on('request', (req) => {
+    const url = new URL(req.url());
+    if (url.origin !== origin) return;
+    if (opts.opened && !opened) {
+      opened = true;
+      fs.writeFileSync(opts.opened, String(Date.now()));
+    }
+    if (/\.(mpd|m3u8)$/.test(url.pathname) && playlists.length < 500) {
+      const entry = { sent: Date.now(), path: url.pathname, status: null };
+      playlists.push(entry);
+      byRequest.set(req, entry);
+    }
+  });
+  page.on('response', (res) => {
+    const entry = byRequest.get(res.request());
+    if (entry) entry.status = res.status();
+  });
+  return playlists;
+}
+
+function playedPastFirstFrame(report, seconds) {
+  if (report.firstPlayingMs === null) return false;
+  const first = report.samples.find((s) => s.t >= report.firstPlayingMs);
+  return !!first && report.currentTime - first.ct >= seconds;
+}
+
 function done(report, opts, elapsed) {
   if (report.fatal) return 'fatal';
   if (report.ended) return 'ended';
@@ -114,6 +157,7 @@ async function main() {
     page.on('pageerror', (e) => process.stderr.write(`[browser pageerror] ${e.message}\n`));
     let crashed = false;
     page.on('crash', () => { crashed = true; });
+    const playlists = watchStream(page, opts);
 
     const q = new URLSearchParams({ player: opts.player, src: opts.src });
     if (LIBS[opts.player]) q.set('lib', LIBS[opts.player]);
@@ -122,15 +166,21 @@ async function main() {
     const started = Date.now();
     await page.goto(pageUrl, { waitUntil: 'load', timeout: 30000 });
 
-    let report, reason = null;
+    let report, reason = null, shot = null;
     while (!reason) {
       if (crashed) throw new Error('the page crashed');
       await page.waitForTimeout(250);
       report = await page.evaluate(() => window.__report);
       if (!report) throw new Error('player.html set no window.__report');
+      if (opts.screenshot && !shot && playedPastFirstFrame(report, 1)) {
+        await page.screenshot({ path: opts.screenshot });
+        shot = { path: opts.screenshot, currentTime: report.currentTime };
+      }
       reason = done(report, opts, (Date.now() - started) / 1000);
     }
     report = await page.evaluate(() => window.__report);
+    report.screenshot = shot;
+    report.playlists = playlists;
     report.done = true;
     report.stopReason = reason;
     report.elapsed = (Date.now() - started) / 1000;

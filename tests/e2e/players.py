@@ -1,4 +1,4 @@
-"""Play a stream in Chromium with dash.js / hls.js / <video> and return what happened.
+"""Play a stream in Chromium with dash.js / hls.js / Shaka Player / video.js / <video> and return what happened.
 
 Runs tests/e2e/play.mjs (playwright-core driving Debian's /usr/bin/chromium); see README.md there
 for the report's fields.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PLAY_MJS = HERE / "play.mjs"
-PLAYERS = ("dash", "hls", "native")
+PLAYERS = ("dash", "hls", "shaka", "videojs", "native")
 # Launching Chromium and loading the page comes on top of the playback timeout.
 _STARTUP_SLACK = 60.0
 
@@ -36,7 +36,7 @@ def check_harness() -> None:
         missing.append("node (Debian/nodesource nodejs)")
     if not os.access(chromium_path(), os.X_OK):
         missing.append(f"chromium at {chromium_path()}")
-    for pkg in ("playwright-core", "dashjs", "hls.js"):
+    for pkg in ("playwright-core", "dashjs", "hls.js", "shaka-player", "video.js"):
         if not (HERE / "node_modules" / pkg / "package.json").is_file():
             missing.append(f"tests/e2e/node_modules/{pkg}")
     if missing:
@@ -55,8 +55,14 @@ def play(
     until_ended: bool = True,
     min_play: float | None = None,
     page_origin: str | None = None,
+    screenshot: Path | None = None,
+    opened: Path | None = None,
 ) -> dict:
-    """Play src with player until it ends (or min_play seconds played) and return the report."""
+    """Play src with player until it ends (or min_play seconds played) and return the report.
+
+    With `screenshot`, the page is saved there once the picture has moved 1 s past its first frame.
+    With `opened`, that file appears when the page first asks the stream's origin for anything.
+    """
     if player not in PLAYERS:
         raise ValueError(f"player must be one of {PLAYERS}, not {player!r}")
     check_harness()
@@ -67,6 +73,10 @@ def play(
         argv += ["--min-play", str(min_play)]
     if page_origin is not None:
         argv += ["--page-origin", page_origin]
+    if screenshot is not None:
+        argv += ["--screenshot", str(screenshot)]
+    if opened is not None:
+        argv += ["--opened", str(opened)]
     proc = _run(argv, timeout)
     retried = proc.returncode != 0 and "Page crashed" in proc.stderr
     if retried:
@@ -106,5 +116,6 @@ def long_stalls(report: dict, seconds: float) -> list[dict]:
 
 def summary(report: dict) -> str:
     """Return the report without its long logs, for assertion messages."""
-    short = {k: v for k, v in report.items() if k not in ("events", "samples", "log")}
+    short = {k: v for k, v in report.items() if k not in ("events", "samples", "log", "playlists")}
+    short["first_playlists"] = report.get("playlists", [])[:12]
     return json.dumps(short, indent=1) + "\n--- harness log ---\n" + report.get("log", "")

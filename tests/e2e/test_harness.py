@@ -132,7 +132,18 @@ def test_vod_plays_to_the_end(streams: Streams, player: str, path: str) -> None:
     assert report["pageOrigin"] != streams.base  # CORS really was exercised
 
 
-@pytest.mark.parametrize(("player", "path"), [("dash", "missing.mpd"), ("hls", "missing.m3u8"), ("native", "missing.mp4")])
+@pytest.mark.parametrize(
+    ("player", "path"),
+    [
+        ("dash", "missing.mpd"),
+        ("hls", "missing.m3u8"),
+        ("shaka", "missing.mpd"),
+        ("shaka", "missing.m3u8"),
+        ("videojs", "missing.mpd"),
+        ("videojs", "missing.m3u8"),
+        ("native", "missing.mp4"),
+    ],
+)
 def test_missing_stream_is_reported_as_an_error(streams: Streams, player: str, path: str) -> None:
     report = play(player, f"{streams.base}/{path}", timeout=20)
 

@@ -68,7 +68,7 @@ def test_live_playlists_grow_then_become_vod(stack, segment_files, tmp_path):
     _, _, names = _android(client, vid)
     assert names[2] == ["000000.mp4", "000001.mp4", "000002.mp4"]
     media = m3u8.loads(client.get(f"/video_files/{vid}/MEDIUM/playlist.m3u8").data.decode())
-    assert media.playlist_type == "vod" and media.is_endlist and len(media.segments) == 3
+    assert media.playlist_type == "event" and media.is_endlist and len(media.segments) == 3  # RFC 8216 6.2.1
     assert media.segment_map[0].uri == "init.mp4"
     assert m3u8.loads(client.get(f"/live_m3u8/{vid}/HIGH/stream.m3u8").data.decode()).is_endlist
     master = m3u8.loads(client.get(f"/live_m3u8/{vid}/root.m3u8").data.decode())
@@ -83,6 +83,51 @@ def test_live_playlists_grow_then_become_vod(stack, segment_files, tmp_path):
     assert video["uri_thumbnail"] == "thumbnails/000001.jpg"
     with client.get(f"/video_files/{vid}/{video['uri_thumbnail']}") as thumbnail:
         assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/jpeg"
+
+
+def test_players_opening_before_the_first_segment_are_answered_once_it_is_packaged(
+    make_config, gearmand, segment_files, tmp_path
+):  # type: ignore[no-untyped-def]
+    from tests.integration.conftest import Stack
+
+    # A wait longer than any encode here, so the answer comes from the segment and not the deadline.
+    stack = Stack(make_config(GEARMAN_SERVERS=(gearmand.address,), FIRST_SEGMENT_WAIT=120.0), gearmand)
+    try:
+        stack.start_worker(tmp_path / "worker.log")
+        vid = stack.new_video()
+        paths = ("manifest.mpd", "HIGH/playlist.m3u8", "audio/playlist.m3u8")
+        answers: dict[str, object] = {}
+
+        def open_(path: str) -> None:
+            answers[path] = stack.app.test_client().get(f"/video_files/{vid}/{path}")
+
+        threads = [threading.Thread(target=open_, args=(path,)) for path in paths]
+        for thread in threads:
+            thread.start()
+        stack.wait(lambda: stack.services.holds.held == len(paths), 30, "every request held")
+        stack.upload(vid, 0, segment_files[0].read_bytes())
+        for thread in threads:
+            thread.join(timeout=150)
+        assert all(answers[p].status_code == 200 for p in paths), {p: answers[p].status_code for p in paths}  # type: ignore[attr-defined]
+        assert stack.services.holds.held == 0
+
+        media = m3u8.loads(answers["HIGH/playlist.m3u8"].data.decode())  # type: ignore[attr-defined]
+        assert [s.uri for s in media.segments] == ["000000.m4s"] and media.segment_map[0].uri == "init.mp4"
+        with stack.client.get(f"/video_files/{vid}/HIGH/init.mp4") as init:
+            assert init.status_code == 200  # the promised file exists
+        mpd = MPEGDASHParser.parse(answers["manifest.mpd"].data.decode())  # type: ignore[attr-defined]
+        assert mpd.type == "dynamic" and mpd.periods[0].adaptation_sets[0].segment_templates[0].segment_timelines
+        first_codecs = [
+            p.stream_info.codecs for p in m3u8.loads(stack.client.get(f"/video_files/{vid}/master.m3u8").data.decode()).playlists
+        ]
+        stack.end(vid, 0)
+        stack.wait_vod(vid)
+        last_codecs = [
+            p.stream_info.codecs for p in m3u8.loads(stack.client.get(f"/video_files/{vid}/master.m3u8").data.decode()).playlists
+        ]
+        assert first_codecs == last_codecs  # the playlists never change their codecs once media exists
+    finally:
+        stack.close()
 
 
 def _android_player(base: str, vid: int, deadline: float) -> list[str]:

@@ -82,6 +82,11 @@ class Scenario:
             return vod_segments(self.video)
         return live_segments(self.video, self.now, GAP)
 
+    @property
+    def appended(self) -> list[Published]:
+        """Return what an HLS playlist lists now: the live list, also after the end (RFC 8216 6.2.1)."""
+        return live_segments(self.video, self.now, GAP)
+
 
 SCENARIOS = {
     "live_contiguous": Scenario(make_video({0: 5, 1: 8, 2: 11}), T0 + 12),
@@ -221,11 +226,15 @@ def test_dash_escapes_the_title_and_takes_a_base_url() -> None:
     assert MPEGDASHParser.parse(text).base_urls[0].base_url_value == "/video_files/7/?a=1&b=2"
 
 
-def test_dash_with_nothing_ready_still_parses() -> None:
+def test_nothing_published_is_never_rendered_as_a_manifest() -> None:
+    # An MPD then had a SegmentTemplate with neither timeline nor duration (one segment, per the spec)
+    # and the HLS playlist an EXT-X-MAP naming an init.mp4 not written yet: players failed for good.
     v = make_video({})
-    text = render_dash(v, [], T0 + 1)
-    assert_schema_order(text)
-    assert parse_dash(text) == [DashPeriod("0", 0, 0)]
+    with pytest.raises(ValueError, match="nothing is published"):
+        render_dash(v, [], T0 + 1)
+    for track in (RUNGS[0], AUDIO):
+        with pytest.raises(ValueError, match="nothing is published"):
+            render_hls_media(v, track, [])
 
 
 # Standard HLS.
@@ -259,7 +268,8 @@ HLS_EXPECTED = {
     "live_contiguous": HlsExpected([0, 1, 2], [], False),
     "live_gap_skipped": HlsExpected([0, 1, 3, 4], [3], False),
     "live_gap_waiting": HlsExpected([0], [], False),
-    "vod_late": HlsExpected([0, 1, 2, 3, 4], [], True),
+    # Segment 2 came after the live list had skipped it: an EVENT playlist is only ever appended to.
+    "vod_late": HlsExpected([0, 1, 3, 4], [3], True),
 }
 
 
@@ -273,13 +283,13 @@ def assert_media_playlist(text: str, expected: HlsExpected, uri: Callable[[int],
     assert all(round(d) <= playlist.target_duration for d in durations)
     assert playlist.media_sequence == 0
     assert playlist.is_endlist == expected.ended
-    assert playlist.playlist_type == ("vod" if expected.ended else "event")
+    assert playlist.playlist_type == "event"  # from the first answer to the last
 
 
 @pytest.mark.parametrize("name", sorted(HLS_EXPECTED))
 def test_hls_video_media_playlist(name: str) -> None:
     scenario, expected = SCENARIOS[name], HLS_EXPECTED[name]
-    text = render_hls_media(scenario.video, RUNGS[0], scenario.live)
+    text = render_hls_media(scenario.video, RUNGS[0], scenario.appended)
     assert_golden(f"{name}_HIGH.m3u8", text)
     assert_media_playlist(text, expected, "{:06d}.m4s".format, [round(DURATIONS[k] / 90_000, 3) for k in expected.ids])
     playlist = m3u8.loads(text)
@@ -289,13 +299,13 @@ def test_hls_video_media_playlist(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(HLS_EXPECTED))
 def test_hls_audio_media_playlist(name: str) -> None:
     scenario, expected = SCENARIOS[name], HLS_EXPECTED[name]
-    text = render_hls_media(scenario.video, AUDIO, scenario.live)
+    text = render_hls_media(scenario.video, AUDIO, scenario.appended)
     assert_golden(f"{name}_audio.m3u8", text)
-    durations = [round(p.audio_duration_ticks / 48_000, 3) for p in scenario.live]
+    durations = [round(p.audio_duration_ticks / 48_000, 3) for p in scenario.appended]
     assert_media_playlist(text, expected, "{:06d}.m4s".format, durations)
     # whole AAC frames laid end to end: within one frame (1024 / 48 kHz) of the picture, never past it
-    lag = sum(DURATIONS[k] for k in expected.ids) / 90_000 - sum(p.audio_duration_ticks for p in scenario.live) / 48_000
-    assert 0 <= lag < 1024 / 48_000 * (1 + sum(p.discontinuity for p in scenario.live))
+    lag = sum(DURATIONS[k] for k in expected.ids) / 90_000 - sum(p.audio_duration_ticks for p in scenario.appended) / 48_000
+    assert 0 <= lag < 1024 / 48_000 * (1 + sum(p.discontinuity for p in scenario.appended))
 
 
 def test_hls_media_sequence_counts_entries_not_ids() -> None:
@@ -395,7 +405,7 @@ def test_legacy_master() -> None:
 @pytest.mark.parametrize("name", ["live_gap_skipped", "vod_late"])
 def test_legacy_media_playlist(name: str) -> None:
     scenario, expected = SCENARIOS[name], HLS_EXPECTED[name]
-    text = render_legacy_hls_media(scenario.video, RUNGS[1], scenario.live)
+    text = render_legacy_hls_media(scenario.video, RUNGS[1], scenario.appended)
     assert_golden(f"legacy_{name}_MEDIUM.m3u8", text)
     durations = [round(DURATIONS[k] / 90_000, 3) for k in expected.ids]
     assert_media_playlist(text, expected, "/video_files/7/MEDIUM/{:06d}.ts".format, durations)
