@@ -87,6 +87,10 @@ CASES: list[Case] = [
     Case("GET", f"/live_mpd/{V}.mpd?last_segment_id={HUGE}", 400),
     Case("GET", f"/live_mpd/{V}.mpd?last_segment_id=abc", 400),
     Case("GET", f"/live_mpd/{V}.mpd?last_segment_id=-5", 400),
+    Case("GET", f"/live_mpd/{V}.mpd?last_segment_id=%C2%B9", 400),  # superscript one: str.isdigit() says yes
+    Case("GET", f"/live_mpd/{V}.mpd?last_segment_id=%D9%A1", 400),  # Arabic-Indic one
+    Case("GET", f"/live_mpd/{V}.mpd?last_segment_id=1000000", 400),
+    Case("POST", f"/video_end/{V}", 400, {"data": {"last_segment_id": "1000000"}}),
     Case("POST", f"/video_segment/{V}", 400, _multipart(HUGE)),
     Case("POST", f"/video_segment/{V}", 400, _multipart(ID_2_63)),
     Case("POST", f"/video_segment/{V}", 400, _multipart("1.5")),
