@@ -1,13 +1,13 @@
 """Run the dev stack: migrate, then serve the app (with local job threads when GEARMAN_SERVERS is unset).
 
-    python dev_run.py [--host 127.0.0.1] [--port 5000]
+python dev_run.py [--host 127.0.0.1] [--port 5000]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from server import DevRequestHandler, create_app
+from server import create_app, make_dev_server
 from server.cli import db_upgrade
 from server.config import Config
 
@@ -22,7 +22,14 @@ def main() -> None:
     app = create_app(config)
     print(f"team03 on http://{args.host}:{args.port}  (database {config.DATABASE_URL.split('@')[-1]}, media {config.MEDIA_ROOT})")
     # Threaded so uploads, playlist polls and the dashboard do not wait on each other; never debug.
-    app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False, request_handler=DevRequestHandler)
+    server = make_dev_server(app, args.host, args.port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        app.extensions["team03"].close()
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask
-from werkzeug.serving import make_server
 
-from server import create_app
+from server import create_app, make_dev_server
 from server.config import Config
 from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
@@ -223,10 +222,10 @@ def stack(database: str = "mysql", **overrides: object) -> Iterator[Stack]:
 
 @contextmanager
 def http_server(app: Flask) -> Iterator[str]:
-    """Serve app with werkzeug's threaded WSGI server (HTTP/1.1 keep-alive) on a free loopback port."""
+    """Serve app with the dev server (werkzeug's threaded WSGI server (HTTP/1.1 keep-alive) on a free loopback port."""
     # werkzeug sets its own logger to INFO on first use: one line per request would be timed too.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_dev_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="bench-http", daemon=True)
     thread.start()
     try:

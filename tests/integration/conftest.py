@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from server import create_app
+from server import create_app, make_dev_server
 from server.config import Config
 from server.models import Segment, Video
 from tests.android import segment_upload
@@ -79,9 +79,7 @@ class Stack:
 
     def serve(self) -> str:
         """Serve the app over real HTTP on loopback (threaded, like dev_run); return its base URL."""
-        from werkzeug.serving import make_server
-
-        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self._server = make_dev_server(self.app, "127.0.0.1", 0)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.base_url = f"http://127.0.0.1:{self._server.server_port}"
         return self.base_url
