@@ -49,20 +49,22 @@ def rendition_plan(row: Rendition) -> RenditionPlan:
     return plan_rung(rung, row.frame_rate or VIDEO_FPS)
 
 
+def _rendition_info(row: Rendition) -> RenditionInfo:
+    plan = rendition_plan(row)  # what the encoder is told: the same from the first answer to the last
+    return RenditionInfo(
+        name=row.name,
+        width=row.width,
+        height=row.height,
+        bandwidth=row.bandwidth,
+        video_bandwidth=row.video_bitrate,
+        codecs=plan.video_codecs,
+        frame_rate=plan.fps,
+    )
+
+
 def to_state(video: Video) -> VideoState:
     """Return what the playlist layer needs to know of `video` (renditions and segments loaded)."""
-    renditions = tuple(
-        RenditionInfo(
-            name=r.name,
-            width=r.width,
-            height=r.height,
-            bandwidth=r.bandwidth,
-            video_bandwidth=r.video_bitrate,
-            codecs=rendition_plan(r).video_codecs,  # what the encoder is told: the same from the first answer to the last
-            frame_rate=rendition_plan(r).fps,
-        )
-        for r in video.renditions
-    )
+    renditions = tuple(_rendition_info(r) for r in video.renditions)
     return VideoState(
         video_id=video.id,
         title=video.title,
