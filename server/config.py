@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -54,6 +56,11 @@ class Config:
     RATE_LIMIT_UPLOAD: str = "6000/minute"
     RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
     TRUSTED_PROXIES: int = 0
+    RATE_LIMIT_WORKER_AUTH: str = "30/minute"  # failed worker-token checks per client address
+    # A remote worker (docs/workers.md): the API it talks to and its token; no DATABASE_URL, no shared media.
+    API_URL: str = ""
+    WORKER_TOKEN: str = ""
+    WORKER_NAME: str = ""  # empty: <hostname>-<pid>
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -74,6 +81,19 @@ class Config:
     @property
     def uses_gearman(self) -> bool:
         return bool(self.GEARMAN_SERVERS)
+
+    @property
+    def worker_name(self) -> str:
+        """The name this process registers as a worker under (WORKER_NAME, else <hostname>-<pid>)."""
+        return self.WORKER_NAME or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def database_configured(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether DATABASE_URL is set: without it a worker with API_URL and WORKER_TOKEN is a remote one.
+
+    DATABASE_URL has a default (a SQLite file for the embedded mode), so only the environment can tell.
+    """
+    return bool(environ.get("DATABASE_URL", "").strip())
 
 
 def _render(value: object) -> str:

@@ -72,6 +72,20 @@ class InsufficientStorage(ServiceError):
 class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
+    challenge = 'Basic realm="team03 admin"'  # the WWW-Authenticate header of the answer
+
+
+class WorkerUnauthorized(Unauthorized):
+    """The worker API needs a valid, unrevoked worker token (Authorization: Bearer)."""
+
+    challenge = 'Bearer realm="team03 worker"'
+
+
+class Gone(ServiceError):
+    """What was asked for existed but is over (an attempt no longer running: expired, cancelled, finished)."""
+
+    status = 410
+    code = "gone"
 
 
 class TranscodeError(ServiceError):
