@@ -25,6 +25,18 @@ from server.api.playback import (
 from server.api.segments import SegmentItem, SegmentList
 from server.api.uploads import JsonProvider, discard_uploads, receive_body
 from server.api.videos import VideoEnd, VideoItem, VideoList
+from server.api.worker_api import (
+    AttemptComplete,
+    AttemptFail,
+    AttemptHeartbeat,
+    AttemptList,
+    AttemptOutput,
+    AttemptSource,
+    WorkerAlive,
+    WorkerBye,
+    WorkerHello,
+    authenticate_worker,
+)
 from server.models import MAX_ID
 
 
@@ -67,6 +79,16 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
+    # Workers (docs/workers.md): Bearer token, not rate-limited once authenticated
+    (WorkerHello, "/api/worker/hello"),
+    (WorkerAlive, "/api/worker/heartbeat"),
+    (WorkerBye, "/api/worker/bye"),
+    (AttemptList, "/api/worker/attempts"),
+    (AttemptSource, "/api/worker/attempts/<int:attempt_id>/source"),
+    (AttemptHeartbeat, "/api/worker/attempts/<int:attempt_id>/heartbeat"),
+    (AttemptOutput, "/api/worker/attempts/<int:attempt_id>/outputs/<string(maxlength=32):name>"),
+    (AttemptComplete, "/api/worker/attempts/<int:attempt_id>/complete"),
+    (AttemptFail, "/api/worker/attempts/<int:attempt_id>/fail"),
 ]
 
 
@@ -78,6 +100,8 @@ def init_app(app: Flask) -> None:
         api.add_resource(resource, path)
     init_limits(app, app.extensions["team03"])
     errors.register(app)
+    # A worker route's token is checked before its body is read.
+    app.before_request(authenticate_worker)
     # Every body is in before a view opens a session; what a failed request received is deleted.
     app.before_request(receive_body)
     app.teardown_request(discard_uploads)
