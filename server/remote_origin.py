@@ -130,7 +130,12 @@ class RemoteOrigin:
                 self.sleep(self.limits.delay(attempt))
             try:
                 self._download(url, target, claim.source_size, deadline)
-            except (requests.ConnectionError, requests.Timeout, OriginUnavailable) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                OriginUnavailable,
+            ) as exc:
                 log.warning("attempt %s: source download cut (%s); resuming", claim.attempt_id, exc)
                 continue
             if target.stat().st_size == claim.source_size and _sha256(target) == claim.source_sha256:
