@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # also runnable as `python server/segment_process
 
 from server import configure_logging
 from server.config import ROOT, Config, database_configured
+from server.errors import WorkerUnauthorized
 from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
 
 log = logging.getLogger("server.segment_processor")
@@ -180,13 +181,20 @@ def run(config: Config, how: Plan, registry: RemoteRegistry | LocalRegistry, sto
     """Register, start the job threads, say alive until `stop`, drain, say bye."""
     from server.work import start_workers
 
-    lease_seconds = registry.hello(how.functions)
+    try:
+        lease_seconds = registry.hello(how.functions)
+    except WorkerUnauthorized as exc:
+        log.error("%s: check WORKER_TOKEN (python -m server.cli worker token NAME)", exc.message)
+        return 3
     threads = start_workers(registry.services, registry.origin_factory(), how.functions, stop)
     kind = "remote" if how.remote else "local"
     log.info("segment_processor ready (%s): %d thread(s) for %s", kind, config.WORKER_CONCURRENCY, ",".join(how.functions))
     while not stop.wait(max(1.0, lease_seconds / 3)):
         try:
             registry.alive()
+        except WorkerUnauthorized as exc:  # revoked: take no more work
+            log.error("%s: finishing the jobs in hand, then exiting", exc.message)
+            stop.set()
         except Exception as exc:  # noqa: BLE001 - the API or the database restarting: jobs go on, next beat retries
             log.warning("worker heartbeat failed: %s", exc)
     for thread in threads:
