@@ -124,7 +124,8 @@ class RemoteOrigin:
         """Download the original into `workdir`, resuming after cuts; return it once size and SHA-256 match."""
         target = workdir / f"{SOURCE_NAME}.{claim.source_extension}"
         url = f"{self.base}/attempts/{claim.attempt_id}/source"
-        deadline = time.monotonic() + self.limits.transfer_deadline
+        started = time.monotonic()
+        deadline = started + self.limits.transfer_deadline
         for attempt in range(self.limits.retries + 1):
             if attempt:
                 self.sleep(self.limits.delay(attempt))
@@ -139,6 +140,9 @@ class RemoteOrigin:
                 log.warning("attempt %s: source download cut (%s); resuming", claim.attempt_id, exc)
                 continue
             if target.stat().st_size == claim.source_size and _sha256(target) == claim.source_sha256:
+                log.info(
+                    "transfer down attempt %s %d bytes %.4f s", claim.attempt_id, claim.source_size, time.monotonic() - started
+                )
                 return target
             log.warning("attempt %s: source arrived corrupted (size or SHA-256); downloading again", claim.attempt_id)
             target.unlink()
@@ -147,6 +151,7 @@ class RemoteOrigin:
 
     def put_output(self, claim: Claim, name: str, path: Path) -> None:
         """Upload one output with its SHA-256; retried on 5xx, cuts and hash mismatches (422)."""
+        started = time.monotonic()
         digest = _sha256(path)
         url = f"{self.base}/attempts/{claim.attempt_id}/outputs/{name}"
         for attempt in range(self.limits.retries + 1):
@@ -160,6 +165,8 @@ class RemoteOrigin:
                 log.warning("attempt %s: output %s arrived corrupted; sending again", claim.attempt_id, name)
                 continue
             self._check(response, ok=(200, 201))
+            size = path.stat().st_size
+            log.info("transfer up attempt %s %s %d bytes %.4f s", claim.attempt_id, name, size, time.monotonic() - started)
             return
         raise OriginUnavailable(f"attempt {claim.attempt_id}: output {name} not stored after {self.limits.retries + 1} tries")
 
