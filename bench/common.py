@@ -143,22 +143,38 @@ class Stack:
         """The environment of a worker subprocess: this stack's config, one job at a time."""
         return {**os.environ, **self.config.to_env(), "LOG_LEVEL": "INFO", "WORKER_CONCURRENCY": "1"}
 
-    def start_workers(self, count: int, log: Path, timeout: float = 20.0, command: list[str] | None = None) -> None:
-        """Start `count` `python -m server.segment_processor` (or `command`) processes; return once gearmand sees them all."""
+    def start_workers(
+        self,
+        count: int,
+        log: Path,
+        timeout: float = 20.0,
+        command: list[str] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        function: str = TRANSCODE_SEGMENT,
+    ) -> None:
+        """Start `count` `python -m server.segment_processor` (or `command`) processes; return once gearmand sees them.
+
+        `env` replaces the stack's worker environment (a remote worker's); `function` is the one whose
+        worker count is awaited (`count` more than before).
+        """
+        before = queue_status(self.config.GEARMAN_SERVERS).get(function, {}).get("workers", 0)
+        started = []
         for _ in range(count):
             with open(log, "ab") as stderr:
                 proc = subprocess.Popen(
                     command or [sys.executable, "-m", "server.segment_processor"],
                     cwd=ROOT,
-                    env=self.worker_env(),
+                    env=env or self.worker_env(),
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
                 )
-            self.workers.append(proc)
+            started.append(proc)
+        self.workers += started
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = queue_status(self.config.GEARMAN_SERVERS).get(TRANSCODE_SEGMENT, {})
-            if status.get("workers", 0) >= len(self.workers):
+            status = queue_status(self.config.GEARMAN_SERVERS).get(function, {})
+            if status.get("workers", 0) >= before + count:
                 return
             if any(p.poll() is not None for p in self.workers):
                 break
