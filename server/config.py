@@ -38,6 +38,11 @@ class Config:
     JOB_MAX_ATTEMPTS: int = 4
     RETRY_BACKOFF: float = 2.0
     PROCESSING_DEADLINE: float = 120.0
+    # An attempt's lease: a worker renews it every third of this while it encodes; one not renewed for
+    # this long is taken back by the reaper and the segment retried (docs/workers.md).
+    LEASE_SECONDS: float = 30.0
+    EVENT_RETENTION: float = 7 * 24 * 3600.0
+    WORKER_NAME: str = ""  # how this segment_processor is named in the workers table; default host-pid
     REAPER_INTERVAL: float = 5.0
     GAP_TIMEOUT: float = 10.0
     FIRST_SEGMENT_WAIT: float = 8.0

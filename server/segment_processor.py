@@ -17,8 +17,11 @@ if __package__ in (None, ""):  # also runnable as `python server/segment_process
 
 from server import configure_logging
 from server.config import Config
-from server.jobs.runner import start_workers
+from server.jobs import FUNCTIONS
+from server.lifecycle import WorkerRef
+from server.origin import LocalOrigin
 from server.services import Services
+from server.work import default_worker_name, start_workers
 
 log = logging.getLogger("server.segment_processor")
 
@@ -37,7 +40,9 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    threads = start_workers(Services.build(config), stop)
+    services = Services.build(config)
+    origin = LocalOrigin(services, WorkerRef(None, default_worker_name(config)))
+    threads = start_workers(config, services, origin, FUNCTIONS, stop)
     log.info("segment_processor ready: %d worker(s) on %s", config.WORKER_CONCURRENCY, ",".join(config.GEARMAN_SERVERS))
     while not stop.wait(0.5):
         pass
