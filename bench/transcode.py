@@ -39,7 +39,7 @@ from sqlalchemy import event, select, text
 
 from bench.common import Stack, http_server, ms, ok_lines, percentile, stack
 from server import workers
-from server.clock import utcnow
+from server.clock import SystemClock
 from server.jobs import PACKAGE_VIDEO
 from server.media.storage import commit_file
 from server.models import Segment
@@ -296,7 +296,7 @@ class RemoteRun:
 def remote_batch(s: Stack, sources: list[Path]) -> RemoteRun:
     """Run the 1-worker batch with the transcode in a remote worker talking to the app over loopback HTTP."""
     with s.services.sessions() as session:
-        token = workers.mint_token(session, "bench-remote", now=utcnow())
+        token = workers.mint_token(session, "bench-remote", now=SystemClock().now())
     remote_media = s.tmp / "remote-media"
     remote_media.mkdir()
 

@@ -33,7 +33,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     )
     services = services or Services.build(config)
     if services.queue is None:
-        from server.jobs.runner import start_local_runner
+        from server.work import start_local_runner
 
         start_local_runner(services)
     app.extensions["team03"] = services

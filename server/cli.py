@@ -17,7 +17,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from server import workers
-from server.clock import utcnow
+from server.clock import SystemClock
 from server.config import Config
 from server.db import alembic_config, make_engine, make_sessionmaker
 from server.errors import ServiceError
@@ -70,10 +70,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def worker_command(config: Config, action: str, name: str | None, as_json: bool) -> str:
     """Carry out `worker token|revoke|list` and return what to print."""
     if action == "token":
-        token = with_session(config, lambda s: workers.mint_token(s, name, now=utcnow()))
+        token = with_session(config, lambda s: workers.mint_token(s, name, now=SystemClock().now()))
         return f"{token}\n# worker {name!r}: set WORKER_TOKEN to the line above; it is shown only once"
     if action == "revoke":
-        with_session(config, lambda s: workers.revoke(s, name, now=utcnow()))
+        with_session(config, lambda s: workers.revoke(s, name, now=SystemClock().now()))
         return f"worker {name!r}: token revoked"
     rows = with_session(config, workers.listing)
     return json.dumps(rows, indent=2) if as_json else format_table(rows)

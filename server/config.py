@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,6 +39,11 @@ class Config:
     JOB_MAX_ATTEMPTS: int = 4
     RETRY_BACKOFF: float = 2.0
     PROCESSING_DEADLINE: float = 120.0
+    # An attempt's lease: a worker renews it every third of this while it encodes; one not renewed for
+    # this long is taken back by the reaper and the segment retried (docs/workers.md).
+    LEASE_SECONDS: float = 30.0
+    EVENT_RETENTION: float = 7 * 24 * 3600.0
+    WORKER_NAME: str = ""  # how this segment_processor is named in the workers table; default host-pid
     REAPER_INTERVAL: float = 5.0
     GAP_TIMEOUT: float = 10.0
     FIRST_SEGMENT_WAIT: float = 8.0
@@ -60,7 +64,6 @@ class Config:
     # A remote worker (docs/workers.md): the API it talks to and its token; no DATABASE_URL, no shared media.
     API_URL: str = ""
     WORKER_TOKEN: str = ""
-    WORKER_NAME: str = ""  # empty: <hostname>-<pid>
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -81,11 +84,6 @@ class Config:
     @property
     def uses_gearman(self) -> bool:
         return bool(self.GEARMAN_SERVERS)
-
-    @property
-    def worker_name(self) -> str:
-        """The name this process registers as a worker under (WORKER_NAME, else <hostname>-<pid>)."""
-        return self.WORKER_NAME or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def database_configured(environ: Mapping[str, str] = os.environ) -> bool:

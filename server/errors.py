@@ -107,3 +107,17 @@ class FFmpegError(TranscodeError):
         self.returncode = returncode
         self.stderr_tail = tail
         self.timed_out = timed_out
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether Python or ffmpeg ran out of space (ENOSPC or a quota): the machine's fault, not the media's."""
+    import errno
+    import os
+
+    if isinstance(exc, InsufficientStorage):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, FFmpegError) and any(
+        s in exc.stderr_tail for s in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+    )

@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server import eventlog, lifecycle
+from server.changes import video_change
 from server.config import Config
 from server.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
-from server.jobs import TRANSCODE_SEGMENT, SegmentJob
-from server.jobs.queue import QueueUnavailable
 from server.media.storage import UploadFile
-from server.models import Rendition, Segment, SegmentRendition, SegmentStatus, Video, VideoStatus, VideoType
+from server.models import Rendition, Segment, SegmentRendition, SegmentState, Video, VideoStatus, VideoType
 from server.playlists.model import MAX_SEGMENT_ID
 from server.services import Services
 from server.transcode.ffmpeg import probe
@@ -29,37 +29,13 @@ EXTENSIONS = frozenset({"mp4", "mov", "m4v", "3gp", "ts", "mkv", "webm"})
 MAX_TITLE = 200
 
 
-def utcnow() -> datetime:
-    """Return naive UTC now, the form every timestamp column stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def get_video(session: Session, video_id: int, *, lock: bool = False, fresh: bool = False) -> Video:
-    """Return the video (re-read when `fresh`); with `lock`, after taking its row lock (lock_video)."""
-    if lock and not lock_video(session, video_id):
-        raise NotFound(f"video {video_id} does not exist")
-    query = select(Video).where(Video.id == video_id)
-    if fresh or lock:  # what the lock protects must be read after it, not taken from the identity map
-        query = query.execution_options(populate_existing=True)
+def get_video(session: Session, video_id: int) -> Video:
+    """Return the video as the database has it now, or raise NotFound."""
+    query = select(Video).where(Video.id == video_id).execution_options(populate_existing=True)
     video = session.scalars(query).one_or_none()
     if video is None:
         raise NotFound(f"video {video_id} does not exist")
     return video
-
-
-def lock_video(session: Session, video_id: int) -> bool:
-    """Take the video's row lock; every transaction that writes a video's rows takes it first (no deadlocks).
-
-    Held until commit or rollback; checks made after it see the latest rows and stay true until then.
-    SQLite ignores FOR UPDATE, and pysqlite opens a transaction only at its first write: there a no-op
-    UPDATE of the row takes the database's write lock at this point instead (other writers wait for it,
-    up to the engine's busy timeout), so the same check-then-write code is race-free on both backends.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        videos = Video.__table__
-        claimed = session.execute(update(videos).where(videos.c.id == video_id).values(revision=videos.c.revision))
-        return claimed.rowcount == 1  # type: ignore[attr-defined]
-    return session.scalar(select(Video.id).where(Video.id == video_id).with_for_update()) is not None
 
 
 def validate_title(value: object) -> str:
@@ -82,9 +58,10 @@ def _is_unicode_text(value: str) -> bool:
 
 def create_video(services: Services, session: Session, title: str) -> Video:
     """Create a LIVE video with the configured ladder."""
+    now = services.clock.now()
     video = Video(
         title=title,
-        created_at=utcnow(),
+        created_at=now,
         type=VideoType.LIVE,
         status=VideoStatus.EMPTY,
         segment_duration_ms=services.config.SEGMENT_DURATION_MS,
@@ -105,6 +82,8 @@ def create_video(services: Services, session: Session, title: str) -> Video:
             )
         )
     session.add(video)
+    session.flush()
+    eventlog.record(session, "video.created", at=now, video_id=video.id, title=title)
     session.commit()
     log.info("video %s created: %r", video.id, title)
     return video
@@ -140,49 +119,54 @@ class Accepted:
 
 def accept_segment(services: Services, session: Session, video: Video, segment_id: int, ext: str, upload: UploadFile) -> Accepted:
     """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error."""
-    existing = _admissible(session, video, segment_id, upload, lock=False)
+    existing = _admissible(session, video, segment_id, upload)
     if existing is not None and existing.sha256 == upload.sha256:
         upload.discard()
         return Accepted(existing, created=False)  # a retry after a lost response
+    session.rollback()
     # ffprobe runs before the video's row lock is taken: workers wait on that lock.
     info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
     check_source_limits(info, services.config)
-    if not lock_video(session, video.id):
-        raise NotFound(f"video {video.id} does not exist")
-    video = get_video(session, video.id, fresh=True)
-    existing = _admissible(session, video, segment_id, upload, lock=True)  # again, now that nothing can change
-    if existing is not None and existing.sha256 == upload.sha256:
-        upload.discard()
-        return Accepted(existing, created=False)
-    segment = existing or Segment(video_id=video.id, segment_id=segment_id)
-    _fill(segment, ext, upload, info)
-    if existing is None:
-        segment.renditions = [SegmentRendition(rendition_id=r.id) for r in video.renditions]
-        session.add(segment)
-    for state in segment.renditions:
-        state.status, state.size = SegmentStatus.NIL, None
-    old_original = services.media.original(video.id, segment_id, existing.original_extension) if existing else None
-    # The row is flushed first: its unique key is the lock that keeps two concurrent
-    # uploads of the same segment from both renaming into place.
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
     final = services.media.original(video.id, segment_id, ext)
-    upload.commit(final)
+    old_original = None
     try:
-        _touch_video(session, video)
-        session.commit()
-    except Exception:
-        if existing is None:
-            final.unlink(missing_ok=True)
+        with video_change(session, video.id, services.clock) as change:
+            video = change.video
+            existing = _admissible(session, video, segment_id, upload)  # again, now that nothing can change
+            if existing is not None and existing.sha256 == upload.sha256:
+                upload.discard()
+                return Accepted(existing, created=False)
+            segment = existing or Segment(video_id=video.id, segment_id=segment_id)
+            if existing is None:
+                segment.status = SegmentState.RECEIVED
+                segment.renditions = [SegmentRendition(rendition_id=r.id, status=SegmentState.RECEIVED) for r in video.renditions]
+                session.add(segment)
+                change.event("segment.received", segment=segment_id, size=upload.size)
+            else:  # a FAILED segment uploaded again with new bytes: its life starts over
+                old_original = services.media.original(video.id, segment_id, existing.original_extension)
+                lifecycle.move(change, segment, SegmentState.RECEIVED, size=upload.size, reupload=True)
+            _fill(segment, ext, upload, info, change.now)
+            for rung in segment.renditions:
+                rung.size = None
+            if video.status is VideoStatus.EMPTY:
+                video.status = VideoStatus.UPLOADING
+                change.event("video.uploading")
+            # The row is flushed first: its unique key is the lock that keeps two concurrent
+            # uploads of the same segment from both renaming into place.
+            try:
+                session.flush()
+            except IntegrityError:
+                raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
+            upload.commit(final)
+    except BaseException:
+        if old_original is None and not upload.path.exists():
+            final.unlink(missing_ok=True)  # renamed into place, then the commit failed: no file without its row
         raise
     if old_original is not None and old_original != final:
         old_original.unlink(missing_ok=True)
-    publish(services, session, segment, live=video.type is VideoType.LIVE)
-    log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, segment.size, segment.duration_ms)
-    return Accepted(segment, created=True)
+    lifecycle.submit(services, session, video.id, segment_id)
+    log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))
+    return Accepted(_find_segment(session, video.id, segment_id) or segment, created=True)
 
 
 def check_source_limits(info: SourceInfo, config: Config) -> None:
@@ -197,19 +181,19 @@ def check_source_limits(info: SourceInfo, config: Config) -> None:
         )
 
 
-def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile, *, lock: bool) -> Segment | None:
+def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile) -> Segment | None:
     """Return the stored segment this upload repeats or replaces (a failed one), or raise Conflict."""
     if video.last_segment_id is not None and segment_id > video.last_segment_id:
         raise Conflict(f"segment_id {segment_id} is after the last segment ({video.last_segment_id}) of this ended video")
-    existing = _find_segment(session, video.id, segment_id, lock=lock)
-    if existing is not None and existing.sha256 != upload.sha256 and existing.status is not SegmentStatus.ERROR:
+    existing = _find_segment(session, video.id, segment_id)
+    if existing is not None and existing.sha256 != upload.sha256 and existing.status is not SegmentState.FAILED:
         raise Conflict(f"segment {segment_id} was already uploaded with different content")
     return existing
 
 
-def _find_segment(session: Session, video_id: int, segment_id: int, *, lock: bool = False) -> Segment | None:
+def _find_segment(session: Session, video_id: int, segment_id: int) -> Segment | None:
     query = select(Segment).where(Segment.video_id == video_id, Segment.segment_id == segment_id)
-    return session.scalars(query.with_for_update() if lock else query).one_or_none()
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
 
 
 def find_segment(session: Session, video_id: int, segment_id: int) -> Segment:
@@ -219,76 +203,61 @@ def find_segment(session: Session, video_id: int, segment_id: int) -> Segment:
     return segment
 
 
-def _fill(segment: Segment, ext: str, upload: UploadFile, info: SourceInfo) -> None:
+def _fill(segment: Segment, ext: str, upload: UploadFile, info: SourceInfo, now: datetime) -> None:
     segment.original_extension = ext
     segment.size = upload.size
     segment.sha256 = upload.sha256
     segment.duration_ms = round(info.duration * 1000)
     segment.source_info = info.to_json()
-    segment.status = SegmentStatus.NIL
     segment.attempts = 0
     segment.error = None
-    segment.uploaded_at = utcnow()
+    segment.uploaded_at = now
     segment.queued_at = segment.started_at = segment.retry_at = segment.ready_at = segment.failed_at = None
 
 
-def _touch_video(session: Session, video: Video) -> None:
-    values: dict[str, object] = {"revision": Video.revision + 1}
-    if video.status is VideoStatus.EMPTY:
-        values["status"] = VideoStatus.UPLOADING
-    session.execute(update(Video).where(Video.id == video.id).values(**values))
-
-
-def publish(services: Services, session: Session, segment: Segment, *, live: bool) -> bool:
-    """Hand a stored segment to the job queue (live ones first); on failure leave it for the reaper."""
-    job = SegmentJob(segment.video_id, segment.segment_id)
-    now = utcnow()
-    try:
-        assert services.queue is not None, "no job queue attached"
-        services.queue.submit(TRANSCODE_SEGMENT, job.encode(), unique=job.unique, high_priority=live)
-    except QueueUnavailable as exc:
-        log.warning("video %s segment %s not queued, the reaper will retry: %s", job.video_id, job.segment_id, exc)
-        session.execute(update(Segment).where(Segment.id == segment.id).values(queued_at=None))
-        session.commit()
-        return False
-    session.execute(update(Segment).where(Segment.id == segment.id).values(queued_at=now))
-    session.commit()
-    return True
-
-
-def end_video(session: Session, video_id: int, last_segment_id: int) -> Video:
+def end_video(services: Services, session: Session, video_id: int, last_segment_id: int) -> Video:
     """Record the end of the recording; repeating the same call is harmless."""
-    video = get_video(session, video_id, lock=True)
-    if video.last_segment_id is not None:
-        if video.last_segment_id != last_segment_id:
-            raise Conflict(f"video already ended at segment {video.last_segment_id}, not {last_segment_id}")
-        session.rollback()
-        return video
-    highest = session.scalar(
-        select(Segment.segment_id).where(Segment.video_id == video_id).order_by(Segment.segment_id.desc()).limit(1)
-    )
-    if highest is not None and highest > last_segment_id:
-        raise Conflict(f"segment {highest} is already stored, after last_segment_id {last_segment_id}")
-    video.last_segment_id = last_segment_id
-    video.ended_at = utcnow()
-    video.revision += 1
-    session.commit()
+    with video_change(session, video_id, services.clock) as change:
+        video = change.video
+        if video.last_segment_id is not None:
+            if video.last_segment_id != last_segment_id:
+                raise Conflict(f"video already ended at segment {video.last_segment_id}, not {last_segment_id}")
+            return video
+        highest = session.scalar(
+            select(Segment.segment_id).where(Segment.video_id == video_id).order_by(Segment.segment_id.desc()).limit(1)
+        )
+        if highest is not None and highest > last_segment_id:
+            raise Conflict(f"segment {highest} is already stored, after last_segment_id {last_segment_id}")
+        video.last_segment_id = last_segment_id
+        video.ended_at = change.now
+        change.event("video.ended", last_segment_id=last_segment_id)
     log.info("video %s ended at segment %s", video_id, last_segment_id)
     return video
 
 
-def rename_video(session: Session, video_id: int, title: str) -> Video:
-    video = get_video(session, video_id, lock=True)
-    video.title = title
-    video.revision += 1
-    session.commit()
-    return video
+def rename_video(services: Services, session: Session, video_id: int, title: str) -> Video:
+    with video_change(session, video_id, services.clock) as change:
+        change.video.title = title
+        change.event("video.renamed", title=title)
+    return change.video
 
 
 def delete_video(services: Services, session: Session, video_id: int) -> None:
-    """Delete a video's rows, then every file it owns (workers re-check before and after writing)."""
-    video = get_video(session, video_id, lock=True)
-    session.delete(video)
-    session.commit()
+    """Delete a video's rows, then every file it owns (a worker that finishes later finds it gone)."""
+    with video_change(session, video_id, services.clock) as change:
+        session.delete(change.video)
+        change.event("video.deleted")
     services.media.remove_video(video_id)
     log.info("video %s deleted", video_id)
+
+
+def delete_abandoned(services: Services, session: Session, video_id: int) -> bool:
+    """Delete a live video that never received a segment and was never ended; False if that changed meanwhile."""
+    with video_change(session, video_id, services.clock) as change:
+        first = session.scalar(select(Segment.id).where(Segment.video_id == video_id).limit(1))
+        if change.video.type is not VideoType.LIVE or change.video.last_segment_id is not None or first is not None:
+            return False
+        session.delete(change.video)
+        change.event("video.deleted", reason="abandoned before its first segment")
+    services.media.remove_video(video_id)
+    return True

@@ -1,11 +1,11 @@
-"""The database schema: videos, their renditions, segments and per-rendition segment state."""
+"""The database schema: videos, renditions, segments and their rungs, attempts, workers, events."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Enum, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Enum, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -44,11 +44,34 @@ class VideoStatus(enum.Enum):
     ERROR = "ERROR"
 
 
-class SegmentStatus(enum.Enum):
-    NIL = "NIL"
-    PROCESSING = "PROCESSING"
-    OK = "OK"
-    ERROR = "ERROR"
+class SegmentState(enum.Enum):
+    """Where a segment is in its life (server/lifecycle.py owns the transitions; docs/workers.md draws them)."""
+
+    RECEIVED = "RECEIVED"  # stored; waiting to be handed to the queue (now, or at retry_at)
+    QUEUED = "QUEUED"  # handed to the queue; no attempt running
+    RUNNING = "RUNNING"  # an attempt holds a lease on it
+    ENCODED = "ENCODED"  # every rung encoded; waiting for its place on the timeline
+    PACKAGED = "PACKAGED"  # fragments and TS written at its timeline position: players list it
+    FAILED = "FAILED"  # failed for good
+
+    @property
+    def android(self) -> str:
+        """The status word the Android app knows (android-client.md: OK, ERROR, PROCESSING, NIL)."""
+        return _ANDROID[self]
+
+    @property
+    def encoded(self) -> bool:
+        return self in (SegmentState.ENCODED, SegmentState.PACKAGED)
+
+
+_ANDROID = {
+    SegmentState.RECEIVED: "NIL",
+    SegmentState.QUEUED: "NIL",
+    SegmentState.RUNNING: "PROCESSING",
+    SegmentState.ENCODED: "OK",
+    SegmentState.PACKAGED: "OK",
+    SegmentState.FAILED: "ERROR",
+}
 
 
 class Video(Base):
@@ -119,7 +142,8 @@ class Segment(Base):
     # What probing the upload found (JSON of transcode.ladder.SourceInfo): the worker plans from it
     # instead of launching ffprobe again.
     source_info: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[SegmentStatus] = mapped_column(_enum(SegmentStatus), default=SegmentStatus.NIL, index=True)
+    status: Mapped[SegmentState] = mapped_column(_enum(SegmentState), default=SegmentState.RECEIVED, index=True)
+    # Attempts spent (a full disk spends none); the Attempt rows say what each one did.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -154,11 +178,74 @@ class SegmentRendition(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     segment_pk: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     rendition_id: Mapped[int] = mapped_column(ForeignKey("renditions.id", ondelete="CASCADE"), index=True)
-    status: Mapped[SegmentStatus] = mapped_column(_enum(SegmentStatus), default=SegmentStatus.NIL)
+    status: Mapped[SegmentState] = mapped_column(_enum(SegmentState), default=SegmentState.RECEIVED)
     size: Mapped[int | None] = mapped_column(BigInteger)
 
     segment: Mapped[Segment] = relationship(back_populates="renditions")
     rendition: Mapped[Rendition] = relationship()
+
+
+class AttemptOutcome(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    EXPIRED = "expired"  # its lease ran out: the worker died or lost the network
+    CANCELLED = "cancelled"  # its segment or video went away
+
+
+class Worker(Base):
+    """A segment_processor that has registered (server/workers.py); remote ones hold a token."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    host: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(64))
+    capabilities: Mapped[str | None] = mapped_column(Text)  # JSON: ffmpeg version, encoders
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    functions: Mapped[str | None] = mapped_column(String(255))  # comma-separated Gearman functions it takes
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # SHA-256 hex of its token
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempts_ok: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Attempt(Base):
+    """One encode of one segment by one worker, under a lease the worker renews while it works."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment_pk: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    video_id: Mapped[int] = mapped_column(Integer, index=True)
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"), index=True)
+    worker_name: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    progress: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[AttemptOutcome | None] = mapped_column(_enum(AttemptOutcome), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)  # the reason and ffmpeg's stderr tail
+
+    segment: Mapped[Segment] = relationship()
+
+
+class Event(Base):
+    """One state change of a video, segment, attempt or worker, written in the change's transaction."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    video_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    segment_id: Mapped[int | None] = mapped_column(Integer)
+    worker_id: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[str | None] = mapped_column(Text)  # small JSON
 
 
 class Admin(Base):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ from typing import Any
 
 import requests
 
+from server.encoding import workdir_for
 from server.errors import Conflict, ServiceError, WorkerUnauthorized
 from server.jobs import SegmentJob
-from server.lifecycle import AttemptGone, Claim, Skip
+from server.lifecycle import ERROR_TAIL, AttemptGone, Claim, Skip
+from server.retry import Failure
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +36,16 @@ CHUNK = 256 * 1024
 SOURCE_NAME = "source"
 
 
-class OriginUnavailable(ServiceError):
+# Both are I/O failures (an OSError too): the encoder's classify() retries them (Failure.CRASH), it never
+# gives a segment up because the network between a worker and the API failed.
+class OriginUnavailable(ServiceError, ConnectionError):
     """The worker API did not answer usefully within the retries (down, 5xx, cut transfers): a retryable failure."""
 
     status = 503
     code = "origin_unavailable"
 
 
-class TransferCorrupted(ServiceError):
+class TransferCorrupted(ServiceError, OSError):
     """Bytes arrived that do not match their SHA-256 (or size) again and again."""
 
     status = 502
@@ -74,15 +79,25 @@ class RemoteOrigin:
         api_url: str,
         token: str,
         *,
+        scratch: Path,
         limits: Limits | None = None,
-        http: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base = api_url.rstrip("/") + "/api/worker"
+        self.scratch = Path(scratch)
         self.limits = limits or Limits()
-        self.http = http or requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
         self.sleep = sleep
+        self._token = token
+        self._local = threading.local()
+
+    @property
+    def http(self) -> requests.Session:
+        """This thread's HTTP session (the job threads share the origin; a requests.Session is not thread-safe)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {self._token}"
+        return session
 
     # --- the worker itself -----------------------------------------------------------------------
 
@@ -100,6 +115,10 @@ class RemoteOrigin:
 
     # --- Origin ----------------------------------------------------------------------------------
 
+    def workdir(self, claim: Claim) -> Path:
+        """A private, empty directory under this worker's own MEDIA_ROOT (the encoder removes it after)."""
+        return workdir_for(self.scratch, claim)
+
     def claim(self, job: SegmentJob) -> Claim | Skip:
         """Start an attempt at the job's segment, or learn there is nothing to do."""
         response = self._json("POST", "/attempts", {"video_id": job.video_id, "segment_id": job.segment_id}, ok=(201, 409))
@@ -115,10 +134,9 @@ class RemoteOrigin:
         """Commit the uploaded outputs (a second call is a no-op on the server)."""
         self._json("POST", f"/attempts/{claim.attempt_id}/complete", {})
 
-    def fail(self, claim: Claim, error: str, failure: object) -> None:
+    def fail(self, claim: Claim, error: str, failure: Failure) -> None:
         """Record the attempt's failure; the server's retry policy decides what follows."""
-        kind = getattr(failure, "value", None) or getattr(failure, "name", None) or str(failure)
-        self._json("POST", f"/attempts/{claim.attempt_id}/fail", {"error": error[-4000:], "kind": kind})
+        self._json("POST", f"/attempts/{claim.attempt_id}/fail", {"error": error[-ERROR_TAIL:], "kind": failure.value})
 
     def fetch_source(self, claim: Claim, workdir: Path) -> Path:
         """Download the original into `workdir`, resuming after cuts; return it once size and SHA-256 match."""

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.cache import Cache, LocalCache, MemcachedCache
+from server.clock import Clock, SystemClock
 from server.config import Config
 from server.db import make_engine, make_sessionmaker
 from server.jobs.queue import GearmanQueue, JobQueue
@@ -52,6 +53,9 @@ class Services:
     cache: Cache
     ladder: tuple[Rung, ...]
     queue: JobQueue | None = field(default=None)
+    clock: Clock = field(default_factory=SystemClock)
+    # This process holds the media tree (MEDIA_ROOT of the origin): it packages where it settles.
+    has_media: bool = True
     stopping: threading.Event = field(default_factory=threading.Event)  # set by close(): the local reaper ends
     holds: Holds = field(init=False)
 

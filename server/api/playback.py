@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from flask import Response, request, send_file
 from flask_restful import Resource
 
-from server import ingest, playback
+from server import answers, ingest
 from server.api.context import services, session
 from server.errors import NotFound
 
@@ -32,7 +32,7 @@ MEDIA_PATH = re.compile(
 )
 
 
-def _answer(result: playback.Rendered, kind: str) -> Response:
+def _answer(result: answers.Rendered, kind: str) -> Response:
     response = Response(result.body, mimetype=None, content_type=MIME[kind])
     response.headers["Cache-Control"] = FINISHED_CACHE if result.finished else LIVE_CACHE
     for name, value in result.headers:
@@ -49,42 +49,42 @@ class AndroidMpd(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
         raw = request.args.get("last_segment_id")
         after = None if raw is None else ingest.parse_segment_id(raw, "last_segment_id")
-        result = playback.rendered(services(), session(), video_id, "android", playback.android_mpd(_gap(), after), str(after))
+        result = answers.rendered(services(), session(), video_id, "android", answers.android_mpd(_gap(), after), str(after))
         return _answer(result, "mpd")
 
 
 class LegacyMaster(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        return _answer(playback.rendered(services(), session(), video_id, "legacy-master", playback.legacy_master), "m3u8")
+        return _answer(answers.rendered(services(), session(), video_id, "legacy-master", answers.legacy_master), "m3u8")
 
 
 class LegacyMedia(Resource):
     def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
-        result = playback.rendered(services(), session(), video_id, "legacy-media", playback.legacy_media(_gap(), name), name)
+        result = answers.rendered(services(), session(), video_id, "legacy-media", answers.legacy_media(_gap(), name), name)
         return _answer(result, "m3u8")
 
 
 class DashManifest(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
         time_url = request.host_url + "time"
-        render = playback.dash(_gap(), f"/video_files/{video_id}/", time_url)
-        return _answer(playback.rendered_when_published(services(), session(), video_id, "dash", render, time_url), "mpd")
+        render = answers.dash(_gap(), f"/video_files/{video_id}/", time_url)
+        return _answer(answers.rendered_when_published(services(), session(), video_id, "dash", render, time_url), "mpd")
 
 
 class HlsMaster(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        return _answer(playback.rendered(services(), session(), video_id, "hls-master", playback.hls_master), "m3u8")
+        return _answer(answers.rendered(services(), session(), video_id, "hls-master", answers.hls_master), "m3u8")
 
 
 class HlsMedia(Resource):
     def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
-        render = playback.hls_media(_gap(), name)
-        return _answer(playback.rendered_when_published(services(), session(), video_id, "hls-media", render, name), "m3u8")
+        render = answers.hls_media(_gap(), name)
+        return _answer(answers.rendered_when_published(services(), session(), video_id, "hls-media", render, name), "m3u8")
 
 
 class Storyboard(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        return _answer(playback.rendered(services(), session(), video_id, "storyboard", playback.storyboard(_gap())), "vtt")
+        return _answer(answers.rendered(services(), session(), video_id, "storyboard", answers.storyboard(_gap())), "vtt")
 
 
 class MediaFile(Resource):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.utils import format_datetime
 from typing import Any
 
-from server.models import Segment, SegmentStatus, Video
+from server.models import Segment, SegmentState, Video
 
 LEGACY_RUNGS = 3
 URI_MPD = "manifest.mpd"
@@ -46,8 +46,8 @@ def segment_json(segment: Segment) -> dict[str, Any]:
         "original_extension": segment.original_extension,
         "media_mpd": f"{segment.name}.mp4",
         "media_m3u8": f"{segment.name}.ts",
-        "status": segment.status.value,
+        "status": segment.status.android,
     }
     for index in range(1, LEGACY_RUNGS + 1):
-        body[f"repr_{index}_status"] = by_position.get(index, SegmentStatus.NIL).value
+        body[f"repr_{index}_status"] = by_position.get(index, SegmentState.RECEIVED).android
     return body

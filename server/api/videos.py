@@ -63,7 +63,7 @@ class VideoItem(Resource):
     def put(self, video_id: int):  # type: ignore[no-untyped-def]
         require_admin(session())
         title = ingest.validate_title(_json_object().get("title"))
-        return video_json(ingest.rename_video(session(), video_id, title)), 200
+        return video_json(ingest.rename_video(services(), session(), video_id, title)), 200
 
     def delete(self, video_id: int):  # type: ignore[no-untyped-def]
         require_admin(session())
@@ -74,7 +74,7 @@ class VideoItem(Resource):
 class VideoEnd(Resource):
     def post(self, video_id: int):  # type: ignore[no-untyped-def]
         last = ingest.parse_segment_id(request.form.get("last_segment_id"), "last_segment_id")
-        ingest.end_video(session(), video_id, last)
+        ingest.end_video(services(), session(), video_id, last)
         # Every segment may already be done: then the video is VOD from this answer on.
         maybe_finish(services(), session(), video_id)
-        return video_json(ingest.get_video(session(), video_id, fresh=True)), 200
+        return video_json(ingest.get_video(session(), video_id)), 200

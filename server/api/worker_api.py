@@ -14,6 +14,7 @@ existing output answers 200 for the same bytes and 409 for different ones.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from flask import current_app, g, request, send_file
@@ -22,14 +23,20 @@ from flask_restful import Resource
 from server import lifecycle, workers
 from server.api.context import services, session
 from server.api.limits import count_failed_worker_auth
-from server.clock import utcnow
 from server.errors import Conflict, Gone, InvalidInput, NotFound, UnprocessableMedia, WorkerUnauthorized
 from server.media.storage import UploadFile, file_sha256
 from server.models import Attempt, Segment
 from server.retry import Failure
+from server.state import rendition_plan
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NO_STORE = {"Cache-Control": "no-store"}
+# What a worker may report; LOST is the reaper's word for an expired lease, never a worker's.
+WORKER_FAILURES = {f.value: f for f in (Failure.MEDIA, Failure.CRASH, Failure.DISK_FULL)}
+
+
+def _now() -> datetime:
+    return services().clock.now()
 
 
 def authenticate_worker() -> None:
@@ -86,19 +93,19 @@ class WorkerResource(Resource):
 class WorkerHello(WorkerResource):
     def post(self):  # type: ignore[no-untyped-def]
         registration = workers.Registration.from_json(_json_object())
-        worker = workers.register(session(), g.worker.name, registration, now=utcnow())
+        worker = workers.register(session(), g.worker.name, registration, now=_now())
         return {"worker_id": worker.id, "lease_seconds": services().config.LEASE_SECONDS}, 200, _NO_STORE
 
 
 class WorkerAlive(WorkerResource):
     def post(self):  # type: ignore[no-untyped-def]
-        workers.heartbeat(session(), g.worker.id, now=utcnow())
+        workers.heartbeat(session(), g.worker.id, now=_now())
         return {"worker_id": g.worker.id}, 200, _NO_STORE
 
 
 class WorkerBye(WorkerResource):
     def post(self):  # type: ignore[no-untyped-def]
-        workers.stopped(session(), g.worker.id, now=utcnow())
+        workers.stopped(session(), g.worker.id, now=_now())
         return {"worker_id": g.worker.id}, 200, _NO_STORE
 
 
@@ -149,7 +156,7 @@ class AttemptOutput(WorkerResource):
         """Where the body is received (server/api/uploads.py): the attempt's staging directory; 410 before any byte."""
         with services().sessions() as db:
             attempt, segment = _running(db, attempt_id)
-            _check_output_name(db, attempt, name)
+            _check_output_name(segment, attempt, name)
         directory = services().media.attempt_dir(segment.video_id, attempt_id)
         directory.mkdir(parents=True, exist_ok=True)
         return directory
@@ -171,8 +178,9 @@ class AttemptOutput(WorkerResource):
         return {"name": name, "size": upload.size, "sha256": claimed}, 200, _NO_STORE
 
 
-def _check_output_name(db, attempt: Attempt, name: str) -> None:  # type: ignore[no-untyped-def]
-    if name not in lifecycle.expected_outputs(db, attempt):
+def _check_output_name(segment: Segment, attempt: Attempt, name: str) -> None:
+    """Refuse a name the claim did not list (404): only those are ever written, beside each other."""
+    if name not in lifecycle.outputs_of(tuple(rendition_plan(r.rendition) for r in segment.renditions)):
         raise NotFound(f"{name!r} is not an output of attempt {attempt.id}")
 
 
@@ -196,14 +204,13 @@ class AttemptFail(WorkerResource):
         error = body.get("error")
         if not isinstance(error, str):
             raise InvalidInput("error", "a string is required")
-        try:
-            failure = Failure(body.get("kind"))
-        except ValueError:
-            raise InvalidInput("kind", f"one of {', '.join(f.value for f in Failure)} is required") from None
+        failure = WORKER_FAILURES.get(body.get("kind"))  # type: ignore[arg-type]
+        if failure is None:
+            raise InvalidInput("kind", f"one of {', '.join(WORKER_FAILURES)} is required")
         db = session()
         _running(db, attempt_id)
         try:
-            lifecycle.fail_attempt(services(), db, attempt_id, error[-4000:], failure)
+            lifecycle.fail_attempt(services(), db, attempt_id, error[-lifecycle.ERROR_TAIL :], failure)
         except lifecycle.AttemptGone as exc:
             raise _gone(exc) from exc
         return {"attempt_id": attempt_id}, 200, _NO_STORE

@@ -50,7 +50,12 @@ class QueueUnavailable(Exception):
 
 
 class JobQueue(Protocol):
-    def submit(self, function: str, data: bytes, *, unique: str, high_priority: bool = True) -> None: ...
+    def submit(self, function: str, data: bytes, *, unique: str, priority: int = 1) -> None:
+        """Queue a background job; priority 0 (packaging), 1 (live encodes) or 2 (the rest) runs in that order."""
+        ...
+
+
+_GEARMAN_PRIORITY = {0: gearman.PRIORITY_HIGH, 1: gearman.PRIORITY_NONE, 2: gearman.PRIORITY_LOW}
 
 
 class GearmanQueue:
@@ -62,15 +67,14 @@ class GearmanQueue:
         self._lock = threading.Lock()
         self._client: gearman.GearmanClient | None = None
 
-    def submit(self, function: str, data: bytes, *, unique: str, high_priority: bool = True) -> None:
-        priority = gearman.PRIORITY_HIGH if high_priority else gearman.PRIORITY_NONE
+    def submit(self, function: str, data: bytes, *, unique: str, priority: int = 1) -> None:
         with self._lock:
             try:
                 request = self._get_client().submit_job(
                     function.encode(),
                     data,
                     unique=unique.encode(),
-                    priority=priority,
+                    priority=_GEARMAN_PRIORITY[priority],
                     background=True,
                     wait_until_complete=False,
                     poll_timeout=self.timeout,
@@ -134,13 +138,13 @@ class LocalQueue:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, function: str, data: bytes, *, unique: str, high_priority: bool = True) -> None:
+    def submit(self, function: str, data: bytes, *, unique: str, priority: int = 1) -> None:
         with self._lock:
             if unique in self._pending:
                 return  # same coalescing as gearmand's unique key
             self._pending.add(unique)
             self._seq += 1
-            self._queue.put((0 if high_priority else 1, self._seq, function, data, unique))
+            self._queue.put((priority, self._seq, function, data, unique))
 
     def _run(self) -> None:
         while True:

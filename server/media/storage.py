@@ -4,6 +4,7 @@
     videos/<vid>/<REPR>/<NNNNNN>.mp4|.m4s|.ts, init.mp4
     videos/<vid>/audio/<NNNNNN>.m4s, init.mp4
     videos/<vid>/thumbnails/<NNNNNN>.jpg, storyboard/<NNNNNN>.jpg
+    videos/<vid>/attempts/<attempt>/<name>   an attempt's outputs, staged until it completes (never served)
 
 Every file is written under a dot-prefixed temp name in its final directory, fsynced,
 then renamed, so a reader sees either nothing or the whole file.
@@ -43,20 +44,21 @@ class MediaStore:
     def file(self, video_id: int, folder: str, segment_id: int, extension: str) -> Path:
         return self.video_dir(video_id) / _checked(folder) / f"{int(segment_id):06d}.{_checked(extension)}"
 
+    def attempt_dir(self, video_id: int, attempt_id: int) -> Path:
+        """Where one attempt's outputs are staged until complete_attempt renames them into place."""
+        return self.video_dir(video_id) / "attempts" / str(int(attempt_id))
+
+    def attempt_dirs(self) -> list[tuple[int, int, Path]]:
+        """Every staging directory as (video_id, attempt_id, path): the reaper removes those of finished attempts."""
+        found = []
+        for path in self.root.glob("videos/*/attempts/*"):
+            if path.parent.parent.name.isdigit() and path.name.isdigit():
+                found.append((int(path.parent.parent.name), int(path.name), path))
+        return found
+
     def remove_video(self, video_id: int) -> None:
         """Delete every file a video owns."""
         shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
-
-    def segment_temps(self, video_id: int, segment_id: int) -> dict[Path, tuple[int, int]]:
-        """Map each temp output of one segment (an attempt at work, or a dead one's leftovers) to (size, mtime_ns)."""
-        found: dict[Path, tuple[int, int]] = {}
-        for path in self.video_dir(video_id).glob(f"*/.{int(segment_id):06d}.*.tmp-*"):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # committed or removed meanwhile
-                continue
-            found[path] = (stat.st_size, stat.st_mtime_ns)
-        return found
 
     def sweep_temps(self, older_than: float) -> int:
         """Delete temp files untouched for `older_than` seconds (a process died mid-write)."""

@@ -1,16 +1,16 @@
 """Playlists: pure decisions on what is published, and DASH/HLS/VTT rendering from Jinja2 templates.
 
-No flask, no database, no clock: callers pass frozen VideoState snapshots and `now`.
+No flask, no database, no clock: callers pass frozen VideoView snapshots and `now`.
 """
 
 from server.playlists.model import (
     AUDIO_TIMESCALE,
     VIDEO_TIMESCALE,
     Published,
-    RenditionInfo,
-    SegmentState,
+    RenditionView,
+    SegmentView,
     StoryboardTiles,
-    VideoState,
+    VideoView,
 )
 from server.playlists.publish import android_segments, is_finished, live_segments, stream_ended, vod_segments
 from server.playlists.render import (
@@ -29,10 +29,10 @@ __all__ = [
     "AUDIO_TIMESCALE",
     "VIDEO_TIMESCALE",
     "Published",
-    "RenditionInfo",
-    "SegmentState",
+    "RenditionView",
+    "SegmentView",
     "StoryboardTiles",
-    "VideoState",
+    "VideoView",
     "android_segments",
     "is_finished",
     "live_segments",

@@ -17,7 +17,7 @@ AUDIO_TIMESCALE = 48_000
 MAX_SEGMENT_ID = 999_999
 AAC_FRAME = 1024  # samples (48 kHz ticks) in one AAC-LC frame: a segment's audio holds whole frames
 
-SegmentStatus = Literal["READY", "FAILED", "PENDING"]
+SegmentViewStatus = Literal["READY", "FAILED", "PENDING"]
 SEGMENT_STATUSES: frozenset[str] = frozenset({"READY", "FAILED", "PENDING"})
 
 # Rendition names become path parts and playlist URIs: keep them to characters that need no escaping.
@@ -25,7 +25,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 @dataclass(frozen=True)
-class RenditionInfo:
+class RenditionView:
     """One video quality rung; bandwidths are bits/s."""
 
     name: str
@@ -46,11 +46,11 @@ class RenditionInfo:
 
 
 @dataclass(frozen=True)
-class SegmentState:
+class SegmentView:
     """What is known of one segment; timestamps are epoch seconds, None when it has not happened."""
 
     segment_id: int
-    status: SegmentStatus = "PENDING"  # PENDING: not uploaded yet, or still transcoding
+    status: SegmentViewStatus = "PENDING"  # PENDING: not uploaded yet, or still transcoding
     uploaded_at: float | None = None
     ready_at: float | None = None
     failed_at: float | None = None
@@ -73,14 +73,14 @@ class SegmentState:
 
 
 @dataclass(frozen=True)
-class VideoState:
+class VideoView:
     """One recording as the playlist layer sees it."""
 
     video_id: int
     title: str
     created_at: float
-    renditions: tuple[RenditionInfo, ...]
-    segments: tuple[SegmentState, ...] = ()
+    renditions: tuple[RenditionView, ...]
+    segments: tuple[SegmentView, ...] = ()
     ended_at: float | None = None  # when POST /video_end arrived
     last_segment_id: int | None = None  # from POST /video_end
     nominal_duration_ms: int = 3000
@@ -94,7 +94,7 @@ class VideoState:
             raise ValueError("segment ids must be unique")
 
     @cached_property
-    def by_id(self) -> dict[int, SegmentState]:
+    def by_id(self) -> dict[int, SegmentView]:
         """Return the segments indexed by id."""
         return {s.segment_id: s for s in self.segments}
 

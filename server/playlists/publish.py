@@ -27,25 +27,25 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from server.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE, Published, SegmentState, VideoState
+from server.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE, Published, SegmentView, VideoView
 
 _INF = math.inf
 
 
-def live_segments(video: VideoState, now: float, gap_timeout: float) -> list[Published]:
+def live_segments(video: VideoView, now: float, gap_timeout: float) -> list[Published]:
     """Return the append-only live list: ready segments from 0, holes skipped by the skip rule."""
     included, _ = _walk(video, now, gap_timeout)
     return _publish(video, included)
 
 
-def vod_segments(video: VideoState) -> list[Published]:
+def vod_segments(video: VideoView) -> list[Published]:
     """Return every READY segment in id order, late ones too, with a discontinuity after each hole."""
     last = video.last_segment_id if video.last_segment_id is not None else _INF
     ready = [s.segment_id for s in _in_order(video) if s.status == "READY" and s.segment_id <= last]
     return _publish(video, ready)
 
 
-def is_finished(video: VideoState, now: float, gap_timeout: float) -> bool:
+def is_finished(video: VideoView, now: float, gap_timeout: float) -> bool:
     """Return whether the end is known and every segment up to the last one is decided."""
     end = _known_end(video, now)
     if end is None or video.last_segment_id is None:
@@ -54,21 +54,21 @@ def is_finished(video: VideoState, now: float, gap_timeout: float) -> bool:
     return next_undecided > video.last_segment_id
 
 
-def packagable(video: VideoState, now: float, gap_timeout: float) -> list[Published]:
+def packagable(video: VideoView, now: float, gap_timeout: float) -> list[Published]:
     """Return the segments whose place on the timeline is decided: the live list, or every ready one once finished."""
     if video.is_vod or is_finished(video, now, gap_timeout):
         return vod_segments(video)
     return live_segments(video, now, gap_timeout)
 
 
-def ready_for_vod(video: VideoState, now: float, gap_timeout: float) -> bool:
+def ready_for_vod(video: VideoView, now: float, gap_timeout: float) -> bool:
     """Return whether a LIVE video is over: finished, and every segment of its VOD list packaged."""
     if video.is_vod or not is_finished(video, now, gap_timeout):
         return False
     return all(video.by_id[p.segment_id].packaged for p in vod_segments(video))
 
 
-def listed_segments(video: VideoState, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
+def listed_segments(video: VideoView, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
     """Return what players are given: the packaged VOD list, or the live list up to its first unpackaged segment.
 
     A live list only grows at its end, so it waits for a segment's remux rather than skip it.
@@ -86,12 +86,12 @@ def listed_segments(video: VideoState, now: float, gap_timeout: float, *, append
     return listed
 
 
-def android_segments(video: VideoState, after: int | None, now: float, gap_timeout: float) -> list[Published]:
+def android_segments(video: VideoView, after: int | None, now: float, gap_timeout: float) -> list[Published]:
     """Return the segments the Android MPD lists: those players are given after `after` (all when None)."""
     return [p for p in listed_segments(video, now, gap_timeout) if after is None or p.segment_id > after]
 
 
-def stream_ended(video: VideoState) -> bool:
+def stream_ended(video: VideoView) -> bool:
     """Return the Android `streamEnded` flag: true once the video is VOD, whatever the answer lists.
 
     The switch happens only once every listed segment is packaged (ready_for_vod), so a player that
@@ -100,46 +100,46 @@ def stream_ended(video: VideoState) -> bool:
     return video.is_vod
 
 
-def _known_end(video: VideoState, now: float) -> float | None:
+def _known_end(video: VideoView, now: float) -> float | None:
     """Return ended_at if the end is known at `now`."""
     if video.ended and video.ended_at is not None and video.ended_at <= now:
         return video.ended_at
     return None
 
 
-def _ready_at(seg: SegmentState | None, now: float) -> float | None:
+def _ready_at(seg: SegmentView | None, now: float) -> float | None:
     """Return when the segment became ready, if it is ready at `now`."""
     if seg is None or seg.status != "READY" or seg.ready_at is None or seg.ready_at > now:
         return None
     return seg.ready_at
 
 
-def _failed_at(seg: SegmentState | None, now: float) -> float:
+def _failed_at(seg: SegmentView | None, now: float) -> float:
     """Return when the segment failed, +inf if it has not failed by `now`."""
     if seg is None or seg.failed_at is None or seg.failed_at > now:
         return _INF
     return seg.failed_at
 
 
-def _uploaded_at(seg: SegmentState | None, now: float) -> float:
+def _uploaded_at(seg: SegmentView | None, now: float) -> float:
     """Return when the segment was uploaded, +inf if not by `now`."""
     if seg is None or seg.uploaded_at is None or seg.uploaded_at > now:
         return _INF
     return seg.uploaded_at
 
 
-def _settled_at(seg: SegmentState | None, now: float) -> float:
+def _settled_at(seg: SegmentView | None, now: float) -> float:
     """Return the first time the segment was ready or failed, +inf if neither by `now`."""
     ready = _ready_at(seg, now)
     return min(_INF if ready is None else ready, _failed_at(seg, now))
 
 
-def _in_order(video: VideoState) -> list[SegmentState]:
+def _in_order(video: VideoView) -> list[SegmentView]:
     """Return the stored segments in id order: every walk below costs what is stored, never an id's size."""
     return sorted(video.segments, key=lambda s: s.segment_id)
 
 
-def _horizon(video: VideoState, now: float) -> int:
+def _horizon(video: VideoView, now: float) -> int:
     """Return the highest segment id the walk may reach."""
     if _known_end(video, now) is not None and video.last_segment_id is not None:
         return video.last_segment_id
@@ -147,7 +147,7 @@ def _horizon(video: VideoState, now: float) -> int:
     return max(known, default=-1)
 
 
-def _later_settled(stored: list[SegmentState], now: float) -> list[float]:
+def _later_settled(stored: list[SegmentView], now: float) -> list[float]:
     """Return, for each stored[i], the earliest settle time of the stored segments after it."""
     later = [_INF] * len(stored)
     running = _INF
@@ -157,7 +157,7 @@ def _later_settled(stored: list[SegmentState], now: float) -> list[float]:
     return later
 
 
-def _walk(video: VideoState, now: float, gap_timeout: float) -> tuple[list[int], int]:
+def _walk(video: VideoView, now: float, gap_timeout: float) -> tuple[list[int], int]:
     """Apply the skip rule; return the included ids and the first undecided id.
 
     A run of ids with no segment shares one later(k) and has no upload, failure or readiness of its
@@ -196,7 +196,7 @@ def _walk(video: VideoState, now: float, gap_timeout: float) -> tuple[list[int],
     return included, horizon + 1
 
 
-def _publish(video: VideoState, ids: Iterable[int]) -> list[Published]:
+def _publish(video: VideoView, ids: Iterable[int]) -> list[Published]:
     """Build the Published entries of the given ids, in order, with their timeline positions."""
     starts = _derived_starts(video)
     out: list[Published] = []
@@ -210,7 +210,7 @@ def _publish(video: VideoState, ids: Iterable[int]) -> list[Published]:
 
 
 def _entry(
-    video: VideoState, k: int, sequence: int, derived_start: int, gap: bool, disc_seq: int, audio_after: int | None
+    video: VideoView, k: int, sequence: int, derived_start: int, gap: bool, disc_seq: int, audio_after: int | None
 ) -> Published:
     """Build one Published entry, deriving whatever ticks the packager has not recorded yet.
 
@@ -243,7 +243,7 @@ def audio_span(start: int, duration: int, audio_after: int | None) -> tuple[int,
     return audio_start, frames * AAC_FRAME
 
 
-def _derived_starts(video: VideoState) -> dict[int, int]:
+def _derived_starts(video: VideoView) -> dict[int, int]:
     """Return each stored id's start: the sum of earlier actual durations, nominal for any unknown or missing one."""
     starts: dict[int, int] = {}
     cursor = 0

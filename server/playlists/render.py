@@ -30,9 +30,9 @@ from server.playlists.model import (
     AUDIO_TIMESCALE,
     VIDEO_TIMESCALE,
     Published,
-    RenditionInfo,
+    RenditionView,
     StoryboardTiles,
-    VideoState,
+    VideoView,
 )
 
 AUDIO: Literal["audio"] = "audio"
@@ -119,7 +119,7 @@ class _Period:
 
 
 def render_dash(
-    video: VideoState, segments: list[Published], now: float, *, base_url: str | None = None, utc_timing_url: str | None = None
+    video: VideoView, segments: list[Published], now: float, *, base_url: str | None = None, utc_timing_url: str | None = None
 ) -> str:
     """Render the standard DASH MPD (dynamic while live, static once VOD); live players sync clocks on `utc_timing_url`."""
     _refuse_empty(segments)
@@ -193,12 +193,12 @@ def _timeline(entries: Iterable[tuple[int, int]]) -> list[_S]:
     return out
 
 
-def render_hls_master(video: VideoState) -> str:
+def render_hls_master(video: VideoView) -> str:
     """Render the standard HLS master playlist (fMP4 video renditions + one audio group)."""
     return _env.get_template("hls_master.m3u8.j2").render(video=video, streams=_streams(video))
 
 
-def _streams(video: VideoState) -> list[dict[str, object]]:
+def _streams(video: VideoView) -> list[dict[str, object]]:
     """Return the EXT-X-STREAM-INF values of each rendition."""
     return [
         {
@@ -220,7 +220,7 @@ class _Entry:
     discontinuity: bool
 
 
-def render_hls_media(video: VideoState, track: RenditionInfo | Literal["audio"], segments: list[Published]) -> str:
+def render_hls_media(video: VideoView, track: RenditionView | Literal["audio"], segments: list[Published]) -> str:
     """Render the fMP4 media playlist of a rendition (or AUDIO): EVENT, with ENDLIST appended once is_vod."""
     _refuse_empty(segments)
     if track == AUDIO:
@@ -231,12 +231,12 @@ def render_hls_media(video: VideoState, track: RenditionInfo | Literal["audio"],
     return _render_media("hls_media.m3u8.j2", video, segments, entries)
 
 
-def render_legacy_hls_master(video: VideoState) -> str:
+def render_legacy_hls_master(video: VideoView) -> str:
     """Render /live_m3u8/<vid>/root.m3u8: variants at <REPR>/stream.m3u8, relative to it."""
     return _env.get_template("legacy_master.m3u8.j2").render(video=video, streams=_streams(video))
 
 
-def render_legacy_hls_media(video: VideoState, rendition: RenditionInfo, segments: list[Published]) -> str:
+def render_legacy_hls_media(video: VideoView, rendition: RenditionView, segments: list[Published]) -> str:
     """Render /live_m3u8/<vid>/<REPR>/stream.m3u8: muxed TS by absolute path, EVENT, ENDLIST appended once is_vod."""
     prefix = f"/video_files/{video.video_id}/{rendition.name}/"
     entries = [
@@ -245,7 +245,7 @@ def render_legacy_hls_media(video: VideoState, rendition: RenditionInfo, segment
     return _render_media("legacy_media.m3u8.j2", video, segments, entries)
 
 
-def _render_media(template: str, video: VideoState, segments: list[Published], entries: list[_Entry]) -> str:
+def _render_media(template: str, video: VideoView, segments: list[Published], entries: list[_Entry]) -> str:
     """Render a media playlist with the header values every HLS media playlist shares."""
     first = segments[0] if segments else None
     return _env.get_template(template).render(
@@ -258,7 +258,7 @@ def _render_media(template: str, video: VideoState, segments: list[Published], e
     )
 
 
-def _target_duration(video: VideoState, entries: list[_Entry]) -> int:
+def _target_duration(video: VideoView, entries: list[_Entry]) -> int:
     """Return EXT-X-TARGETDURATION: the longest EXTINF rounded up, at least the nominal duration + 1 s.
 
     RFC 8216 forbids changing it in a live playlist, so the floor keeps it stable while segments only
@@ -268,7 +268,7 @@ def _target_duration(video: VideoState, entries: list[_Entry]) -> int:
     return max(longest, video.nominal_duration_ms // 1000 + 1)
 
 
-def render_android_mpd(video: VideoState, segments: list[Published], *, base_url: str | None = None) -> str:
+def render_android_mpd(video: VideoView, segments: list[Published], *, base_url: str | None = None) -> str:
     """Render the MPD the Android app polls: a static SegmentList of self-contained MP4s.
 
     type="static" with mediaPresentationDuration: ExoPlayer r1.5's parser drops a dynamic MPD's Period
@@ -298,7 +298,7 @@ class _Cue:
     uri: str
 
 
-def render_storyboard_vtt(video: VideoState, segments: list[Published], tiles: StoryboardTiles) -> str:
+def render_storyboard_vtt(video: VideoView, segments: list[Published], tiles: StoryboardTiles) -> str:
     """Render the storyboard WebVTT: one cue per tile of each segment's sprite strip."""
     cues = [cue for p in segments for cue in _cues(p, tiles)]
     return _env.get_template("storyboard.vtt.j2").render(video=video, cues=cues)

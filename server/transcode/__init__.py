@@ -15,7 +15,7 @@ from server.transcode.ffmpeg import (
 )
 from server.transcode.ladder import (
     DEFAULT_LADDER,
-    Rendition,
+    RenditionPlan,
     Rung,
     SourceInfo,
     parse_ladder,
@@ -25,7 +25,7 @@ from server.transcode.ladder import (
 __all__ = [
     "DEFAULT_LADDER",
     "OutputInfo",
-    "Rendition",
+    "RenditionPlan",
     "Rung",
     "SourceInfo",
     "box_types",

@@ -54,7 +54,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -62,7 +63,7 @@ from typing import Any
 
 from server.errors import FFmpegError, UnprocessableMedia
 from server.transcode.cmaf import split_init as split_init  # callers split what they remux
-from server.transcode.ladder import Rendition, SourceInfo
+from server.transcode.ladder import RenditionPlan, SourceInfo
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
@@ -100,6 +101,65 @@ class OutputInfo:
 def run(argv: list[str], timeout: float) -> str:
     """Run argv without a shell; return stderr, or raise FFmpegError on failure or timeout."""
     return _execute(argv, timeout)[1]
+
+
+PROGRESS = ["-progress", "pipe:1", "-stats_period", "0.5"]  # key=value blocks on stdout, twice a second
+
+
+def with_progress(argv: list[str]) -> list[str]:
+    """Return an ffmpeg argv that also reports its progress on stdout (read by run_with_progress)."""
+    return [argv[0], *PROGRESS, *argv[1:]]
+
+
+def progress_fraction(line: bytes, total_seconds: float) -> float | None:
+    """Parse one line of ffmpeg's -progress output: the fraction of `total_seconds` done, or None."""
+    key, _, value = line.strip().partition(b"=")
+    if key != b"out_time_us" or not value.isdigit() or total_seconds <= 0:
+        return None
+    return min(1.0, int(value) / 1e6 / total_seconds)
+
+
+def run_with_progress(argv: list[str], timeout: float, total_seconds: float, on_progress: Callable[[float], None]) -> str:
+    """Run an argv from with_progress, calling on_progress(fraction) as ffmpeg reports; return stderr.
+
+    Raises FFmpegError as run() does. If on_progress raises (the worker lost its lease), ffmpeg is
+    killed and reaped, and the exception propagates.
+    """
+    proc = subprocess.Popen(  # noqa: S603 - list argv, no shell, paths built by the caller
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        shell=False,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only an async-signal-safe prctl call
+    )
+    stderr: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]  # ends when ffmpeg exits or is killed
+            fraction = progress_fraction(line, total_seconds)
+            if fraction is not None:
+                on_progress(fraction)
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        timed_out = not timer.is_alive() and proc.returncode is not None and proc.returncode < 0
+        timer.cancel()
+        reader.join(timeout=5)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    text = _text(b"".join(stderr))
+    if timed_out:
+        raise FFmpegError(argv, None, text, timed_out=True)
+    if proc.returncode != 0 or _UNFINISHED_OUTPUT.search(text):
+        raise FFmpegError(argv, proc.returncode, text)
+    return text
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -296,7 +356,7 @@ def _float(text: Any) -> float:
 
 def transcode_argv(
     src: Path,
-    renditions: Sequence[Rendition],
+    renditions: Sequence[RenditionPlan],
     outputs: Mapping[str, Path],
     *,
     source: SourceInfo | None = None,
@@ -330,7 +390,7 @@ class Pictures:
     tile_height: int  # every storyboard tile is STORYBOARD_TILE_WIDTH x tile_height
 
 
-def _video_graph(renditions: Sequence[Rendition], pictures: Pictures | None = None) -> str:
+def _video_graph(renditions: Sequence[RenditionPlan], pictures: Pictures | None = None) -> str:
     """Return the split + per-rendition fit-and-pad chains; setpts makes every upload start at 0.
 
     ffmpeg applies the upload's display matrix (rotate tag) before the graph (autorotate is on by
@@ -380,7 +440,7 @@ def _audio_graph(count: int, source: SourceInfo | None) -> str:
     return f"[0:a:0]asetpts=PTS-STARTPTS,aresample={AUDIO_RATE},{fit},{tail}"
 
 
-def _rendition_output(index: int, r: Rendition, out: Path) -> list[str]:
+def _rendition_output(index: int, r: RenditionPlan, out: Path) -> list[str]:
     """Return the encoder and muxer options of one rendition output."""
     # -bf 0: dts == pts, so no composition offsets and tfdt/TS PTS are presentation times.
     # -sc_threshold 0 and -keyint_min == -g: keyframes only on the fixed GOP grid (first frame is IDR).

@@ -81,7 +81,7 @@ class SourceInfo:
 
 
 @dataclass(frozen=True)
-class Rendition:
+class RenditionPlan:
     """What one rung becomes for one source: exact size, rates and GOP."""
 
     name: str
@@ -171,13 +171,13 @@ def _parse_rate(text: str, low: int, high: int) -> int:
     return rate
 
 
-def plan_ladder(ladder: Iterable[Rung] = DEFAULT_LADDER, fps: int = VIDEO_FPS) -> tuple[Rendition, ...]:
+def plan_ladder(ladder: Iterable[Rung] = DEFAULT_LADDER, fps: int = VIDEO_FPS) -> tuple[RenditionPlan, ...]:
     """Plan every rung of a new video's ladder, in ladder order: the box size, `fps`, a 2 s GOP."""
     return tuple(plan_rung(rung, fps) for rung in ladder)
 
 
-def plan_rung(rung: Rung, fps: int = VIDEO_FPS) -> Rendition:
+def plan_rung(rung: Rung, fps: int = VIDEO_FPS) -> RenditionPlan:
     """Plan one rung: exactly its box, `fps`, a fixed GOP; what the encoder is told for every segment."""
     if not 1 <= fps <= 60:
         raise ValueError(f"frame rate {fps} is outside 1..60")
-    return Rendition(rung.name, rung.width, rung.height, rung.video_bitrate, rung.audio_bitrate, fps, GOP_SECONDS * fps)
+    return RenditionPlan(rung.name, rung.width, rung.height, rung.video_bitrate, rung.audio_bitrate, fps, GOP_SECONDS * fps)

@@ -11,11 +11,11 @@ from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
 from server import create_app
-from server.ingest import utcnow
+from server.clock import SystemClock
 from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
-from server.jobs.reaper import end_idle_videos, reap
-from server.models import Segment, SegmentStatus, Video
+from server.models import Segment, SegmentState, Video
+from server.reaper import end_idle_videos, reap
 from tests.android import new_video_body, segment_upload
 from tests.api.conftest import upload
 from tests.services import Memcached
@@ -203,11 +203,11 @@ def test_an_abandoned_live_video_is_ended_at_its_highest_segment_and_becomes_vod
         assert upload(client, dead, k, data[k]).status_code == 201
     assert upload(client, ended, 0, data[0]).status_code == 201
     assert client.post(f"/video_end/{ended}", data={"last_segment_id": "0"}).status_code == 200
-    now = utcnow()
+    now = SystemClock().now()
     with services.sessions() as session:  # all made at `now`; every stored segment failed for good (no worker here)
         session.execute(update(Video).values(created_at=now))
         session.execute(
-            update(Segment).values(uploaded_at=now, status=SegmentStatus.ERROR, failed_at=now - timedelta(seconds=60))
+            update(Segment).values(uploaded_at=now, status=SegmentState.FAILED, failed_at=now - timedelta(seconds=60))
         )
         session.commit()
     assert end_idle_videos(services, now + timedelta(seconds=599)) == 0

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
-from server.models import Segment, SegmentStatus
+from server.models import Segment, SegmentState
 from tests.android import SEGMENT_KEYS
 from tests.api.conftest import upload
 
@@ -158,7 +158,7 @@ def test_a_failed_segment_is_replaced_by_new_bytes(client, app, video_id, segmen
     upload(client, video_id, 0, first)
     engine = create_engine(database_url)
     with Session(engine) as session:  # its transcode failed for good
-        session.execute(update(Segment).values(status=SegmentStatus.ERROR, attempts=4, error="FFmpegError: boom"))
+        session.execute(update(Segment).values(status=SegmentState.FAILED, attempts=4, error="FFmpegError: boom"))
         session.commit()
     response = upload(client, video_id, 0, second)
     assert response.status_code == 201

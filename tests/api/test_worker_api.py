@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from server import workers
-from server.clock import utcnow
+from server.clock import SystemClock
 from server.models import Attempt, Worker
 from tests.api.conftest import upload
 
@@ -28,7 +28,13 @@ SOURCE_ROUTES = [
 
 def hello_body() -> dict:
     capabilities = {"ffmpeg": "5.1", "encoders": ["aac", "libx264"]}
-    return {"host": "w1", "version": "abc123", "capabilities": capabilities, "concurrency": 2, "functions": ["team03.transcode_segment"]}
+    return {
+        "host": "w1",
+        "version": "abc123",
+        "capabilities": capabilities,
+        "concurrency": 2,
+        "functions": ["team03.transcode_segment"],
+    }
 
 
 def sha(data: bytes) -> str:
@@ -44,7 +50,7 @@ def services(app):  # type: ignore[no-untyped-def]
 def mint(services):  # type: ignore[no-untyped-def]
     def factory(name: str = "w1") -> dict[str, str]:
         with services.sessions() as session:
-            token = workers.mint_token(session, name, now=utcnow())
+            token = workers.mint_token(session, name, now=SystemClock().now())
         return {"Authorization": f"Bearer {token}"}
 
     return factory
@@ -73,7 +79,7 @@ def put(client: FlaskClient, claim: dict, name: str, data: bytes, auth: dict, di
 def test_every_worker_route_refuses_a_missing_invalid_or_revoked_token(client, services, mint, method, path):
     revoked = mint("gone")
     with services.sessions() as session:
-        workers.revoke(session, "gone", now=utcnow())
+        workers.revoke(session, "gone", now=SystemClock().now())
     for headers in ({}, {"Authorization": "Bearer " + "x" * 43}, {"Authorization": "Basic cm9vdDpzM2NyZXQ="}, revoked):
         response = getattr(client, method)(path, headers=headers, data=b"\0" * 1000)
         assert response.status_code == 401, (headers, response.json)
@@ -89,7 +95,7 @@ def test_failed_tokens_are_rate_limited_per_address_but_valid_ones_are_not(make_
     try:
         client = app.test_client()
         with app.extensions["team03"].sessions() as session:
-            good = {"Authorization": f"Bearer {workers.mint_token(session, 'w1', now=utcnow())}"}
+            good = {"Authorization": f"Bearer {workers.mint_token(session, 'w1', now=SystemClock().now())}"}
         bad = {"Authorization": "Bearer " + "x" * 43}
         assert [client.post("/api/worker/heartbeat", headers=bad).status_code for _ in range(4)] == [401, 401, 401, 429]
         assert [client.post("/api/worker/heartbeat", headers=good).status_code for _ in range(5)] == [200] * 5
@@ -182,7 +188,10 @@ def test_complete_commits_once_and_refuses_a_missing_output(client, services, cl
     assert (again.status_code, again.json["committed"]) == (200, False)
     # Over now: uploads and heartbeats of it are 410.
     assert put(client, claim, claim["outputs"][0], b"late", auth).status_code == 410
-    assert client.post(f"/api/worker/attempts/{claim['attempt_id']}/heartbeat", json={"progress": 1}, headers=auth).status_code == 410
+    assert (
+        client.post(f"/api/worker/attempts/{claim['attempt_id']}/heartbeat", json={"progress": 1}, headers=auth).status_code
+        == 410
+    )
 
 
 def test_heartbeat_renews_the_lease(client, claim, auth):
@@ -197,7 +206,9 @@ def test_a_failed_attempt_is_recorded_and_its_late_completion_refused(client, se
     attempt = claim["attempt_id"]
     for name in claim["outputs"]:
         assert put(client, claim, name, b"x", auth).status_code == 201
-    failed = client.post(f"/api/worker/attempts/{attempt}/fail", json={"error": "ffmpeg exited 1", "kind": "retryable"}, headers=auth)
+    failed = client.post(
+        f"/api/worker/attempts/{attempt}/fail", json={"error": "ffmpeg exited 1", "kind": "retryable"}, headers=auth
+    )
     assert failed.status_code == 200, failed.json
     late = client.post(f"/api/worker/attempts/{attempt}/complete", headers=auth)
     assert (late.status_code, late.json["code"]) == (410, "gone")

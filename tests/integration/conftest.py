@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from server import create_app, make_dev_server
 from server.config import Config
-from server.models import Segment, Video
+from server.models import Attempt, Segment, Video
 from tests.android import segment_upload
 from tests.services import ROOT, stop_gracefully, wait_for
 
@@ -69,6 +69,13 @@ class Stack:
         with self.services.sessions() as session:
             return session.scalars(select(Segment).where(Segment.video_id == video_id, Segment.segment_id == segment_id)).one()
 
+    def attempts(self, video_id: int, segment_id: int) -> list[Attempt]:
+        """The segment's attempts, oldest first."""
+        with self.services.sessions() as session:
+            query = select(Attempt).join(Segment, Attempt.segment_pk == Segment.id)
+            query = query.where(Segment.video_id == video_id, Segment.segment_id == segment_id).order_by(Attempt.id)
+            return list(session.scalars(query))
+
     def wait(self, what: Callable[[], object], timeout: float = 60.0, message: str = "") -> object:
         return wait_for(what, timeout, message or str(what))
 
@@ -98,6 +105,7 @@ def stack(make_config, gearmand) -> Iterator[Stack]:  # type: ignore[no-untyped-
         GEARMAN_SERVERS=(gearmand.address,),
         REAPER_INTERVAL=0.5,
         PROCESSING_DEADLINE=20.0,
+        LEASE_SECONDS=3.0,
         JOB_MAX_ATTEMPTS=3,
         RETRY_BACKOFF=0.3,
         GAP_TIMEOUT=4.0,

@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from server.jobs import TRANSCODE_SEGMENT, SegmentJob
-from server.models import SegmentStatus
+from server.models import AttemptOutcome, SegmentState
 from server.transcode.cmaf import box_types, decode_times
 from tests.media import make_segment
 
@@ -41,7 +40,7 @@ def test_segments_become_renditions_fragments_ts_thumbnails_and_storyboard(stack
     sizes = {"HIGH": (720, 480), "MEDIUM": (480, 320), "LOW": (240, 160)}
     for k in range(4):
         segment = stack.segment(vid, k)
-        assert segment.status is SegmentStatus.OK and segment.attempts == 1
+        assert segment.status.encoded and segment.attempts == 1
         for name, (w, h) in sizes.items():
             mp4 = media.file(vid, name, k, "mp4")
             streams = _streams(mp4)
@@ -85,17 +84,16 @@ def test_a_worker_killed_mid_encode_is_replaced_and_the_segment_completes(stack,
     vid = stack.new_video()
     victim = stack.start_worker(tmp_path / "victim.log")
     stack.upload(vid, 0, long.read_bytes())
-    stack.wait(lambda: stack.segment(vid, 0).status is SegmentStatus.PROCESSING, 30, "PROCESSING")
-    time.sleep(0.5)  # inside ffmpeg now
-    os.kill(victim.pid, signal.SIGKILL)
+    stack.wait(lambda: (stack.attempts(vid, 0) or [None])[0] is not None and stack.attempts(vid, 0)[0].progress > 0, 30, "progress")
+    os.kill(victim.pid, signal.SIGKILL)  # inside ffmpeg: it has reported progress
     victim.wait()
     stack.start_worker(tmp_path / "rescuer.log")
-    # Packaging runs after the OK is committed, with its own temp files: wait for it to finish too.
+    # Its lease runs out (LEASE_SECONDS), the reaper takes the attempt back and the rescuer encodes it.
     stack.wait(lambda: stack.segment(vid, 0).packaged_at is not None, 90, "segment packaged after kill -9")
-    assert stack.segment(vid, 0).status is SegmentStatus.OK
+    assert stack.segment(vid, 0).status is SegmentState.PACKAGED
     assert stack.segment(vid, 0).attempts == 2
-    assert stack.services.media.temp_files() == []  # the rescuer cleared what the victim left
-    assert "temp file(s) of a dead attempt" in (tmp_path / "rescuer.log").read_text()
+    assert [a.outcome for a in stack.attempts(vid, 0)] == [AttemptOutcome.EXPIRED, AttemptOutcome.OK]
+    assert stack.services.media.temp_files() == [] and stack.services.media.attempt_dirs() == []
 
 
 def test_gearmand_restarted_with_an_empty_queue_converges(stack, segment_files, tmp_path):
@@ -108,7 +106,7 @@ def test_gearmand_restarted_with_an_empty_queue_converges(stack, segment_files, 
     stack.start_worker(tmp_path / "worker.log")
     stack.end(vid, 1)
     stack.wait_vod(vid, timeout=90)
-    assert [stack.segment(vid, k).status for k in (0, 1)] == [SegmentStatus.OK] * 2
+    assert [stack.segment(vid, k).status for k in (0, 1)] == [SegmentState.PACKAGED] * 2
 
 
 def test_a_corrupt_segment_ends_in_error_while_its_neighbours_succeed(stack, segment_files, tmp_path):
@@ -122,14 +120,14 @@ def test_a_corrupt_segment_ends_in_error_while_its_neighbours_succeed(stack, seg
     stack.end(vid, 2)
     video = stack.wait_vod(vid, timeout=90)
     bad = stack.segment(vid, 1)
-    assert bad.status is SegmentStatus.ERROR
+    assert bad.status is SegmentState.FAILED
     # Rejected by the probe (no retry: it fails the same way every time) or by ffmpeg mid-decode
     # (retried with backoff, as a crash might be transient), then ERROR with the reason kept.
     unprocessable = "UnprocessableMedia" in bad.error and bad.attempts == 1
     undecodable = "FFmpegError" in bad.error and bad.attempts == stack.config.JOB_MAX_ATTEMPTS
     assert unprocessable or undecodable, (bad.attempts, bad.error)
     assert len(bad.error) > 30
-    assert [stack.segment(vid, k).status for k in (0, 2)] == [SegmentStatus.OK] * 2
+    assert [stack.segment(vid, k).status for k in (0, 2)] == [SegmentState.PACKAGED] * 2
     assert video.status.value == "OK"
     assert sorted(p.name for p in original.parent.iterdir()) == ["000001.mp4"]  # kept for diagnosis
     legacy = stack.client.get(f"/video_segment/{vid}/1").json
@@ -145,20 +143,28 @@ def test_the_same_job_twice_is_harmless(stack, segment_files, tmp_path):
     stack.start_worker(tmp_path / "w1.log")
     stack.start_worker(tmp_path / "w2.log")
     stack.wait(lambda: stack.segment(vid, 0).packaged_at is not None, 60, "packaged")
-    time.sleep(1.5)
+    stack.wait(lambda: _outcomes(tmp_path, vid) >= 2, 30, "both deliveries handled")
     first = stack.segment(vid, 0)
-    encodes = sum((tmp_path / log).read_text().count(f"video {vid} segment 0: ok in") for log in ("w1.log", "w2.log"))
-    # Claims take the video's row lock, so every encode that ran is counted (none lost to a race).
-    assert first.status is SegmentStatus.OK and first.attempts == encodes and 1 <= encodes <= 2
+    # The attempt rows decide: one delivery claimed it, the other found it leased or done.
+    assert first.status is SegmentState.PACKAGED and first.attempts == 1
+    assert [a.outcome for a in stack.attempts(vid, 0)] == [AttemptOutcome.OK]
+    assert _outcomes(tmp_path, vid, "ok in") == 1
     m4s = stack.services.media.file(vid, "HIGH", 0, "m4s")
     before = (m4s.stat().st_mtime_ns, m4s.read_bytes())
     # Delivered again after it finished: nothing is redone.
     stack.services.queue.submit(TRANSCODE_SEGMENT, job.encode(), unique="again-" + job.unique)
-    time.sleep(2.0)
+    stack.wait(lambda: _outcomes(tmp_path, vid) >= 3, 30, "the third delivery handled")
+    assert _outcomes(tmp_path, vid, "skipped (packaged)") == 1
     assert stack.segment(vid, 0).attempts == first.attempts
     assert (m4s.stat().st_mtime_ns, m4s.read_bytes()) == before
     assert len(stack.client.get(f"/video_segment/{vid}").json) == 1
     assert stack.services.media.temp_files() == []
+
+
+def _outcomes(tmp_path, vid, what: str = "") -> int:
+    """How many deliveries of segment 0 the workers' logs report as handled (`what`: of one outcome)."""
+    logs = [p.read_text() for p in tmp_path.glob("w*.log")]
+    return sum(log.count(f"video {vid} segment 0: {what}") for log in logs)
 
 
 def test_transient_failures_retry_with_backoff_then_error(make_config, gearmand, tmp_path):
@@ -180,7 +186,7 @@ def test_transient_failures_retry_with_backoff_then_error(make_config, gearmand,
         vid = stack.new_video()
         stack.upload(vid, 0, make_segment(tmp_path / "s.mp4", seconds=6).read_bytes())
         stack.start_worker(tmp_path / "worker.log")
-        stack.wait(lambda: stack.segment(vid, 0).status is SegmentStatus.ERROR, 60, "ERROR after retries")
+        stack.wait(lambda: stack.segment(vid, 0).status is SegmentState.FAILED, 60, "ERROR after retries")
         failed = stack.segment(vid, 0)
         assert failed.attempts == 3
         assert "timed out" in failed.error
@@ -195,9 +201,10 @@ def test_a_video_deleted_while_transcoding_leaves_nothing(stack, tmp_path, admin
     vid = stack.new_video()
     stack.upload(vid, 0, long.read_bytes())
     stack.start_worker(tmp_path / "worker.log")
-    stack.wait(lambda: stack.segment(vid, 0).status is SegmentStatus.PROCESSING, 30, "PROCESSING")
+    stack.wait(lambda: stack.segment(vid, 0).status is SegmentState.RUNNING, 30, "PROCESSING")
     assert stack.client.delete(f"/video/{vid}", headers=admin_auth).status_code == 204
-    time.sleep(6)  # the encode finishes and sees the video gone
+    # Its next heartbeat (or its completion) finds the attempt gone: ffmpeg is stopped, its files deleted.
+    stack.wait(lambda: "segment 0: abandoned" in (tmp_path / "worker.log").read_text(), 60, "the encode abandoned")
     assert not stack.services.media.video_dir(vid).exists()
 
 
@@ -206,10 +213,10 @@ def test_sigterm_finishes_the_current_job_then_exits(stack, tmp_path):
     vid = stack.new_video()
     worker = stack.start_worker(tmp_path / "worker.log")
     stack.upload(vid, 0, long.read_bytes())
-    stack.wait(lambda: stack.segment(vid, 0).status is SegmentStatus.PROCESSING, 30, "PROCESSING")
+    stack.wait(lambda: stack.segment(vid, 0).status is SegmentState.RUNNING, 30, "PROCESSING")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
-    assert stack.segment(vid, 0).status is SegmentStatus.OK
+    assert stack.segment(vid, 0).status.encoded
     log = (tmp_path / "worker.log").read_text()
     assert "segment 0: ok" in log and "stopped" in log
 
@@ -220,6 +227,6 @@ def test_one_worker_process_runs_worker_concurrency_jobs_at_once(stack, tmp_path
     stack.upload(vid, 0, long)
     stack.upload(vid, 1, long)
     stack.start_worker(tmp_path / "worker.log", concurrency=2)
-    both = lambda: all(stack.segment(vid, k).status is SegmentStatus.PROCESSING for k in (0, 1))  # noqa: E731
+    both = lambda: all(stack.segment(vid, k).status is SegmentState.RUNNING for k in (0, 1))  # noqa: E731
     stack.wait(both, 30, "both segments PROCESSING at the same time")
-    stack.wait(lambda: all(stack.segment(vid, k).status is SegmentStatus.OK for k in (0, 1)), 90, "both OK")
+    stack.wait(lambda: all(stack.segment(vid, k).status.encoded for k in (0, 1)), 90, "both OK")

@@ -14,7 +14,7 @@ import pytest
 import requests
 from mpegdash.parser import MPEGDASHParser
 
-from server.models import SegmentStatus
+from server.models import SegmentState
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
@@ -261,7 +261,7 @@ def _check_serving(s: requests.Session, base: str, vid: int) -> None:
 def test_playlists_are_cached_in_memcached_by_revision(make_config, gearmand, segment_files, tmp_path):
     import os
 
-    from server.playback import current_revision
+    from server.answers import current_revision
     from tests.integration.conftest import Stack
 
     servers = tuple(os.environ.get("MEMCACHED_SERVERS", "127.0.0.1:11211").split(","))
@@ -321,7 +321,7 @@ def test_live_to_vod_in_every_order(stack, segment_files, tmp_path):
         assert listed.is_endlist
         if expected != [0, 1, 2]:
             assert listed.segments[1].discontinuity
-    assert stack.segment(d, 1).status is SegmentStatus.ERROR
+    assert stack.segment(d, 1).status is SegmentState.FAILED
     for vid in (a, b, c, d):
         assert stack.client.get(f"/live_mpd/{vid}.mpd?last_segment_id=2").headers["streamEnded"] == "true"
 
@@ -338,7 +338,7 @@ def test_the_vod_switch_happens_exactly_once_under_races(stack, segment_files, t
     with stack.services.sessions() as session:
         from server.ingest import end_video
 
-        end_video(session, vid, 0)
+        end_video(stack.services, session, vid, 0)
     results: list[bool] = []
 
     def race() -> None:

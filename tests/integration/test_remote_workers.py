@@ -22,7 +22,7 @@ from flask import Flask, Response, request
 from sqlalchemy import func, select
 
 from server import create_app, make_dev_server, workers
-from server.clock import utcnow
+from server.clock import SystemClock
 from server.models import Attempt, Event, Segment, Worker
 from tests.android import segment_upload
 from tests.netns import TestHost
@@ -95,11 +95,11 @@ class RemoteStack:
 
     def token(self, name: str) -> str:
         with self.services.sessions() as session:
-            return workers.mint_token(session, name, now=utcnow())
+            return workers.mint_token(session, name, now=SystemClock().now())
 
     def revoke(self, name: str) -> None:
         with self.services.sessions() as session:
-            workers.revoke(session, name, now=utcnow())
+            workers.revoke(session, name, now=SystemClock().now())
 
     def start_remote(self, name: str, *, api_url: str | None = None, token: str | None = None) -> subprocess.Popen[bytes]:
         """Start a remote worker in the namespace: no DATABASE_URL, its own empty MEDIA_ROOT."""
@@ -195,7 +195,9 @@ def assert_clean(stack: RemoteStack, video_id: int) -> None:
 
 
 def packaged_events(stack: RemoteStack, video_id: int) -> int:
-    return stack.scalar(select(func.count()).select_from(Event).where(Event.video_id == video_id, Event.kind == "segment.packaged"))
+    return stack.scalar(
+        select(func.count()).select_from(Event).where(Event.video_id == video_id, Event.kind == "segment.packaged")
+    )
 
 
 def test_a_remote_worker_turns_a_paced_recording_into_a_vod(remote_stack: RemoteStack, segment_files) -> None:
@@ -204,7 +206,9 @@ def test_a_remote_worker_turns_a_paced_recording_into_a_vod(remote_stack: Remote
     for segment_id, path in enumerate(segment_files):
         remote_stack.upload(video_id, segment_id, path.read_bytes())
         # Paced like a phone: the next segment once this one has been taken (a fact, not a sleep).
-        wait_for(lambda s=segment_id: any(a[0] == s for a in remote_stack.attempts(video_id)), 60, f"segment {segment_id} claimed")
+        wait_for(
+            lambda s=segment_id: any(a[0] == s for a in remote_stack.attempts(video_id)), 60, f"segment {segment_id} claimed"
+        )
     remote_stack.end(video_id, len(segment_files) - 1)
     remote_stack.wait_vod(video_id)
     video = remote_stack.client.get(f"/video/{video_id}").json
@@ -251,7 +255,9 @@ def corrupting_proxy(upstream: str, seen: list[str]) -> Flask:
         if request.method == "GET" and path.endswith("/source") and pending["GET"]:
             pending["GET"], content = False, flip(content)
         seen.append(f"{request.method} {path.rsplit('/', 1)[-1]} {answer.status_code}")
-        return Response(content, status=answer.status_code, headers={k: answer.headers[k] for k in returned if k in answer.headers})
+        return Response(
+            content, status=answer.status_code, headers={k: answer.headers[k] for k in returned if k in answer.headers}
+        )
 
     return app
 

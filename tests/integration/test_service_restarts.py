@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from server.models import SegmentStatus
-from server.playback import current_revision
+from server.answers import current_revision
+from server.models import SegmentState
 from tests.integration.conftest import Stack
 from tests.media import make_segment
 from tests.services import MYSQL_BASE, Memcached
@@ -75,7 +75,7 @@ def test_mysql_connections_dropped_mid_encode_lose_nothing(stack, segment_files,
     stack.upload(vid, 0, segment_files[0].read_bytes())
     stack.wait(lambda: _packaged(stack, vid, 0), 60, "segment 0 packaged")
     stack.upload(vid, 1, long.read_bytes())
-    stack.wait(lambda: stack.segment(vid, 1).status is SegmentStatus.PROCESSING, 30, "segment 1 PROCESSING")
+    stack.wait(lambda: stack.segment(vid, 1).status is SegmentState.RUNNING, 30, "segment 1 PROCESSING")
 
     # Every pooled connection dies while ffmpeg runs: the app's, the worker's and its reaper's.
     assert _drop_connections(stack.config.DATABASE_URL) >= 2
@@ -84,7 +84,7 @@ def test_mysql_connections_dropped_mid_encode_lose_nothing(stack, segment_files,
     stack.end(vid, 2)
     stack.wait_vod(vid, timeout=120)
     segments = [stack.segment(vid, k) for k in range(3)]
-    assert [s.status for s in segments] == [SegmentStatus.OK] * 3
+    assert [s.status for s in segments] == [SegmentState.PACKAGED] * 3
     assert segments[1].attempts == 1  # the encode in flight was recorded, not redone
     assert all(s.packaged_at is not None for s in segments)
     assert stack.services.media.temp_files() == []
@@ -119,14 +119,14 @@ def test_a_full_disk_delays_a_segment_but_never_fails_it(make_config, gearmand, 
         # Far more failed runs than JOB_MAX_ATTEMPTS allows for a broken segment, and it is still waiting.
         stack.wait(lambda: log.read_text().count("disk full") >= 4, 60, "four disk-full retries")
         waiting = stack.segment(vid, 0)
-        assert waiting.status is not SegmentStatus.ERROR and waiting.attempts <= 1
+        assert waiting.status is not SegmentState.FAILED and waiting.attempts <= 1
         assert "No space left on device" in waiting.error
         assert stack.services.media.temp_files() == []  # each failed run removed its partial outputs
 
         filler.unlink()  # the operator frees space: the segment lands without anyone re-submitting it
         stack.wait_vod(vid, timeout=60)
         done = stack.segment(vid, 0)
-        assert done.status is SegmentStatus.OK and done.packaged_at is not None and done.error is None
+        assert done.status.encoded and done.packaged_at is not None and done.error is None
         assert stack.services.media.temp_files() == []
     finally:
         stack.close()

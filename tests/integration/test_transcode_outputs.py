@@ -14,7 +14,7 @@ import pytest
 from server.errors import FFmpegError, UnprocessableMedia
 from server.playlists.publish import audio_span
 from server.transcode import cmaf, ffmpeg
-from server.transcode.ladder import Rendition, plan_ladder
+from server.transcode.ladder import RenditionPlan, plan_ladder
 from tests.media import fragment_spans, make_segment
 
 FRAME = 1 / 30
@@ -25,7 +25,7 @@ def ffprobe(path: Path, *args: str) -> dict:
     return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
 
 
-def encode(src: Path, out_dir: Path) -> tuple[tuple[Rendition, ...], dict[str, Path]]:
+def encode(src: Path, out_dir: Path) -> tuple[tuple[RenditionPlan, ...], dict[str, Path]]:
     info = ffmpeg.probe(src)
     plan = plan_ladder()
     outputs = {r.name: out_dir / f".{src.stem}.{r.name}.mp4.tmp-x" for r in plan}

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from server.transcode import cmaf, ffmpeg
-from server.transcode.ladder import Rendition, SourceInfo, plan_ladder
+from server.transcode.ladder import RenditionPlan, SourceInfo, plan_ladder
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 CLEAN = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
 CMAF = [*CLEAN, "-movflags", "+cmaf+frag_discont+skip_trailer", "-use_editlist", "0"]
 CMAF += ["-avoid_negative_ts", "disabled", "-f", "mp4"]
-HIGH = Rendition("HIGH", 720, 480, 3_000_000, 128_000, 30, 60)
-LOW = Rendition("LOW", 240, 160, 200_000, 64_000, 30, 60)
+HIGH = RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 30, 60)
+LOW = RenditionPlan("LOW", 240, 160, 200_000, 64_000, 30, 60)
 FIT = "force_original_aspect_ratio=decrease:force_divisible_by=2"  # any picture fitted in the box, then padded
 
 
-def rendition_output(index: int, r: Rendition, rate: str, buf: str, audio: str, out: str) -> list[str]:
+def rendition_output(index: int, r: RenditionPlan, rate: str, buf: str, audio: str, out: str) -> list[str]:
     return [
         *["-map", f"[v{index}]", "-map", f"[a{index}]"],
         *["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-level:v", "3.1"],

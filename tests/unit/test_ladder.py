@@ -6,7 +6,7 @@ import pytest
 
 from server.transcode.ladder import (
     DEFAULT_LADDER,
-    Rendition,
+    RenditionPlan,
     Rung,
     h264_level,
     parse_ladder,
@@ -64,9 +64,9 @@ def test_parse_ladder_rejects_with_a_clear_message(spec: str, message: str) -> N
 
 def test_plan_ladder_is_the_boxes_at_30_fps_whatever_comes_later() -> None:
     assert plan_ladder() == (
-        Rendition("HIGH", 720, 480, 3_000_000, 128_000, 30, 60),
-        Rendition("MEDIUM", 480, 320, 768_000, 96_000, 30, 60),
-        Rendition("LOW", 240, 160, 200_000, 64_000, 30, 60),
+        RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 30, 60),
+        RenditionPlan("MEDIUM", 480, 320, 768_000, 96_000, 30, 60),
+        RenditionPlan("LOW", 240, 160, 200_000, 64_000, 30, 60),
     )
 
 
@@ -80,7 +80,7 @@ def test_plan_ladder_keeps_ladder_order_and_custom_rungs() -> None:
 
 
 def test_plan_rung_at_another_frame_rate_keeps_a_2_s_gop() -> None:
-    assert plan_rung(DEFAULT_LADDER[0], 25) == Rendition("HIGH", 720, 480, 3_000_000, 128_000, 25, 50)
+    assert plan_rung(DEFAULT_LADDER[0], 25) == RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 25, 50)
     with pytest.raises(ValueError, match="frame rate"):
         plan_rung(DEFAULT_LADDER[0], 0)
 

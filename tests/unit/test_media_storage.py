@@ -16,5 +16,11 @@ def test_stale_temp_files_are_swept_and_fresh_ones_kept(tmp_path):
     os.utime(stale, (time.time() - 600, time.time() - 600))
     assert media.sweep_temps(older_than=300) == 1
     assert media.temp_files() == [fresh] and real.exists()
-    assert media.segment_temps(1, 4) == {fresh: (1, fresh.stat().st_mtime_ns)}
-    assert media.segment_temps(1, 3) == {}  # a committed file is not a temp
+
+
+def test_attempt_staging_directories_are_listed_by_video_and_attempt(tmp_path):
+    media = MediaStore(tmp_path)
+    staged = media.attempt_dir(7, 42)
+    staged.mkdir(parents=True)
+    (media.video_dir(7) / "attempts" / "not-an-attempt").mkdir()
+    assert media.attempt_dirs() == [(7, 42, staged)]

@@ -7,28 +7,28 @@ from dataclasses import replace
 import m3u8
 import pytest
 
-from server import playback
+from server import answers as playback
 from server.errors import NotFound, NotReadyYet
-from server.playlists import RenditionInfo, SegmentState, VideoState
+from server.playlists import RenditionView, SegmentView, VideoView
 
 T0 = 1_795_000_000.0
 GAP = 10.0
 RUNGS = (
-    RenditionInfo("HIGH", 720, 480, 3_128_000, 3_000_000, "avc1.4d401f"),
-    RenditionInfo("MEDIUM", 480, 320, 896_000, 768_000, "avc1.4d401f"),
-    RenditionInfo("LOW", 240, 160, 328_000, 200_000, "avc1.4d401f"),
+    RenditionView("HIGH", 720, 480, 3_128_000, 3_000_000, "avc1.4d401f"),
+    RenditionView("MEDIUM", 480, 320, 896_000, 768_000, "avc1.4d401f"),
+    RenditionView("LOW", 240, 160, 328_000, 200_000, "avc1.4d401f"),
 )
 TICKS = 270_000
 
 
-def _ready(k: int, at: float) -> SegmentState:
-    return SegmentState(k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, start_ticks=k * TICKS, duration_ticks=TICKS)
+def _ready(k: int, at: float) -> SegmentView:
+    return SegmentView(k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, start_ticks=k * TICKS, duration_ticks=TICKS)
 
 
-def _snapshot(segments: tuple[SegmentState, ...], *, ended_at: float | None = None, vod: bool = False) -> playback.Snapshot:
+def _snapshot(segments: tuple[SegmentView, ...], *, ended_at: float | None = None, vod: bool = False) -> playback.Snapshot:
     last = 2 if ended_at is not None else None
     packaged = tuple(replace(s, packaged=s.status == "READY") for s in segments)
-    state = VideoState(7, "t", T0, RUNGS, packaged, None if ended_at is None else T0 + ended_at, last, is_vod=vod)
+    state = VideoView(7, "t", T0, RUNGS, packaged, None if ended_at is None else T0 + ended_at, last, is_vod=vod)
     return playback.Snapshot(state, 1)
 
 
@@ -41,14 +41,14 @@ STANDARD = {
 
 @pytest.mark.parametrize("name", sorted(STANDARD))
 def test_standard_playlists_are_not_ready_before_the_first_segment(name: str) -> None:
-    uploaded = SegmentState(0, "PENDING", uploaded_at=T0 + 3)  # being encoded
+    uploaded = SegmentView(0, "PENDING", uploaded_at=T0 + 3)  # being encoded
     with pytest.raises(NotReadyYet, match="video 7 has no segment ready yet"):
         STANDARD[name](_snapshot((uploaded,)), T0 + 4)
 
 
 @pytest.mark.parametrize("name", sorted(STANDARD))
 def test_a_finished_video_with_nothing_playable_is_not_found(name: str) -> None:
-    failed = tuple(SegmentState(k, "FAILED", uploaded_at=T0, failed_at=T0 + 5) for k in range(3))
+    failed = tuple(SegmentView(k, "FAILED", uploaded_at=T0, failed_at=T0 + 5) for k in range(3))
     with pytest.raises(NotFound, match="video 7 has no playable segment"):
         STANDARD[name](_snapshot(failed, ended_at=9, vod=True), T0 + 20)
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pytest
 
 from server.playlists import (
-    RenditionInfo,
-    SegmentState,
-    VideoState,
+    RenditionView,
+    SegmentView,
+    VideoView,
     android_segments,
     is_finished,
     live_segments,
@@ -24,31 +24,31 @@ T0 = 1_795_000_000.0
 GAP = 10.0
 D = 270_000  # 3 s at 90 kHz
 RUNGS = (
-    RenditionInfo("HIGH", 720, 480, 3_128_000, 3_000_000, "avc1.4d401e"),
-    RenditionInfo("MEDIUM", 480, 320, 896_000, 768_000, "avc1.4d401e"),
-    RenditionInfo("LOW", 240, 160, 328_000, 200_000, "avc1.42c00d"),
+    RenditionView("HIGH", 720, 480, 3_128_000, 3_000_000, "avc1.4d401e"),
+    RenditionView("MEDIUM", 480, 320, 896_000, 768_000, "avc1.4d401e"),
+    RenditionView("LOW", 240, 160, 328_000, 200_000, "avc1.42c00d"),
 )
 
 
-def ready(k: int, at: float, duration: int = D) -> SegmentState:
+def ready(k: int, at: float, duration: int = D) -> SegmentView:
     """Return a READY segment k that became ready at T0 + at, starting at k x 3 s."""
-    return SegmentState(
+    return SegmentView(
         k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, start_ticks=k * D, duration_ticks=duration, packaged=True
     )
 
 
-def failed(k: int, at: float) -> SegmentState:
+def failed(k: int, at: float) -> SegmentView:
     """Return a segment k that failed for good at T0 + at."""
-    return SegmentState(k, "FAILED", uploaded_at=T0 + at - 1, failed_at=T0 + at)
+    return SegmentView(k, "FAILED", uploaded_at=T0 + at - 1, failed_at=T0 + at)
 
 
-def video(*segments: SegmentState, ended_at: float | None = None, last: int | None = None, vod: bool = False) -> VideoState:
+def video(*segments: SegmentView, ended_at: float | None = None, last: int | None = None, vod: bool = False) -> VideoView:
     """Return a video on the test ladder; ended_at is relative to T0."""
     end = None if ended_at is None else T0 + ended_at
-    return VideoState(7, "t", T0, RUNGS, tuple(segments), end, last, is_vod=vod)
+    return VideoView(7, "t", T0, RUNGS, tuple(segments), end, last, is_vod=vod)
 
 
-def ids(video_: VideoState, at: float) -> list[int]:
+def ids(video_: VideoView, at: float) -> list[int]:
     """Return the live list's segment ids at T0 + at."""
     return [p.segment_id for p in live_segments(video_, T0 + at, GAP)]
 
@@ -170,8 +170,8 @@ def test_android_segments_of_a_vod_include_late_ones() -> None:
 
 def test_starts_are_derived_from_earlier_durations_when_unknown() -> None:
     segs = [
-        SegmentState(0, "READY", ready_at=T0 + 5, duration_ticks=271_000),
-        SegmentState(2, "READY", ready_at=T0 + 11, duration_ticks=269_000),
+        SegmentView(0, "READY", ready_at=T0 + 5, duration_ticks=271_000),
+        SegmentView(2, "READY", ready_at=T0 + 11, duration_ticks=269_000),
     ]
     v = video(*segs)
     assert [(p.segment_id, p.start_ticks) for p in vod_segments(v)] == [(0, 0), (2, 271_000 + D)]
@@ -179,13 +179,13 @@ def test_starts_are_derived_from_earlier_durations_when_unknown() -> None:
 
 def test_invalid_states_are_refused() -> None:
     with pytest.raises(ValueError):
-        SegmentState(0, "READY")
+        SegmentView(0, "READY")
     with pytest.raises(ValueError):
-        SegmentState(0, "FAILED")
+        SegmentView(0, "FAILED")
     with pytest.raises(ValueError):
-        SegmentState(0, "DONE")  # type: ignore[arg-type]
+        SegmentView(0, "DONE")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        RenditionInfo("../x", 1, 1, 1, 1, "avc1")
+        RenditionView("../x", 1, 1, 1, 1, "avc1")
 
 
 # Property-style tests: random arrival orders, checked at every instant something happens.
@@ -195,7 +195,7 @@ def test_invalid_states_are_refused() -> None:
 class History:
     """A whole recording's facts, as the database would hold them at the end."""
 
-    video: VideoState
+    video: VideoView
     gap: float
     events: tuple[float, ...]
 
@@ -209,18 +209,18 @@ def random_history(rng: random.Random) -> History:
         at = k * 3 + rng.uniform(3, 40)  # retries make some arrive far behind the others
         duration = D + rng.randint(-9000, 9000)
         if fate == "ready":
-            segments.append(SegmentState(k, "READY", ready_at=T0 + at, duration_ticks=duration))
+            segments.append(SegmentView(k, "READY", ready_at=T0 + at, duration_ticks=duration))
         elif fate == "failed":
-            segments.append(SegmentState(k, "FAILED", failed_at=T0 + at))
+            segments.append(SegmentView(k, "FAILED", failed_at=T0 + at))
     ended_at = T0 + n * 3 + rng.uniform(0, 20) if rng.random() < 0.8 else None
-    v = VideoState(7, "t", T0, RUNGS, tuple(segments), ended_at, n - 1 if ended_at else None)
+    v = VideoView(7, "t", T0, RUNGS, tuple(segments), ended_at, n - 1 if ended_at else None)
     times = [s.ready_at or s.failed_at or 0.0 for s in segments] + ([ended_at] if ended_at else [])
     gap = rng.choice([0.0, 5.0, 10.0, 30.0])
     events = sorted({T0, *times} | {t + gap for t in times} | {t - 0.001 for t in times})
     return History(v, gap, tuple(events))
 
 
-def oracle(v: VideoState, gap: float) -> tuple[list[int], float]:
+def oracle(v: VideoView, gap: float) -> tuple[list[int], float]:
     """Return the final live ids and the finish time, from the docstring's rule with every fact known."""
     assert v.ended_at is not None and v.last_segment_id is not None
 
@@ -270,7 +270,7 @@ def test_audio_is_laid_end_to_end_in_whole_frames_never_ahead_of_the_picture() -
     durations = [rng.randrange(75, 106) * 3000 for _ in range(200)]  # 2.5-3.5 s cuts at 30 fps
     starts = [sum(durations[:k]) for k in range(len(durations))]
     segments = [
-        SegmentState(k, "READY", ready_at=T0 + k, start_ticks=s, duration_ticks=d)
+        SegmentView(k, "READY", ready_at=T0 + k, start_ticks=s, duration_ticks=d)
         for k, (s, d) in enumerate(zip(starts, durations, strict=True))
     ]
     published = vod_segments(video(*segments, ended_at=300, last=len(segments) - 1, vod=True))
@@ -284,7 +284,7 @@ def test_audio_is_laid_end_to_end_in_whole_frames_never_ahead_of_the_picture() -
 
 
 def test_audio_restarts_level_with_the_picture_after_a_hole_and_keeps_what_was_packaged() -> None:
-    packaged = SegmentState(
+    packaged = SegmentView(
         0, "READY", ready_at=T0 + 5, start_ticks=0, duration_ticks=D, audio_start_ticks=0, audio_duration_ticks=99_328
     )
     published = vod_segments(video(packaged, ready(1, 8), ready(3, 14), ended_at=20, last=3, vod=True))

@@ -23,10 +23,10 @@ from mpegdash.parser import MPEGDASHParser
 from server.playlists import (
     AUDIO,
     Published,
-    RenditionInfo,
-    SegmentState,
+    RenditionView,
+    SegmentView,
     StoryboardTiles,
-    VideoState,
+    VideoView,
     android_segments,
     live_segments,
     render_android_mpd,
@@ -46,33 +46,33 @@ T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 GAP = 10.0
 DURATIONS = (270_270, 272_160, 268_200, 270_000, 271_350)  # camera cuts: about 3 s, never exactly
 RUNGS = (
-    RenditionInfo("HIGH", 720, 480, 3_128_000, 3_000_000, "avc1.4d401e"),
-    RenditionInfo("MEDIUM", 480, 320, 896_000, 768_000, "avc1.4d401e"),
-    RenditionInfo("LOW", 240, 160, 328_000, 200_000, "avc1.42c00d"),
+    RenditionView("HIGH", 720, 480, 3_128_000, 3_000_000, "avc1.4d401e"),
+    RenditionView("MEDIUM", 480, 320, 896_000, 768_000, "avc1.4d401e"),
+    RenditionView("LOW", 240, 160, 328_000, 200_000, "avc1.42c00d"),
 )
 TILES = StoryboardTiles(every_seconds=1.0, tile_width=160, tile_height=90, columns=3)
 NS = "{urn:mpeg:dash:schema:mpd:2011}"
 
 
-def segment(k: int, ready_at: float) -> SegmentState:
+def segment(k: int, ready_at: float) -> SegmentView:
     """Return READY segment k placed on the timeline after segments 0..k-1."""
     start = sum(DURATIONS[:k])
-    return SegmentState(k, "READY", ready_at=T0 + ready_at, start_ticks=start, duration_ticks=DURATIONS[k], packaged=True)
+    return SegmentView(k, "READY", ready_at=T0 + ready_at, start_ticks=start, duration_ticks=DURATIONS[k], packaged=True)
 
 
-def make_video(ready: dict[int, float], *, ended_at: float | None = None, vod: bool = False) -> VideoState:
+def make_video(ready: dict[int, float], *, ended_at: float | None = None, vod: bool = False) -> VideoView:
     """Return video 7 with the given segments ready at T0 + seconds."""
     segments = tuple(segment(k, at) for k, at in sorted(ready.items()))
     last = len(DURATIONS) - 1 if ended_at is not None else None
     end = None if ended_at is None else T0 + ended_at
-    return VideoState(7, "Camp <fire> & friends", T0, RUNGS, segments, end, last, is_vod=vod)
+    return VideoView(7, "Camp <fire> & friends", T0, RUNGS, segments, end, last, is_vod=vod)
 
 
 @dataclass(frozen=True)
 class Scenario:
     """A video and the instant it is rendered at."""
 
-    video: VideoState
+    video: VideoView
     now: float
 
     @property
@@ -385,7 +385,7 @@ def test_android_mpd(name: str) -> None:
 
 
 def test_android_mpd_needs_three_renditions() -> None:
-    v = VideoState(7, "t", T0, RUNGS[:2])
+    v = VideoView(7, "t", T0, RUNGS[:2])
     with pytest.raises(ValueError):
         render_android_mpd(v, [])
 

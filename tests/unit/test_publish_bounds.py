@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from server.playlists import SegmentState, VideoState, live_segments, vod_segments
+from server.playlists import SegmentView, VideoView, live_segments, vod_segments
 from server.playlists import publish as publish_module
 from server.playlists.publish import (
     android_segments,
@@ -57,16 +57,16 @@ def step_budget(limit: int) -> Iterator[Callable[[], int]]:
         sys.settrace(previous)
 
 
-def ready(k: int, at: float, *, packaged: bool = True) -> SegmentState:
-    return SegmentState(k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, duration_ticks=D, packaged=packaged)
+def ready(k: int, at: float, *, packaged: bool = True) -> SegmentView:
+    return SegmentView(k, "READY", uploaded_at=T0 + at - 1, ready_at=T0 + at, duration_ticks=D, packaged=packaged)
 
 
-def video(*segments: SegmentState, ended_at: float | None = None, last: int | None = None, vod: bool = False) -> VideoState:
+def video(*segments: SegmentView, ended_at: float | None = None, last: int | None = None, vod: bool = False) -> VideoView:
     end = None if ended_at is None else T0 + ended_at
-    return VideoState(7, "t", T0, RUNGS, tuple(segments), end, last, is_vod=vod)
+    return VideoView(7, "t", T0, RUNGS, tuple(segments), end, last, is_vod=vod)
 
 
-def _every_rule(v: VideoState, now: float) -> None:
+def _every_rule(v: VideoView, now: float) -> None:
     live_segments(v, now, GAP)
     vod_segments(v)
     is_finished(v, now, GAP)
@@ -87,7 +87,7 @@ def _every_rule(v: VideoState, now: float) -> None:
     ],
     ids=["live", "ended", "ended-empty-tail", "vod", "absurd"],
 )
-def test_every_rule_costs_what_is_stored_not_the_largest_id(v: VideoState) -> None:
+def test_every_rule_costs_what_is_stored_not_the_largest_id(v: VideoView) -> None:
     for now in (T0 + 7, T0 + 30, T0 + 10_000):
         with step_budget(2_000):
             _every_rule(v, now)
@@ -103,7 +103,7 @@ def test_a_huge_hole_is_decided_like_a_small_one() -> None:
     assert is_finished(ended, T0 + 19, GAP)
 
 
-def sparse_history(rng: random.Random) -> tuple[VideoState, float, list[float]]:
+def sparse_history(rng: random.Random) -> tuple[VideoView, float, list[float]]:
     """Return an ended recording whose few stored segments are scattered over a wide id range."""
     span = rng.randint(1, 300)
     ids = sorted(rng.sample(range(span), rng.randint(1, min(span, 8))))
@@ -111,12 +111,12 @@ def sparse_history(rng: random.Random) -> tuple[VideoState, float, list[float]]:
     for k in ids:
         at = k * 0.1 + rng.uniform(3, 40)
         if rng.random() < 0.85:
-            segments.append(SegmentState(k, "READY", ready_at=T0 + at, duration_ticks=D + rng.randint(-9000, 9000)))
+            segments.append(SegmentView(k, "READY", ready_at=T0 + at, duration_ticks=D + rng.randint(-9000, 9000)))
         else:
-            segments.append(SegmentState(k, "FAILED", failed_at=T0 + at))
+            segments.append(SegmentView(k, "FAILED", failed_at=T0 + at))
     last = max(ids) + rng.choice([0, 0, 1, rng.randint(2, 500)])
     ended_at = T0 + rng.uniform(0, 50)
-    v = VideoState(7, "t", T0, RUNGS, tuple(segments), ended_at, last)
+    v = VideoView(7, "t", T0, RUNGS, tuple(segments), ended_at, last)
     gap = rng.choice([0.0, 5.0, 10.0, 30.0])
     times = [s.ready_at or s.failed_at or 0.0 for s in segments] + [ended_at]
     events = sorted({T0, *times} | {t + gap for t in times} | {t - 0.001 for t in times})
@@ -139,8 +139,8 @@ def test_sparse_ids_are_decided_as_the_oracle_decides_each_id(seed: int) -> None
 
 def test_derived_starts_count_a_nominal_length_for_each_missing_id() -> None:
     segs = [
-        SegmentState(0, "READY", ready_at=T0 + 5, duration_ticks=271_000),
-        SegmentState(500, "READY", ready_at=T0 + 6, duration_ticks=1),
+        SegmentView(0, "READY", ready_at=T0 + 5, duration_ticks=271_000),
+        SegmentView(500, "READY", ready_at=T0 + 6, duration_ticks=1),
     ]
     assert [(p.segment_id, p.start_ticks) for p in vod_segments(video(*segs))] == [(0, 0), (500, 271_000 + 499 * D)]
 

@@ -1,23 +1,23 @@
 """An uploaded segment waits for its encode, however slow; only a segment that never came is skipped."""
 
-from server.playlists import RenditionInfo, SegmentState, VideoState, is_finished, live_segments
+from server.playlists import RenditionView, SegmentView, VideoView, is_finished, live_segments
 
 RUNGS = tuple(
-    RenditionInfo(n, w, h, b, b - 128_000, "avc1.4d401e")
+    RenditionView(n, w, h, b, b - 128_000, "avc1.4d401e")
     for n, w, h, b in (("HIGH", 720, 480, 3_128_000), ("MEDIUM", 480, 320, 896_000), ("LOW", 240, 160, 328_000))
 )
 
 
-def _video(*segments: SegmentState, ended_at: float | None = None, last: int | None = None) -> VideoState:
-    return VideoState(1, "t", 0.0, RUNGS, segments, ended_at=ended_at, last_segment_id=last)
+def _video(*segments: SegmentView, ended_at: float | None = None, last: int | None = None) -> VideoView:
+    return VideoView(1, "t", 0.0, RUNGS, segments, ended_at=ended_at, last_segment_id=last)
 
 
-def _ready(k: int, uploaded: float, ready: float) -> SegmentState:
-    return SegmentState(k, "READY", uploaded_at=uploaded, ready_at=ready, duration_ticks=270_000)
+def _ready(k: int, uploaded: float, ready: float) -> SegmentView:
+    return SegmentView(k, "READY", uploaded_at=uploaded, ready_at=ready, duration_ticks=270_000)
 
 
 def test_a_slow_encode_is_waited_for_not_skipped():
-    slow = SegmentState(1, "PENDING", uploaded_at=4.0)  # uploaded, still transcoding at now=60
+    slow = SegmentView(1, "PENDING", uploaded_at=4.0)  # uploaded, still transcoding at now=60
     video = _video(_ready(0, 1.0, 2.0), slow, _ready(2, 7.0, 8.0), ended_at=9.0, last=2)
     assert [p.segment_id for p in live_segments(video, 60.0, 3.0)] == [0]
     assert not is_finished(video, 60.0, 3.0)
@@ -32,7 +32,7 @@ def test_a_segment_uploaded_after_its_deadline_stays_skipped():
 
 
 def test_an_uploaded_segment_that_fails_for_good_is_skipped_at_its_failure():
-    failed = SegmentState(1, "FAILED", uploaded_at=4.0, failed_at=30.0)
+    failed = SegmentView(1, "FAILED", uploaded_at=4.0, failed_at=30.0)
     video = _video(_ready(0, 1.0, 2.0), failed, _ready(2, 7.0, 8.0), ended_at=9.0, last=2)
     assert [p.segment_id for p in live_segments(video, 29.0, 3.0)] == [0]
     assert [p.segment_id for p in live_segments(video, 31.0, 3.0)] == [0, 2]

@@ -94,7 +94,9 @@ def test_a_registration_names_its_bad_field(field: str, value: object) -> None:
     assert refused.value.field == field
 
 
-def test_worker_cli_mints_lists_and_revokes(session: Session, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_worker_cli_mints_lists_and_revokes(
+    session: Session, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = str(session.get_bind().url)
     config = Config.from_env(DATABASE_URL=url)
     token = cli.worker_command(config, "token", "w9", False).splitlines()[0]

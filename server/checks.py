@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from server.db import schema_revisions
 from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
-from server.models import Segment, SegmentStatus, Video, VideoType
+from server.models import Segment, SegmentState, Video, VideoType
 from server.services import Services
 
 SERVICE_TIMEOUT = 2.0  # seconds a status check waits on gearmand or memcached
@@ -52,10 +52,12 @@ def _database(services: Services, now: datetime, problems: list[str]) -> dict[st
         problems.append(f"database schema is at {schema}, the code expects {head}: run python -m server.cli db upgrade")
     with services.sessions() as session:
         by_status = dict(session.execute(select(Segment.status, func.count()).group_by(Segment.status)).all())
-        oldest = session.scalar(select(func.min(Segment.uploaded_at)).where(Segment.status == SegmentStatus.NIL))
+        oldest = session.scalar(
+            select(func.min(Segment.uploaded_at)).where(Segment.status.in_((SegmentState.RECEIVED, SegmentState.QUEUED)))
+        )
         live = session.scalar(select(func.count()).select_from(Video).where(Video.type == VideoType.LIVE))
         total = session.scalar(select(func.count()).select_from(Video))
-    segments = {state.value.lower(): int(by_status.get(state, 0)) for state in SegmentStatus}
+    segments = {state.value.lower(): int(by_status.get(state, 0)) for state in SegmentState}
     segments["oldest_waiting_seconds"] = None if oldest is None else round((now - oldest).total_seconds(), 1)
     videos = {"live": live, "vod": (total or 0) - (live or 0)}
     return {"ok": schema == head, "schema": schema, "videos": videos, "segments": segments}

@@ -19,13 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from server.errors import NotFound, NotReadyYet
-from server.lifecycle import to_state
 from server.models import Video
 from server.playlists import (
     AUDIO,
     Published,
     StoryboardTiles,
-    VideoState,
+    VideoView,
     android_segments,
     render_android_mpd,
     render_dash,
@@ -38,6 +37,7 @@ from server.playlists import (
 )
 from server.playlists.publish import listed_segments
 from server.services import Services
+from server.state import to_view
 from server.transcode.ffmpeg import STORYBOARD_COLUMNS, STORYBOARD_EVERY, STORYBOARD_TILE_WIDTH, tile_height
 
 # Live answers also depend on the clock (publishTime), so they live briefly; 2 s because memcached
@@ -52,7 +52,7 @@ HOLD_POLL_S = 0.25
 class Snapshot:
     """A video as players see it: its state (which segments have files included) and its revision."""
 
-    state: VideoState
+    state: VideoView
     revision: int
 
     @property
@@ -69,7 +69,7 @@ def snapshot(session: Session, video_id: int) -> Snapshot:
     video = session.scalars(query).one_or_none()
     if video is None:
         raise NotFound(f"video {video_id} does not exist")
-    return Snapshot(to_state(video), video.revision)
+    return Snapshot(to_view(video), video.revision)
 
 
 def current_revision(session: Session, video_id: int) -> int:
@@ -194,7 +194,7 @@ def storyboard(gap: float):  # type: ignore[no-untyped-def]
     return render
 
 
-def _rendition(state: VideoState, name: str):  # type: ignore[no-untyped-def]
+def _rendition(state: VideoView, name: str):  # type: ignore[no-untyped-def]
     for rendition in state.renditions:
         if rendition.name == name:
             return rendition

@@ -1,0 +1,110 @@
+"""What a worker does with one TRANSCODE_SEGMENT job, wherever it runs: claim, encode, hand back.
+
+The same code runs on the origin (LocalOrigin) and on a machine that shares nothing with it but the
+network (RemoteOrigin): only the Origin differs. ffmpeg argv come from server/transcode; the segment's
+state is server/lifecycle.py's; here we only do the work and report it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from server.config import Config
+from server.errors import FFmpegError, ServiceError, disk_full
+from server.jobs import SegmentJob
+from server.lifecycle import AttemptGone, Claim, Skip
+from server.origin import Origin
+from server.retry import Failure
+from server.transcode import ffmpeg
+from server.transcode.ladder import SourceInfo
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_WIDTH = 320
+HEARTBEAT_MAX_INTERVAL = 2.0  # seconds
+
+
+def handle_transcode(origin: Origin, config: Config, data: bytes) -> None:
+    """Run one TRANSCODE_SEGMENT job and log one line about it."""
+    job = SegmentJob.decode(data)
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        claim = origin.claim(job)
+        if isinstance(claim, Skip):
+            outcome = f"skipped ({claim.reason})"
+            return
+        outcome = encode(origin, claim, config)
+    finally:
+        log.info("video %s segment %s: %s in %.2fs", job.video_id, job.segment_id, outcome, time.monotonic() - started)
+
+
+def encode(origin: Origin, claim: Claim, config: Config) -> str:
+    """Encode one claimed segment into every rung, its thumbnail and storyboard strip; return the outcome."""
+    workdir = origin.workdir(claim)
+    try:
+        source = origin.fetch_source(claim, workdir)
+        info = (
+            SourceInfo.from_json(claim.source_info) if claim.source_info else ffmpeg.probe(source, timeout=config.PROBE_TIMEOUT)
+        )
+        plan = claim.renditions
+        files = {name: workdir / name for name in claim.outputs}
+        tile = ffmpeg.tile_height(plan[-1].width, plan[-1].height, ffmpeg.STORYBOARD_TILE_WIDTH)  # as the storyboard VTT says
+        pictures = ffmpeg.Pictures(
+            files["thumbnail.jpg"],
+            files["storyboard.jpg"],
+            at=min(1.0, info.duration / 2),
+            width=THUMBNAIL_WIDTH,
+            tile_height=tile,
+        )
+        argv = ffmpeg.transcode_argv(source, plan, {r.name: files[f"{r.name}.mp4"] for r in plan}, source=info, pictures=pictures)
+        # Often enough to show progress, and at least three times per lease.
+        beat = _Heartbeat(origin, claim, every=min(config.LEASE_SECONDS / 3, HEARTBEAT_MAX_INTERVAL))
+        ffmpeg.run_with_progress(ffmpeg.with_progress(argv), config.FFMPEG_TIMEOUT, info.duration, beat)
+        for name, path in files.items():
+            origin.put_output(claim, name, path)
+        origin.complete(claim)
+        return "ok"
+    except AttemptGone as exc:
+        return f"abandoned ({exc})"
+    except (ServiceError, OSError) as exc:
+        failure = classify(exc)
+        with contextlib.suppress(AttemptGone):
+            origin.fail(claim, f"{type(exc).__name__}: {exc}", failure)
+        return f"failed ({failure.value}): {str(exc)[:300]}"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def classify(exc: BaseException) -> Failure:
+    """Name a failure for the retry policy: full disk, a crash that may not recur, or media that never decodes."""
+    if disk_full(exc):
+        return Failure.DISK_FULL
+    if isinstance(exc, (FFmpegError, OSError)):
+        return Failure.CRASH
+    return Failure.MEDIA
+
+
+class _Heartbeat:
+    """ffmpeg's progress callback: renews the lease at most every `every` seconds (AttemptGone stops ffmpeg)."""
+
+    def __init__(self, origin: Origin, claim: Claim, every: float) -> None:
+        self.origin, self.claim, self.every = origin, claim, every
+        self.last = time.monotonic()
+
+    def __call__(self, fraction: float) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            self.origin.heartbeat(self.claim, fraction)
+
+
+def workdir_for(root: Path, claim: Claim) -> Path:
+    """A remote worker's private directory for one attempt, under its own MEDIA_ROOT."""
+    path = root / "work" / str(int(claim.attempt_id))
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
