@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -132,7 +133,7 @@ def register(session: Session, name: str, registration: Registration, *, now: da
     worker = find(session, check_name(name)) or _new(session, name)
     worker.host = registration.host
     worker.version = registration.version
-    worker.capabilities = registration.capabilities
+    worker.capabilities = json.dumps(registration.capabilities, separators=(",", ":"))
     worker.concurrency = registration.concurrency
     worker.functions = ",".join(registration.functions)
     worker.started_at = worker.last_heartbeat_at = now
@@ -176,7 +177,7 @@ def _row(worker: Worker, running: int) -> dict[str, Any]:
         "name": worker.name,
         "host": worker.host,
         "version": worker.version,
-        "ffmpeg": (worker.capabilities or {}).get("ffmpeg"),
+        "ffmpeg": capabilities_of(worker).get("ffmpeg"),
         "concurrency": worker.concurrency,
         "functions": worker.functions,
         "started_at": iso(worker.started_at),
@@ -187,6 +188,15 @@ def _row(worker: Worker, running: int) -> dict[str, Any]:
         "attempts_ok": worker.attempts_ok or 0,
         "attempts_failed": worker.attempts_failed or 0,
     }
+
+
+def capabilities_of(worker: Worker) -> dict[str, Any]:
+    """The worker's capabilities as it registered them (a JSON object), {} if none or unreadable."""
+    try:
+        found = json.loads(worker.capabilities or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _new(session: Session, name: str) -> Worker:

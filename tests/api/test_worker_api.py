@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from server import workers
+from server import lifecycle, workers
 from server.clock import SystemClock
-from server.models import Attempt, Worker
+from server.encoding import encode, workdir_for
+from server.lifecycle import Claim
+from server.models import Attempt, AttemptOutcome, Worker
 from tests.api.conftest import upload
 
 SOURCE_ROUTES = [
@@ -70,6 +74,37 @@ def claim(client: FlaskClient, video_id: int, segment_files, auth) -> dict:  # t
     return response.json
 
 
+class CollectingOrigin:
+    """An Origin that encodes from the stored original and keeps the outputs, for the test to PUT itself."""
+
+    def __init__(self, services, where: Path) -> None:  # type: ignore[no-untyped-def]
+        self.services, self.where, self.outputs = services, where, {}
+
+    def workdir(self, claim: Claim) -> Path:
+        return workdir_for(self.where, claim)
+
+    def fetch_source(self, claim: Claim, workdir: Path) -> Path:
+        return self.services.media.original(claim.video_id, claim.segment_id, claim.source_extension)
+
+    def heartbeat(self, claim: Claim, progress: float) -> None:
+        pass
+
+    def put_output(self, claim: Claim, name: str, path: Path) -> None:
+        self.outputs[name] = path.read_bytes()
+
+    def complete(self, claim: Claim) -> None:
+        pass
+
+
+@pytest.fixture
+def outputs(services, claim, tmp_path: Path) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """The claim's real outputs, encoded here as a worker would."""
+    origin = CollectingOrigin(services, tmp_path / "worker")
+    assert encode(origin, Claim.from_json(claim), services.config) == "ok"  # type: ignore[arg-type]
+    assert set(origin.outputs) == set(claim["outputs"])
+    return origin.outputs
+
+
 def put(client: FlaskClient, claim: dict, name: str, data: bytes, auth: dict, digest: str | None = None):  # type: ignore[no-untyped-def]
     headers = {**auth, "X-Content-SHA256": digest or sha(data)}
     return client.put(f"/api/worker/attempts/{claim['attempt_id']}/outputs/{name}", data=data, headers=headers)
@@ -112,7 +147,7 @@ def test_hello_registers_and_bye_records_the_stop(client, services, auth):
     with services.sessions() as session:
         worker = session.scalars(select(Worker)).one()
         assert (worker.id, worker.host, worker.concurrency) == (response.json["worker_id"], "w1", 2)
-        assert worker.capabilities["encoders"] == ["aac", "libx264"]
+        assert workers.capabilities_of(worker)["encoders"] == ["aac", "libx264"]
         assert worker.stopped_at is not None
 
 
@@ -136,18 +171,19 @@ def test_a_claim_of_bad_ids_is_400(client, auth):
 def test_the_source_comes_whole_or_from_a_range_with_its_sha256(client, claim, segment_files, auth):
     data = segment_files[0].read_bytes()
     url = f"/api/worker/attempts/{claim['attempt_id']}/source"
-    whole = client.get(url, headers=auth)
-    assert whole.status_code == 200
-    assert whole.data == data
-    assert whole.headers["X-Content-SHA256"] == sha(data) == claim["source_sha256"]
-    rest = client.get(url, headers={**auth, "Range": "bytes=1000-"})
-    assert rest.status_code == 206
-    assert rest.data == data[1000:]
+    with client.get(url, headers=auth) as whole:
+        assert whole.status_code == 200
+        assert whole.data == data
+        assert whole.headers["X-Content-SHA256"] == sha(data) == claim["source_sha256"]
+    with client.get(url, headers={**auth, "Range": "bytes=1000-"}) as rest:
+        assert rest.status_code == 206
+        assert rest.data == data[1000:]
 
 
 def test_another_workers_attempt_is_not_found(client, claim, mint):
     other = mint("w2")
-    assert client.get(f"/api/worker/attempts/{claim['attempt_id']}/source", headers=other).status_code == 404
+    with client.get(f"/api/worker/attempts/{claim['attempt_id']}/source", headers=other) as refused:
+        assert refused.status_code == 404
     assert put(client, claim, claim["outputs"][0], b"x", other).status_code == 404
 
 
@@ -175,13 +211,13 @@ def test_an_output_needs_its_sha256_a_known_name_and_a_size_within_the_limit(cli
     assert services.media.temp_files() == []
 
 
-def test_complete_commits_once_and_refuses_a_missing_output(client, services, claim, auth, segment_files):
+def test_complete_commits_once_and_refuses_a_missing_output(client, services, claim, auth, outputs):
     url = f"/api/worker/attempts/{claim['attempt_id']}/complete"
     for name in claim["outputs"][1:]:
-        assert put(client, claim, name, f"{name} bytes".encode(), auth).status_code == 201
+        assert put(client, claim, name, outputs[name], auth).status_code == 201
     missing = client.post(url, headers=auth)
     assert (missing.status_code, missing.json["code"]) == (409, "conflict")
-    assert put(client, claim, claim["outputs"][0], b"first", auth).status_code == 201
+    assert put(client, claim, claim["outputs"][0], outputs[claim["outputs"][0]], auth).status_code == 201
     first = client.post(url, headers=auth)
     assert (first.status_code, first.json["committed"]) == (200, True)
     again = client.post(url, headers=auth)
@@ -207,7 +243,7 @@ def test_a_failed_attempt_is_recorded_and_its_late_completion_refused(client, se
     for name in claim["outputs"]:
         assert put(client, claim, name, b"x", auth).status_code == 201
     failed = client.post(
-        f"/api/worker/attempts/{attempt}/fail", json={"error": "ffmpeg exited 1", "kind": "retryable"}, headers=auth
+        f"/api/worker/attempts/{attempt}/fail", json={"error": "ffmpeg exited 1", "kind": "crash"}, headers=auth
     )
     assert failed.status_code == 200, failed.json
     late = client.post(f"/api/worker/attempts/{attempt}/complete", headers=auth)
@@ -215,3 +251,27 @@ def test_a_failed_attempt_is_recorded_and_its_late_completion_refused(client, se
     with services.sessions() as session:
         assert session.get(Attempt, attempt).outcome is not None
     assert not services.media.attempt_dir(claim["video_id"], attempt).exists()  # its staging was discarded
+
+
+def test_a_completion_after_the_lease_expired_is_refused_and_its_outputs_discarded(client, services, claim, auth, outputs):
+    attempt = claim["attempt_id"]
+    for name, data in outputs.items():
+        assert put(client, claim, name, data, auth).status_code == 201
+    with services.sessions() as session:  # the worker went quiet past its lease; the reaper's pass takes it back
+        session.execute(update(Attempt).where(Attempt.id == attempt).values(lease_expires_at=datetime(2000, 1, 1)))
+        session.commit()
+        assert lifecycle.expire_leases(services, session) == 1
+    late = client.post(f"/api/worker/attempts/{attempt}/complete", headers=auth)
+    assert (late.status_code, late.json["code"]) == (410, "gone")
+    assert not services.media.attempt_dir(claim["video_id"], attempt).exists()
+    with services.sessions() as session:
+        assert session.get(Attempt, attempt).outcome is AttemptOutcome.EXPIRED
+
+
+def test_outputs_that_are_no_mp4_are_refused_at_completion_not_a_500(client, services, claim, auth, outputs):
+    for name, data in outputs.items():
+        assert put(client, claim, name, b"not an mp4" if name.endswith(".mp4") else data, auth).status_code == 201
+    refused = client.post(f"/api/worker/attempts/{claim['attempt_id']}/complete", headers=auth)
+    assert (refused.status_code, refused.json["code"]) == (422, "unprocessable_media")
+    with services.sessions() as session:
+        assert session.get(Attempt, claim["attempt_id"]).outcome is None  # nothing committed; the worker may fail it

@@ -102,14 +102,15 @@ def claim_for(size: int = len(SOURCE), sha: str | None = None) -> Claim:
         source_size=size,
         source_sha256=sha or hashlib.sha256(SOURCE).hexdigest(),
         source_info="{}",
-        renditions=(),
+        renditions=(),  # only the encoder reads them
         outputs=("HIGH.mp4",),
     )
 
 
 def origin(url: str, token: str = TOKEN, retries: int = 3) -> RemoteOrigin:
     slept: list[float] = []
-    found = RemoteOrigin(url, token, limits=Limits(retries=retries, backoff=0.01, read_timeout=5), sleep=slept.append)
+    limits = Limits(retries=retries, backoff=0.01, read_timeout=5)
+    found = RemoteOrigin(url, token, scratch=Path("/nonexistent"), limits=limits, sleep=slept.append)
     found.slept = slept  # type: ignore[attr-defined]
     return found
 
