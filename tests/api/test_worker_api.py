@@ -242,9 +242,7 @@ def test_a_failed_attempt_is_recorded_and_its_late_completion_refused(client, se
     attempt = claim["attempt_id"]
     for name in claim["outputs"]:
         assert put(client, claim, name, b"x", auth).status_code == 201
-    failed = client.post(
-        f"/api/worker/attempts/{attempt}/fail", json={"error": "ffmpeg exited 1", "kind": "crash"}, headers=auth
-    )
+    failed = client.post(f"/api/worker/attempts/{attempt}/fail", json={"error": "ffmpeg exited 1", "kind": "crash"}, headers=auth)
     assert failed.status_code == 200, failed.json
     late = client.post(f"/api/worker/attempts/{attempt}/complete", headers=auth)
     assert (late.status_code, late.json["code"]) == (410, "gone")
