@@ -127,11 +127,10 @@ def test_every_transition_writes_exactly_one_event(services, segment_files):
 def test_a_rolled_back_change_writes_no_event_and_keeps_the_revision(services):
     vid = new_video(services)
     before = (kinds(services, vid), revision(services, vid))
-    with services.sessions() as session, pytest.raises(RuntimeError):
-        with video_change(session, vid, services.clock) as change:
-            change.video.title = "never"
-            change.event("video.renamed", title="never")
-            raise RuntimeError("the change fails after its event was added")
+    with services.sessions() as session, pytest.raises(RuntimeError), video_change(session, vid, services.clock) as change:
+        change.video.title = "never"
+        change.event("video.renamed", title="never")
+        raise RuntimeError("the change fails after its event was added")
     assert (kinds(services, vid), revision(services, vid)) == before
     with services.sessions() as session:
         assert session.get(Video, vid).title == "life"  # type: ignore[union-attr]
@@ -140,10 +139,9 @@ def test_a_rolled_back_change_writes_no_event_and_keeps_the_revision(services):
 def test_a_transition_the_machine_lacks_is_refused(services, segment_files):
     vid = new_video(services)
     store(services, vid, 0, segment_files[0])
-    with services.sessions() as session, pytest.raises(IllegalTransition):
-        with video_change(session, vid, services.clock) as change:
-            row = session.scalars(select(Segment).where(Segment.video_id == vid)).one()
-            lifecycle.move(change, row, SegmentState.PACKAGED)
+    with services.sessions() as session, pytest.raises(IllegalTransition), video_change(session, vid, services.clock) as change:
+        row = session.scalars(select(Segment).where(Segment.video_id == vid)).one()
+        lifecycle.move(change, row, SegmentState.PACKAGED)
     assert segment(services, vid, 0).status is SegmentState.QUEUED
 
 

@@ -84,7 +84,9 @@ def test_a_worker_killed_mid_encode_is_replaced_and_the_segment_completes(stack,
     vid = stack.new_video()
     victim = stack.start_worker(tmp_path / "victim.log")
     stack.upload(vid, 0, long.read_bytes())
-    stack.wait(lambda: (stack.attempts(vid, 0) or [None])[0] is not None and stack.attempts(vid, 0)[0].progress > 0, 30, "progress")
+    stack.wait(
+        lambda: (stack.attempts(vid, 0) or [None])[0] is not None and stack.attempts(vid, 0)[0].progress > 0, 30, "progress"
+    )
     os.kill(victim.pid, signal.SIGKILL)  # inside ffmpeg: it has reported progress
     victim.wait()
     stack.start_worker(tmp_path / "rescuer.log")
