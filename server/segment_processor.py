@@ -15,6 +15,7 @@ A revoked token makes a remote worker drain and exit the same way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import socket
@@ -141,6 +142,8 @@ def run(config: Config, how: Plan, registry: RemoteRegistry | LocalRegistry, sto
     except WorkerUnauthorized as exc:
         log.error("%s: check WORKER_TOKEN (python -m server.cli worker token NAME)", exc.message)
         return 3
+    # The server's lease rules: the encoder renews every third of it, whatever this machine's setting.
+    config = dataclasses.replace(config, LEASE_SECONDS=lease_seconds)
     threads = start_workers(config, registry.services, registry.origin, how.functions, stop)
     kind = "remote" if how.remote else "local"
     log.info("segment_processor ready (%s): %d thread(s) for %s", kind, config.WORKER_CONCURRENCY, ",".join(how.functions))

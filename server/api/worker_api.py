@@ -171,11 +171,21 @@ class AttemptOutput(WorkerResource):
         if upload.sha256 != claimed:
             raise UnprocessableMedia("the body does not match its X-Content-SHA256: damaged on the way, send it again")
         final = upload.path.parent / name
-        if upload.commit_new(final):
+        stored = upload.commit_new(final)
+        if stored:
+            self._renew(attempt_id)
             return {"name": name, "size": upload.size, "sha256": claimed}, 201, _NO_STORE
         if file_sha256(final) != claimed:
             raise Conflict(f"output {name} is already stored with different bytes")
         return {"name": name, "size": upload.size, "sha256": claimed}, 200, _NO_STORE
+
+    @staticmethod
+    def _renew(attempt_id: int) -> None:
+        """An output arriving is a sign of life: renew the lease, as a heartbeat would (uploads happen after ffmpeg)."""
+        try:
+            lifecycle.renew_lease(services(), session(), attempt_id, None)
+        except lifecycle.AttemptGone as exc:
+            raise _gone(exc) from exc
 
 
 def _check_output_name(segment: Segment, attempt: Attempt, name: str) -> None:

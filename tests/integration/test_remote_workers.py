@@ -82,7 +82,7 @@ class RemoteStack:
         self.app = create_app(config)
         self.client = self.app.test_client()
         self.services = self.app.extensions["team03"]
-        self.api = Serving(self.app, host.peer_address)
+        self.api = Serving(self.app, host.host_address)
         self.local: list[subprocess.Popen[bytes]] = []
         self.remote: list[subprocess.Popen[bytes]] = []
         self.local.append(self._packager())
@@ -170,7 +170,7 @@ def host() -> Iterator[TestHost]:
 
 @pytest.fixture
 def remote_stack(host: TestHost, make_config, tmp_path: Path) -> Iterator[RemoteStack]:  # type: ignore[no-untyped-def]
-    gearmand = PeerGearmand(host.peer_address).start()
+    gearmand = PeerGearmand(host.host_address).start()
     config = make_config(
         GEARMAN_SERVERS=(gearmand.address,),
         REAPER_INTERVAL=0.5,
@@ -264,7 +264,7 @@ def corrupting_proxy(upstream: str, seen: list[str]) -> Flask:
 
 def test_a_corrupted_transfer_is_detected_and_sent_again(remote_stack: RemoteStack, segment_files) -> None:
     seen: list[str] = []
-    proxy = Serving(corrupting_proxy(remote_stack.api.url, seen), remote_stack.host.peer_address)
+    proxy = Serving(corrupting_proxy(remote_stack.api.url, seen), remote_stack.host.host_address)
     try:
         remote_stack.start_remote("noisy", api_url=proxy.url)
         video_id = remote_stack.new_video()
