@@ -19,6 +19,7 @@ from pathlib import Path
 
 from flask import current_app, g, request, send_file
 from flask_restful import Resource
+from sqlalchemy.orm import Session
 
 from server import lifecycle, workers
 from server.api.context import services, session
@@ -71,7 +72,7 @@ def _id(body: dict, field: str) -> int:
     return value
 
 
-def _running(db, attempt_id: int) -> tuple[Attempt, Segment]:  # type: ignore[no-untyped-def]
+def _running(db: Session, attempt_id: int) -> tuple[Attempt, Segment]:
     """Return this worker's attempt and its segment; NotFound if it is not this worker's, Gone if it is over."""
     attempt = db.get(Attempt, attempt_id)
     if attempt is None or attempt.worker_id != g.worker.id:
