@@ -12,7 +12,7 @@ from pathlib import Path
 from server.jobs import TRANSCODE_SEGMENT, SegmentJob
 from server.models import SegmentStatus
 from server.transcode.cmaf import box_types, decode_times
-from tests.media import make_segment
+from tests.harness.media import make_segment
 
 
 def ffprobe(path: Path) -> dict:
@@ -162,7 +162,7 @@ def test_the_same_job_twice_is_harmless(stack, segment_files, tmp_path):
 
 
 def test_transient_failures_retry_with_backoff_then_error(make_config, gearmand, tmp_path):
-    from tests.integration.conftest import Stack
+    from tests.harness.stack import Stack
 
     # An ffmpeg timeout is a transient failure: retried JOB_MAX_ATTEMPTS times, then ERROR with the reason.
     stack = Stack(
