@@ -2,7 +2,7 @@
 
     python -m bench.transcode [--segments 8] [--live-segments 10]
 
-S phone-like segments (tests.media.make_segment: 1080x720, 30 fps, 2.9-3.1 s) are made once.
+S phone-like segments (tests.harness.media.make_segment: 1080x720, 30 fps, 2.9-3.1 s) are made once.
 
 (a) raw: for each segment in turn, the exact argv the worker runs
     (ffmpeg.transcode_argv(src, plan_ladder(ladder), outputs, source=probe(src))); wall time
@@ -33,14 +33,15 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from sqlalchemy import event, select, text
 
-from bench.common import Stack, ms, ok_lines, percentile, stack
+from bench.common import ms, ok_lines, percentile, stack
 from server.media.storage import commit_file
 from server.models import Segment
 from server.transcode import ffmpeg
 from server.transcode.cmaf import track_durations
 from server.transcode.ladder import Rung, plan_ladder
-from tests.android import segment_upload
-from tests.media import make_segment
+from tests.harness.android import segment_upload
+from tests.harness.media import make_segment
+from tests.harness.stack import Stack
 
 DURATIONS = (3.0, 2.9, 3.1, 2.95, 3.05, 3.0, 2.9, 3.1)
 POLL = 0.05

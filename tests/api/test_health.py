@@ -13,8 +13,8 @@ from server import create_app
 from server.db import alembic_config
 from server.jobs import TRANSCODE_SEGMENT
 from server.models import Admin, Segment
-from tests.api.conftest import upload
-from tests.services import free_port
+from tests.harness.services import free_port
+from tests.harness.stack import upload
 
 
 def test_ping_is_public_and_never_cached(client):

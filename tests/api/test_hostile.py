@@ -21,8 +21,8 @@ from server import create_app
 from server.cache import MemcachedCache, memcached_key
 from server.cli import db_upgrade
 from server.models import Admin
-from tests.android import new_video_body, segment_upload
-from tests.services import ROOT, Memcached
+from tests.harness.android import new_video_body, segment_upload
+from tests.harness.services import ROOT, Memcached
 
 HUGE = "9" * 5000  # past Python's int max str digits (4300)
 ID_2_63 = str(2**63)

@@ -13,8 +13,8 @@ from pathlib import Path
 import requests
 
 from server import create_app
-from tests.android import VIDEO_KEYS, new_video_body, segment_upload
-from tests.services import ROOT, free_port, wait_port
+from tests.harness.android import VIDEO_KEYS, new_video_body, segment_upload
+from tests.harness.services import ROOT, free_port, wait_port
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

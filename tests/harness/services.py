@@ -1,4 +1,4 @@
-"""Real services for tests: a fresh MariaDB database per run, private gearmand and memcached instances."""
+"""Real services for tests and benches: a fresh MariaDB database per run, private gearmand and memcached instances."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from server.db import alembic_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MYSQL_BASE = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
@@ -38,6 +38,15 @@ def create_database() -> str:
 
 def migrate(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
+
+
+def new_database(kind: str, folder: Path) -> str:
+    """Create and migrate a fresh database: a MariaDB one ("mysql"), or ("sqlite") a SQLite file in `folder`."""
+    if kind == "mysql":
+        return create_database()
+    url = f"sqlite:///{folder / 'stack.sqlite'}"
+    migrate(url)
+    return url
 
 
 def drop_database(url: str) -> None:
