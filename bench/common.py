@@ -157,8 +157,8 @@ class Stack:
             self.workers.append(proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = queue_status(self.config.GEARMAN_SERVERS).get(TRANSCODE_SEGMENT, {})
-            if status.get("workers", 0) >= len(self.workers):
+            status = queue_status(self.config.GEARMAN_SERVERS).total(TRANSCODE_SEGMENT)
+            if status["workers"] >= len(self.workers):
                 return
             if any(p.poll() is not None for p in self.workers):
                 break
