@@ -28,12 +28,13 @@ def test_status_needs_an_admin_login(client):
     assert response.status_code == 401 and response.json["code"] == "unauthorized"
 
 
-def test_status_reports_a_queue_without_workers_and_the_waiting_segment(client, video_id, segment_files, admin_auth):
+def test_status_reports_a_queue_without_workers_and_the_waiting_segment(client, gearmand, video_id, segment_files, admin_auth):
     assert upload(client, video_id, 0, segment_files[0].read_bytes()).status_code == 201
     report = client.get("/status.json", headers=admin_auth).json
     assert report["status"] == "degraded"
     assert report["problems"] == [f"no segment_processor is registered with gearmand for {TRANSCODE_SEGMENT}"]
-    assert report["queue"] == {"kind": "gearman", "ok": False, "queued": 1, "running": 0, "workers": 0}
+    counts = {"queued": 1, "running": 0, "workers": 0}
+    assert report["queue"] == {"kind": "gearman", "ok": False, **counts, "servers": {gearmand.address: {"ok": False, **counts}}}
     segments = report["database"]["segments"]
     assert (segments["queued"], segments["running"], segments["packaged"], segments["failed"]) == (1, 0, 0, 0)
     assert 0 <= segments["oldest_waiting_seconds"] < 60
@@ -52,7 +53,8 @@ def test_status_names_a_dead_gearmand_a_dead_memcached_and_a_full_disk(make_conf
     finally:
         app.extensions["team03"].close()
     assert report["status"] == "degraded"
-    assert report["queue"] == {"kind": "gearman", "ok": False}
+    assert report["queue"]["kind"] == "gearman" and not report["queue"]["ok"] and "queued" not in report["queue"]
+    assert report["queue"]["servers"][nothing]["error"].startswith("ServerUnavailable")
     assert report["cache"] == {"kind": "memcached", "ok": False}
     assert not report["media"]["ok"] and report["media"]["free_bytes"] < config.MAX_SEGMENT_BYTES
     assert [p.split(" ", 1)[0] for p in report["problems"]] == ["gearmand", "memcached", str(report["media"]["free_bytes"])]

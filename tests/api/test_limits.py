@@ -22,7 +22,7 @@ from tests.harness.stack import upload
 
 
 def _queued(gearmand) -> int:  # type: ignore[no-untyped-def]
-    return queue_status((gearmand.address,)).get(TRANSCODE_SEGMENT, {}).get("queued", 0)
+    return queue_status((gearmand.address,)).total(TRANSCODE_SEGMENT)["queued"]
 
 
 def _count(database_url: str, model: type) -> int:

@@ -22,6 +22,7 @@ from server.db import alembic_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MYSQL_BASE = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+GEARMAND_JOB_RETRIES = 3  # scripts/services.sh GEARMAN_JOB_RETRIES
 
 
 def create_database() -> str:
@@ -184,7 +185,9 @@ class Gearmand(LocalDaemon):
     binary_name = "gearmand"
 
     def argv(self) -> list[str]:
-        return [self.binary, "--listen=127.0.0.1", f"--port={self.port}", "--log-file=none", "--threads=1"]
+        # The same --job-retries as scripts/services.sh, which says why (at most 3 runs of a job whose worker dies).
+        retries = f"--job-retries={GEARMAND_JOB_RETRIES}"
+        return [self.binary, "--listen=127.0.0.1", f"--port={self.port}", "--log-file=none", "--threads=1", retries]
 
 
 class Memcached(LocalDaemon):

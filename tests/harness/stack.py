@@ -116,7 +116,7 @@ class Stack:
         def registered() -> bool:
             if any(p.poll() is not None for p in self.workers):
                 raise RuntimeError(f"a worker exited before it registered with gearmand; see {log}")
-            status = queue_status(self.config.GEARMAN_SERVERS).get(TRANSCODE_SEGMENT, {})
+            status = queue_status(self.config.GEARMAN_SERVERS).total(TRANSCODE_SEGMENT)
             return status.get("workers", 0) >= len(self.workers)
 
         wait_for(registered, timeout, f"{len(self.workers)} workers registered with gearmand; see {log}")
