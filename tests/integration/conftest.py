@@ -15,7 +15,7 @@ def stack(make_config, gearmand) -> Iterator[Stack]:  # type: ignore[no-untyped-
         GEARMAN_SERVERS=(gearmand.address,),
         REAPER_INTERVAL=0.5,
         PROCESSING_DEADLINE=20.0,
-        LEASE_SECONDS=3.0,
+        LEASE_SECONDS=6.0,
         JOB_MAX_ATTEMPTS=3,
         RETRY_BACKOFF=0.3,
         GAP_TIMEOUT=4.0,
