@@ -39,7 +39,7 @@ def test_status_reports_a_queue_without_workers_and_the_waiting_segment(client, 
     assert (segments["queued"], segments["running"], segments["packaged"], segments["failed"]) == (1, 0, 0, 0)
     assert 0 <= segments["oldest_waiting_seconds"] < 60
     assert report["database"]["videos"] == {"live": 1, "vod": 0}
-    assert report["database"]["ok"] and report["database"]["schema"] == "0003"  # migrated to head
+    assert report["database"]["ok"] and report["database"]["schema"] == "0004"  # migrated to head
     assert report["media"]["ok"] and report["media"]["free_bytes"] > 0
     assert report["cache"] == {"kind": "local", "ok": True}
 
@@ -105,5 +105,5 @@ def test_status_names_a_schema_behind_the_code(make_config, tmp_path, admin_auth
     finally:
         app.extensions["team03"].close()
     assert report["status"] == "degraded" and report["database"]["ok"] is False
-    expected = "database schema is at 0001, the code expects 0003: run python -m server.cli db upgrade"
+    expected = "database schema is at 0001, the code expects 0004: run python -m server.cli db upgrade"
     assert report["problems"] == [expected]
