@@ -81,8 +81,10 @@ def claim(services: Services, video_id: int, segment_id: int) -> Claim:
 
 
 def kinds(services: Services, video_id: int) -> list[str]:
+    """The video's events in order, but progress reports (a slow encode has some, a fast one none)."""
     with services.sessions() as session:
-        return list(session.scalars(select(Event.kind).where(Event.video_id == video_id).order_by(Event.id)))
+        query = select(Event.kind).where(Event.video_id == video_id, Event.kind != "attempt.progress").order_by(Event.id)
+        return list(session.scalars(query))
 
 
 def segment(services: Services, video_id: int, segment_id: int) -> Segment:
