@@ -19,7 +19,8 @@ def main() -> None:
     args = parser.parse_args()
     config = Config.from_env()
     db_upgrade(config)
-    app = create_app(config)
+    # The one process of the dev stack, so it may run the jobs itself (gunicorn's processes never do).
+    app = create_app(config, local_runner=not config.uses_gearman)
     print(f"team03 on http://{args.host}:{args.port}  (database {config.DATABASE_URL.split('@')[-1]}, media {config.MEDIA_ROOT})")
     # Threaded so uploads, playlist polls and the dashboard do not wait on each other; never debug.
     server = make_dev_server(app, args.host, args.port)

@@ -1,39 +1,32 @@
-"""What both benchmarks share: a real stack on loopback (database, gearmand, app, workers), media, statistics.
+"""What the benchmarks share beyond tests/harness: the bench stack's settings, statistics, memory, worker logs.
 
-Everything started here is stopped by the context manager that started it: temp dirs, the test
-database, the private gearmand, worker subprocesses and the HTTP server thread.
+The stack, media and request bodies are the tests' own (tests.harness); everything `stack()` starts is
+stopped by the context manager that started it: temp dir, database, private gearmand, workers, HTTP thread.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 import resource
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from flask import Flask
+from tests.harness.stack import Stack, fresh_stack
 
-from server import create_app, make_dev_server
-from server.config import Config
-from server.jobs import TRANSCODE_SEGMENT
-from server.jobs.queue import queue_status
-from server.services import Services
-from tests import services as real
-
-ROOT = real.ROOT
 MIB = 1024 * 1024
 OK_LINE = re.compile(r"video (\d+) segment (\d+): ok in ([\d.]+)s")
+BENCH_CONFIG: dict[str, object] = {
+    "LOG_LEVEL": "WARNING",
+    # Benchmarks upload far faster than a phone; the limits' own cost is bench.limits'.
+    **dict.fromkeys(("RATE_LIMIT_CREATE", "RATE_LIMIT_UPLOAD", "RATE_LIMIT_UPLOAD_PER_VIDEO"), "1000000/minute"),
+}
+
+
+def stack(database: str = "mysql", **overrides: object) -> AbstractContextManager[Stack]:
+    """Return a fresh_stack with the benchmarks' settings (`overrides` win) that tears everything down on exit."""
+    return fresh_stack(database, prefix="team03-bench-", **{**BENCH_CONFIG, **overrides})
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -94,162 +87,7 @@ class RssSampler:
         return self.peak - self.start_rss
 
 
-# --- media ------------------------------------------------------------------------------------
-
-
-def make_cbr_segment(path: Path, *, seconds: float, video_bitrate: int, size: str = "1080x720") -> Path:
-    """Write a phone-like MP4 (testsrc2 + sine, H.264 CBR with filler, AAC) whose size follows the bit rate."""
-    rate = str(video_bitrate)
-    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-    argv += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds}"]
-    argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
-    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "30"]
-    # nal-hrd=cbr pads with filler NALs: testsrc2 is too easy to reach the bit rate otherwise.
-    argv += ["-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", rate, "-x264-params", "nal-hrd=cbr"]
-    argv += ["-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", str(path)]
-    subprocess.run(argv, check=True)
-    return path
-
-
-def make_sized_segment(path: Path, *, size_bytes: int, seconds: float) -> Path:
-    """Write a segment of about size_bytes (within ~5%): one calibration encode, then one corrected encode."""
-    guess = max(200_000, int(size_bytes * 8 / seconds) - 96_000)
-    make_cbr_segment(path, seconds=seconds, video_bitrate=guess)
-    actual = path.stat().st_size
-    if abs(actual - size_bytes) > 0.05 * size_bytes:
-        make_cbr_segment(path, seconds=seconds, video_bitrate=max(100_000, int(guess * size_bytes / actual)))
-    return path
-
-
-# --- the stack --------------------------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    """A fresh database, a private gearmand, a temp MEDIA_ROOT and the app on them."""
-
-    tmp: Path
-    database_url: str
-    gearmand: real.Gearmand
-    config: Config
-    app: Flask
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def services(self) -> Services:
-        return self.app.extensions["team03"]
-
-    def worker_env(self) -> dict[str, str]:
-        """The environment of a worker subprocess: this stack's config, one job at a time."""
-        return {**os.environ, **self.config.to_env(), "LOG_LEVEL": "INFO", "WORKER_CONCURRENCY": "1"}
-
-    def start_workers(
-        self,
-        count: int,
-        log: Path,
-        timeout: float = 20.0,
-        command: list[str] | None = None,
-        *,
-        env: dict[str, str] | None = None,
-        function: str = TRANSCODE_SEGMENT,
-    ) -> None:
-        """Start `count` `python -m server.segment_processor` (or `command`) processes; return once gearmand sees them.
-
-        `env` replaces the stack's worker environment (a remote worker's); `function` is the one whose
-        worker count is awaited (`count` more than before).
-        """
-        before = queue_status(self.config.GEARMAN_SERVERS).get(function, {}).get("workers", 0)
-        started = []
-        for _ in range(count):
-            with open(log, "ab") as stderr:
-                proc = subprocess.Popen(
-                    command or [sys.executable, "-m", "server.segment_processor"],
-                    cwd=ROOT,
-                    env=env or self.worker_env(),
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                )
-            started.append(proc)
-        self.workers += started
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = queue_status(self.config.GEARMAN_SERVERS).get(function, {})
-            if status.get("workers", 0) >= before + count:
-                return
-            if any(p.poll() is not None for p in self.workers):
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"workers did not register with gearmand; see {log}")
-
-    def stop_workers(self) -> None:
-        """SIGTERM every worker (they finish the job in hand), wait, kill stragglers."""
-        real.stop_gracefully(self.workers)
-        self.workers.clear()
-
-
-def new_database(kind: str, tmp: Path) -> str:
-    """Create and migrate a fresh database: a MariaDB one like tests/services.py, or a SQLite file in tmp."""
-    if kind == "mysql":
-        return real.create_database()
-    url = f"sqlite:///{tmp / 'bench.sqlite'}"
-    real.migrate(url)
-    return url
-
-
-def bench_config(database_url: str, tmp: Path, gearmand: real.Gearmand, **overrides: object) -> Config:
-    """Return the Config of a benchmark run: its own database, media root, gearmand and cache keys."""
-    values: dict[str, object] = {
-        "DATABASE_URL": database_url,
-        "MEDIA_ROOT": tmp / "media",
-        "GEARMAN_SERVERS": (gearmand.address,),
-        "MEMCACHED_SERVERS": (),
-        "SECRET_KEY": "bench",
-        "CACHE_PREFIX": f"bench{uuid.uuid4().hex[:8]}:",
-        "LOG_LEVEL": "WARNING",
-        # Benchmarks upload far faster than a phone; the limits' own cost is bench.limits'.
-        **dict.fromkeys(("RATE_LIMIT_CREATE", "RATE_LIMIT_UPLOAD", "RATE_LIMIT_UPLOAD_PER_VIDEO"), "1000000/minute"),
-    }
-    return Config.from_env(**{**values, **overrides})
-
-
-@contextmanager
-def stack(database: str = "mysql", **overrides: object) -> Iterator[Stack]:
-    """Yield a Stack on fresh resources; tear every one of them down on the way out."""
-    tmp = Path(tempfile.mkdtemp(prefix="team03-bench-"))
-    url: str | None = None
-    gearmand: real.Gearmand | None = None
-    s: Stack | None = None
-    try:
-        url = new_database(database, tmp)
-        gearmand = real.Gearmand().start()
-        config = bench_config(url, tmp, gearmand, **overrides)
-        s = Stack(tmp, url, gearmand, config, create_app(config))
-        yield s
-    finally:
-        if s is not None:
-            s.stop_workers()
-            s.services.close()
-        if gearmand is not None:
-            gearmand.stop()
-        if url is not None and database == "mysql":
-            real.drop_database(url)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextmanager
-def http_server(app: Flask) -> Iterator[str]:
-    """Serve app with the dev server (werkzeug's threaded WSGI server (HTTP/1.1 keep-alive) on a free loopback port."""
-    # werkzeug sets its own logger to INFO on first use: one line per request would be timed too.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_dev_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="bench-http", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+# --- worker logs ------------------------------------------------------------------------------
 
 
 def ok_lines(log: Path, video_id: int) -> dict[int, float]:

@@ -5,7 +5,7 @@
 The real app (create_app) on a fresh database, a temp MEDIA_ROOT and a private gearmand with no
 worker (jobs just queue), served by werkzeug's threaded WSGI server on a free 127.0.0.1 port in a
 thread of this process. One ffmpeg-made segment is uploaded N times as different segment ids, each
-body exactly as the Android app sends it (tests.android.segment_upload), over one keep-alive
+body exactly as the Android app sends it (tests.harness.android.segment_upload), over one keep-alive
 requests.Session. Baseline, same run, same filesystem: write the same bytes to a temp file, fsync,
 rename, fsync the directory (what a 2xx must guarantee). Then ffprobe alone (server.transcode.ffmpeg.probe)
 on the same file, and peak RSS around one large upload streamed from disk.
@@ -23,10 +23,12 @@ from pathlib import Path
 
 import requests
 
-from bench.common import MIB, RssSampler, Stack, http_server, make_sized_segment, ms, peak_rss_mib, percentile, stack
+from bench.common import MIB, RssSampler, ms, peak_rss_mib, percentile, stack
 from server.media.storage import fsync_dir
 from server.transcode.ffmpeg import probe
-from tests.android import segment_upload
+from tests.harness.android import segment_upload
+from tests.harness.media import make_sized_segment
+from tests.harness.stack import Stack, http_server
 
 SEGMENTS_PER_VIDEO = 100
 BIG_MB = 20
@@ -91,7 +93,7 @@ def big_upload(http: requests.Session, base: str, big: Path, tmp: Path) -> tuple
     # The body file is built by a child process, so this process never holds the big bytes.
     body_file = tmp / "big.body"
     code = (
-        "import sys; from tests.android import segment_upload; "
+        "import sys; from tests.harness.android import segment_upload; "
         "body, ct = segment_upload(0, open(sys.argv[1], 'rb').read()); open(sys.argv[2], 'wb').write(body); print(ct)"
     )
     done = subprocess.run([sys.executable, "-c", code, str(big), str(body_file)], capture_output=True, text=True, check=True)

@@ -15,8 +15,8 @@ import argparse
 import time
 
 from bench.common import percentile, stack
-from tests.android import segment_upload
-from tests.services import Memcached
+from tests.harness.android import segment_upload
+from tests.harness.services import Memcached
 
 
 def main() -> None:

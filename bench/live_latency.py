@@ -4,7 +4,7 @@
 
 A fresh MariaDB database, a private gearmand, `--workers` real `python -m server.segment_processor`
 subprocesses and the app (create_app) served over HTTP on 127.0.0.1 by werkzeug's threaded server in this
-process (tests/integration/conftest.Stack). A "phone" thread per stream creates a video and uploads
+process (tests.harness.stack.Stack). A "phone" thread per stream creates a video and uploads
 ffmpeg-made 1080x720 30 fps segments (2.9-3.1 s) over HTTP exactly as the app does, each one at the
 moment its recording would end (creation + end of that segment on the timeline: real time), then ends it.
 A poller per stream GETs /video_files/<id>/HIGH/playlist.m3u8 and /manifest.mpd every 100 ms and notes
@@ -15,7 +15,7 @@ when each segment id first appears. Everything started here is stopped on the wa
 (b) 1, 2, 3 ... concurrent streams (starts staggered by 3 s / n): a count is sustained when the HLS p95 is
     under 2 segment durations and the delay does not grow (mean of the last third of segments minus the
     first third < GROWTH_LIMIT s); the largest sustained count is reported.
-(c) hls.js in Chromium (tests/e2e harness) on a fresh real-time stream: hls.js's own `latency` (seconds
+(c) hls.js in Chromium (tests.harness.players) on a fresh real-time stream: hls.js's own `latency` (seconds
     behind the live edge of the playlist), and glass-to-glass = wall clock when a frame is shown minus when
     the phone captured it (creation + its media time: segment k's media starts where k-1 ended).
 """
@@ -23,10 +23,8 @@ when each segment id first appears. Everything started here is stopped on the wa
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
-import shutil
 import statistics
 import sys
 import tempfile
@@ -42,13 +40,12 @@ from xml.etree import ElementTree
 
 import requests
 
-from bench.common import bench_config, percentile
+from bench.common import percentile, stack
 from server.transcode import ffmpeg
 from server.transcode.ladder import parse_ladder, plan_ladder
-from tests import services as real
-from tests.android import segment_upload
-from tests.integration.conftest import Stack
-from tests.media import make_segment
+from tests.harness.android import segment_upload
+from tests.harness.media import make_segment
+from tests.harness.stack import Stack
 
 SEGMENT_S = 3.0
 DURATIONS = (3.0, 2.9, 3.1, 3.0, 3.1, 2.9, 3.0, 3.0)
@@ -75,25 +72,11 @@ def fmt(values: Sequence[float]) -> str:
 @contextmanager
 def served_stack(workers: int, **overrides: object) -> Iterator[Stack]:
     """Yield a Stack on a fresh database and private gearmand, served over HTTP, with `workers` workers."""
-    # werkzeug sets its logger to INFO on first use; one line per poll would drown the figures.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    tmp = Path(tempfile.mkdtemp(prefix="team03-bench-live-"))
-    url = real.create_database()
-    gearmand = real.Gearmand().start()
-    stack: Stack | None = None
-    try:
-        stack = Stack(bench_config(url, tmp, gearmand, **{"GAP_TIMEOUT": 10.0, **overrides}), gearmand)
-        stack.tmp = tmp  # type: ignore[attr-defined]
+    with stack(**{"GAP_TIMEOUT": 10.0, **overrides}) as s:
         for _ in range(workers):
-            stack.start_worker(tmp / "workers.log")
-        stack.serve()
-        yield stack
-    finally:
-        if stack is not None:
-            stack.close()
-        gearmand.stop()
-        real.drop_database(url)
-        shutil.rmtree(tmp, ignore_errors=True)
+            s.start_worker(s.tmp / "workers.log")
+        s.serve()
+        yield s
 
 
 def make_segments(folder: Path, count: int) -> list[Path]:
@@ -283,7 +266,7 @@ def worker_job_times(log: Path) -> list[float]:
 
 def glass_to_glass(base: str, segments: list[bytes]) -> None:
     """Play a fresh real-time stream in hls.js at its live edge and print what the viewer experiences."""
-    from tests.e2e.players import play
+    from tests.harness.players import play
 
     stream = Stream(0)
     phone = threading.Thread(target=record, args=(base, stream, segments, 0.0), daemon=True)
@@ -341,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--streams must be auto or a number")
     started = time.monotonic()
     with served_stack(args.workers) as stack:
-        tmp: Path = stack.tmp  # type: ignore[attr-defined]
+        tmp = stack.tmp
         paths = make_segments(tmp / "phone", args.segments)
         segments = [p.read_bytes() for p in paths]
         floor = encode_floor(paths[0], stack.config.LADDER)

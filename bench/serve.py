@@ -33,7 +33,7 @@ from pathlib import Path
 import requests
 
 from bench.live_latency import make_segments, percentile, served_stack
-from tests import services as real
+from tests.harness import services as real
 
 TARGETS = ("master.m3u8", "HIGH/playlist.m3u8", "manifest.mpd", "HIGH/000001.m4s")
 NGINX_CONF = """\

@@ -2,7 +2,7 @@
 
     python -m bench.transcode [--segments 8] [--live-segments 10]
 
-S phone-like segments (tests.media.make_segment: 1080x720, 30 fps, 2.9-3.1 s) are made once.
+S phone-like segments (tests.harness.media.make_segment: 1080x720, 30 fps, 2.9-3.1 s) are made once.
 
 (a) raw: for each segment in turn, the exact argv the worker runs
     (ffmpeg.transcode_argv(src, plan_ladder(ladder), outputs, source=probe(src))); wall time
@@ -18,6 +18,7 @@ S phone-like segments (tests.media.make_segment: 1080x720, 30 fps, 2.9-3.1 s) ar
     MEDIA_ROOT, API_URL = the app over loopback HTTP): it downloads each original and uploads each
     output; a `--only package` worker with the database packages. Remote/local throughput (target
     >= 0.9) and the per-segment transfer cost from the remote worker's own "transfer" lines.
+    `--remote-only` runs only (b) with 1 worker and (d).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import os
 import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -37,17 +39,19 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from sqlalchemy import event, select, text
 
-from bench.common import Stack, http_server, ms, ok_lines, percentile, stack
+from bench.common import ms, ok_lines, percentile, stack
 from server import workers
-from server.clock import SystemClock
-from server.jobs import PACKAGE_VIDEO
+from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
+from server.jobs.queue import queue_status
 from server.media.storage import commit_file
 from server.models import Segment
 from server.transcode import ffmpeg
 from server.transcode.cmaf import track_durations
 from server.transcode.ladder import Rung, plan_ladder
-from tests.android import segment_upload
-from tests.media import make_segment
+from tests.harness.android import segment_upload
+from tests.harness.media import make_segment
+from tests.harness.services import ROOT, wait_for
+from tests.harness.stack import Stack, http_server
 
 DURATIONS = (3.0, 2.9, 3.1, 2.95, 3.05, 3.0, 2.9, 3.1)
 POLL = 0.05
@@ -284,6 +288,7 @@ def print_batch(b: Batch, seconds: float, raw_wall: float) -> None:
 # --- (d) a remote worker -----------------------------------------------------------------------
 
 TRANSFER_LINE = re.compile(r"transfer (down|up) attempt (\d+) (?:\S+ )?(\d+) bytes ([\d.]+) s")
+REGISTER_TIMEOUT = 30.0
 
 
 @dataclass
@@ -296,14 +301,12 @@ class RemoteRun:
 def remote_batch(s: Stack, sources: list[Path]) -> RemoteRun:
     """Run the 1-worker batch with the transcode in a remote worker talking to the app over loopback HTTP."""
     with s.services.sessions() as session:
-        token = workers.mint_token(session, "bench-remote", now=SystemClock().now())
+        token = workers.mint_token(session, "bench-remote", now=s.services.clock.now())
     remote_media = s.tmp / "remote-media"
     remote_media.mkdir()
 
     def start(log: Path) -> None:
-        s.start_workers(
-            1, log, command=[sys.executable, "-m", "server.segment_processor", "--only", "package"], function=PACKAGE_VIDEO
-        )
+        s.start_worker(log, command=[sys.executable, "-m", "server.segment_processor", "--only", "package"])
         env = {
             "PATH": os.environ["PATH"],
             "LOG_LEVEL": "INFO",
@@ -313,13 +316,22 @@ def remote_batch(s: Stack, sources: list[Path]) -> RemoteRun:
             "MEDIA_ROOT": str(remote_media),
             "WORKER_CONCURRENCY": "1",
         }
-        s.start_workers(1, log, env=env)
+        with open(log, "ab") as stderr:
+            argv = [sys.executable, "-m", "server.segment_processor"]
+            s.workers.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr))
+        wait_for(lambda: _registered(s, PACKAGE_VIDEO) and _registered(s, TRANSCODE_SEGMENT), REGISTER_TIMEOUT, f"workers; {log}")
 
     with http_server(s.app) as url:
         result = batch(s, sources, 1, start=start, title="remote")
     text = (s.tmp / "workers-remote.log").read_text(errors="replace")
     moves = [(m[1], int(m[3]), float(m[4])) for m in TRANSFER_LINE.finditer(text)]
     return RemoteRun(result, [(b, t) for d, b, t in moves if d == "down"], [(b, t) for d, b, t in moves if d == "up"])
+
+
+def _registered(s: Stack, function: str) -> bool:
+    if any(p.poll() is not None for p in s.workers):
+        raise RuntimeError("a worker exited before it registered with gearmand")
+    return queue_status(s.config.GEARMAN_SERVERS).total(function).get("workers", 0) >= 1
 
 
 def print_remote(r: RemoteRun, local: Batch, seconds: float) -> None:
@@ -334,7 +346,7 @@ def print_remote(r: RemoteRun, local: Batch, seconds: float) -> None:
     print(
         f"  per segment: download {down_bytes / n / 1e6:.2f} MB in {ms(down_time / n)},"
         f" upload {len(r.up) / n:.0f} outputs {up_bytes / n / 1e6:.2f} MB in {ms(up_time / n)}"
-        f" (with SHA-256 both ends); transfer = {(down_time + up_time) / n / (r.batch.wall / n):.1%} of the per-segment wall"
+        f" (with SHA-256 both ends); transfer = {(down_time + up_time) / r.batch.wall:.1%} of the wall"
     )
 
 

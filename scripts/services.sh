@@ -12,6 +12,13 @@ HOST=127.0.0.1
 MARIADB_PORT=3306
 GEARMAN_PORT=4730
 MEMCACHED_PORT=11211
+# gearmand hands a job to a worker again when the worker's connection drops while it holds the job
+# (kill -9, OOM, a lost host), and by default does so forever: one job that kills its worker would
+# take down every worker in turn. 3 = at most three runs (measured: --job-retries=N runs a job at most
+# N times), so a worker lost in a deploy costs no wait, while a poisonous job is dropped after two
+# victims. The attempt rows and the reaper (lease expiry, JOB_MAX_ATTEMPTS) are the real safety net:
+# they re-submit or fail for good what gearmand dropped. tests/services.py `Gearmand` uses the same value.
+GEARMAN_JOB_RETRIES=3
 
 usage() {
     echo "usage: $0 start|stop|status" >&2
@@ -74,6 +81,7 @@ gearmand_start() {
         log "gearmand: starting (in-memory queue)"
         # queue-type builtin keeps jobs in memory only: nothing survives a restart, by design.
         gearmand --listen="$HOST" --port="$GEARMAN_PORT" --daemon --queue-type=builtin \
+            --job-retries="$GEARMAN_JOB_RETRIES" \
             --pid-file="$RUN_DIR/gearmand.pid" --log-file="$RUN_DIR/gearmand.log" --verbose=WARNING
     fi
     wait_port "$HOST" "$GEARMAN_PORT" 30 gearmand

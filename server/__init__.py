@@ -16,8 +16,13 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
-def create_app(config: Config | None = None, *, services: Services | None = None) -> Flask:
-    """Build the web app; without GEARMAN_SERVERS it also runs the jobs on local threads."""
+def create_app(config: Config | None = None, *, services: Services | None = None, local_runner: bool = False) -> Flask:
+    """Build the web app; with `local_runner` and no GEARMAN_SERVERS it also runs the jobs on local threads.
+
+    Only a caller that knows it is the one process asks for the local runner (dev_run.py, the test and
+    bench harnesses): gunicorn builds one app per worker process, and each would start its own runner
+    and reaper over the same database and media tree.
+    """
     config = config or Config.from_env()
     configure_logging(config.LOG_LEVEL)
     from server.api import init_app
@@ -33,13 +38,27 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     )
     services = services or Services.build(config)
     if services.queue is None:
-        from server.work import start_local_runner
-
-        start_local_runner(services)
+        _attach_runner(services, local_runner)
     app.extensions["team03"] = services
     init_app(app)
     app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT)  # type: ignore[method-assign]
     return app
+
+
+def _attach_runner(services: Services, local_runner: bool) -> None:
+    """Run the jobs on this process's threads if asked; otherwise uploads wait for a segment_processor."""
+    if local_runner:
+        from server.work import start_local_runner
+
+        start_local_runner(services)
+        return
+    from server.jobs.queue import NoQueue
+
+    services.queue = NoQueue()
+    logging.getLogger(__name__).error(
+        "GEARMAN_SERVERS is not set and this web process runs no local job runner (gunicorn never does): uploads are "
+        "stored but wait until a segment_processor is started (set GEARMAN_SERVERS for it and for the web processes)"
+    )
 
 
 def configure_logging(level: str) -> None:

@@ -1,8 +1,8 @@
 """What an operator or a load balancer asks: is this process able to serve, and is the system converging.
 
 `ping` answers a load balancer: can this process reach its database (the source of truth)? `status`
-answers an operator: the queue and its workers, the cache, the media disk, and the segments still
-waiting, each with what is wrong in plain words. A problem that only delays work makes the system
+answers an operator: the queue and its workers (each gearmand and their total), the cache, the media
+disk, and the segments still waiting, each with what is wrong in plain words. A problem that only delays work makes the system
 "degraded", never "down": segments wait in the database and the reaper converges once it is fixed.
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 
 from server.db import schema_revisions
 from server.jobs import TRANSCODE_SEGMENT
-from server.jobs.queue import queue_status
+from server.jobs.queue import ServerStatus, queue_status
 from server.models import Segment, SegmentState, Video, VideoType
 from server.services import Services
 
@@ -67,21 +67,32 @@ def _queue(services: Services, problems: list[str]) -> dict[str, Any]:
     servers = services.config.GEARMAN_SERVERS
     if not servers:
         return {"kind": "local", "ok": True}
-    try:
-        counts = queue_status(servers, timeout=SERVICE_TIMEOUT).get(TRANSCODE_SEGMENT, {})
-    except Exception as exc:  # pygearman raises several unrelated types on a dead server
-        problems.append(f"gearmand {','.join(servers)} does not answer ({type(exc).__name__}); uploads queue in the database")
-        return {"kind": "gearman", "ok": False}
-    workers = counts.get("workers", 0)
-    if workers == 0:
+    status = queue_status(servers, timeout=SERVICE_TIMEOUT)
+    total = status.total(TRANSCODE_SEGMENT)
+    for server in status.servers:
+        if server.error is not None:
+            fallback = "jobs go to the others" if status.answered else "uploads queue in the database"
+            problems.append(f"gearmand {server.server} does not answer ({server.error.split(':')[0]}); {fallback}")
+    if status.answered and total["workers"] == 0:
         problems.append(f"no segment_processor is registered with gearmand for {TRANSCODE_SEGMENT}")
-    return {
-        "kind": "gearman",
-        "ok": workers > 0,
-        "queued": counts.get("queued", 0),
-        "running": counts.get("running", 0),
-        "workers": workers,
-    }
+    elif status.answered:
+        for server in status.servers:
+            if server.error is None and server.functions.get(TRANSCODE_SEGMENT, {}).get("workers", 0) == 0:
+                problems.append(f"no segment_processor is registered with gearmand {server.server}: jobs sent there wait")
+    per_server = {s.server: _server_report(s) for s in status.servers}
+    ok = all(report["ok"] for report in per_server.values())
+    if not status.answered:
+        return {"kind": "gearman", "ok": False, "servers": per_server}
+    return {"kind": "gearman", "ok": ok, **total, "servers": per_server}
+
+
+def _server_report(server: ServerStatus) -> dict[str, Any]:
+    """One gearmand's counts for the transcode function, or that it does not answer."""
+    if server.error is not None:
+        return {"ok": False, "error": server.error}
+    counts = server.functions.get(TRANSCODE_SEGMENT, {})
+    report = {key: counts.get(key, 0) for key in ("queued", "running", "workers")}
+    return {"ok": report["workers"] > 0, **report}
 
 
 def _cache(services: Services, problems: list[str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def handle_transcode(origin: Origin, config: Config, data: bytes) -> None:
 def encode(origin: Origin, claim: Claim, config: Config) -> str:
     """Encode one claimed segment into every rung, its thumbnail and storyboard strip; return the outcome."""
     workdir = origin.workdir(claim)
+    # Renewed from the claim to the completion, often enough to show progress and three times per lease.
+    lease = _Lease(origin, claim, every=min(config.LEASE_SECONDS / 3, HEARTBEAT_MAX_INTERVAL))
+    lease.start()
     try:
         source = origin.fetch_source(claim, workdir)
         info = (
@@ -62,11 +66,11 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
             tile_height=tile,
         )
         argv = ffmpeg.transcode_argv(source, plan, {r.name: files[f"{r.name}.mp4"] for r in plan}, source=info, pictures=pictures)
-        # Often enough to show progress, and at least three times per lease.
-        beat = _Heartbeat(origin, claim, every=min(config.LEASE_SECONDS / 3, HEARTBEAT_MAX_INTERVAL))
-        ffmpeg.run_with_progress(ffmpeg.with_progress(argv), config.FFMPEG_TIMEOUT, info.duration, beat)
+        ffmpeg.run_with_progress(ffmpeg.with_progress(argv), config.FFMPEG_TIMEOUT, info.duration, lease.on_progress)
         for name, path in files.items():
+            lease.check()
             origin.put_output(claim, name, path)
+        lease.check()
         origin.complete(claim)
         return "ok"
     except AttemptGone as exc:
@@ -77,6 +81,7 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
             origin.fail(claim, f"{type(exc).__name__}: {exc}", failure)
         return f"failed ({failure.value}): {str(exc)[:300]}"
     finally:
+        lease.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -89,17 +94,42 @@ def classify(exc: BaseException) -> Failure:
     return Failure.MEDIA
 
 
-class _Heartbeat:
-    """ffmpeg's progress callback: renews the lease at most every `every` seconds (AttemptGone stops ffmpeg)."""
+class _Lease(threading.Thread):
+    """Renew an attempt's lease every `every` seconds while the worker holds it, with ffmpeg's latest progress.
+
+    A renewal that fails for a passing reason (the database or the network) is retried at the next tick:
+    the lease outlasts two missed renewals. AttemptGone (the attempt was taken back) is kept, and the
+    worker stops at its next check: ffmpeg is killed from its progress callback.
+    """
 
     def __init__(self, origin: Origin, claim: Claim, every: float) -> None:
+        super().__init__(name=f"lease-{claim.attempt_id}", daemon=True)
         self.origin, self.claim, self.every = origin, claim, every
-        self.last = time.monotonic()
+        self.progress = 0.0
+        self.gone: AttemptGone | None = None
+        self._done = threading.Event()
 
-    def __call__(self, fraction: float) -> None:
-        if time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            self.origin.heartbeat(self.claim, fraction)
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            try:
+                self.origin.heartbeat(self.claim, self.progress)
+            except AttemptGone as exc:
+                self.gone = exc
+                return
+            except Exception as exc:  # noqa: BLE001 - any passing failure: the next tick retries
+                log.warning("attempt %s: lease renewal failed, retrying: %s", self.claim.attempt_id, exc)
+
+    def check(self) -> None:
+        if self.gone is not None:
+            raise self.gone
+
+    def on_progress(self, fraction: float) -> None:
+        self.progress = fraction
+        self.check()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 def workdir_for(root: Path, claim: Claim) -> Path:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
+from server import eventlog
 from server.changes import Change, video_change
 from server.errors import Conflict, NotFound
 from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, SegmentJob
@@ -219,9 +220,24 @@ def renew_lease(services: Services, session: Session, attempt_id: int, progress:
     if progress is not None:
         values["progress"] = max(0.0, min(1.0, float(progress)))
     renewed = session.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.outcome.is_(None)).values(**values))
-    session.commit()
     if renewed.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
         raise AttemptGone(f"attempt {attempt_id} is not running")
+    if progress is not None:  # for the dashboard: not a transition, and no revision moves
+        row = session.execute(
+            select(Attempt.video_id, Attempt.worker_id, Segment.segment_id).join(Segment).where(Attempt.id == attempt_id)
+        ).one()
+        eventlog.record(
+            session,
+            "attempt.progress",
+            at=now,
+            video_id=row.video_id,
+            segment_id=row.segment_id,
+            worker_id=row.worker_id,
+            attempt=attempt_id,
+            progress=values["progress"],
+        )
+    session.commit()
     return lease
 
 

@@ -158,6 +158,10 @@ class Segment(Base):
     audio_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
     audio_duration_ticks: Mapped[int | None] = mapped_column(BigInteger)
     packaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Ingest health (docs/admin-api.md): how long the upload's body took to arrive and be stored, and how
+    # many times the same bytes were uploaded again (a phone retrying after a lost answer).
+    upload_ms: Mapped[int | None] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     video: Mapped[Video] = relationship(back_populates="segments")
     renditions: Mapped[list[SegmentRendition]] = relationship(
@@ -254,3 +258,17 @@ class Admin(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
+
+
+class AdminSession(Base):
+    """A logged-in dashboard: the cookie holds a random token, this row its SHA-256 (server/api/auth.py)."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex of the cookie's token
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    address: Mapped[str | None] = mapped_column(String(64))

@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class Holds:
-    """Requests held until a video's first segment is published (server/playback.py): at most `slots` at once."""
+    """Requests held until a video's first segment is published (server/playback.py): at most `slots` at once.
+
+    Per process by design, unlike everything else several web processes share (rate-limit counters and
+    cached playlists live in memcached, the rest in the database): a slot is a thread of this process
+    that a held request keeps busy, so the bound that matters is per process, not per cluster.
+    """
 
     def __init__(self, slots: int) -> None:
         self.slots = slots

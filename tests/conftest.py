@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,8 +15,9 @@ from werkzeug.security import generate_password_hash
 
 from server.config import Config
 from server.models import Admin
-from tests import services as real
-from tests.media import make_segment
+from tests.harness import services as real
+from tests.harness.media import make_segment
+from tests.harness.stack import stack_config
 
 
 @pytest.fixture(scope="session")
@@ -45,17 +45,7 @@ def make_config(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-d
     """Return a factory of Configs on the test database and a private media root."""
 
     def factory(**overrides: object) -> Config:
-        values: dict[str, object] = {
-            "DATABASE_URL": database_url,
-            "MEDIA_ROOT": tmp_path / "media",
-            "SECRET_KEY": "test",
-            "GEARMAN_SERVERS": (),
-            "MEMCACHED_SERVERS": (),
-            "CACHE_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
-            "REAPER_INTERVAL": 0.5,
-        }
-        values.update(overrides)
-        return Config.from_env(**values)
+        return stack_config(database_url, tmp_path / "media", **{"REAPER_INTERVAL": 0.5, **overrides})
 
     return factory
 

@@ -1,4 +1,4 @@
-"""Gearman worker threads: each holds one job at a time, reconnects when gearmand comes back."""
+"""Gearman worker threads: each registers with every gearmand, holds one job at a time, and reconnects to one that comes back."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from server import create_app
-from tests.android import new_video_body, segment_upload
+from tests.harness.android import new_video_body
 
 
 @pytest.fixture
@@ -26,8 +26,3 @@ def video_id(client: FlaskClient) -> int:
     response = client.post("/videos", json=new_video_body("fixture video"))
     assert response.status_code == 201, response.json
     return response.json["video_id"]
-
-
-def upload(client: FlaskClient, video_id: int, segment_id: int | str, data: bytes | None, extension: str | None = "mp4"):  # type: ignore[no-untyped-def]
-    body, content_type = segment_upload(segment_id, data, extension)
-    return client.post(f"/video_segment/{video_id}", data=body, content_type=content_type)

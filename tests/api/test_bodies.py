@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from server import create_app, ingest
 from server.models import Segment, Video
-from tests.android import new_video_body, segment_upload
+from tests.harness.android import new_video_body, segment_upload
 
 
 @pytest.fixture

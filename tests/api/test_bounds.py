@@ -11,9 +11,9 @@ from flask import Flask
 from sqlalchemy import event
 
 from server import create_app
-from tests.android import new_video_body
-from tests.api.conftest import upload
-from tests.services import migrate
+from tests.harness.android import new_video_body
+from tests.harness.services import migrate
+from tests.harness.stack import upload
 
 BAD_IDS = ["1000000", "١", "٣٤", "9" * 5000, "-1", "1.5", "+1", "1e3", ""]
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 
 from server import make_dev_server
-from tests.services import wait_for
+from tests.harness.services import wait_for
 
 
 class Body:

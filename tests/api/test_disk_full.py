@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server import create_app
-from tests.api.conftest import upload
+from tests.harness.stack import upload
 
 
 def test_disk_full_is_507_and_nothing_is_half_written(make_config, gearmand, tiny_disk, segment_files):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from server import create_app
-from tests.android import new_video_body
+from tests.harness.android import new_video_body
 
 WAIT = 0.6
 STANDARD = ("manifest.mpd", "HIGH/playlist.m3u8", "LOW/playlist.m3u8", "audio/playlist.m3u8")

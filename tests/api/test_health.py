@@ -13,8 +13,8 @@ from server import create_app
 from server.db import alembic_config
 from server.jobs import TRANSCODE_SEGMENT
 from server.models import Admin, Segment
-from tests.api.conftest import upload
-from tests.services import free_port
+from tests.harness.services import free_port
+from tests.harness.stack import upload
 
 
 def test_ping_is_public_and_never_cached(client):
@@ -28,17 +28,18 @@ def test_status_needs_an_admin_login(client):
     assert response.status_code == 401 and response.json["code"] == "unauthorized"
 
 
-def test_status_reports_a_queue_without_workers_and_the_waiting_segment(client, video_id, segment_files, admin_auth):
+def test_status_reports_a_queue_without_workers_and_the_waiting_segment(client, gearmand, video_id, segment_files, admin_auth):
     assert upload(client, video_id, 0, segment_files[0].read_bytes()).status_code == 201
     report = client.get("/status.json", headers=admin_auth).json
     assert report["status"] == "degraded"
     assert report["problems"] == [f"no segment_processor is registered with gearmand for {TRANSCODE_SEGMENT}"]
-    assert report["queue"] == {"kind": "gearman", "ok": False, "queued": 1, "running": 0, "workers": 0}
+    counts = {"queued": 1, "running": 0, "workers": 0}
+    assert report["queue"] == {"kind": "gearman", "ok": False, **counts, "servers": {gearmand.address: {"ok": False, **counts}}}
     segments = report["database"]["segments"]
     assert (segments["queued"], segments["running"], segments["packaged"], segments["failed"]) == (1, 0, 0, 0)
     assert 0 <= segments["oldest_waiting_seconds"] < 60
     assert report["database"]["videos"] == {"live": 1, "vod": 0}
-    assert report["database"]["ok"] and report["database"]["schema"] == "0003"  # migrated to head
+    assert report["database"]["ok"] and report["database"]["schema"] == "0004"  # migrated to head
     assert report["media"]["ok"] and report["media"]["free_bytes"] > 0
     assert report["cache"] == {"kind": "local", "ok": True}
 
@@ -52,7 +53,8 @@ def test_status_names_a_dead_gearmand_a_dead_memcached_and_a_full_disk(make_conf
     finally:
         app.extensions["team03"].close()
     assert report["status"] == "degraded"
-    assert report["queue"] == {"kind": "gearman", "ok": False}
+    assert report["queue"]["kind"] == "gearman" and not report["queue"]["ok"] and "queued" not in report["queue"]
+    assert report["queue"]["servers"][nothing]["error"].startswith("ServerUnavailable")
     assert report["cache"] == {"kind": "memcached", "ok": False}
     assert not report["media"]["ok"] and report["media"]["free_bytes"] < config.MAX_SEGMENT_BYTES
     assert [p.split(" ", 1)[0] for p in report["problems"]] == ["gearmand", "memcached", str(report["media"]["free_bytes"])]
@@ -103,5 +105,5 @@ def test_status_names_a_schema_behind_the_code(make_config, tmp_path, admin_auth
     finally:
         app.extensions["team03"].close()
     assert report["status"] == "degraded" and report["database"]["ok"] is False
-    expected = "database schema is at 0001, the code expects 0003: run python -m server.cli db upgrade"
+    expected = "database schema is at 0001, the code expects 0004: run python -m server.cli db upgrade"
     assert report["problems"] == [expected]

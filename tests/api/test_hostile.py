@@ -21,8 +21,8 @@ from server import create_app
 from server.cache import MemcachedCache, memcached_key
 from server.cli import db_upgrade
 from server.models import Admin
-from tests.android import new_video_body, segment_upload
-from tests.services import ROOT, Memcached
+from tests.harness.android import new_video_body, segment_upload
+from tests.harness.services import ROOT, Memcached
 
 HUGE = "9" * 5000  # past Python's int max str digits (4300)
 ID_2_63 = str(2**63)
@@ -229,7 +229,7 @@ def test_hostile_requests_get_a_json_4xx_and_leak_nothing(hostile_app, caplog):
 def test_control_characters_in_a_title_are_stored_as_given_and_the_mpd_stays_valid_xml(make_config, memcached, segment_files):
     # The local runner encodes the segment in-process; the MPD request is held until it is packaged
     # (an MPD is only rendered once it lists a segment), with room for a slow machine.
-    app = create_app(make_config(MEMCACHED_SERVERS=(memcached.address,), FIRST_SEGMENT_WAIT=120.0))
+    app = create_app(make_config(MEMCACHED_SERVERS=(memcached.address,), FIRST_SEGMENT_WAIT=120.0), local_runner=True)
     try:
         client = app.test_client()
         title = "bell\x07 tab\t nul\x00 esc\x1b del\x7f <&> \ufffe end"

@@ -16,13 +16,13 @@ from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
 from server.models import Segment, SegmentState, Video
 from server.reaper import end_idle_videos, reap
-from tests.android import new_video_body, segment_upload
-from tests.api.conftest import upload
-from tests.services import Memcached
+from tests.harness.android import new_video_body, segment_upload
+from tests.harness.services import Memcached
+from tests.harness.stack import upload
 
 
 def _queued(gearmand) -> int:  # type: ignore[no-untyped-def]
-    return queue_status((gearmand.address,)).get(TRANSCODE_SEGMENT, {}).get("queued", 0)
+    return queue_status((gearmand.address,)).total(TRANSCODE_SEGMENT)["queued"]
 
 
 def _count(database_url: str, model: type) -> int:

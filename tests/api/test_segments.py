@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 from server.jobs import TRANSCODE_SEGMENT
 from server.jobs.queue import queue_status
 from server.models import Segment, SegmentState
-from tests.android import SEGMENT_KEYS
-from tests.api.conftest import upload
+from tests.harness.android import SEGMENT_KEYS
+from tests.harness.stack import upload
 
 
 def _queued(gearmand) -> int:  # type: ignore[no-untyped-def]
-    return queue_status((gearmand.address,)).get(TRANSCODE_SEGMENT, {}).get("queued", 0)
+    return queue_status((gearmand.address,)).total(TRANSCODE_SEGMENT)["queued"]
 
 
 def _rows(database_url: str) -> int:

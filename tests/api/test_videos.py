@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
-from tests.android import VIDEO_KEYS, new_video_body
-from tests.api.conftest import upload
+from tests.harness.android import VIDEO_KEYS, new_video_body
+from tests.harness.stack import upload
 
 
 def test_create_video_answers_the_full_video_object(client):

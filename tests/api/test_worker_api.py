@@ -15,7 +15,7 @@ from server.clock import SystemClock
 from server.encoding import encode, workdir_for
 from server.lifecycle import Claim
 from server.models import Attempt, AttemptOutcome, Worker
-from tests.api.conftest import upload
+from tests.harness.stack import upload
 
 SOURCE_ROUTES = [
     ("post", "/api/worker/hello"),

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.e2e.players import HarnessError, check_harness
+from tests.harness.players import HarnessError, check_harness
 
 
 @pytest.fixture(scope="session", autouse=True)

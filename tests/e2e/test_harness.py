@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.players import long_stalls, play, summary
+from tests.harness.players import long_stalls, play, summary
 
 SECONDS = 12
 MAX_STALL = 3.0

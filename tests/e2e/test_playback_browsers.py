@@ -21,12 +21,11 @@ from datetime import UTC
 import pytest
 import requests
 
-from server.config import Config
 from server.playlists import VIDEO_TIMESCALE
-from tests import services as real
-from tests.e2e.players import long_stalls, play, summary
-from tests.integration.conftest import Stack
-from tests.media import make_segment
+from tests.harness import services as real
+from tests.harness.media import make_segment
+from tests.harness.players import long_stalls, play, summary
+from tests.harness.stack import Stack, stack_config
 
 # Phone-like: 1080x720 at 30 fps, cut on keyframes, so durations wander around 3 s (whole frames).
 DURATIONS = (3.0, 2.9, 3.1, 3.0, 3.1, 2.9, 3.0, 3.0)
@@ -77,13 +76,10 @@ def stack(mysql_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     real.truncate_all(mysql_database)
     tmp = tmp_path_factory.mktemp("stack")
     gearmand = real.Gearmand().start()
-    config = Config.from_env(
-        DATABASE_URL=mysql_database,
-        MEDIA_ROOT=tmp / "media",
-        SECRET_KEY="test",
+    config = stack_config(
+        mysql_database,
+        tmp / "media",
         GEARMAN_SERVERS=(gearmand.address,),
-        MEMCACHED_SERVERS=(),
-        CACHE_PREFIX="e2e:",
         REAPER_INTERVAL=0.5,
         PROCESSING_DEADLINE=20.0,
         JOB_MAX_ATTEMPTS=3,

@@ -7,7 +7,7 @@ from pathlib import Path
 from server.transcode import ffmpeg
 from server.transcode.cmaf import decode_times
 from server.transcode.ladder import plan_ladder
-from tests.media import make_segment
+from tests.harness.media import make_segment
 
 
 def _renditions(tmp_path: Path) -> list[Path]:

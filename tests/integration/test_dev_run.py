@@ -13,8 +13,8 @@ from pathlib import Path
 import requests
 
 from server import create_app
-from tests.android import VIDEO_KEYS, new_video_body, segment_upload
-from tests.services import ROOT, free_port, wait_port
+from tests.harness.android import VIDEO_KEYS, new_video_body, segment_upload
+from tests.harness.services import ROOT, free_port, wait_port
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -86,10 +86,10 @@ def test_cli_migrates_and_creates_an_admin_who_can_rename(tmp_path):
 
 
 def test_closing_an_app_stops_its_local_reaper(make_config):
-    # An app built without GEARMAN_SERVERS runs a reaper thread; close() must end it, or every app a
+    # An app built with the local runner (no GEARMAN_SERVERS) runs a reaper thread; close() must end it, or every app a
     # process builds and throws away (tests, reloads) leaves one polling the database forever.
     before = set(threading.enumerate())
-    app = create_app(make_config(REAPER_INTERVAL=0.1))
+    app = create_app(make_config(REAPER_INTERVAL=0.1), local_runner=True)
     reapers = [t for t in set(threading.enumerate()) - before if t.name == "reaper"]
     assert len(reapers) == 1 and reapers[0].is_alive()
     app.extensions["team03"].close()

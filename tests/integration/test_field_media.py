@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import m3u8
 import pytest
 
-from tests.media import fragment_spans, make_segment
+from tests.harness.media import fragment_spans, make_segment
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 BOXES = {"HIGH": (720, 480), "MEDIUM": (480, 320), "LOW": (240, 160)}

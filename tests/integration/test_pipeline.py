@@ -11,7 +11,7 @@ from pathlib import Path
 from server.jobs import TRANSCODE_SEGMENT, SegmentJob
 from server.models import AttemptOutcome, SegmentState
 from server.transcode.cmaf import box_types, decode_times
-from tests.media import make_segment
+from tests.harness.media import make_segment
 
 
 def ffprobe(path: Path) -> dict:
@@ -170,7 +170,7 @@ def _outcomes(tmp_path, vid, what: str = "") -> int:
 
 
 def test_transient_failures_retry_with_backoff_then_error(make_config, gearmand, tmp_path):
-    from tests.integration.conftest import Stack
+    from tests.harness.stack import Stack
 
     # An ffmpeg timeout is a transient failure: retried JOB_MAX_ATTEMPTS times, then ERROR with the reason.
     stack = Stack(

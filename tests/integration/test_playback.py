@@ -88,7 +88,7 @@ def test_live_playlists_grow_then_become_vod(stack, segment_files, tmp_path):
 def test_players_opening_before_the_first_segment_are_answered_once_it_is_packaged(
     make_config, gearmand, segment_files, tmp_path
 ):  # type: ignore[no-untyped-def]
-    from tests.integration.conftest import Stack
+    from tests.harness.stack import Stack
 
     # A wait longer than any encode here, so the answer comes from the segment and not the deadline.
     stack = Stack(make_config(GEARMAN_SERVERS=(gearmand.address,), FIRST_SEGMENT_WAIT=120.0), gearmand)
@@ -262,7 +262,7 @@ def test_playlists_are_cached_in_memcached_by_revision(make_config, gearmand, se
     import os
 
     from server.answers import current_revision
-    from tests.integration.conftest import Stack
+    from tests.harness.stack import Stack
 
     servers = tuple(os.environ.get("MEMCACHED_SERVERS", "127.0.0.1:11211").split(","))
     stack = Stack(make_config(GEARMAN_SERVERS=(gearmand.address,), MEMCACHED_SERVERS=servers, REAPER_INTERVAL=0.5), gearmand)

@@ -24,9 +24,9 @@ from sqlalchemy import func, select
 from server import create_app, make_dev_server, workers
 from server.clock import SystemClock
 from server.models import Attempt, Event, Segment, Worker
-from tests.android import segment_upload
-from tests.netns import TestHost
-from tests.services import ROOT, Gearmand, stop_gracefully, wait_for
+from tests.harness.android import segment_upload
+from tests.harness.netns import TestHost
+from tests.harness.services import GEARMAND_JOB_RETRIES, ROOT, Gearmand, stop_gracefully, wait_for
 
 # Long enough that a worker on this busy 2-core machine renews in time (ffmpeg's progress lines drive its
 # heartbeats), short enough that a killed worker's attempt is taken back within seconds.
@@ -45,7 +45,8 @@ class PeerGearmand(Gearmand):
         return f"{self.host}:{self.port}"
 
     def argv(self) -> list[str]:
-        return [self.binary, f"--listen={self.host}", f"--port={self.port}", "--log-file=none", "--threads=1"]
+        retries = f"--job-retries={GEARMAND_JOB_RETRIES}"
+        return [self.binary, f"--listen={self.host}", f"--port={self.port}", "--log-file=none", "--threads=1", retries]
 
     def start(self) -> PeerGearmand:
         self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

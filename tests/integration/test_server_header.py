@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.services import ROOT, free_port, stop_gracefully, wait_port
+from tests.harness.services import ROOT, free_port, stop_gracefully, wait_port
 
 VERSION = re.compile(r"\d+\.\d|/\s*\d|werkzeug|python", re.IGNORECASE)  # "Werkzeug/3.1.9 Python/3.11.7"
 

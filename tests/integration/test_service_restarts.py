@@ -9,9 +9,9 @@ from sqlalchemy import create_engine, text
 
 from server.answers import current_revision
 from server.models import SegmentState
-from tests.integration.conftest import Stack
-from tests.media import make_segment
-from tests.services import MYSQL_BASE, Memcached
+from tests.harness.media import make_segment
+from tests.harness.services import MYSQL_BASE, Memcached
+from tests.harness.stack import Stack
 
 
 def _packaged(stack: Stack, video_id: int, segment_id: int) -> bool:

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from server.config import Config
 from server.models import Segment
-from tests import services as real
-from tests.android import new_video_body, segment_upload
+from tests.harness import services as real
+from tests.harness.android import new_video_body, segment_upload
 
 SLOW = 50
 ANDROID_TIMEOUT = 20.0  # seconds the Android app waits for an answer: "promptly" here means within that

@@ -15,7 +15,7 @@ from server.errors import FFmpegError, UnprocessableMedia
 from server.playlists.publish import audio_span
 from server.transcode import cmaf, ffmpeg
 from server.transcode.ladder import RenditionPlan, plan_ladder
-from tests.media import fragment_spans, make_segment
+from tests.harness.media import fragment_spans, make_segment
 
 FRAME = 1 / 30
 

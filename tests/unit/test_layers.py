@@ -33,9 +33,8 @@ def layer_of(module: str) -> int:
     best: tuple[int, int] | None = None
     for index, (_name, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
-                if best is None or len(prefix) > best[1]:
-                    best = (index, len(prefix))
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+                best = (index, len(prefix))
     assert best is not None, f"{module} is in no layer: add it to docs/workers.md and this test"
     return best[0]
 

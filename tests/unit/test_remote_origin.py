@@ -186,7 +186,7 @@ def test_a_claim_refused_with_409_is_a_skip(served) -> None:
 
 
 def test_nothing_listening_is_origin_unavailable_after_bounded_retries() -> None:
-    from tests.services import free_port
+    from tests.harness.services import free_port
 
     remote = origin(f"http://127.0.0.1:{free_port()}", retries=2)
     with pytest.raises(OriginUnavailable):

@@ -11,7 +11,7 @@ import pytest
 from server.config import Config, database_configured
 from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
 from server.segment_processor import Plan, Refused, plan
-from tests.services import ROOT
+from tests.harness.services import ROOT
 
 GEARMAN = ("127.0.0.1:4730",)
 REMOTE = {"GEARMAN_SERVERS": GEARMAN, "API_URL": "http://origin:8000", "WORKER_TOKEN": "t" * 43}

@@ -1,4 +1,4 @@
-"""Test media made by ffmpeg at test time (nothing binary is committed)."""
+"""Test and bench media made by ffmpeg at run time (nothing binary is committed)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,29 @@ def make_segment(
         remux = ["-i", str(target), "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}", "-movflags", "+faststart"]
         subprocess.run([*_FFMPEG, *remux, str(path)], check=True)
         target.unlink()
+    return path
+
+
+def make_cbr_segment(path: Path, *, seconds: float, video_bitrate: int, size: str = "1080x720") -> Path:
+    """Write a phone-like MP4 (testsrc2 + sine, H.264 CBR with filler, AAC) whose size follows the bit rate."""
+    rate = str(video_bitrate)
+    argv = [*_FFMPEG, "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds}"]
+    argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "30"]
+    # nal-hrd=cbr pads with filler NALs: testsrc2 is too easy to reach the bit rate otherwise.
+    argv += ["-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", rate, "-x264-params", "nal-hrd=cbr"]
+    argv += ["-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", str(path)]
+    subprocess.run(argv, check=True)
+    return path
+
+
+def make_sized_segment(path: Path, *, size_bytes: int, seconds: float) -> Path:
+    """Write a segment of about size_bytes (within ~5%): one calibration encode, then one corrected encode."""
+    guess = max(200_000, int(size_bytes * 8 / seconds) - 96_000)
+    make_cbr_segment(path, seconds=seconds, video_bitrate=guess)
+    actual = path.stat().st_size
+    if abs(actual - size_bytes) > 0.05 * size_bytes:
+        make_cbr_segment(path, seconds=seconds, video_bitrate=max(100_000, int(guess * size_bytes / actual)))
     return path
 
 

@@ -13,8 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-PLAY_MJS = HERE / "play.mjs"
+# The page, its script and the node packages stay with the browser tests; only this driver is shared.
+E2E = Path(__file__).resolve().parents[1] / "e2e"
+PLAY_MJS = E2E / "play.mjs"
 PLAYERS = ("dash", "hls", "shaka", "videojs", "native")
 # Launching Chromium and loading the page comes on top of the playback timeout.
 _STARTUP_SLACK = 60.0
@@ -37,7 +38,7 @@ def check_harness() -> None:
     if not os.access(chromium_path(), os.X_OK):
         missing.append(f"chromium at {chromium_path()}")
     for pkg in ("playwright-core", "dashjs", "hls.js", "shaka-player", "video.js"):
-        if not (HERE / "node_modules" / pkg / "package.json").is_file():
+        if not (E2E / "node_modules" / pkg / "package.json").is_file():
             missing.append(f"tests/e2e/node_modules/{pkg}")
     if missing:
         raise HarnessError(
@@ -99,7 +100,7 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CHROMIUM": chromium_path()}
     try:
         return subprocess.run(
-            argv, capture_output=True, text=True, cwd=HERE, env=env, timeout=timeout + _STARTUP_SLACK, check=False
+            argv, capture_output=True, text=True, cwd=E2E, env=env, timeout=timeout + _STARTUP_SLACK, check=False
         )
     except subprocess.TimeoutExpired as e:
         raise HarnessError(f"play.mjs hung past {timeout + _STARTUP_SLACK}s: {argv}") from e

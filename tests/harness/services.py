@@ -1,4 +1,4 @@
-"""Real services for tests: a fresh MariaDB database per run, private gearmand and memcached instances."""
+"""Real services for tests and benches: a fresh MariaDB database per run, private gearmand and memcached instances."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from sqlalchemy import create_engine, inspect, text
 
 from server.db import alembic_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MYSQL_BASE = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+GEARMAND_JOB_RETRIES = 3  # scripts/services.sh GEARMAN_JOB_RETRIES
 
 
 def create_database() -> str:
@@ -38,6 +39,15 @@ def create_database() -> str:
 
 def migrate(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
+
+
+def new_database(kind: str, folder: Path) -> str:
+    """Create and migrate a fresh database: a MariaDB one ("mysql"), or ("sqlite") a SQLite file in `folder`."""
+    if kind == "mysql":
+        return create_database()
+    url = f"sqlite:///{folder / 'stack.sqlite'}"
+    migrate(url)
+    return url
 
 
 def drop_database(url: str) -> None:
@@ -175,7 +185,9 @@ class Gearmand(LocalDaemon):
     binary_name = "gearmand"
 
     def argv(self) -> list[str]:
-        return [self.binary, "--listen=127.0.0.1", f"--port={self.port}", "--log-file=none", "--threads=1"]
+        # The same --job-retries as scripts/services.sh, which says why (at most 3 runs of a job whose worker dies).
+        retries = f"--job-retries={GEARMAND_JOB_RETRIES}"
+        return [self.binary, "--listen=127.0.0.1", f"--port={self.port}", "--log-file=none", "--threads=1", retries]
 
 
 class Memcached(LocalDaemon):
