@@ -78,9 +78,16 @@ def run_remote(s: Stack, count: int, _live_count: int) -> None:
     sources = [make_segment(s.tmp / f"src{i}.mp4", seconds=DURATIONS[i % len(DURATIONS)]) for i in range(count)]
     seconds = sum(ffmpeg.probe(src).duration for src in sources)
     print(f"load average before: {_load()}; media: {count} segments, {seconds:.2f} s of 1080x720 30 fps video")
-    local = batch(s, sources, 1)
-    print_batch(local, seconds, local.wall)
-    print_remote(remote_batch(s, sources), local, seconds)
+    # Alternated, so load from other work on the box falls on both; each pair is printed, then the means.
+    ratios = []
+    for _round in range(REMOTE_ROUNDS):
+        local = batch(s, sources, 1)
+        print_batch(local, seconds, local.wall)
+        remote = remote_batch(s, sources)
+        print_remote(remote, local, seconds)
+        ratios.append(local.wall / remote.batch.wall)
+        print(f"  load average: {_load()}")
+    print(f"\nremote/local throughput over {REMOTE_ROUNDS} alternated pairs: {' '.join(f'{r:.2f}' for r in ratios)}")
     print(f"load average after: {_load()}")
 
 
@@ -289,6 +296,7 @@ def print_batch(b: Batch, seconds: float, raw_wall: float) -> None:
 
 TRANSFER_LINE = re.compile(r"transfer (down|up) attempt (\d+) (?:\S+ )?(\d+) bytes ([\d.]+) s")
 REGISTER_TIMEOUT = 30.0
+REMOTE_ROUNDS = 2
 
 
 @dataclass
@@ -303,7 +311,7 @@ def remote_batch(s: Stack, sources: list[Path]) -> RemoteRun:
     with s.services.sessions() as session:
         token = workers.mint_token(session, "bench-remote", now=s.services.clock.now())
     remote_media = s.tmp / "remote-media"
-    remote_media.mkdir()
+    remote_media.mkdir(exist_ok=True)
 
     def start(log: Path) -> None:
         s.start_worker(log, command=[sys.executable, "-m", "server.segment_processor", "--only", "package"])
@@ -323,7 +331,9 @@ def remote_batch(s: Stack, sources: list[Path]) -> RemoteRun:
 
     with http_server(s.app) as url:
         result = batch(s, sources, 1, start=start, title="remote")
-    text = (s.tmp / "workers-remote.log").read_text(errors="replace")
+    log = s.tmp / "workers-remote.log"
+    text = log.read_text(errors="replace")
+    log.unlink()  # the next round's lines only
     moves = [(m[1], int(m[3]), float(m[4])) for m in TRANSFER_LINE.finditer(text)]
     return RemoteRun(result, [(b, t) for d, b, t in moves if d == "down"], [(b, t) for d, b, t in moves if d == "up"])
 
@@ -341,6 +351,9 @@ def print_remote(r: RemoteRun, local: Batch, seconds: float) -> None:
         f"  wall {r.batch.wall:6.2f} s   realtime factor {seconds / r.batch.wall:5.2f}x"
         f"   remote/local throughput {local.wall / r.batch.wall:5.2f} (target >= 0.9; local = (b) with 1 worker)"
     )
+    if r.batch.ok_in and local.ok_in:
+        remote_ok, local_ok = statistics.mean(r.batch.ok_in.values()), statistics.mean(local.ok_in.values())
+        print(f"  worker 'ok in' per segment: remote mean {remote_ok:.2f} s, local mean {local_ok:.2f} s")
     down_bytes, down_time = sum(b for b, _ in r.down), sum(t for _, t in r.down)
     up_bytes, up_time = sum(b for b, _ in r.up), sum(t for _, t in r.up)
     print(
