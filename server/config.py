@@ -60,6 +60,10 @@ class Config:
     RATE_LIMIT_UPLOAD: str = "6000/minute"
     RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
     TRUSTED_PROXIES: int = 0
+    # The dashboard's login (server/api/auth.py): a session ends after this long unused; failed logins
+    # (and failed HTTP Basic checks) per client address and per admin name before a 429.
+    ADMIN_SESSION_SECONDS: float = 8 * 3600.0
+    RATE_LIMIT_LOGIN_FAILURES: str = "5/15 minutes"
     RATE_LIMIT_WORKER_AUTH: str = "30/minute"  # failed worker-token checks per client address
     # A remote worker (docs/workers.md): the API it talks to and its token; no DATABASE_URL, no shared media.
     API_URL: str = ""

@@ -70,14 +70,17 @@ class InsufficientStorage(ServiceError):
 
 
 class Unauthorized(ServiceError):
+    """No admin login: none was sent, or it is wrong or expired."""
+
     status = 401
     code = "unauthorized"
-    challenge = 'Basic realm="team03 admin"'  # the WWW-Authenticate header of the answer
 
 
 class WorkerUnauthorized(Unauthorized):
     """The worker API needs a valid, unrevoked worker token (Authorization: Bearer)."""
 
+    # Sent as WWW-Authenticate: a browser never prompts for a Bearer challenge (only Basic and the like),
+    # so this one 401 can follow RFC 9110 without the cached-credentials risk server/api/errors.py avoids.
     challenge = 'Bearer realm="team03 worker"'
 
 
@@ -86,6 +89,24 @@ class Gone(ServiceError):
 
     status = 410
     code = "gone"
+
+
+class Forbidden(ServiceError):
+    """The login is valid but the request may not do this (an admin mutation without its CSRF token)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(ServiceError):
+    """Refused for now (too many failed logins); retry after Retry-After seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TranscodeError(ServiceError):

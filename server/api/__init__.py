@@ -7,6 +7,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
 from server.api import errors
+from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.context import close_session
 from server.api.health import Ping, Status
 from server.api.limits import init_limits
@@ -79,6 +80,10 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
+    # The admin dashboard (docs/admin-api.md): every /api/admin/ route but login calls require_admin first
+    (AdminLogin, "/api/admin/login"),
+    (AdminLogout, "/api/admin/logout"),
+    (AdminMe, "/api/admin/me"),
     # Workers (docs/workers.md): Bearer token, not rate-limited once authenticated
     (WorkerHello, "/api/worker/hello"),
     (WorkerAlive, "/api/worker/heartbeat"),
