@@ -206,8 +206,6 @@ class AttemptComplete(WorkerResource):
             committed = lifecycle.complete_attempt(services(), db, attempt_id, inline=False)
         except lifecycle.AttemptGone as exc:
             raise _gone(exc) from exc
-        except ValueError as exc:  # the MP4 parser's word for bytes that are no MP4: the worker's bad output, not our 500
-            raise UnprocessableMedia("an output is not a readable MP4; nothing was committed", detail=str(exc)) from exc
         return {"attempt_id": attempt_id, "committed": committed}, 200, _NO_STORE
 
 
