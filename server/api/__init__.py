@@ -11,6 +11,7 @@ from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.context import close_session
 from server.api.health import Ping, Status
 from server.api.limits import init_limits
+from server.api.openapi import OpenApiDocument
 from server.api.playback import (
     AndroidMpd,
     Clock,
@@ -80,6 +81,8 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
+    # This table as OpenAPI 3.1 (server/api/openapi.json): a route added here is added there too (tests/api/test_openapi.py)
+    (OpenApiDocument, "/openapi.json"),
     # The admin dashboard (docs/admin-api.md): every /api/admin/ route but login calls require_admin first
     (AdminLogin, "/api/admin/login"),
     (AdminLogout, "/api/admin/logout"),
