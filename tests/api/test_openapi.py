@@ -25,7 +25,7 @@ import server.api
 from server import create_app
 from server.api.openapi import CACHE_CONTROL, document
 from server.models import MAX_ID
-from tests.harness.android import SEGMENT_KEYS, VIDEO_KEYS, new_video_body
+from tests.harness.android import SEGMENT_KEYS, VIDEO_KEYS, new_video_body, segment_upload
 from tests.harness.stack import upload
 
 AUTOMATIC = {"HEAD", "OPTIONS"}  # Flask answers these for every route; the document says so once, in info
@@ -190,6 +190,24 @@ def test_android_answers_validate_against_their_schemas(client, segment_files):
     missing = client.get(f"/video/{MAX_ID}")
     assert missing.status_code == 404
     assert_answer(doc, "/video/{video_id}", "get", missing)
+
+
+def test_the_upload_form_documents_the_recorders_parts_exactly():
+    """The parts Retrofit sends (tests/harness/android.py builds them byte for byte) are the documented ones."""
+    form = document()["paths"]["/video_segment/{video_id}"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    body, content_type = segment_upload(7, b"bytes")
+    boundary = content_type.split("boundary=")[1].encode()
+    sent = {}
+    for chunk in body.split(b"--" + boundary)[1:-1]:
+        head = chunk.strip(b"\r\n").split(b"\r\n\r\n", 1)[0].decode()
+        headers = dict(line.split(": ", 1) for line in head.split("\r\n"))
+        name = re.search(r'name="([^"]+)"', headers["Content-Disposition"])[1]  # type: ignore[index]
+        sent[name] = headers
+    schema = resolve(document(), form["schema"])
+    assert set(sent) == set(schema["required"]) == set(form["encoding"])
+    for name, headers in sent.items():
+        assert headers["Content-Type"] == form["encoding"][name]["contentType"], name
+        assert set(form["encoding"][name]["headers"]) == set(headers) - {"Content-Type", "Content-Disposition"}, name
 
 
 def test_a_video_with_an_extra_key_does_not_validate():
