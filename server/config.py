@@ -68,6 +68,13 @@ class Config:
     # A remote worker (docs/workers.md): the API it talks to and its token; no DATABASE_URL, no shared media.
     API_URL: str = ""
     WORKER_TOKEN: str = ""
+    # Prometheus (README "Metrics"): gunicorn's processes share their counters through this directory
+    # (prometheus_client reads the same variable at import); /metrics wants this Bearer token, or without
+    # one a loopback caller; a segment_processor serves its own metrics on METRICS_HOST:METRICS_PORT (0: off).
+    PROMETHEUS_MULTIPROC_DIR: str = ""
+    METRICS_TOKEN: str = ""
+    METRICS_PORT: int = 0
+    METRICS_HOST: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
