@@ -89,8 +89,15 @@ class Config:
         return cls(**values)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
-        """Return the environment that reproduces this config in another process (a worker)."""
-        return {f.name: _render(getattr(self, f.name)) for f in fields(self)}
+        """Return the environment that reproduces this config in another process (a worker).
+
+        An empty PROMETHEUS_MULTIPROC_DIR is left out: prometheus_client turns multiprocess mode on when the
+        variable merely exists, and would write its files into the working directory.
+        """
+        env = {f.name: _render(getattr(self, f.name)) for f in fields(self)}
+        if not self.PROMETHEUS_MULTIPROC_DIR:
+            del env["PROMETHEUS_MULTIPROC_DIR"]
+        return env
 
     @property
     def uses_gearman(self) -> bool:

@@ -203,7 +203,9 @@ def test_with_a_token_every_caller_needs_it(make_config):
         wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 403 and "METRICS_TOKEN" in wrong.json["message"]
         assert client.get("/metrics", headers={"Authorization": "Basic c2NyYXBlLW1l"}).status_code == 403
-        good = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}, environ_overrides={"REMOTE_ADDR": "10.0.0.5"})
+        good = client.get(
+            "/metrics", headers={"Authorization": "Bearer scrape-me"}, environ_overrides={"REMOTE_ADDR": "10.0.0.5"}
+        )
         assert good.status_code == 200 and b"team03_segment_uploads_total" in good.data
     finally:
         app.extensions["team03"].close()
