@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from functools import lru_cache
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
@@ -270,7 +271,9 @@ def exposition(config: Config, system: SystemCollector) -> bytes:
     return generate_latest(_Sources([process_metrics(config), system]))  # type: ignore[arg-type]
 
 
-def serve(config: Config) -> None:
-    """Serve this process's metrics on METRICS_HOST:METRICS_PORT (a segment_processor); 0 = not at all."""
-    if config.METRICS_PORT:
-        start_http_server(config.METRICS_PORT, addr=config.METRICS_HOST)
+def serve(config: Config) -> WSGIServer | None:
+    """Serve this process's metrics on METRICS_HOST:METRICS_PORT from a thread (a segment_processor); 0 = not at all."""
+    if not config.METRICS_PORT:
+        return None
+    server, _thread = start_http_server(config.METRICS_PORT, addr=config.METRICS_HOST, registry=process_metrics(config))
+    return server

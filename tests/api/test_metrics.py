@@ -7,13 +7,15 @@ import re
 from collections.abc import Iterator
 
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import create_app, lifecycle
 from server.changes import video_change
+from server.config import Config
 from server.jobs import FUNCTIONS, TRANSCODE_SEGMENT
 from server.lifecycle import Claim, WorkerRef
-from server.metrics import quantile
+from server.metrics import quantile, serve
 from server.models import AttemptOutcome, SegmentState
 from server.retry import Failure
 from tests.harness.android import new_video_body
@@ -265,6 +267,21 @@ def test_the_grafana_dashboard_uses_only_exposed_metrics(client):
     used = {name for expr in exprs for name in re.findall(r"\bteam03_[a-z0-9_]+", expr)}
     assert used and used <= exposed, sorted(used - exposed)
     assert {re.sub(r"_(total|count|sum|bucket)$", "", n) for n in used} == set(EXPOSED)  # and it shows every one
+
+
+def test_a_worker_serves_its_own_metrics_on_metrics_port():
+    port = free_port()
+    server = serve(Config(METRICS_PORT=port))
+    assert server is not None and server.server_address[0] == "127.0.0.1"  # loopback unless METRICS_HOST says otherwise
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"team03_transcode_seconds", "team03_transcode_realtime_ratio", "team03_attempts"} <= names
+    assert "team03_live_streams" not in names  # the system's facts are the web's /metrics: a worker may have no database
+    assert serve(Config(METRICS_PORT=0)) is None
 
 
 def test_quantile_is_the_nearest_rank():
