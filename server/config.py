@@ -59,6 +59,11 @@ class Config:
     RATE_LIMIT_UPLOAD: str = "6000/minute"
     RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
     TRUSTED_PROXIES: int = 0
+    # The dashboard's event stream (GET /api/admin/events) holds one gunicorn thread while it is open:
+    # it ends after this many seconds (the browser reconnects where it left off), at most ADMIN_STREAMS
+    # at once per process (beyond: 503 with Retry-After), so streams never take every thread.
+    ADMIN_STREAM_SECONDS: float = 300.0
+    ADMIN_STREAMS: int = 8
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

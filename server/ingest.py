@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -117,12 +118,25 @@ class Accepted:
     created: bool
 
 
-def accept_segment(services: Services, session: Session, video: Video, segment_id: int, ext: str, upload: UploadFile) -> Accepted:
-    """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error."""
+def accept_segment(
+    services: Services,
+    session: Session,
+    video: Video,
+    segment_id: int,
+    ext: str,
+    upload: UploadFile,
+    *,
+    started: float | None = None,
+) -> Accepted:
+    """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error.
+
+    `started` is the request's start (time.monotonic()): the segment keeps how long its upload took,
+    from then until it was stored (the dashboard's upload ratio).
+    """
     existing = _admissible(session, video, segment_id, upload)
     if existing is not None and existing.sha256 == upload.sha256:
         upload.discard()
-        return Accepted(existing, created=False)  # a retry after a lost response
+        return Accepted(_count_duplicate(services, session, video.id, segment_id), created=False)  # a lost response
     session.rollback()
     # ffprobe runs before the video's row lock is taken: workers wait on that lock.
     info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
@@ -135,6 +149,7 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
             existing = _admissible(session, video, segment_id, upload)  # again, now that nothing can change
             if existing is not None and existing.sha256 == upload.sha256:
                 upload.discard()
+                existing.duplicates += 1
                 return Accepted(existing, created=False)
             segment = existing or Segment(video_id=video.id, segment_id=segment_id)
             if existing is None:
@@ -158,6 +173,7 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
             except IntegrityError:
                 raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
             upload.commit(final)
+            segment.upload_ms = None if started is None else round((time.monotonic() - started) * 1000)
     except BaseException:
         if old_original is None and not upload.path.exists():
             final.unlink(missing_ok=True)  # renamed into place, then the commit failed: no file without its row
@@ -167,6 +183,19 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
     lifecycle.submit(services, session, video.id, segment_id)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))
     return Accepted(_find_segment(session, video.id, segment_id) or segment, created=True)
+
+
+def _count_duplicate(services: Services, session: Session, video_id: int, segment_id: int) -> Segment:
+    """Count one more upload of a stored segment's very bytes (a phone retrying after a lost answer).
+
+    Not a state change: no event, and the revision (cache keys, playlists) stays where it is.
+    """
+    with video_change(session, video_id, services.clock):
+        segment = _find_segment(session, video_id, segment_id)
+        if segment is None:  # deleted meanwhile (an operator's retry of its video): the caller's 404 comes later
+            raise NotFound(f"segment {segment_id} of video {video_id} does not exist")
+        segment.duplicates += 1
+    return segment
 
 
 def check_source_limits(info: SourceInfo, config: Config) -> None:
