@@ -252,9 +252,7 @@ def end_video(services: Services, session: Session, video_id: int, last_segment_
             if video.last_segment_id != last_segment_id:
                 raise Conflict(f"video already ended at segment {video.last_segment_id}, not {last_segment_id}")
             return video
-        highest = session.scalar(
-            select(Segment.segment_id).where(Segment.video_id == video_id).order_by(Segment.segment_id.desc()).limit(1)
-        )
+        highest = _highest_segment(session, video_id)
         if highest is not None and highest > last_segment_id:
             raise Conflict(f"segment {highest} is already stored, after last_segment_id {last_segment_id}")
         video.last_segment_id = last_segment_id
@@ -262,6 +260,30 @@ def end_video(services: Services, session: Session, video_id: int, last_segment_
         change.event("video.ended", last_segment_id=last_segment_id)
     log.info("video %s ended at segment %s", video_id, last_segment_id)
     return video
+
+
+def end_stuck_video(services: Services, session: Session, video_id: int) -> Video:
+    """End (an operator's act) a live video whose phone will never call /video_end, at its highest stored segment.
+
+    Conflict when the video is not live and unended, or has no segment (delete it instead).
+    """
+    with video_change(session, video_id, services.clock) as change:
+        video = change.video
+        if video.type is not VideoType.LIVE or video.last_segment_id is not None:
+            raise Conflict(f"video {video_id} is not live (it is {video.type.value}, or already ended)")
+        highest = _highest_segment(session, video_id)
+        if highest is None:
+            raise Conflict(f"video {video_id} has no segment to end at; delete it instead")
+        video.last_segment_id = highest
+        video.ended_at = change.now
+        change.event("video.ended", last_segment_id=highest, by="admin")
+    log.info("video %s ended by an admin at segment %s", video_id, highest)
+    return video
+
+
+def _highest_segment(session: Session, video_id: int) -> int | None:
+    query = select(Segment.segment_id).where(Segment.video_id == video_id).order_by(Segment.segment_id.desc()).limit(1)
+    return session.scalar(query)
 
 
 def rename_video(services: Services, session: Session, video_id: int, title: str) -> Video:

@@ -7,6 +7,17 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
 from server.api import errors
+from server.api.admin import (
+    AdminAttemptCancel,
+    AdminEvents,
+    AdminSegmentRetry,
+    AdminSystem,
+    AdminVideo,
+    AdminVideoEnd,
+    AdminVideoRetry,
+    AdminVideos,
+    AdminWorkers,
+)
 from server.api.context import close_session
 from server.api.health import Ping, Status
 from server.api.limits import init_limits
@@ -67,6 +78,16 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
+    # The admin dashboard (docs/admin-api.md); its login routes are server/api/auth.py's
+    (AdminVideos, "/api/admin/videos"),
+    (AdminVideo, "/api/admin/videos/<int:video_id>"),
+    (AdminVideoEnd, "/api/admin/videos/<int:video_id>/end"),
+    (AdminVideoRetry, "/api/admin/videos/<int:video_id>/retry"),
+    (AdminSegmentRetry, "/api/admin/videos/<int:video_id>/segments/<int:segment_id>/retry"),
+    (AdminWorkers, "/api/admin/workers"),
+    (AdminAttemptCancel, "/api/admin/attempts/<int:attempt_id>/cancel"),
+    (AdminSystem, "/api/admin/system"),
+    (AdminEvents, "/api/admin/events"),
 ]
 
 
