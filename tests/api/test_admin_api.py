@@ -574,17 +574,20 @@ def test_a_committed_event_behind_a_later_one_is_not_skipped(
 ) -> None:
     video_id = new_video(services)
     stream = SseClient(f"{base_url}/api/admin/events", admin_auth)
+    slow = services.sessions()  # a transaction that takes its event's id now and commits later
     try:
-        slow = services.sessions()
         held = record(slow, "video.renamed", at=T0, video_id=video_id, title="slow")
-        slow.flush()  # takes its id now, commits later
+        slow.flush()
         rename(services, video_id, "fast")
         assert newest_event(services) > held.id  # committed first, with the higher id
+        # Three polls see "fast" committed behind the open "slow": the stream holds it back, sends nothing.
+        with pytest.raises(AssertionError, match="no event-stream message"):
+            stream.next(timeout=3 * admin.POLL_SECONDS)
         slow.commit()
-        slow.close()
         messages = stream.events(2, timeout=5)
         assert [m.data["data"]["title"] for m in messages] == ["slow", "fast"]
     finally:
+        slow.close()  # an open transaction would hold the events table's locks past the test
         stream.close()
 
 
