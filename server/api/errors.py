@@ -17,8 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _body(status: int, code: str, message: str, description: str, field: str | None = None):  # type: ignore[no-untyped-def]
-    # "error" repeats "code" under the name the admin API's contract gives it (docs/admin-api.md).
-    payload = {"code": code, "error": code, "message": message, "description": description}
+    payload = {"code": code, "message": message, "description": description}
     if field:
         payload["field"] = field
     response = jsonify(payload)

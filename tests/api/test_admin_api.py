@@ -148,7 +148,7 @@ def test_every_admin_route_needs_an_admin(client: FlaskClient, services: Service
     new_video(services)
     response = client.open(path, method=method, json={"title": "x"})
     assert response.status_code == 401
-    assert response.json is not None and response.json["error"] == "unauthorized" and response.json["message"]
+    assert response.json is not None and response.json["code"] == "unauthorized" and response.json["message"]
     assert events(services)[-1] == ("video.created", None)  # nothing changed
 
 
@@ -156,7 +156,7 @@ def test_every_admin_route_needs_an_admin(client: FlaskClient, services: Service
 def test_unknown_ids_are_404(client: FlaskClient, admin_auth: dict[str, str], method: str, path: str) -> None:
     response = client.open(path.replace("/1", "/99"), method=method, json={"title": "x"}, headers=admin_auth)
     assert response.status_code == 404, response.json
-    assert response.json is not None and response.json["error"] == "not_found"
+    assert response.json is not None and response.json["code"] == "not_found"
 
 
 # -- videos -----------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_search_and_filters(client: FlaskClient, services: Services, admin_auth:
 def test_bad_list_parameters_are_named(client: FlaskClient, admin_auth: dict[str, str], query: str, field: str) -> None:
     response = client.get(f"/api/admin/videos?{query}", headers=admin_auth)
     assert response.status_code == 400
-    assert response.json["field"] == field and response.json["error"] == "invalid_input"
+    assert response.json["field"] == field and response.json["code"] == "invalid_input"
 
 
 def test_a_video_in_detail(client: FlaskClient, services: Services, admin_auth: dict[str, str]) -> None:
@@ -288,7 +288,7 @@ def test_ending_a_stuck_live_video(client: FlaskClient, services: Services, admi
     assert response.json["type"] == "LIVE"  # segment 2 is still queued: not over yet
     assert ("video.ended", None) in events(services)
     again = client.post(f"/api/admin/videos/{video_id}/end", headers=admin_auth)
-    assert again.status_code == 409 and again.json["error"] == "conflict"
+    assert again.status_code == 409 and again.json["code"] == "conflict"
     assert client.post(f"/api/admin/videos/{empty}/end", headers=admin_auth).status_code == 409  # nothing to end at
 
 
