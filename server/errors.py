@@ -54,6 +54,14 @@ class NotReadyYet(ServiceError):
     retry_after = 1
 
 
+class TooManyStreams(ServiceError):
+    """This process already holds ADMIN_STREAMS event streams open (each a thread); retry after Retry-After."""
+
+    status = 503
+    code = "too_many_streams"
+    retry_after = 5
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"
@@ -128,6 +136,10 @@ class FFmpegError(TranscodeError):
         self.returncode = returncode
         self.stderr_tail = tail
         self.timed_out = timed_out
+
+
+class MetricsForbidden(Forbidden):
+    """/metrics answers a caller with METRICS_TOKEN (Authorization: Bearer), or without one set only a loopback caller."""
 
 
 def disk_full(exc: BaseException) -> bool:

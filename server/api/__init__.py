@@ -7,10 +7,22 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
 from server.api import errors
+from server.api.admin import (
+    AdminAttemptCancel,
+    AdminEvents,
+    AdminSegmentRetry,
+    AdminSystem,
+    AdminVideo,
+    AdminVideoEnd,
+    AdminVideoRetry,
+    AdminVideos,
+    AdminWorkers,
+)
 from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.context import close_session
-from server.api.health import Ping, Status
+from server.api.health import Healthz, Ping, Readyz, Status
 from server.api.limits import init_limits
+from server.api.metrics import Metrics
 from server.api.openapi import OpenApiDocument
 from server.api.playback import (
     AndroidMpd,
@@ -81,6 +93,9 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
+    (Healthz, "/healthz"),
+    (Readyz, "/readyz"),
+    (Metrics, "/metrics"),
     # This table as OpenAPI 3.1 (server/api/openapi.json): a route added here is added there too (tests/api/test_openapi.py)
     (OpenApiDocument, "/openapi.json"),
     # The admin dashboard (docs/admin-api.md): every /api/admin/ route but login calls require_admin first
@@ -97,6 +112,16 @@ ROUTES = [
     (AttemptOutput, "/api/worker/attempts/<int:attempt_id>/outputs/<string(maxlength=32):name>"),
     (AttemptComplete, "/api/worker/attempts/<int:attempt_id>/complete"),
     (AttemptFail, "/api/worker/attempts/<int:attempt_id>/fail"),
+    # The admin dashboard (docs/admin-api.md); its login routes are server/api/auth.py's
+    (AdminVideos, "/api/admin/videos"),
+    (AdminVideo, "/api/admin/videos/<int:video_id>"),
+    (AdminVideoEnd, "/api/admin/videos/<int:video_id>/end"),
+    (AdminVideoRetry, "/api/admin/videos/<int:video_id>/retry"),
+    (AdminSegmentRetry, "/api/admin/videos/<int:video_id>/segments/<int:segment_id>/retry"),
+    (AdminWorkers, "/api/admin/workers"),
+    (AdminAttemptCancel, "/api/admin/attempts/<int:attempt_id>/cancel"),
+    (AdminSystem, "/api/admin/system"),
+    (AdminEvents, "/api/admin/events"),
 ]
 
 

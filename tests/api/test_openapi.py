@@ -210,6 +210,28 @@ def test_the_upload_form_documents_the_recorders_parts_exactly():
         assert set(form["encoding"][name]["headers"]) == set(headers) - {"Content-Type", "Content-Disposition"}, name
 
 
+def test_admin_and_operations_answers_validate_against_their_schemas(client, admin_auth, video_id, segment_files):
+    doc = document()
+    assert upload(client, video_id, 0, segment_files[0].read_bytes()).status_code == 201
+    for path, concrete in (
+        ("/api/admin/videos", "/api/admin/videos"),
+        ("/api/admin/videos/{video_id}", f"/api/admin/videos/{video_id}"),
+        ("/api/admin/workers", "/api/admin/workers"),
+        ("/api/admin/system", "/api/admin/system"),
+        ("/api/admin/me", "/api/admin/me"),
+        ("/status.json", "/status.json"),
+        ("/ping", "/ping"),
+        ("/healthz", "/healthz"),
+        ("/readyz", "/readyz"),
+    ):
+        answer = client.get(concrete, headers=admin_auth)
+        assert answer.status_code == 200, (concrete, answer.json)
+        assert_answer(doc, path, "get", answer)
+    anonymous = client.get("/api/admin/videos")
+    assert anonymous.status_code == 401
+    assert_answer(doc, "/api/admin/videos", "get", anonymous)
+
+
 def test_a_video_with_an_extra_key_does_not_validate():
     body = {k: None for k in VIDEO_KEYS} | {"video_id": 1, "title": "t", "created_at": "x", "type": "LIVE", "status": "OK"}
     body |= {"segment_count": -1, "segment_duration": 3000, "uri_mpd": "m", "uri_m3u8": "m", "base_url": "/video_files/1"}
