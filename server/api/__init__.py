@@ -8,6 +8,7 @@ from werkzeug.routing import IntegerConverter, Map
 
 from server.api import errors
 from server.api.context import close_session
+from server.api.dashboard import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
 from server.api.health import Ping, Status
 from server.api.limits import init_limits
 from server.api.playback import (
@@ -67,11 +68,16 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
+    # The admin dashboard (static/dist): its files, then every client route (SpaPath never matches the paths above)
+    (DashboardIndex, "/"),
+    (DashboardAsset, "/assets/<string(maxlength=128):name>"),
+    (DashboardPage, "/<spa:path>"),
 ]
 
 
 def init_app(app: Flask) -> None:
     app.url_map.converters["int"] = DatabaseId
+    app.url_map.converters["spa"] = SpaPath
     app.json = JsonProvider(app)
     api = Api(app)
     for resource, path in ROUTES:
