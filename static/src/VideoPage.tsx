@@ -1,6 +1,6 @@
 import { lazy, Suspense, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Link, useNavigate, useParams } from 'react-router';
+import { Link, useNavigate, useParams } from 'react-router-dom';
 import { ApiError, endpoints, type Attempt, type SegmentRow, type VideoDetail } from './api';
 import { keys } from './events';
 import { age, bytes, clock, percent, seconds, time, useNow } from './format';

@@ -1,6 +1,6 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Link, useSearchParams } from 'react-router';
+import { Link, useSearchParams } from 'react-router-dom';
 import { endpoints, type Filter, type VideoQuery, type VideoRow } from './api';
 import { keys, removeRow, replaceRow } from './events';
 import { age, clock, useNow } from './format';

@@ -1,5 +1,5 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Link } from 'react-router';
+import { Link } from 'react-router-dom';
 import { endpoints, type QueueCounts, type RunningAttempt, type VideoRow, type Workers, type Worker } from './api';
 import { keys } from './events';
 import { age, percent, seconds, useNow } from './format';
