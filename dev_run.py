@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from server import create_app, make_dev_server
-from server.cli import db_upgrade
+from server.cli import create_first_admin, db_upgrade, first_admin_banner
 from server.config import Config
 
 
@@ -21,7 +21,13 @@ def main() -> None:
     db_upgrade(config)
     # The one process of the dev stack, so it may run the jobs itself (gunicorn's processes never do).
     app = create_app(config, local_runner=not config.uses_gearman)
-    print(f"team03 on http://{args.host}:{args.port}  (database {config.DATABASE_URL.split('@')[-1]}, media {config.MEDIA_ROOT})")
+    print(
+        f"team03 on http://{args.host}:{args.port}  (database {config.DATABASE_URL.split('@')[-1]}, media {config.MEDIA_ROOT})",
+        flush=True,
+    )
+    password = create_first_admin(config)
+    if password is not None:
+        print(first_admin_banner(f"http://{args.host}:{args.port}/", "admin", password), flush=True)
     # Threaded so uploads, playlist polls and the dashboard do not wait on each other; never debug.
     server = make_dev_server(app, args.host, args.port)
     try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import secrets
 import sys
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from server.config import Config
@@ -35,6 +37,45 @@ def admin_create(config: Config, name: str, password: str) -> None:
         session.add(admin)
         session.commit()
     engine.dispose()
+
+
+def create_first_admin(config: Config, name: str = "admin") -> str | None:
+    """Create `name` with a random password if no admin exists yet; return that password (shown once), else None.
+
+    There is no default password: dev_run.py calls this at start and prints the result; nothing else does
+    (gunicorn never creates an admin; production uses `admin create`).
+    """
+    engine = make_engine(config.DATABASE_URL)
+    try:
+        with make_sessionmaker(engine)() as session:
+            if session.scalar(select(func.count()).select_from(Admin)):
+                return None
+            password = secrets.token_urlsafe(12)
+            session.add(Admin(name=name, password_hash=generate_password_hash(password)))
+            try:
+                session.commit()
+            except IntegrityError:  # another first start won the race: its password was printed there
+                return None
+            return password
+    finally:
+        engine.dispose()
+
+
+def first_admin_banner(url: str, name: str, password: str) -> str:
+    """The console block a newcomer reads on the first start: where the dashboard is and how to log in."""
+    rule = "=" * 72
+    return "\n".join(
+        [
+            rule,
+            f"  Dashboard: {url}",
+            "  No admin existed, so one was created. Log in with:",
+            f"    Username: {name}",
+            f"    Password: {password}",
+            "  This password is shown once, now. To set another, or add an admin:",
+            "    python -m server.cli admin create NAME",
+            rule,
+        ]
+    )
 
 
 def _read_password() -> str:

@@ -59,6 +59,10 @@ class Config:
     RATE_LIMIT_UPLOAD: str = "6000/minute"
     RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
     TRUSTED_PROXIES: int = 0
+    # The dashboard's login (server/api/auth.py): a session ends after this long unused; failed logins
+    # (and failed HTTP Basic checks) per client address and per admin name before a 429.
+    ADMIN_SESSION_SECONDS: float = 8 * 3600.0
+    RATE_LIMIT_LOGIN_FAILURES: str = "5/15 minutes"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

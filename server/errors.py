@@ -70,8 +70,28 @@ class InsufficientStorage(ServiceError):
 
 
 class Unauthorized(ServiceError):
+    """No admin login: none was sent, or it is wrong or expired."""
+
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    """The login is valid but the request may not do this (an admin mutation without its CSRF token)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(ServiceError):
+    """Refused for now (too many failed logins); retry after Retry-After seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TranscodeError(ServiceError):

@@ -7,6 +7,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
 from server.api import errors
+from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.context import close_session
 from server.api.dashboard import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
 from server.api.health import Ping, Status
@@ -68,7 +69,11 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
-    # The admin dashboard (static/dist): its files, then every client route (SpaPath never matches the paths above)
+    # The admin dashboard (docs/admin-api.md): every /api/admin/ route but login calls require_admin first
+    (AdminLogin, "/api/admin/login"),
+    (AdminLogout, "/api/admin/logout"),
+    (AdminMe, "/api/admin/me"),
+    # The dashboard's built app (static/dist): its files, then every client route (SpaPath never matches the paths above)
     (DashboardIndex, "/"),
     (DashboardAsset, "/assets/<string(maxlength=128):name>"),
     (DashboardPage, "/<spa:path>"),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -25,15 +28,17 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_dev_run_serves_a_phone_recording_from_upload_to_vod(tmp_path, segment_files):
+@contextmanager
+def _dev_run(tmp_path: Path, log_path: Path) -> Iterator[str]:
+    """Run `python dev_run.py` on SQLite, its console in `log_path`; yield its base URL once it listens; SIGTERM it."""
     port = free_port()
-    with (tmp_path / "dev_run.log").open("wb") as log:
+    with log_path.open("wb") as log:
         server = subprocess.Popen(
             [sys.executable, "dev_run.py", "--port", str(port)], cwd=ROOT, env=_env(tmp_path), stdout=log, stderr=log
         )
     try:
         wait_port(port, timeout=30)
-        _record_like_a_phone(f"http://127.0.0.1:{port}", segment_files, tmp_path)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()  # what an operator's service manager sends
         try:
@@ -41,9 +46,32 @@ def test_dev_run_serves_a_phone_recording_from_upload_to_vod(tmp_path, segment_f
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-            raise AssertionError(
-                "dev_run.py ignored SIGTERM for 30 s:\n" + (tmp_path / "dev_run.log").read_text()[-3000:]
-            ) from None
+            raise AssertionError(f"dev_run.py ignored SIGTERM for 30 s:\n{log_path.read_text()[-3000:]}") from None
+
+
+def test_dev_run_serves_a_phone_recording_from_upload_to_vod(tmp_path, segment_files):
+    with _dev_run(tmp_path, tmp_path / "dev_run.log") as base:
+        _record_like_a_phone(base, segment_files, tmp_path)
+
+
+def test_the_first_start_prints_a_one_time_admin_password_that_logs_in(tmp_path):
+    with _dev_run(tmp_path, tmp_path / "first.log") as base:
+        console = (tmp_path / "first.log").read_text()  # printed (and flushed) before the port opens
+        found = re.search(r"Dashboard: (\S+)\n.*\n +Username: (\S+)\n +Password: (\S+)\n.*shown once", console)
+        assert found, console[-3000:]
+        url, name, password = found.groups()
+        assert (url, name) == (f"{base}/", "admin") and len(password) >= 16
+        assert "python -m server.cli admin create NAME" in console
+        with requests.Session() as browser:
+            login = browser.post(f"{base}/api/admin/login", json={"username": name, "password": password}, timeout=10)
+            assert login.status_code == 200, login.text
+            assert browser.get(f"{base}/api/admin/me", timeout=10).json() == {"name": "admin", **login.json()}
+        assert (
+            requests.post(f"{base}/api/admin/login", json={"username": name, "password": "admin"}, timeout=10).status_code == 401
+        )
+    with _dev_run(tmp_path, tmp_path / "second.log"):  # an admin exists: no new password, none shown
+        console = (tmp_path / "second.log").read_text()
+        assert "team03 on http" in console and "Password" not in console and password not in console
 
 
 def _record_like_a_phone(base: str, segment_files: list[Path], tmp_path: Path) -> None:
