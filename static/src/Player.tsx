@@ -100,11 +100,9 @@ export function Player({ video }: { video: VideoDetail }) {
         <button
           type="button"
           className="small"
-          aria-pressed={!muted}
           onClick={() => media && (media.muted = !media.muted)}
-          aria-label={muted ? 'Unmute' : 'Mute'}
         >
-          {muted ? '🔇' : '🔊'}
+          {muted ? 'Unmute' : 'Mute'}
         </button>
         <div
           className="seek"

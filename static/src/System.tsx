@@ -24,7 +24,8 @@ export function SystemPage() {
 
 function SystemView({ info }: { info: SystemInfo }) {
   const { disk, series } = info;
-  const usedShare = disk.total ? disk.used / disk.total : 0;
+  // How full the file system is (the free space counts what MEDIA_ROOT can still write).
+  const usedShare = disk.total ? (disk.total - disk.free) / disk.total : 0;
   return (
     <>
       <div className="cards">
@@ -41,7 +42,7 @@ function SystemView({ info }: { info: SystemInfo }) {
             <div style={{ width: `${usedShare * 100}%` }} />
           </div>
           <p>
-            {bytes(disk.used)} used ({percent(usedShare)}), <strong>{bytes(disk.free)} free</strong> of {bytes(disk.total)}
+            <strong>{bytes(disk.free)} free</strong> of {bytes(disk.total)} ({percent(usedShare)} full), {bytes(disk.used)} used
           </p>
         </div>
         <div className="panel card">
@@ -97,11 +98,12 @@ const PAD = { left: 40, right: 10, top: 10, bottom: 24 };
 /** A 60-minute chart drawn in SVG: bars or lines (a null is a gap), a y axis from 0 with 4 ticks. */
 export function Chart({ minutes, lines }: { minutes: string[]; lines: Line[] }) {
   const all = lines.flatMap((l) => l.values.filter((v): v is number => v !== null));
-  const max = niceMax(Math.max(0, ...all));
+  const step = niceStep(Math.max(0, ...all) / 4);
+  const max = step * 4;
   const n = Math.max(1, minutes.length);
   const x = (i: number) => PAD.left + ((i + 0.5) / n) * (W - PAD.left - PAD.right);
   const y = (v: number) => H - PAD.bottom - (v / max) * (H - PAD.top - PAD.bottom);
-  const ticks = [0, 1, 2, 3, 4].map((k) => (max * k) / 4);
+  const ticks = [0, 1, 2, 3, 4].map((k) => step * k);
   const label = (iso: string | undefined) =>
     iso ? new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false }) : '';
   const summary = lines
@@ -117,12 +119,12 @@ export function Chart({ minutes, lines }: { minutes: string[]; lines: Line[] }) 
           <g key={t}>
             <line x1={PAD.left} x2={W - PAD.right} y1={y(t)} y2={y(t)} className="grid" />
             <text x={PAD.left - 6} y={y(t) + 4} textAnchor="end" className="axis">
-              {Number.isInteger(t) ? t : t.toFixed(1)}
+              {Number.isInteger(t) ? t : t.toFixed(2).replace(/0$/, '')}
             </text>
           </g>
         ))}
-        {[0, Math.floor(n / 2), n - 1].map((i) => (
-          <text key={i} x={x(i)} y={H - 6} textAnchor="middle" className="axis">
+        {[0, Math.floor(n / 2), n - 1].map((i, k) => (
+          <text key={i} x={x(i)} y={H - 6} textAnchor={(['start', 'middle', 'end'] as const)[k]} className="axis">
             {label(minutes[i])}
           </text>
         ))}
@@ -183,10 +185,10 @@ function path(values: (number | null)[], x: (i: number) => number, y: (v: number
   return d;
 }
 
-/** A round upper bound for the y axis (1, 2, 2.5 or 5 times a power of ten). */
-export function niceMax(v: number): number {
-  if (v <= 0) return 1;
+/** A round tick step at least `v` (1, 2 or 5 times a power of ten; 0.25 at the least). */
+export function niceStep(v: number): number {
+  if (v <= 0.25) return 0.25;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }

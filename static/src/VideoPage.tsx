@@ -4,7 +4,7 @@ import { Link, useNavigate, useParams } from 'react-router-dom';
 import { ApiError, endpoints, type Attempt, type SegmentRow, type VideoDetail } from './api';
 import { keys } from './events';
 import { age, bytes, clock, percent, seconds, time, useNow } from './format';
-import { Badge, Empty, ErrorView, Health, Loading } from './ui';
+import { Badge, Empty, ErrorText, ErrorView, Health, Loading } from './ui';
 import { RenameForm, VideoActions } from './Videos';
 
 // hls.js is most of the bundle: loaded only when a video page has something to play.
@@ -28,6 +28,13 @@ export function VideoPage() {
     return <ErrorView error={video.error} retry={() => void video.refetch()} />;
   }
   const v = video.data;
+  if (v.deleted) {
+    return (
+      <Empty>
+        “{v.title}” (video {v.id}) has just been deleted. <Link to="/">All videos</Link>
+      </Empty>
+    );
+  }
   const playable = v.segments.some((s) => s.state === 'PACKAGED');
   return (
     <section aria-labelledby="video-title" className="video-page">
@@ -44,7 +51,7 @@ export function VideoPage() {
           <Badge kind={v.type}>{v.type}</Badge>
           <Badge kind={v.status}>{v.status}</Badge>
           <span>{clock(v.duration)}</span>
-          <span>{v.segment_count} segments</span>
+          {v.segment_count >= 0 && <span>{v.segment_count} segments</span>}
           <span title={v.created_at}>created {age(v.created_at, now)}</span>
           {v.renditions.length > 0 && <span>{v.renditions.map((r) => `${r.name} ${r.height}p`).join(' · ')}</span>}
         </div>
@@ -181,7 +188,7 @@ function SegmentLine({ video, segment: s, rungs, now }: { video: VideoDetail; se
         <Badge kind={s.state} title={STATE_HELP[s.state]}>
           {s.state}
         </Badge>
-        {s.error && <div className="seg-error">{s.error}</div>}
+        {s.error && <ErrorText text={s.error} />}
       </td>
       <td>
         {time(s.uploaded_at)}
@@ -231,7 +238,7 @@ function Attempts({ attempts, now }: { attempts: Attempt[]; now: number }) {
           {a.finished_at && a.started_at && (
             <span className="sub"> in {seconds((Date.parse(a.finished_at) - Date.parse(a.started_at)) / 1000)}</span>
           )}
-          {a.error && <div className="seg-error">{a.error}</div>}
+          {a.error && <ErrorText text={a.error} />}
         </li>
       ))}
     </ol>

@@ -270,10 +270,12 @@ function VideoItem({ video }: { video: VideoRow }) {
             {video.status}
           </Badge>
           <span title="duration">{clock(video.duration)}</span>
-          <span>
-            {video.segment_count} segment{video.segment_count === 1 ? '' : 's'}
-            {video.segments_failed > 0 && <span className="level-alarm"> ({video.segments_failed} failed)</span>}
-          </span>
+          {video.segment_count >= 0 && (
+            <span>
+              {video.segment_count} segment{video.segment_count === 1 ? '' : 's'}
+            </span>
+          )}
+          {video.segments_failed > 0 && <span className="level-alarm">{video.segments_failed} failed</span>}
           <span title={video.created_at}>{age(video.created_at, now)}</span>
         </div>
         {video.type === 'LIVE' && video.health && <Health health={video.health} sinceMs={now - (video.fetched_at ?? now)} compact />}

@@ -73,6 +73,8 @@ export interface SegmentRow {
 }
 
 export interface VideoDetail extends VideoRow {
+  /** Client side: a video.deleted event named it while it was cached. */
+  deleted?: boolean;
   renditions: { name: string; width: number; height: number; bandwidth: number }[];
   segments: SegmentRow[];
 }

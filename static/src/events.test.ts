@@ -21,6 +21,7 @@ function spy(): Refresher & { calls: string[] } {
   return {
     calls,
     video: (id) => calls.push(`video:${id}`),
+    forget: (id) => calls.push(`forget:${id}`),
     firstPages: () => calls.push('firstPages'),
     workers: () => calls.push('workers'),
     system: () => calls.push('system'),
@@ -40,14 +41,16 @@ describe('applyEvent', () => {
     expect(r.calls).toEqual(['system', 'video:7']);
   });
 
-  it('a new video refreshes the first pages; a deleted one leaves every page', () => {
+  it('a new video refreshes the first pages; a deleted one leaves every page and is never fetched', () => {
     const client = new QueryClient();
     client.setQueryData<VideoPage>(keys.videoList(ALL), { videos: [row(7), row(6)], next_before: null });
+    client.setQueryData(keys.video(7), { ...row(7), renditions: [], segments: [] });
     const r = spy();
     applyEvent(client, event('video.created', { video_id: 8 }), r);
     applyEvent(client, event('video.deleted'), r);
-    expect(r.calls).toEqual(['firstPages', 'video:7', 'system']);
+    expect(r.calls).toEqual(['firstPages', 'forget:7', 'system']);
     expect(client.getQueryData<VideoPage>(keys.videoList(ALL))?.videos.map((v) => v.id)).toEqual([6]);
+    expect(client.getQueryData<VideoDetail>(keys.video(7))?.deleted).toBe(true);
   });
 
   it('progress is written into the cache without any fetch', () => {

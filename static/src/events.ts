@@ -133,6 +133,8 @@ export function applyProgress(client: QueryClient, ev: AdminEvent): void {
 
 export interface Refresher {
   video(id: number): void;
+  /** A deleted video: never fetched again. */
+  forget(id: number): void;
   firstPages(): void;
   workers(): void;
   system(): void;
@@ -143,9 +145,12 @@ export function refresher(client: QueryClient): Refresher {
   const videos = new Coalescer(100);
   const others = new Coalescer(150);
   const slow = new Coalescer(2000);
+  const deleted = new Set<number>();
   return {
+    forget: (id) => deleted.add(id),
     video: (id) =>
       videos.request(`video:${id}`, async () => {
+        if (deleted.has(id)) return;
         try {
           const detail = await endpoints.video(id);
           client.setQueryData(keys.video(id), detail);
@@ -187,8 +192,10 @@ export function applyEvent(client: QueryClient, ev: AdminEvent, refresh: Refresh
     return;
   }
   if (ev.kind === 'video.deleted') {
+    // Nothing to fetch (it would be a 404): an open page of it says it was deleted, and its player stops.
     removeRow(client, id);
-    refresh.video(id);
+    client.setQueryData<VideoDetail>(keys.video(id), (d) => d && { ...d, deleted: true });
+    refresh.forget(id);
     refresh.system();
     return;
   }

@@ -132,6 +132,18 @@ export function TileView({ tile, width }: { tile: Tile; width: number }) {
   );
 }
 
+/** An error text: its first line in full view, the rest (ffmpeg's stderr tail) one click away. */
+export function ErrorText({ text }: { text: string }) {
+  const short = text.length > 140 ? `${text.slice(0, 140)}…` : null;
+  if (!short) return <div className="seg-error">{text}</div>;
+  return (
+    <details className="seg-error">
+      <summary>{short}</summary>
+      {text}
+    </details>
+  );
+}
+
 const LEVEL = { ok: 'ok', warn: 'warn', alarm: 'alarm' } as const;
 
 /**
