@@ -1,3 +1,4 @@
+import { useEffect, useRef, useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { endpoints, type SystemInfo } from './api';
 import { keys } from './events';
@@ -91,12 +92,21 @@ interface Line {
   kind: 'line' | 'bars';
 }
 
-const W = 600;
 const H = 200;
 const PAD = { left: 40, right: 10, top: 10, bottom: 24 };
 
 /** A 60-minute chart drawn in SVG: bars or lines (a null is a gap), a y axis from 0 with 4 ticks. */
 export function Chart({ minutes, lines }: { minutes: string[]; lines: Line[] }) {
+  // Drawn at the width it is shown at, so its text stays readable from a phone to a wide screen.
+  const ref = useRef<HTMLElement>(null);
+  const [W, setW] = useState(600);
+  useEffect(() => {
+    const figure = ref.current;
+    if (!figure) return;
+    const observer = new ResizeObserver(([entry]) => setW(Math.max(240, Math.round(entry.contentRect.width))));
+    observer.observe(figure);
+    return () => observer.disconnect();
+  }, []);
   const all = lines.flatMap((l) => l.values.filter((v): v is number => v !== null));
   const step = niceStep(Math.max(0, ...all) / 4);
   const max = step * 4;
@@ -113,7 +123,7 @@ export function Chart({ minutes, lines }: { minutes: string[]; lines: Line[] }) 
     })
     .join('; ');
   return (
-    <figure className="chart">
+    <figure className="chart" ref={ref}>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
         {ticks.map((t) => (
           <g key={t}>

@@ -165,6 +165,7 @@ async function play(run) {
   run.report.playedTo = await position();
   run.report.qualityChosen = await quality.inputValue();
   const seek = page.getByLabel('Seek');
+  await seek.scrollIntoViewIfNeeded();
   const box = await seek.boundingBox();
   await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2);
   await until('a storyboard picture over the seek bar', 10, () => page.locator('.seek-preview .tile').count());
