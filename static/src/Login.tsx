@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useNavigate, useSearchParams } from 'react-router-dom';
-import { ApiError, endpoints, rememberSignedIn, setCsrfToken } from './api';
+import { Navigate, useNavigate, useSearchParams } from 'react-router-dom';
+import { ApiError, endpoints, rememberSignedIn, setCsrfToken, type Me } from './api';
 import { keys } from './events';
 
 /** Only paths of this app: `next` comes from the address bar and must not send anyone elsewhere. */
@@ -24,6 +24,9 @@ export function LoginPage() {
       navigate(safeNext(params.get('next')), { replace: true });
     },
   });
+  if (queryClient.getQueryData<Me | null>(keys.me) && !login.isPending) {
+    return <Navigate to={safeNext(params.get('next'))} replace />;
+  }
   const submit = (e: FormEvent) => {
     e.preventDefault();
     login.mutate();
