@@ -9,10 +9,11 @@ build, / says how to make one instead of failing.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
-from flask import Response, current_app, send_from_directory
+from flask import Response, current_app, request, send_from_directory
 from flask_restful import Resource
 from werkzeug.routing import PathConverter
 
@@ -49,9 +50,13 @@ NOT_BUILT = """<!doctype html>
 
 
 class SpaPath(PathConverter):
-    """A client route of the dashboard: any path whose first part is not one of SERVER_PATHS."""
+    """A client route of the dashboard: ASCII letters, digits, -, _ and /, not under one of SERVER_PATHS.
 
-    regex = r"(?!(?:" + "|".join(SERVER_PATHS) + r")(?:/|$))[^/].*?"
+    Client routes are only ever those characters, so a lookalike of a server path (/v%C3%ADdeos) or
+    anything stranger keeps the JSON 404 rather than getting the app.
+    """
+
+    regex = r"(?!(?:" + "|".join(SERVER_PATHS) + r")(?:/|$))[A-Za-z0-9_-][A-Za-z0-9_/-]*"
 
 
 def dist() -> Path:
@@ -66,9 +71,12 @@ def _index() -> Response:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Retry-After"] = "60"
         return response
-    response = send_from_directory(root, "index.html", conditional=True, etag=True, max_age=0)
+    # Small and read whole: no file handle outlives the request, whoever forgets to close the response.
+    data = (root / "index.html").read_bytes()
+    response = Response(data, content_type="text/html; charset=utf-8")
+    response.set_etag(hashlib.sha256(data).hexdigest()[:32])
     response.headers["Cache-Control"] = "no-cache"
-    return response
+    return response.make_conditional(request)
 
 
 class DashboardIndex(Resource):
@@ -78,9 +86,6 @@ class DashboardIndex(Resource):
 
 class DashboardPage(Resource):
     def get(self, path: str):  # type: ignore[no-untyped-def]
-        # A name with a dot is a file someone expects (robots.txt, an old bundle): no page pretends to be it.
-        if "." in path.rsplit("/", 1)[-1]:
-            raise NotFound(f"no such file: {path[:80]}")
         return _index()
 
 

@@ -57,6 +57,9 @@ def test_hashed_assets_are_cached_for_a_year(client, dist) -> None:
         "/live_mpd/x",
         "/time/x",
         "/ping/x",
+        "/v%C3%ADdeos",
+        "/workers%00",
+        "/a.b",
     ],
 )
 def test_server_paths_and_missing_files_keep_their_json_404(client, dist, path: str) -> None:
