@@ -53,6 +53,17 @@ describe('applyEvent', () => {
     expect(client.getQueryData<VideoDetail>(keys.video(7))?.deleted).toBe(true);
   });
 
+  it("a segment's event moves it and its rungs at once, before the refetch", () => {
+    const client = new QueryClient();
+    const segment = { segment_id: 3, state: 'RUNNING', rungs: [{ name: 'HIGH', state: 'RUNNING' }], attempts: [] };
+    client.setQueryData(keys.video(7), { ...row(7), renditions: [], segments: [segment] } as unknown as VideoDetail);
+    const r = spy();
+    applyEvent(client, event('segment.packaged', { segment_id: 3 }), r);
+    const after = client.getQueryData<VideoDetail>(keys.video(7))?.segments[0];
+    expect([after?.state, after?.rungs[0].state]).toEqual(['PACKAGED', 'PACKAGED']);
+    expect(r.calls).toEqual(['system', 'video:7']);
+  });
+
   it('progress is written into the cache without any fetch', () => {
     const client = new QueryClient();
     const detail = { ...row(7), renditions: [], segments: [{ segment_id: 0, attempts: [{ id: 3, progress: 0.1 }] }] };

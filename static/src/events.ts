@@ -2,7 +2,7 @@
 // each one to the TanStack Query cache. Nothing here polls on a timer: a query is fetched again only
 // because an event said its data changed (one video's row, the workers, the system page's figures).
 import type { QueryClient } from '@tanstack/react-query';
-import { endpoints, type Filter, type VideoDetail, type VideoPage, type VideoQuery, type VideoRow, type Workers } from './api';
+import { endpoints, type Filter, type SegmentState, type VideoDetail, type VideoPage, type VideoQuery, type VideoRow, type Workers } from './api';
 
 export interface AdminEvent {
   id: number;
@@ -131,6 +131,26 @@ export function applyProgress(client: QueryClient, ev: AdminEvent): void {
   );
 }
 
+const SEGMENT_STATES = new Set(['received', 'queued', 'running', 'encoded', 'packaged', 'failed']);
+
+/**
+ * Move a cached segment (and its rungs, which the server moves with it) to the state its event names,
+ * at once: the video's refetch that follows fills in the times, attempts and latency.
+ */
+export function applySegmentState(client: QueryClient, ev: AdminEvent): void {
+  const [, what] = ev.kind.split('.', 2);
+  if (ev.video_id === null || ev.segment_id === null || !SEGMENT_STATES.has(what)) return;
+  const state = what.toUpperCase() as SegmentState;
+  client.setQueryData<VideoDetail>(keys.video(ev.video_id), (d) =>
+    d && {
+      ...d,
+      segments: d.segments.map((seg) =>
+        seg.segment_id === ev.segment_id ? { ...seg, state, rungs: seg.rungs.map((r) => ({ ...r, state })) } : seg,
+      ),
+    },
+  );
+}
+
 export interface Refresher {
   video(id: number): void;
   /** A deleted video: never fetched again. */
@@ -142,24 +162,31 @@ export interface Refresher {
 
 /** The refreshers an event can ask for, each coalesced, each fetching only what the event touched. */
 export function refresher(client: QueryClient): Refresher {
-  const videos = new Coalescer(100);
+  const videos = new Coalescer(50);
+  // When an event last named each video: a fetch that started before it may predate what the cache
+  // already shows, so it is dropped; the Coalescer's next run (which that event asked for) applies.
+  const touched = new Map<number, number>();
   const others = new Coalescer(150);
   const slow = new Coalescer(2000);
   const deleted = new Set<number>();
   return {
     forget: (id) => deleted.add(id),
-    video: (id) =>
+    video: (id) => {
+      touched.set(id, performance.now());
       videos.request(`video:${id}`, async () => {
         if (deleted.has(id)) return;
+        const started = performance.now();
         try {
           const detail = await endpoints.video(id);
+          if ((touched.get(id) ?? 0) > started || deleted.has(id)) return;
           client.setQueryData(keys.video(id), detail);
           replaceRow(client, summary(detail));
         } catch (e) {
           // Gone meanwhile: its video.deleted event removes it; the open page shows "not found".
           if ((e as { status?: number }).status === 404) await client.invalidateQueries({ queryKey: keys.video(id) });
         }
-      }),
+      });
+    },
     firstPages: () =>
       others.request('first-pages', () =>
         client.invalidateQueries({
@@ -185,6 +212,7 @@ export function applyEvent(client: QueryClient, ev: AdminEvent, refresh: Refresh
     return;
   }
   if (family === 'attempt') refresh.workers();
+  if (family === 'segment') applySegmentState(client, ev);
   if (family === 'segment' && (what === 'packaged' || what === 'failed')) refresh.system();
   if (id === null) return;
   if (ev.kind === 'video.created') {
