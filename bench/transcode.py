@@ -14,6 +14,11 @@ S phone-like segments (tests.harness.media.make_segment: 1080x720, 30 fps, 2.9-3
     the workers' own "video X segment Y: ok in Z s" lines.
 (c) live: 2 workers, one segment uploaded every 3.0 s (paced like a phone); per segment
     upload response received -> packaged_at seen.
+(d) remote: the batch of (b) with 1 worker, but that worker is a remote one (no DATABASE_URL, its own
+    MEDIA_ROOT, API_URL = the app over loopback HTTP): it downloads each original and uploads each
+    output; a `--only package` worker with the database packages. Remote/local throughput (target
+    >= 0.9) and the per-segment transfer cost from the remote worker's own "transfer" lines.
+    `--remote-only` runs only (b) with 1 worker and (d).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import os
 import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -34,6 +40,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select, text
 
 from bench.common import ms, ok_lines, percentile, stack
+from server import workers
+from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
+from server.jobs.queue import queue_status
 from server.media.storage import commit_file
 from server.models import Segment
 from server.transcode import ffmpeg
@@ -41,7 +50,8 @@ from server.transcode.cmaf import track_durations
 from server.transcode.ladder import Rung, plan_ladder
 from tests.harness.android import segment_upload
 from tests.harness.media import make_segment
-from tests.harness.stack import Stack
+from tests.harness.services import ROOT, wait_for
+from tests.harness.stack import Stack, http_server
 
 DURATIONS = (3.0, 2.9, 3.1, 2.95, 3.05, 3.0, 2.9, 3.1)
 POLL = 0.05
@@ -56,10 +66,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.transcode", description=__doc__.split("\n\n")[0])
     parser.add_argument("--segments", type=int, default=8, help="segments in the batch runs (default 8)")
     parser.add_argument("--live-segments", type=int, default=10, help="segments in the live run (default 10)")
+    parser.add_argument("--remote-only", action="store_true", help="only (b) with 1 worker and (d): the remote/local ratio")
     args = parser.parse_args(argv)
     with stack("mysql") as s:
-        run(s, args.segments, args.live_segments)
+        (run_remote if args.remote_only else run)(s, args.segments, args.live_segments)
     return 0
+
+
+def run_remote(s: Stack, count: int, _live_count: int) -> None:
+    """The local 1-worker batch, then the same with a remote worker: their throughput ratio and the transfer cost."""
+    sources = [make_segment(s.tmp / f"src{i}.mp4", seconds=DURATIONS[i % len(DURATIONS)]) for i in range(count)]
+    seconds = sum(ffmpeg.probe(src).duration for src in sources)
+    print(f"load average before: {_load()}; media: {count} segments, {seconds:.2f} s of 1080x720 30 fps video")
+    # Alternated, so load from other work on the box falls on both; each pair is printed, then the means.
+    ratios = []
+    for _round in range(REMOTE_ROUNDS):
+        local = batch(s, sources, 1)
+        print_batch(local, seconds, local.wall)
+        remote = remote_batch(s, sources)
+        print_remote(remote, local, seconds)
+        ratios.append(local.wall / remote.batch.wall)
+        print(f"  load average: {_load()}")
+    print(f"\nremote/local throughput over {REMOTE_ROUNDS} alternated pairs: {' '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"load average after: {_load()}")
 
 
 def run(s: Stack, count: int, live_count: int) -> None:
@@ -83,6 +112,7 @@ def run(s: Stack, count: int, live_count: int) -> None:
     print_pieces(pieces, batches)
     print_profile(profiled_batch(s, sources[:PROFILE_SEGMENTS]))
     print_live(live(s, sources, live_count))
+    print_remote(remote_batch(s, sources), batches[0], seconds)
     print(f"load average after: {_load()}")
 
 
@@ -225,13 +255,16 @@ def upload(client: FlaskClient, video_id: int, body: tuple[bytes, str]) -> None:
         raise RuntimeError(f"upload to video {video_id}: {response.status_code} {response.json}")
 
 
-def batch(s: Stack, sources: list[Path], workers: int) -> Batch:
-    """Upload every source at once to a new video; time until all are packaged."""
-    log = s.tmp / f"workers-{workers}.log"
-    s.start_workers(workers, log)
+def batch(s: Stack, sources: list[Path], workers: int, start: Callable[[Path], None] | None = None, title: str = "") -> Batch:
+    """Upload every source at once to a new video; time until all are packaged.
+
+    `start(log)` starts the workers (default: `workers` local ones).
+    """
+    log = s.tmp / f"workers-{title or workers}.log"
+    (start or (lambda path: s.start_workers(workers, path)))(log)
     try:
         client = s.app.test_client()
-        video_id = new_video(client, f"batch {workers}")
+        video_id = new_video(client, title or f"batch {workers}")
         bodies = [segment_upload(i, src.read_bytes()) for i, src in enumerate(sources)]
         poller = Poller(s, video_id, set(range(len(sources))), BATCH_DEADLINE)
         t0 = time.monotonic()
@@ -257,6 +290,77 @@ def print_batch(b: Batch, seconds: float, raw_wall: float) -> None:
         print(f"  worker log 'ok in' per segment: {' '.join(f'{b.ok_in[k]:.2f}' for k in sorted(b.ok_in))} s")
         print(f"  worker 'ok in' per segment: mean {statistics.mean(oks):.2f} s   min {min(oks):.2f}   max {max(oks):.2f}")
     print_lock_wait(b.lock_wait)
+
+
+# --- (d) a remote worker -----------------------------------------------------------------------
+
+TRANSFER_LINE = re.compile(r"transfer (down|up) attempt (\d+) (?:\S+ )?(\d+) bytes ([\d.]+) s")
+REGISTER_TIMEOUT = 30.0
+REMOTE_ROUNDS = 2
+
+
+@dataclass
+class RemoteRun:
+    batch: Batch
+    down: list[tuple[int, float]]  # (bytes, seconds) per source download
+    up: list[tuple[int, float]]  # per output upload
+
+
+def remote_batch(s: Stack, sources: list[Path]) -> RemoteRun:
+    """Run the 1-worker batch with the transcode in a remote worker talking to the app over loopback HTTP."""
+    with s.services.sessions() as session:
+        token = workers.mint_token(session, "bench-remote", now=s.services.clock.now())
+    remote_media = s.tmp / "remote-media"
+    remote_media.mkdir(exist_ok=True)
+
+    def start(log: Path) -> None:
+        s.start_worker(log, command=[sys.executable, "-m", "server.segment_processor", "--only", "package"])
+        env = {
+            "PATH": os.environ["PATH"],
+            "LOG_LEVEL": "INFO",
+            "GEARMAN_SERVERS": ",".join(s.config.GEARMAN_SERVERS),
+            "API_URL": url,
+            "WORKER_TOKEN": token,
+            "MEDIA_ROOT": str(remote_media),
+            "WORKER_CONCURRENCY": "1",
+        }
+        with open(log, "ab") as stderr:
+            argv = [sys.executable, "-m", "server.segment_processor"]
+            s.workers.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr))
+        wait_for(lambda: _registered(s, PACKAGE_VIDEO) and _registered(s, TRANSCODE_SEGMENT), REGISTER_TIMEOUT, f"workers; {log}")
+
+    with http_server(s.app) as url:
+        result = batch(s, sources, 1, start=start, title="remote")
+    log = s.tmp / "workers-remote.log"
+    text = log.read_text(errors="replace")
+    log.unlink()  # the next round's lines only
+    moves = [(m[1], int(m[3]), float(m[4])) for m in TRANSFER_LINE.finditer(text)]
+    return RemoteRun(result, [(b, t) for d, b, t in moves if d == "down"], [(b, t) for d, b, t in moves if d == "up"])
+
+
+def _registered(s: Stack, function: str) -> bool:
+    if any(p.poll() is not None for p in s.workers):
+        raise RuntimeError("a worker exited before it registered with gearmand")
+    return queue_status(s.config.GEARMAN_SERVERS).total(function).get("workers", 0) >= 1
+
+
+def print_remote(r: RemoteRun, local: Batch, seconds: float) -> None:
+    n = len(r.down) or 1
+    print("\n(d) remote worker (no database, own MEDIA_ROOT) over loopback HTTP, 1 transcoding process + 1 packager")
+    print(
+        f"  wall {r.batch.wall:6.2f} s   realtime factor {seconds / r.batch.wall:5.2f}x"
+        f"   remote/local throughput {local.wall / r.batch.wall:5.2f} (target >= 0.9; local = (b) with 1 worker)"
+    )
+    if r.batch.ok_in and local.ok_in:
+        remote_ok, local_ok = statistics.mean(r.batch.ok_in.values()), statistics.mean(local.ok_in.values())
+        print(f"  worker 'ok in' per segment: remote mean {remote_ok:.2f} s, local mean {local_ok:.2f} s")
+    down_bytes, down_time = sum(b for b, _ in r.down), sum(t for _, t in r.down)
+    up_bytes, up_time = sum(b for b, _ in r.up), sum(t for _, t in r.up)
+    print(
+        f"  per segment: download {down_bytes / n / 1e6:.2f} MB in {ms(down_time / n)},"
+        f" upload {len(r.up) / n:.0f} outputs {up_bytes / n / 1e6:.2f} MB in {ms(up_time / n)}"
+        f" (with SHA-256 both ends); transfer = {(down_time + up_time) / r.batch.wall:.1%} of the wall"
+    )
 
 
 # --- where the time goes ----------------------------------------------------------------------

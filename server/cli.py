@@ -1,19 +1,28 @@
-"""Operator commands: `python -m server.cli db upgrade`, `python -m server.cli admin create NAME`."""
+"""Operator commands: `db upgrade`, `admin create NAME`, `worker token|revoke NAME`, `worker list [--json]`.
+
+Run as `python -m server.cli ...` with the deployment's DATABASE_URL.
+"""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import secrets
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from alembic import command
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
+from server import workers
+from server.clock import SystemClock
 from server.config import Config
 from server.db import alembic_config, make_engine, make_sessionmaker
+from server.errors import ServiceError
 from server.models import Admin
 
 
@@ -61,6 +70,39 @@ def create_first_admin(config: Config, name: str = "admin") -> str | None:
         engine.dispose()
 
 
+def with_session(config: Config, work: Callable[[Any], Any]) -> Any:
+    """Run `work(session)` on DATABASE_URL and release the connection."""
+    engine = make_engine(config.DATABASE_URL)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return work(session)
+    finally:
+        engine.dispose()
+
+
+LIST_COLUMNS = ("name", "host", "version", "ffmpeg", "concurrency", "functions", "last_heartbeat_at", "stopped_at", "revoked")
+LIST_COLUMNS += ("running", "attempts_ok", "attempts_failed")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Return `worker list` as aligned columns (one header line, one line per worker)."""
+    cells = [list(LIST_COLUMNS)] + [["-" if row[c] is None else str(row[c]) for c in LIST_COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(LIST_COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells)
+
+
+def worker_command(config: Config, action: str, name: str | None, as_json: bool) -> str:
+    """Carry out `worker token|revoke|list` and return what to print."""
+    if action == "token":
+        token = with_session(config, lambda s: workers.mint_token(s, name, now=SystemClock().now()))
+        return f"{token}\n# worker {name!r}: set WORKER_TOKEN to the line above; it is shown only once"
+    if action == "revoke":
+        with_session(config, lambda s: workers.revoke(s, name, now=SystemClock().now()))
+        return f"worker {name!r}: token revoked"
+    rows = with_session(config, workers.listing)
+    return json.dumps(rows, indent=2) if as_json else format_table(rows)
+
+
 def first_admin_banner(url: str, name: str, password: str) -> str:
     """The console block a newcomer reads on the first start: where the dashboard is and how to log in."""
     rule = "=" * 72
@@ -92,14 +134,25 @@ def main(argv: list[str] | None = None) -> int:
     admin = sub.add_parser("admin").add_subparsers(dest="action", required=True)
     create = admin.add_parser("create", help="create an admin; the password is read from stdin")
     create.add_argument("name")
+    worker = sub.add_parser("worker").add_subparsers(dest="action", required=True)
+    worker.add_parser("token", help="mint a worker's token (printed once; the old one stops working)").add_argument("name")
+    worker.add_parser("revoke", help="refuse a worker's token from now on").add_argument("name")
+    listing = worker.add_parser("list", help="the registered workers")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     args = parser.parse_args(argv)
     config = Config.from_env()
     if args.group == "db":
         db_upgrade(config)
         print(f"database at head: {config.DATABASE_URL.split('@')[-1]}")
-    else:
+    elif args.group == "admin":
         admin_create(config, args.name, _read_password())
         print(f"admin {args.name!r} saved")
+    else:
+        try:
+            print(worker_command(config, args.action, getattr(args, "name", None), getattr(args, "json", False)))
+        except ServiceError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -63,6 +64,10 @@ class Config:
     # (and failed HTTP Basic checks) per client address and per admin name before a 429.
     ADMIN_SESSION_SECONDS: float = 8 * 3600.0
     RATE_LIMIT_LOGIN_FAILURES: str = "5/15 minutes"
+    RATE_LIMIT_WORKER_AUTH: str = "30/minute"  # failed worker-token checks per client address
+    # A remote worker (docs/workers.md): the API it talks to and its token; no DATABASE_URL, no shared media.
+    API_URL: str = ""
+    WORKER_TOKEN: str = ""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -83,6 +88,14 @@ class Config:
     @property
     def uses_gearman(self) -> bool:
         return bool(self.GEARMAN_SERVERS)
+
+
+def database_configured(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether DATABASE_URL is set: without it a worker with API_URL and WORKER_TOKEN is a remote one.
+
+    DATABASE_URL has a default (a SQLite file for the embedded mode), so only the environment can tell.
+    """
+    return bool(environ.get("DATABASE_URL", "").strip())
 
 
 def _render(value: object) -> str:

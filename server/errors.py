@@ -76,6 +76,21 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class WorkerUnauthorized(Unauthorized):
+    """The worker API needs a valid, unrevoked worker token (Authorization: Bearer)."""
+
+    # Sent as WWW-Authenticate: a browser never prompts for a Bearer challenge (only Basic and the like),
+    # so this one 401 can follow RFC 9110 without the cached-credentials risk server/api/errors.py avoids.
+    challenge = 'Bearer realm="team03 worker"'
+
+
+class Gone(ServiceError):
+    """What was asked for existed but is over (an attempt no longer running: expired, cancelled, finished)."""
+
+    status = 410
+    code = "gone"
+
+
 class Forbidden(ServiceError):
     """The login is valid but the request may not do this (an admin mutation without its CSRF token)."""
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from server import eventlog
 from server.changes import Change, video_change
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, NotFound, UnprocessableMedia
 from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, SegmentJob
 from server.jobs.queue import QueueUnavailable
 from server.media.storage import fsync_dir
@@ -271,7 +271,10 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
             missing = [n for n in names if not (staging / n).is_file()]
             if missing:
                 raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
-            tracks = track_durations((staging / names[0]).read_bytes())  # every rung has the same frames
+            try:
+                tracks = track_durations((staging / names[0]).read_bytes())  # every rung has the same frames
+            except ValueError as exc:  # the MP4 parser's word for bytes that are no MP4
+                raise UnprocessableMedia(f"{names[0]} of attempt {attempt_id} is not a readable MP4; nothing was committed") from exc
             _commit_outputs(services, segment, rungs, staging)
             for rung in rungs:
                 rung.size = media.file(video_id, rung.rendition.name, segment.segment_id, "mp4").stat().st_size

@@ -27,6 +27,18 @@ from server.api.playback import (
 from server.api.segments import SegmentItem, SegmentList
 from server.api.uploads import JsonProvider, discard_uploads, receive_body
 from server.api.videos import VideoEnd, VideoItem, VideoList
+from server.api.worker_api import (
+    AttemptComplete,
+    AttemptFail,
+    AttemptHeartbeat,
+    AttemptList,
+    AttemptOutput,
+    AttemptSource,
+    WorkerAlive,
+    WorkerBye,
+    WorkerHello,
+    authenticate_worker,
+)
 from server.models import MAX_ID
 
 
@@ -73,6 +85,16 @@ ROUTES = [
     (AdminLogin, "/api/admin/login"),
     (AdminLogout, "/api/admin/logout"),
     (AdminMe, "/api/admin/me"),
+    # Workers (docs/workers.md): Bearer token, not rate-limited once authenticated
+    (WorkerHello, "/api/worker/hello"),
+    (WorkerAlive, "/api/worker/heartbeat"),
+    (WorkerBye, "/api/worker/bye"),
+    (AttemptList, "/api/worker/attempts"),
+    (AttemptSource, "/api/worker/attempts/<int:attempt_id>/source"),
+    (AttemptHeartbeat, "/api/worker/attempts/<int:attempt_id>/heartbeat"),
+    (AttemptOutput, "/api/worker/attempts/<int:attempt_id>/outputs/<string(maxlength=32):name>"),
+    (AttemptComplete, "/api/worker/attempts/<int:attempt_id>/complete"),
+    (AttemptFail, "/api/worker/attempts/<int:attempt_id>/fail"),
     # The dashboard's built app (static/dist): its files, then every client route (SpaPath never matches the paths above)
     (DashboardIndex, "/"),
     (DashboardAsset, "/assets/<string(maxlength=128):name>"),
@@ -89,6 +111,8 @@ def init_app(app: Flask) -> None:
         api.add_resource(resource, path)
     init_limits(app, app.extensions["team03"])
     errors.register(app)
+    # A worker route's token is checked before its body is read.
+    app.before_request(authenticate_worker)
     # Every body is in before a view opens a session; what a failed request received is deleted.
     app.before_request(receive_body)
     app.teardown_request(discard_uploads)

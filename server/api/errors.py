@@ -41,6 +41,9 @@ def register(app: Flask) -> None:
         response = _body(exc.status, exc.code, exc.message, type(exc).__doc__ or exc.code, exc.field)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
+        challenge = getattr(exc, "challenge", None)
+        if exc.status == 401 and challenge:
+            response.headers["WWW-Authenticate"] = challenge
         return response
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -37,6 +37,7 @@ from server.services import Services
 
 log = logging.getLogger(__name__)
 EXTENSION = "team03.limiter"
+FAILED_WORKER_AUTH = "team03.failed_worker_auth"
 LOGIN_EXTENSION = "team03.login_throttle"
 # Resources (by flask-restful endpoint) whose POST is limited: creating a video, uploading a segment.
 CREATE_ENDPOINT = "videolist"
@@ -85,7 +86,17 @@ def init_limits(app: Flask, services: Services) -> Limiter:
     app.before_request(check_limits)
     app.extensions[EXTENSION] = limiter
     app.extensions[LOGIN_EXTENSION] = LoginThrottle(limiter, config.RATE_LIMIT_LOGIN_FAILURES, config.CACHE_PREFIX)
+    # Counted only when a worker token is refused (server/api/worker_api.py): valid tokens are never limited.
+    app.extensions[FAILED_WORKER_AUTH] = limiter.limit(
+        config.RATE_LIMIT_WORKER_AUTH, key_func=client_address, scope="worker-auth"
+    )
     return limiter
+
+
+def count_failed_worker_auth() -> None:
+    """Count one refused worker token from this address; raise RateLimitExceeded (429) past the limit."""
+    with current_app.extensions[FAILED_WORKER_AUTH]:
+        pass
 
 
 class LoginThrottle:

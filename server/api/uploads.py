@@ -120,11 +120,34 @@ def receive_body() -> None:
     """
     if request.routing_exception is not None:
         return
-    view = current_app.view_functions.get(request.endpoint or "")
-    upload_dir = getattr(getattr(view, "view_class", None), "upload_dir", None)
+    view_class = getattr(current_app.view_functions.get(request.endpoint or ""), "view_class", None)
+    upload_dir = getattr(view_class, "upload_dir", None)
     if upload_dir is not None and request.method == "POST":
         expect_uploads(upload_dir(**(request.view_args or {})), services().config.MAX_SEGMENT_BYTES)
+    raw_upload_dir = getattr(view_class, "raw_upload_dir", None)
+    if raw_upload_dir is not None and request.method == "PUT":
+        receive_raw(raw_upload_dir(**(request.view_args or {})), services().config.MAX_SEGMENT_BYTES)
+        return
     request.get_data(parse_form_data=True)
+
+
+RAW_CHUNK = 256 * 1024
+
+
+def receive_raw(directory: Path, limit: int) -> UploadFile:
+    """Stream a raw (non-form) body into a temp file in `directory`, at most `limit` bytes: `g.raw_upload`.
+
+    A resource names the directory with `raw_upload_dir(**view_args)` (it may refuse first, e.g. 410);
+    the body is hashed as it arrives and deleted at teardown unless the view commits it.
+    """
+    expect_uploads(directory, limit)
+    upload = UploadFile(directory, limit)
+    g.uploads.append(upload)
+    # request.stream stops at Content-Length; past MAX_CONTENT_LENGTH werkzeug refuses it (413).
+    while chunk := request.stream.read(RAW_CHUNK):
+        upload.write(chunk)
+    g.raw_upload = upload
+    return upload
 
 
 def expect_uploads(directory: Path, limit: int) -> None:

@@ -84,6 +84,15 @@ def temp_path_for(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
 
 
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 (hex) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -166,6 +175,26 @@ class UploadFile:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.path, final)
             fsync_dir(final.parent)
+        except OSError as exc:
+            self.discard()
+            raise _storage_error(exc) from exc
+
+    def commit_new(self, final: Path) -> bool:
+        """Fsync and link into place unless `final` exists; False (and nothing changed) when it does.
+
+        A link, not a rename: two uploads of one name racing both reach here, one wins, the other compares.
+        """
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            try:
+                os.link(self.path, final)
+            except FileExistsError:
+                return False
+            self.path.unlink()
+            fsync_dir(final.parent)
+            return True
         except OSError as exc:
             self.discard()
             raise _storage_error(exc) from exc

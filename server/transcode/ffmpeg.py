@@ -554,3 +554,39 @@ def storyboard_tile(index: int, *, width: int, height: int, tile_width: int, col
     """Return (x, y, w, h) of frame `index` in the sprite, for a WebVTT '#xywh=' fragment."""
     h = tile_height(width, height, tile_width)
     return (index % columns) * tile_width, (index // columns) * h, tile_width, h
+
+
+# --- capabilities (what a worker reports when it registers) -----------------------------------
+
+_VERSION = re.compile(r"^ffmpeg version (\S+)", re.MULTILINE)
+# `ffmpeg -encoders` lists one encoder a line after a "------" rule: " V....D libx264   description".
+_ENCODER = re.compile(r"^ ([VAS])[.A-Z]{5} (\S+)", re.MULTILINE)
+
+
+def version_argv() -> list[str]:
+    """Build the argv that prints ffmpeg's version banner."""
+    return [FFMPEG, "-nostdin", "-hide_banner", "-version"]
+
+
+def encoders_argv() -> list[str]:
+    """Build the argv that lists the encoders this ffmpeg was built with."""
+    return [FFMPEG, "-nostdin", "-hide_banner", "-encoders"]
+
+
+def parse_version(text: str) -> str:
+    """Return the version word of `ffmpeg -version` output ("5.1.9-0+deb12u1"), or "unknown"."""
+    found = _VERSION.search(text)
+    return found.group(1) if found else "unknown"
+
+
+def parse_encoders(text: str) -> list[str]:
+    """Return the video and audio encoder names of `ffmpeg -encoders` output, sorted (subtitles left out)."""
+    _legend, _rule, table = text.partition(" ------\n")
+    return sorted(name for kind, name in _ENCODER.findall(table) if kind in "VA")
+
+
+def capabilities(timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
+    """Return what this machine's ffmpeg can do: {"ffmpeg": version, "encoders": [...]} (a worker registers it)."""
+    version, _ = _execute(version_argv(), timeout)
+    encoders, _ = _execute(encoders_argv(), timeout)
+    return {"ffmpeg": parse_version(version), "encoders": parse_encoders(encoders)}
