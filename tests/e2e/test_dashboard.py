@@ -176,8 +176,8 @@ def test_dashboard_end_to_end(stack: Stack, segments: list[bytes], tmp_path: Pat
     assert not stack.services.media.video_dir(vid).exists()
     assert stack.segment(broken, 0).status is SegmentState.PACKAGED
     assert len(stack.attempts(broken, 0)) > attempts_before_retry
-    # The workers page: gearmand's count of workers for transcode_segment (the workers' own rows come from
-    # the worker registry; report["workersShown"] says how many it listed).
+    # The workers page: both workers from the worker registry, and gearmand's count of them beside.
+    assert report["workersShown"] == 2, summary
     assert report["gearmanWorkers"] == 2, summary
     names = sorted(Path(p).name for p in report["screenshots"])
     pages = ("login", "videos", "video", "workers", "system")
