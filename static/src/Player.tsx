@@ -92,7 +92,7 @@ export function Player({ video }: { video: VideoDetail }) {
 
   return (
     <div className="player">
-      <video ref={ref} muted playsInline aria-label={`player: ${video.title}`} data-testid="player" onClick={toggle} />
+      <video ref={ref} muted playsInline poster={video.thumbnail_url ?? undefined} aria-label={`player: ${video.title}`} data-testid="player" onClick={toggle} />
       <div className="controls">
         <button type="button" className="small" onClick={toggle} aria-label={playing ? 'Pause' : 'Play'}>
           {playing ? '❚❚' : '▶'}

@@ -184,7 +184,7 @@ function SegmentLine({ video, segment: s, rungs, now }: { video: VideoDetail; se
           </td>
         );
       })}
-      <td>
+      <td className="state-cell">
         <Badge kind={s.state} title={STATE_HELP[s.state]}>
           {s.state}
         </Badge>
@@ -197,7 +197,7 @@ function SegmentLine({ video, segment: s, rungs, now }: { video: VideoDetail; se
         </div>
       </td>
       <td>{time(s.queued_at)}</td>
-      <td>
+      <td className="attempts-cell">
         <Attempts attempts={s.attempts} now={now} />
       </td>
       <td>{time(s.packaged_at)}</td>
