@@ -190,7 +190,7 @@ function SegmentLine({ video, segment: s, rungs, now }: { video: VideoDetail; se
         </Badge>
         {s.error && <ErrorText text={s.error} />}
       </td>
-      <td>
+      <td className="received-cell">
         {time(s.uploaded_at)}
         <div className="sub">
           {bytes(s.size)}, {seconds(s.duration)}, up {seconds(s.upload_seconds)}
