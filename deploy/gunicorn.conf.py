@@ -17,3 +17,26 @@ timeout = 30
 graceful_timeout = 30
 # Idle keep-alive connections (nginx's upstream pool) are closed after this; longer than nginx's 4 s reuse window.
 keepalive = 5
+
+
+# Prometheus (README "Metrics"): with PROMETHEUS_MULTIPROC_DIR set, each process writes its counters to files
+# there and /metrics sums them. The files of a previous run are removed before the first process starts (they
+# would be summed too); a process that exits is marked dead, so its gauges leave while its counters still count.
+def on_starting(server):  # type: ignore[no-untyped-def]
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

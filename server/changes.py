@@ -16,7 +16,7 @@ engine's busy timeout), so the same check-then-write code is race-free on both b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,11 +36,16 @@ class Change:
     video: Video
     now: datetime
     events: int = field(default=0)
+    committed: list[Callable[[], None]] = field(default_factory=list)  # run once the change is durable, in order
 
     def event(self, kind: str, *, segment: int | None = None, worker: int | None = None, **data: object) -> None:
         """Log one state change of this video, one of its segments or attempts (same transaction)."""
         eventlog.record(self.session, kind, at=self.now, video_id=self.video.id, segment_id=segment, worker_id=worker, **data)
         self.events += 1
+
+    def on_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` after the commit (a metric counting a durable fact); never if the change rolls back."""
+        self.committed.append(action)
 
 
 def lock_video(session: Session, video_id: int) -> bool:
@@ -69,3 +74,5 @@ def video_change(session: Session, video_id: int, clock: Clock) -> Iterator[Chan
     except BaseException:
         session.rollback()
         raise
+    for action in change.committed:
+        action()

@@ -114,3 +114,37 @@ def _media(services: Services, problems: list[str]) -> dict[str, Any]:
     if not ok:
         problems.append(f"{free} bytes free under MEDIA_ROOT, less than one MAX_SEGMENT_BYTES upload: uploads get 507")
     return {"ok": ok, "free_bytes": free}
+
+
+def readiness(services: Services) -> dict[str, Any]:
+    """Whether this process can serve now: the database, Gearman (if configured), memcached (if configured), the disk.
+
+    A load balancer takes the process out while any is down ("ok" false, each one "down" named); unlike
+    `status`, a queue without workers or a segment waiting is no reason: those delay work, they refuse none.
+    """
+    found = {
+        "database": _database_answers(services),
+        "gearman": _gearman_answers(services),
+        "cache": _cache(services, []),
+        "disk": _media(services, []),
+    }
+    found = {name: check for name, check in found.items() if check is not None}
+    down = [name for name, check in found.items() if not check["ok"]]
+    return {"ok": not down, "down": down, "checks": found}
+
+
+def _database_answers(services: Services) -> dict[str, Any]:
+    try:
+        ping(services)
+    except Exception as exc:  # noqa: BLE001 - any driver or pool error means it does not answer
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True}
+
+
+def _gearman_answers(services: Services) -> dict[str, Any] | None:
+    """Whether any gearmand answers (submits go through while one does); None without GEARMAN_SERVERS."""
+    servers = services.config.GEARMAN_SERVERS
+    if not servers:
+        return None
+    status = queue_status(servers, timeout=SERVICE_TIMEOUT)
+    return {"ok": status.answered, "servers": {s.server: s.error is None for s in status.servers}}

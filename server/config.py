@@ -68,6 +68,13 @@ class Config:
     # A remote worker (docs/workers.md): the API it talks to and its token; no DATABASE_URL, no shared media.
     API_URL: str = ""
     WORKER_TOKEN: str = ""
+    # Prometheus (README "Metrics"): gunicorn's processes share their counters through this directory
+    # (prometheus_client reads the same variable at import); /metrics wants this Bearer token, or without
+    # one a loopback caller; a segment_processor serves its own metrics on METRICS_HOST:METRICS_PORT (0: off).
+    PROMETHEUS_MULTIPROC_DIR: str = ""
+    METRICS_TOKEN: str = ""
+    METRICS_PORT: int = 0
+    METRICS_HOST: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -82,8 +89,15 @@ class Config:
         return cls(**values)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
-        """Return the environment that reproduces this config in another process (a worker)."""
-        return {f.name: _render(getattr(self, f.name)) for f in fields(self)}
+        """Return the environment that reproduces this config in another process (a worker).
+
+        An empty PROMETHEUS_MULTIPROC_DIR is left out: prometheus_client turns multiprocess mode on when the
+        variable merely exists, and would write its files into the working directory.
+        """
+        env = {f.name: _render(getattr(self, f.name)) for f in fields(self)}
+        if not self.PROMETHEUS_MULTIPROC_DIR:
+            del env["PROMETHEUS_MULTIPROC_DIR"]
+        return env
 
     @property
     def uses_gearman(self) -> bool:

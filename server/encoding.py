@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from server import metrics
 from server.config import Config
 from server.errors import FFmpegError, ServiceError, disk_full
 from server.jobs import SegmentJob
@@ -66,7 +67,10 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
             tile_height=tile,
         )
         argv = ffmpeg.transcode_argv(source, plan, {r.name: files[f"{r.name}.mp4"] for r in plan}, source=info, pictures=pictures)
+        encode_started = time.monotonic()
         ffmpeg.run_with_progress(ffmpeg.with_progress(argv), config.FFMPEG_TIMEOUT, info.duration, lease.on_progress)
+        sizes = {r.name: files[f"{r.name}.mp4"].stat().st_size for r in plan}
+        metrics.encoded(time.monotonic() - encode_started, info.duration, sizes)
         for name, path in files.items():
             lease.check()
             origin.put_output(claim, name, path)

@@ -130,6 +130,10 @@ class FFmpegError(TranscodeError):
         self.timed_out = timed_out
 
 
+class MetricsForbidden(Forbidden):
+    """/metrics answers a caller with METRICS_TOKEN (Authorization: Bearer), or without one set only a loopback caller."""
+
+
 def disk_full(exc: BaseException) -> bool:
     """Whether Python or ffmpeg ran out of space (ENOSPC or a quota): the machine's fault, not the media's."""
     import errno

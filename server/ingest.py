@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server import eventlog, lifecycle
+from server import eventlog, lifecycle, metrics
 from server.changes import video_change
 from server.config import Config
 from server.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
@@ -117,8 +118,21 @@ class Accepted:
     created: bool
 
 
-def accept_segment(services: Services, session: Session, video: Video, segment_id: int, ext: str, upload: UploadFile) -> Accepted:
-    """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error."""
+def accept_segment(
+    services: Services,
+    session: Session,
+    video: Video,
+    segment_id: int,
+    ext: str,
+    upload: UploadFile,
+    *,
+    started: float | None = None,
+) -> Accepted:
+    """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error.
+
+    `started` is the request's start (time.monotonic()): the segment keeps how long its upload took,
+    from then until it was stored (the dashboard's upload ratio).
+    """
     existing = _admissible(session, video, segment_id, upload)
     if existing is not None and existing.sha256 == upload.sha256:
         upload.discard()
@@ -164,6 +178,7 @@ def accept_segment(services: Services, session: Session, video: Video, segment_i
         raise
     if old_original is not None and old_original != final:
         old_original.unlink(missing_ok=True)
+    metrics.upload_stored(upload.size, None if started is None else time.monotonic() - started, info.duration)
     lifecycle.submit(services, session, video.id, segment_id)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))
     return Accepted(_find_segment(session, video.id, segment_id) or segment, created=True)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from server import eventlog
+from server import eventlog, metrics
 from server.changes import Change, video_change
 from server.errors import Conflict, NotFound, UnprocessableMedia
 from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, SegmentJob
@@ -274,7 +274,9 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
             try:
                 tracks = track_durations((staging / names[0]).read_bytes())  # every rung has the same frames
             except ValueError as exc:  # the MP4 parser's word for bytes that are no MP4
-                raise UnprocessableMedia(f"{names[0]} of attempt {attempt_id} is not a readable MP4; nothing was committed") from exc
+                raise UnprocessableMedia(
+                    f"{names[0]} of attempt {attempt_id} is not a readable MP4; nothing was committed"
+                ) from exc
             _commit_outputs(services, segment, rungs, staging)
             for rung in rungs:
                 rung.size = media.file(video_id, rung.rendition.name, segment.segment_id, "mp4").stat().st_size
@@ -384,6 +386,7 @@ def _finish_attempt(change: Change, segment: Segment, attempt: Attempt, outcome:
         counter = Worker.attempts_ok if outcome is AttemptOutcome.OK else Worker.attempts_failed
         change.session.execute(update(Worker).where(Worker.id == attempt.worker_id).values({counter: counter + 1}))
     change.event(f"attempt.{outcome.value}", segment=segment.segment_id, worker=attempt.worker_id, attempt=attempt.id, **data)
+    change.on_commit(lambda: metrics.attempt_finished(outcome.value))
 
 
 def _after_failure(services: Services, change: Change, segment: Segment, failure: Failure, error: str) -> bool:

@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import signal
 import socket
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # also runnable as `python server/segment_processor.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server import configure_logging, workers
-from server.config import ROOT, Config, database_configured
+from server import configure_logging, metrics, workers
+from server.config import Config, database_configured
 from server.errors import WorkerUnauthorized
 from server.jobs import PACKAGE_VIDEO, SHORT_NAMES, TRANSCODE_SEGMENT
 from server.lifecycle import WorkerRef
@@ -68,20 +67,11 @@ def plan(config: Config, only: str | None, *, database: bool) -> Plan:
     return Plan(False, (SHORT_NAMES[only],) if only else (TRANSCODE_SEGMENT, PACKAGE_VIDEO))
 
 
-def software_version() -> str:
-    """Return the code's commit (short), or "unknown" outside a git checkout."""
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
-
-
 def registration(config: Config, functions: tuple[str, ...]) -> workers.Registration:
     """What this worker tells the registry about itself."""
-    return workers.Registration(socket.gethostname(), software_version(), capabilities(), config.WORKER_CONCURRENCY, functions)
+    return workers.Registration(
+        socket.gethostname(), metrics.software_version(), capabilities(), config.WORKER_CONCURRENCY, functions
+    )
 
 
 class RemoteRegistry:
@@ -191,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     registry = RemoteRegistry(config) if how.remote else LocalRegistry(config)
+    metrics.serve(config)  # this worker's transcode times and attempts, for a Prometheus near it (METRICS_PORT)
     return run(config, how, registry, stop)
 
 

@@ -10,8 +10,9 @@ from server.api import errors
 from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.context import close_session
 from server.api.dashboard import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
-from server.api.health import Ping, Status
+from server.api.health import Healthz, Ping, Readyz, Status
 from server.api.limits import init_limits
+from server.api.metrics import Metrics
 from server.api.playback import (
     AndroidMpd,
     Clock,
@@ -81,6 +82,9 @@ ROUTES = [
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),
+    (Healthz, "/healthz"),
+    (Readyz, "/readyz"),
+    (Metrics, "/metrics"),
     # The admin dashboard (docs/admin-api.md): every /api/admin/ route but login calls require_admin first
     (AdminLogin, "/api/admin/login"),
     (AdminLogout, "/api/admin/logout"),

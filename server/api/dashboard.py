@@ -35,6 +35,9 @@ SERVER_PATHS = (
     "live_m3u8",
     "time",
     "ping",
+    "healthz",
+    "readyz",
+    "metrics",
     r"status\.json",
 )
 

@@ -1,4 +1,4 @@
-"""Health: /ping for load balancers (public), /status.json for operators (admin login)."""
+"""Health: /ping and /readyz for load balancers, /healthz for process supervisors (public); /status.json for operators (admin login)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,19 @@ class Status(Resource):
     def get(self):  # type: ignore[no-untyped-def]
         require_admin(session())
         return checks.status(services(), services().clock.now()), 200, _NO_STORE
+
+
+class Healthz(Resource):
+    def get(self):  # type: ignore[no-untyped-def]
+        # The process answers: nothing else is asked, so a dependency that is down never gets this process restarted.
+        return {"status": "ok"}, 200, _NO_STORE
+
+
+class Readyz(Resource):
+    def get(self):  # type: ignore[no-untyped-def]
+        report = checks.readiness(services())
+        if report["ok"]:
+            return {"status": "ready", **report}, 200, _NO_STORE
+        down = ", ".join(report["down"])
+        body = {"status": "not_ready", "code": "not_ready", "message": f"down: {down}", **report}
+        return body, 503, {**_NO_STORE, "Retry-After": "5"}

@@ -26,6 +26,12 @@ from server.errors import RequestTimeout
 from server.media import UploadFile
 
 Clock = Callable[[], float]
+STARTED = "team03.started"  # environ key: when BodyDeadline saw the request begin (its clock, time.monotonic)
+
+
+def request_started() -> float | None:
+    """When this request began (time.monotonic()), as BodyDeadline recorded it; None outside it."""
+    return request.environ.get(STARTED)
 
 
 class DeadlineInput:
@@ -80,7 +86,8 @@ class BodyDeadline:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         # gunicorn's gthread worker and werkzeug's dev server read bodies from a blocking socket with no timeout.
         sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-        deadline = self.clock() + self.timeout
+        environ[STARTED] = started = self.clock()
+        deadline = started + self.timeout
         environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], sock, deadline, self.timeout, self.clock)
         return self.app(environ, start_response)
 

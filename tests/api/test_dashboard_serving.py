@@ -57,6 +57,8 @@ def test_hashed_assets_are_cached_for_a_year(client, dist) -> None:
         "/live_mpd/x",
         "/time/x",
         "/ping/x",
+        "/healthz/x",
+        "/metrics/x",
         "/v%C3%ADdeos",
         "/workers%00",
         "/a.b",

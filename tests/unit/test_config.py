@@ -22,3 +22,11 @@ def test_a_bad_value_names_its_variable(monkeypatch):
     monkeypatch.setenv("KEEP_ORIGINALS", "maybe")
     with pytest.raises(ValueError, match="KEEP_ORIGINALS"):
         Config.from_env()
+
+
+def test_an_unset_multiprocess_directory_stays_unset_in_a_workers_environment():
+    # prometheus_client writes its files into the working directory when the variable exists but is empty.
+    assert "PROMETHEUS_MULTIPROC_DIR" not in Config.from_env(PROMETHEUS_MULTIPROC_DIR="").to_env()
+    assert Config.from_env(PROMETHEUS_MULTIPROC_DIR="/run/team03/prometheus").to_env()["PROMETHEUS_MULTIPROC_DIR"] == (
+        "/run/team03/prometheus"
+    )

@@ -9,7 +9,10 @@ SERVER = Path(__file__).resolve().parents[2] / "server"
 
 LAYERS: list[tuple[str, set[str]]] = [
     ("pure", {"server.transcode", "server.playlists", "server.retry", "server.clock", "server.config", "server.errors"}),
-    ("infrastructure", {"server.db", "server.models", "server.media", "server.cache", "server.jobs", "server.services"}),
+    (
+        "infrastructure",
+        {"server.db", "server.models", "server.media", "server.cache", "server.jobs", "server.services", "server.metrics"},
+    ),
     ("domain", {"server.eventlog", "server.changes", "server.state", "server.lifecycle", "server.packaging", "server.workers"}),
     (
         "application",
