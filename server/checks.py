@@ -95,6 +95,11 @@ def _server_report(server: ServerStatus) -> dict[str, Any]:
     return {"ok": report["workers"] > 0, **report}
 
 
+def cache_check(services: Services) -> dict[str, Any]:
+    """Whether the cache answers: {"kind", "ok"}."""
+    return _cache(services, [])
+
+
 def _cache(services: Services, problems: list[str]) -> dict[str, Any]:
     if not services.config.MEMCACHED_SERVERS:
         return {"kind": "local", "ok": True}

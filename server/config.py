@@ -75,6 +75,11 @@ class Config:
     METRICS_TOKEN: str = ""
     METRICS_PORT: int = 0
     METRICS_HOST: str = "127.0.0.1"
+    # The dashboard's event stream (GET /api/admin/events) holds one gunicorn thread while it is open:
+    # it ends after this many seconds (the browser reconnects where it left off), at most ADMIN_STREAMS
+    # at once per process (beyond: 503 with Retry-After), so streams never take every thread.
+    ADMIN_STREAM_SECONDS: float = 300.0
+    ADMIN_STREAMS: int = 8
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

@@ -54,6 +54,14 @@ class NotReadyYet(ServiceError):
     retry_after = 1
 
 
+class TooManyStreams(ServiceError):
+    """This process already holds ADMIN_STREAMS event streams open (each a thread); retry after Retry-After."""
+
+    status = 503
+    code = "too_many_streams"
+    retry_after = 5
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"

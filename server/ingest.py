@@ -136,7 +136,7 @@ def accept_segment(
     existing = _admissible(session, video, segment_id, upload)
     if existing is not None and existing.sha256 == upload.sha256:
         upload.discard()
-        return Accepted(existing, created=False)  # a retry after a lost response
+        return Accepted(_count_duplicate(services, session, video.id, segment_id), created=False)  # a lost response
     session.rollback()
     # ffprobe runs before the video's row lock is taken: workers wait on that lock.
     info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
@@ -149,6 +149,7 @@ def accept_segment(
             existing = _admissible(session, video, segment_id, upload)  # again, now that nothing can change
             if existing is not None and existing.sha256 == upload.sha256:
                 upload.discard()
+                existing.duplicates += 1
                 return Accepted(existing, created=False)
             segment = existing or Segment(video_id=video.id, segment_id=segment_id)
             if existing is None:
@@ -172,6 +173,7 @@ def accept_segment(
             except IntegrityError:
                 raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
             upload.commit(final)
+            segment.upload_ms = None if started is None else round((time.monotonic() - started) * 1000)
     except BaseException:
         if old_original is None and not upload.path.exists():
             final.unlink(missing_ok=True)  # renamed into place, then the commit failed: no file without its row
@@ -182,6 +184,19 @@ def accept_segment(
     lifecycle.submit(services, session, video.id, segment_id)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))
     return Accepted(_find_segment(session, video.id, segment_id) or segment, created=True)
+
+
+def _count_duplicate(services: Services, session: Session, video_id: int, segment_id: int) -> Segment:
+    """Count one more upload of a stored segment's very bytes (a phone retrying after a lost answer).
+
+    Not a state change: no event, and the revision (cache keys, playlists) stays where it is.
+    """
+    with video_change(session, video_id, services.clock):
+        segment = _find_segment(session, video_id, segment_id)
+        if segment is None:  # deleted meanwhile (an operator's retry of its video): the caller's 404 comes later
+            raise NotFound(f"segment {segment_id} of video {video_id} does not exist")
+        segment.duplicates += 1
+    return segment
 
 
 def check_source_limits(info: SourceInfo, config: Config) -> None:
@@ -238,9 +253,7 @@ def end_video(services: Services, session: Session, video_id: int, last_segment_
             if video.last_segment_id != last_segment_id:
                 raise Conflict(f"video already ended at segment {video.last_segment_id}, not {last_segment_id}")
             return video
-        highest = session.scalar(
-            select(Segment.segment_id).where(Segment.video_id == video_id).order_by(Segment.segment_id.desc()).limit(1)
-        )
+        highest = _highest_segment(session, video_id)
         if highest is not None and highest > last_segment_id:
             raise Conflict(f"segment {highest} is already stored, after last_segment_id {last_segment_id}")
         video.last_segment_id = last_segment_id
@@ -248,6 +261,30 @@ def end_video(services: Services, session: Session, video_id: int, last_segment_
         change.event("video.ended", last_segment_id=last_segment_id)
     log.info("video %s ended at segment %s", video_id, last_segment_id)
     return video
+
+
+def end_stuck_video(services: Services, session: Session, video_id: int) -> Video:
+    """End (an operator's act) a live video whose phone will never call /video_end, at its highest stored segment.
+
+    Conflict when the video is not live and unended, or has no segment (delete it instead).
+    """
+    with video_change(session, video_id, services.clock) as change:
+        video = change.video
+        if video.type is not VideoType.LIVE or video.last_segment_id is not None:
+            raise Conflict(f"video {video_id} is not live (it is {video.type.value}, or already ended)")
+        highest = _highest_segment(session, video_id)
+        if highest is None:
+            raise Conflict(f"video {video_id} has no segment to end at; delete it instead")
+        video.last_segment_id = highest
+        video.ended_at = change.now
+        change.event("video.ended", last_segment_id=highest, by="admin")
+    log.info("video %s ended by an admin at segment %s", video_id, highest)
+    return video
+
+
+def _highest_segment(session: Session, video_id: int) -> int | None:
+    query = select(Segment.segment_id).where(Segment.video_id == video_id).order_by(Segment.segment_id.desc()).limit(1)
+    return session.scalar(query)
 
 
 def rename_video(services: Services, session: Session, video_id: int, title: str) -> Video:

@@ -382,7 +382,7 @@ def _finish_attempt(change: Change, segment: Segment, attempt: Attempt, outcome:
     attempt.finished_at = change.now
     if "progress" in data:
         attempt.progress = float(data.pop("progress"))  # type: ignore[arg-type]
-    if attempt.worker_id is not None:
+    if attempt.worker_id is not None and outcome is not AttemptOutcome.CANCELLED:  # an operator's act, not the worker's
         counter = Worker.attempts_ok if outcome is AttemptOutcome.OK else Worker.attempts_failed
         change.session.execute(update(Worker).where(Worker.id == attempt.worker_id).values({counter: counter + 1}))
     change.event(f"attempt.{outcome.value}", segment=segment.segment_id, worker=attempt.worker_id, attempt=attempt.id, **data)
@@ -410,6 +410,56 @@ def _after_failure(services: Services, change: Change, segment: Segment, failure
     else:
         log.warning("%s attempt %d failed (%s), retrying in %.1fs", where, segment.attempts, failure.value, decision.retry_in)
     return False
+
+
+# -- an operator's hand (the admin API) ---------------------------------------------------------------
+
+
+def retry_failed(services: Services, session: Session, video_id: int, segment_id: int) -> Segment:
+    """Start a FAILED segment over: RECEIVED with no attempt spent, then submitted; NotFound, or Conflict if not failed."""
+    with video_change(session, video_id, services.clock) as change:
+        segment = _segment(session, video_id, segment_id)
+        if segment is None:
+            raise NotFound(f"segment {segment_id} of video {video_id} does not exist")
+        if segment.status is not S.FAILED:
+            raise Conflict(f"segment {segment_id} is {segment.status.value}, not FAILED")
+        segment.attempts = 0
+        segment.error = None
+        segment.retry_at = segment.failed_at = segment.queued_at = None
+        move(change, segment, S.RECEIVED, retry=True)
+    submit(services, session, video_id, segment_id)
+    return segment
+
+
+def cancel_attempt(services: Services, session: Session, attempt_id: int) -> Attempt:
+    """Cancel a running attempt and retry its segment now (no attempt spent); NotFound, or Conflict if not running.
+
+    Its worker learns at its next heartbeat (AttemptGone) and discards what it made; a completion that
+    races this one is refused the same way.
+    """
+    attempt = session.get(Attempt, attempt_id)
+    session.rollback()
+    if attempt is None:
+        raise NotFound(f"attempt {attempt_id} does not exist")
+    video_id = attempt.video_id
+    with video_change(session, video_id, services.clock) as change:
+        attempt = session.get(Attempt, attempt_id, populate_existing=True)
+        if attempt is None:
+            raise NotFound(f"attempt {attempt_id} does not exist")
+        if attempt.outcome is not None:
+            raise Conflict(f"attempt {attempt_id} is not running ({attempt.outcome.value})")
+        segment = _segment_by_pk(session, attempt.segment_pk)
+        assert segment is not None
+        attempt.error = "cancelled by an operator"
+        _finish_attempt(change, segment, attempt, AttemptOutcome.CANCELLED)
+        segment.attempts = max(0, segment.attempts - 1)
+        segment.queued_at = None
+        segment.retry_at = change.now
+        move(change, segment, S.RECEIVED, cancelled=attempt_id)
+        segment_id = segment.segment_id
+    shutil.rmtree(services.media.attempt_dir(video_id, attempt_id), ignore_errors=True)
+    submit(services, session, video_id, segment_id)
+    return attempt
 
 
 # -- settling a video -------------------------------------------------------------------------------

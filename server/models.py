@@ -157,7 +157,7 @@ class Segment(Base):
     duration_ticks: Mapped[int | None] = mapped_column(BigInteger)
     audio_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
     audio_duration_ticks: Mapped[int | None] = mapped_column(BigInteger)
-    packaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    packaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)  # the dashboard's last hour
     # Ingest health (docs/admin-api.md): how long the upload's body took to arrive and be stored, and how
     # many times the same bytes were uploaded again (a phone retrying after a lost answer).
     upload_ms: Mapped[int | None] = mapped_column(Integer)
@@ -232,7 +232,7 @@ class Attempt(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     progress: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[AttemptOutcome | None] = mapped_column(_enum(AttemptOutcome), index=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)  # the dashboard's last hour
     error: Mapped[str | None] = mapped_column(Text)  # the reason and ffmpeg's stderr tail
 
     segment: Mapped[Segment] = relationship()

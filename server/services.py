@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class Holds:
-    """Requests held until a video's first segment is published (server/playback.py): at most `slots` at once.
+    """Requests that hold a thread (one waiting for a video's first segment, an event stream): at most `slots` at once.
 
     Per process by design, unlike everything else several web processes share (rate-limit counters and
     cached playlists live in memcached, the rest in the database): a slot is a thread of this process
@@ -38,15 +38,23 @@ class Holds:
     @contextmanager
     def slot(self) -> Iterator[bool]:
         """Take a slot if one is free; yield whether one was taken."""
-        with self._lock:
-            taken = self.held < self.slots
-            self.held += taken
+        taken = self.take()
         try:
             yield taken
         finally:
             if taken:
-                with self._lock:
-                    self.held -= 1
+                self.release()
+
+    def take(self) -> bool:
+        """Take a slot if one is free (the caller releases it exactly once); whether one was taken."""
+        with self._lock:
+            taken = self.held < self.slots
+            self.held += taken
+        return taken
+
+    def release(self) -> None:
+        with self._lock:
+            self.held -= 1
 
 
 @dataclass
@@ -63,9 +71,11 @@ class Services:
     has_media: bool = True
     stopping: threading.Event = field(default_factory=threading.Event)  # set by close(): the local reaper ends
     holds: Holds = field(init=False)
+    streams: Holds = field(init=False)  # the dashboard's open event streams (ADMIN_STREAMS), each a thread
 
     def __post_init__(self) -> None:
         self.holds = Holds(self.config.FIRST_SEGMENT_WAITERS)
+        self.streams = Holds(self.config.ADMIN_STREAMS)
 
     @classmethod
     def build(cls, config: Config) -> Services:

@@ -7,6 +7,17 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
 from server.api import errors
+from server.api.admin import (
+    AdminAttemptCancel,
+    AdminEvents,
+    AdminSegmentRetry,
+    AdminSystem,
+    AdminVideo,
+    AdminVideoEnd,
+    AdminVideoRetry,
+    AdminVideos,
+    AdminWorkers,
+)
 from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.context import close_session
 from server.api.dashboard import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
@@ -99,6 +110,16 @@ ROUTES = [
     (AttemptOutput, "/api/worker/attempts/<int:attempt_id>/outputs/<string(maxlength=32):name>"),
     (AttemptComplete, "/api/worker/attempts/<int:attempt_id>/complete"),
     (AttemptFail, "/api/worker/attempts/<int:attempt_id>/fail"),
+    # The admin dashboard (docs/admin-api.md); its login routes are server/api/auth.py's
+    (AdminVideos, "/api/admin/videos"),
+    (AdminVideo, "/api/admin/videos/<int:video_id>"),
+    (AdminVideoEnd, "/api/admin/videos/<int:video_id>/end"),
+    (AdminVideoRetry, "/api/admin/videos/<int:video_id>/retry"),
+    (AdminSegmentRetry, "/api/admin/videos/<int:video_id>/segments/<int:segment_id>/retry"),
+    (AdminWorkers, "/api/admin/workers"),
+    (AdminAttemptCancel, "/api/admin/attempts/<int:attempt_id>/cancel"),
+    (AdminSystem, "/api/admin/system"),
+    (AdminEvents, "/api/admin/events"),
     # The dashboard's built app (static/dist): its files, then every client route (SpaPath never matches the paths above)
     (DashboardIndex, "/"),
     (DashboardAsset, "/assets/<string(maxlength=128):name>"),

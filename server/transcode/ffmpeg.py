@@ -74,7 +74,10 @@ AAC_PRIMING = 1024
 AAC_FRAME = 1024  # samples per AAC-LC frame
 TS_PTS_OFFSET = 126_000
 PROBE_TIMEOUT = 30.0
-DECODE_HEAD = 0.2  # seconds an upload's probe decodes: a few frames, well under a process launch
+# Packets (of every stream) an upload's probe reads for its keyframe census, decoding only the keyframes:
+# about 3 s of 30 fps video with AAC audio, a whole phone segment. It bounds the probe's work on a hostile
+# file (intra-only, thousands of frames) as the 0.2 s decode head it replaced did: a few hundred frames at most.
+PROBE_PACKETS = 300
 
 _FFMPEG = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 _FFPROBE = [FFPROBE, "-v", "error", "-hide_banner", "-of", "json"]
@@ -214,10 +217,12 @@ def _text(data: bytes | str | None) -> str:
 def probe_argv(path: Path, *, decode_head: bool = False) -> list[str]:
     """Build the ffprobe argv that lists streams and format as JSON.
 
-    With `decode_head`, the same run also decodes the first DECODE_HEAD seconds of every stream and
-    lists the frames: an upload's decodability test without a second process launch.
+    With `decode_head`, the same run is also the upload's decodability test and keyframe census, without
+    a second process launch: it lists every packet's time and flags (read from the container, never
+    decoded) and decodes only the keyframes (`-skip_frame nokey`), listing the frames they gave.
     """
-    head = ["-show_entries", "frame=stream_index,width,height", "-read_intervals", f"%+{DECODE_HEAD}"]
+    entries = "frame=stream_index,width,height:packet=stream_index,pts_time,flags"
+    head = ["-skip_frame", "nokey", "-show_entries", entries, "-read_intervals", f"%+#{PROBE_PACKETS}"]
     return [*_FFPROBE, "-show_streams", "-show_format", *(head if decode_head else []), str(path)]
 
 
@@ -232,9 +237,9 @@ def decode_check_argv(path: Path) -> list[str]:
 def probe(path: Path, timeout: float = PROBE_TIMEOUT, *, check_decode: bool = True) -> SourceInfo:
     """Probe an upload; raise UnprocessableMedia unless it has a (decodable, if asked) video stream.
 
-    One ffprobe run usually answers both questions. Only when the first DECODE_HEAD seconds hold no
-    decoded frame of the video stream (it starts later, or its first frames are damaged) does a
-    second run decode its first packet wherever it is.
+    One ffprobe run usually answers both questions and measures the keyframe interval. Only when the
+    keyframes among its first PROBE_PACKETS packets give no decoded frame of the video stream (it starts
+    later, or its first keyframes are damaged) does a second run decode its first packet wherever it is.
     """
     report = _probe_json(probe_argv(path, decode_head=check_decode), timeout)
     video = _first(report, "video")
@@ -248,12 +253,25 @@ def probe(path: Path, timeout: float = PROBE_TIMEOUT, *, check_decode: bool = Tr
     width, height = _display_size(video)
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     has_audio = _first(report, "audio") is not None
-    return SourceInfo(width, height, duration, fps, has_audio, str(video.get("codec_name", "")))
+    keyframes = keyframe_interval(report, video.get("index"))
+    return SourceInfo(width, height, duration, fps, has_audio, str(video.get("codec_name", "")), keyframes)
+
+
+def keyframe_interval(report: Mapping[str, Any], stream_index: object) -> float | None:
+    """The longest gap (seconds) between two keyframe packets of the stream; None with fewer than two."""
+    times = sorted(
+        _float(p.get("pts_time"))
+        for p in _listed(report, "packet")
+        if p.get("stream_index") == stream_index and "K" in str(p.get("flags", "")) and p.get("pts_time") is not None
+    )
+    if len(times) < 2:
+        return None
+    return round(max(b - a for a, b in zip(times, times[1:], strict=False)), 3)
 
 
 def _decoded(report: Mapping[str, Any], stream_index: object = None) -> bool:
     """Whether the report lists a decoded picture (of `stream_index`, when given)."""
-    frames = report.get("frames", [])
+    frames = _listed(report, "frame")
     return any(f.get("width") and (stream_index is None or f.get("stream_index") == stream_index) for f in frames)
 
 
@@ -275,6 +293,14 @@ def probe_output(path: Path, timeout: float = PROBE_TIMEOUT) -> OutputInfo:
         bit_rate=int(_float(report.get("format", {}).get("bit_rate"))),
         has_audio=audio is not None,
     )
+
+
+def _listed(report: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The packets or frames of a report: ffprobe lists them apart, or together (both asked) with a "type"."""
+    together = report.get("packets_and_frames")
+    if together is None:
+        return list(report.get(f"{kind}s", []))
+    return [entry for entry in together if entry.get("type") == kind]
 
 
 def _probe_json(argv: list[str], timeout: float) -> dict[str, Any]:

@@ -63,7 +63,11 @@ DEFAULT_LADDER = (
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """What probing an uploaded segment found (display size, after rotation)."""
+    """What probing an uploaded segment found (display size, after rotation).
+
+    `keyframe_interval` (seconds, the longest gap between two keyframes) is None in rows probed before
+    it was measured, and when the segment holds fewer than two keyframes.
+    """
 
     width: int
     height: int
@@ -71,6 +75,7 @@ class SourceInfo:
     fps: float
     has_audio: bool
     video_codec: str
+    keyframe_interval: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -30,6 +30,7 @@ from server.config import Config
 from server.models import Segment
 from tests.harness import services as real
 from tests.harness.android import new_video_body, segment_upload
+from tests.harness.sse import SseClient
 
 SLOW = 50
 ANDROID_TIMEOUT = 20.0  # seconds the Android app waits for an answer: "promptly" here means within that
@@ -326,3 +327,18 @@ def test_nginx_refuses_what_the_app_would_in_json(gunicorn, nginx_front) -> None
         assert response.status == 413
         assert response.getheader("Content-Type") == "application/json"
         assert json.loads(response.read())["code"] == "payload_too_large"
+
+
+def test_nginx_passes_the_admin_event_stream_as_it_comes(gunicorn, nginx_front, admin_auth: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """Behind the shipped front (which buffers answers), an event reaches the dashboard within a second."""
+    served, _ = nginx_front(gunicorn(threads=2))
+    stream = SseClient(f"{served.base}/api/admin/events", admin_auth)
+    try:
+        assert stream.status == 200  # nginx consumes X-Accel-Buffering: the client never sees it
+        sent = time.monotonic()
+        video_id = served.new_video()
+        (message,) = stream.events(1, timeout=5)
+        assert (message.event, message.data["video_id"]) == ("video.created", video_id)  # type: ignore[index]
+        assert message.at - sent < 1.0, f"took {message.at - sent:.2f}s through nginx"
+    finally:
+        stream.close()

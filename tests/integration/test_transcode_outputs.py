@@ -231,16 +231,16 @@ def test_an_upload_is_probed_and_decode_checked_in_one_launch(tmp_path: Path, mo
 
 
 def test_video_that_starts_late_is_decode_checked_by_a_second_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Audio from 0 s, video from 0.6 s: the first run's decoded head holds no picture, which must not
-    # read as "cannot be decoded"; the second run decodes the first video packet wherever it is.
+    # Audio from 0 s, video from 7.5 s: the first run's PROBE_PACKETS packets (audio, ~43 a second) hold no
+    # picture, which must not read as "cannot be decoded"; the second run decodes the first video packet.
     late = tmp_path / "late.mp4"
-    audio = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2"]
-    video = ["-itsoffset", "0.6", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=1.4"]
+    audio = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=9"]
+    video = ["-itsoffset", "7.5", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=1.4"]
     codecs = ["-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-c:a", "aac", "-copyts", "-movflags", "+faststart"]
     subprocess.run(["ffmpeg", "-v", "error", *audio, *video, *codecs, str(late)], check=True)
     launched = _count_launches(monkeypatch)
     assert ffmpeg.probe(late).width == 640
-    assert [argv[-2] for argv in launched] == ["%+0.2", "frame=media_type,width,height"]  # head, then first packet
+    assert [argv[-2] for argv in launched] == [f"%+#{ffmpeg.PROBE_PACKETS}", "frame=media_type,width,height"]
 
 
 def test_truncated_media_data_still_probes(tmp_path: Path) -> None:

@@ -125,7 +125,8 @@ def test_probe_argvs() -> None:
     ]
     assert ffmpeg.probe_argv(Path("u.mp4"), decode_head=True) == [
         *["ffprobe", "-v", "error", "-hide_banner", "-of", "json", "-show_streams", "-show_format"],
-        *["-show_entries", "frame=stream_index,width,height", "-read_intervals", "%+0.2", "u.mp4"],
+        *["-skip_frame", "nokey", "-show_entries", "frame=stream_index,width,height:packet=stream_index,pts_time,flags"],
+        *["-read_intervals", "%+#300", "u.mp4"],
     ]
     assert ffmpeg.decode_check_argv(Path("u.mp4")) == [
         *["ffprobe", "-v", "error", "-hide_banner", "-of", "json", "-select_streams", "v:0"],

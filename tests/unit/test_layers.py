@@ -8,7 +8,18 @@ from pathlib import Path
 SERVER = Path(__file__).resolve().parents[2] / "server"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("pure", {"server.transcode", "server.playlists", "server.retry", "server.clock", "server.config", "server.errors"}),
+    (
+        "pure",
+        {
+            "server.transcode",
+            "server.playlists",
+            "server.retry",
+            "server.clock",
+            "server.config",
+            "server.errors",
+            "server.ingest_health",
+        },
+    ),
     (
         "infrastructure",
         {"server.db", "server.models", "server.media", "server.cache", "server.jobs", "server.services", "server.metrics"},
@@ -25,6 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "server.work",
             "server.answers",
             "server.checks",
+            "server.dashboard",
         },
     ),
     ("edges", {"server", "server.api", "server.segment_processor", "server.cli"}),
