@@ -51,7 +51,7 @@ export function VideoPage() {
           <Badge kind={v.type}>{v.type}</Badge>
           <Badge kind={v.status}>{v.status}</Badge>
           <span>{clock(v.duration)}</span>
-          {v.segment_count >= 0 && <span>{v.segment_count} segments</span>}
+          <span>{v.segment_count >= 0 ? v.segment_count : v.segments.length} segments</span>
           <span title={v.created_at}>created {age(v.created_at, now)}</span>
           {v.renditions.length > 0 && <span>{v.renditions.map((r) => `${r.name} ${r.height}p`).join(' · ')}</span>}
         </div>

@@ -13,6 +13,8 @@ export interface IngestHealth {
   upload_ratio: { last: number | null; max: number | null; level: 'ok' | 'warn' | 'alarm' };
   drift: number | null;
   missing: number[];
+  /** All of them; `missing` lists the first 50. */
+  missing_count?: number;
   duplicates: number;
   out_of_order: number;
   probe: { width: number; height: number; fps: number; keyframe_interval: number | null; audio: boolean } | null;

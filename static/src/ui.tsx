@@ -153,7 +153,8 @@ const LEVEL = { ok: 'ok', warn: 'warn', alarm: 'alarm' } as const;
 export function Health({ health, sinceMs, compact = false }: { health: IngestHealth; sinceMs: number; compact?: boolean }) {
   const lastAge = health.last_segment_age === null ? null : health.last_segment_age + sinceMs / 1000;
   const ratio = health.upload_ratio;
-  const problems = health.missing.length + health.duplicates + health.out_of_order;
+  const missing = health.missing_count ?? health.missing.length;
+  const problems = missing + health.duplicates + health.out_of_order;
   const probe = health.probe;
   return (
     <dl className={`health ${compact ? 'compact' : ''}`} aria-label="ingest health">
@@ -179,7 +180,10 @@ export function Health({ health, sinceMs, compact = false }: { health: IngestHea
       <div>
         <dt>Missing / dup / order</dt>
         <dd className={problems ? 'level-warn' : undefined}>
-          {health.missing.length ? health.missing.slice(0, 8).join(', ') + (health.missing.length > 8 ? '…' : '') : '0'} /{' '}
+          <span title={health.missing.length ? `missing: ${health.missing.join(', ')}${missing > health.missing.length ? ', …' : ''}` : undefined}>
+            {missing}
+          </span>{' '}
+          /{' '}
           {health.duplicates} / {health.out_of_order}
         </dd>
       </div>
