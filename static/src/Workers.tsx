@@ -143,6 +143,7 @@ function QueuePanel({ queue }: { queue: Workers['queue'] }) {
           </h3>
           {s.error && <p className="form-error">{s.error}</p>}
           {Object.keys(s.functions).length > 0 && (
+            <div className="table-wrap">
             <table className="compact-table">
               <thead>
                 <tr>
@@ -154,6 +155,7 @@ function QueuePanel({ queue }: { queue: Workers['queue'] }) {
               </thead>
               <tbody>{rows(s.functions)}</tbody>
             </table>
+            </div>
           )}
         </div>
       ))}
