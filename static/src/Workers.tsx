@@ -144,17 +144,17 @@ function QueuePanel({ queue }: { queue: Workers['queue'] }) {
           {s.error && <p className="form-error">{s.error}</p>}
           {Object.keys(s.functions).length > 0 && (
             <div className="table-wrap">
-            <table className="compact-table">
-              <thead>
-                <tr>
-                  <th scope="col">Function</th>
-                  <th scope="col">Queued</th>
-                  <th scope="col">Running</th>
-                  <th scope="col">Workers</th>
-                </tr>
-              </thead>
-              <tbody>{rows(s.functions)}</tbody>
-            </table>
+              <table className="compact-table">
+                <thead>
+                  <tr>
+                    <th scope="col">Function</th>
+                    <th scope="col">Queued</th>
+                    <th scope="col">Running</th>
+                    <th scope="col">Workers</th>
+                  </tr>
+                </thead>
+                <tbody>{rows(s.functions)}</tbody>
+              </table>
             </div>
           )}
         </div>
