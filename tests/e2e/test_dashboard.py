@@ -160,9 +160,12 @@ def test_dashboard_end_to_end(stack: Stack, segments: list[bytes], tmp_path: Pat
     assert report["watchedWithoutReload"], summary
     assert report["rowSeenAt"] / 1000 - recording["created"] < 5, summary
     assert report["rungsPerSegment"] == [3] * SEGMENTS, summary
-    assert any(set(states) - {"PACKAGED"} for states in report["statesSeen"].values()), summary
     vid = recording["video_id"]
-    lags = {k: report["packagedSeenAt"][str(k)] / 1000 - at for k, at in recording["packaged"].items()}
+    # The lag is measured on segments the open page saw change (one packaged before the page opened
+    # shows as packaged at once, however late the page came): the last ones are uploaded after it opened.
+    live = [k for k in recording["packaged"] if set(report["statesSeen"][str(k)]) - {"PACKAGED"}]
+    assert len(live) >= SEGMENTS - 2, summary
+    lags = {k: report["packagedSeenAt"][str(k)] / 1000 - recording["packaged"][k] for k in live}
     print(f"packaged on the server -> shown on the page: {json.dumps({k: round(v, 2) for k, v in lags.items()})} s")
     assert max(lags.values()) < SHOWN_WITHIN, (lags, summary)
     # Played with hls.js, a quality picked among the three rungs, the storyboard over the seek bar.
