@@ -24,7 +24,7 @@ from tests.harness.services import free_port, start_gunicorn, stop_gracefully, w
 from tests.harness.sse import END, Message, SseClient
 
 PROCESSES = 3
-MAX_POSTS = 60  # bounds the wait for a second process to answer
+MAX_POSTS = 30  # bounds the wait for a second process to answer
 DELIVERY = 1.0  # seconds within which an event written anywhere reaches an open stream
 STREAM_SECONDS = 8.0  # the stream ends by itself, so gunicorn logs which process held it
 ACCESS = re.compile(r"^pid=<(\d+)> (\w+) (\S+) (\d{3})$", re.MULTILINE)
