@@ -104,3 +104,31 @@ ensure_node_deps() {
         printf '%s\n' "$want" >"$stamp"
     fi
 }
+
+# ensure_node : node and npm on PATH (Debian's when missing; a nodesource build ships its own npm).
+# The dashboard's tools are pinned to run on Debian 12's Node 18.19+ (static/package.json "engines").
+ensure_node() {
+    local pkgs=()
+    command -v node >/dev/null || pkgs+=(nodejs)
+    command -v npm >/dev/null || pkgs+=(npm)
+    [ "${#pkgs[@]}" -eq 0 ] || ensure_apt "${pkgs[@]}"
+    local version
+    version="$(node -p 'process.versions.node')"
+    node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)' ||
+        die "node $version is too old for the dashboard's build (needs 18.19 or newer)"
+}
+
+# ensure_dashboard DIR : build DIR/dist (npm ci + npm run build) when it is missing or older than
+# any source, config or the lockfile, so scripts/run.sh and the browser tests serve the current app.
+ensure_dashboard() {
+    local dir="$1"
+    local built="$dir/dist/index.html"
+    if [ -f "$built" ] && [ -z "$(find "$dir/src" "$dir/index.html" "$dir/package.json" "$dir/package-lock.json" \
+        "$dir/vite.config.ts" "$dir/tsconfig.json" -newer "$built" -print -quit)" ]; then
+        return 0
+    fi
+    ensure_node
+    ensure_node_deps "$dir"
+    log "building the dashboard in $dir (npm run build)"
+    (cd "$dir" && npm run build --silent) || die "the dashboard's build failed (cd $dir && npm run build)"
+}

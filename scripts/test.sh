@@ -16,6 +16,8 @@ ensure_apt "${pkgs[@]}"
 bash "$REPO_ROOT/scripts/services.sh" start
 ensure_venv
 ensure_node_deps "$REPO_ROOT/tests/e2e"
+# The browser tests drive the built dashboard.
+ensure_dashboard "$REPO_ROOT/static"
 
 export TEST_MYSQL_URL="mysql+pymysql://root@127.0.0.1:3306"
 export GEARMAN_SERVERS="127.0.0.1:4730"

@@ -20,6 +20,7 @@ from server.api.admin import (
 )
 from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.context import close_session
+from server.api.dashboard import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
 from server.api.health import Healthz, Ping, Readyz, Status
 from server.api.limits import init_limits
 from server.api.metrics import Metrics
@@ -122,11 +123,16 @@ ROUTES = [
     (AdminAttemptCancel, "/api/admin/attempts/<int:attempt_id>/cancel"),
     (AdminSystem, "/api/admin/system"),
     (AdminEvents, "/api/admin/events"),
+    # The dashboard's built app (static/dist): its files, then every client route (SpaPath never matches the paths above)
+    (DashboardIndex, "/"),
+    (DashboardAsset, "/assets/<string(maxlength=128):name>"),
+    (DashboardPage, "/<spa:path>"),
 ]
 
 
 def init_app(app: Flask) -> None:
     app.url_map.converters["int"] = DatabaseId
+    app.url_map.converters["spa"] = SpaPath
     app.json = JsonProvider(app)
     api = Api(app)
     for resource, path in ROUTES:

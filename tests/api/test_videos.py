@@ -109,7 +109,8 @@ def test_end_below_a_stored_segment_is_refused(client, video_id, segment_files):
 
 
 def test_errors_are_json_for_unknown_routes_and_methods(client):
-    assert client.get("/nope").json["code"] == "not_found"
+    assert client.get("/api/nope").json["code"] == "not_found"
+    assert client.get("/video/nope").json["code"] == "not_found"
     response = client.patch("/videos")
     assert response.status_code == 405
     assert "code" in response.json

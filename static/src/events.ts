@@ -1,0 +1,296 @@
+// The server pushes every change through /api/admin/events (Server-Sent Events); this module applies
+// each one to the TanStack Query cache. Nothing here polls on a timer: a query is fetched again only
+// because an event said its data changed (one video's row, the workers, the system page's figures).
+import type { QueryClient } from '@tanstack/react-query';
+import { endpoints, type Filter, type SegmentState, type VideoDetail, type VideoPage, type VideoQuery, type VideoRow, type Workers } from './api';
+
+export interface AdminEvent {
+  id: number;
+  at: string;
+  kind: string;
+  video_id: number | null;
+  segment_id: number | null;
+  worker_id: number | null;
+  data: Record<string, unknown> | null;
+}
+
+// EventSource only delivers named events to listeners registered by name (docs/admin-api.md "Kinds").
+export const KINDS = [
+  ...['created', 'uploading', 'ended', 'renamed', 'finished', 'deleted'].map((k) => `video.${k}`),
+  ...['received', 'queued', 'running', 'encoded', 'packaged', 'failed'].map((k) => `segment.${k}`),
+  ...['started', 'ok', 'failed', 'expired', 'cancelled', 'progress'].map((k) => `attempt.${k}`),
+  ...['started', 'stopped', 'heartbeat', 'registered', 'alive', 'lost', 'dead'].map((k) => `worker.${k}`),
+];
+
+export const keys = {
+  me: ['me'] as const,
+  videos: ['videos'] as const,
+  videoList: (q: VideoQuery) => ['videos', q] as const,
+  video: (id: number) => ['video', id] as const,
+  workers: ['workers'] as const,
+  system: ['system'] as const,
+};
+
+/**
+ * Runs `task` for a key at most once at a time: a request made while it runs (or waits its short
+ * delay) is folded into one more run afterwards, so a burst of events costs two fetches, not fifty,
+ * and the last one always sees the newest state.
+ */
+export class Coalescer {
+  private state = new Map<string, 'scheduled' | 'running' | 'dirty'>();
+
+  constructor(private readonly delayMs: number) {}
+
+  request(key: string, task: () => Promise<unknown>): void {
+    const now = this.state.get(key);
+    if (now === 'scheduled' || now === 'dirty') return;
+    if (now === 'running') {
+      this.state.set(key, 'dirty');
+      return;
+    }
+    this.state.set(key, 'scheduled');
+    setTimeout(() => this.run(key, task), this.delayMs);
+  }
+
+  private run(key: string, task: () => Promise<unknown>): void {
+    this.state.set(key, 'running');
+    task()
+      .catch(() => undefined)
+      .finally(() => {
+        const again = this.state.get(key) === 'dirty';
+        this.state.delete(key);
+        if (again) this.request(key, task);
+      });
+  }
+}
+
+/** Whether a row belongs in a list asked for with `filter` (the server's rule, for rows that change). */
+export function matchesFilter(row: VideoRow, filter: Filter | ''): boolean {
+  if (filter === 'live') return row.type === 'LIVE';
+  if (filter === 'vod') return row.type === 'VOD';
+  if (filter === 'failed') return row.status === 'ERROR' || row.segments_failed > 0;
+  return true;
+}
+
+function summary(detail: VideoDetail): VideoRow {
+  const { renditions: _r, segments: _s, ...row } = detail;
+  return row;
+}
+
+/** Put a fresh row into every cached list page that shows it (or drop it where it no longer fits). */
+export function replaceRow(client: QueryClient, row: VideoRow): void {
+  for (const [key, page] of client.getQueriesData<VideoPage>({ queryKey: keys.videos })) {
+    if (!page || !page.videos.some((v) => v.id === row.id)) continue;
+    const query = key[1] as VideoQuery;
+    const videos = matchesFilter(row, query.filter)
+      ? page.videos.map((v) => (v.id === row.id && v.revision <= row.revision ? row : v))
+      : page.videos.filter((v) => v.id !== row.id);
+    client.setQueryData<VideoPage>(key, { ...page, videos });
+  }
+}
+
+/** Drop a deleted video from every cached list page. */
+export function removeRow(client: QueryClient, id: number): void {
+  for (const [key, page] of client.getQueriesData<VideoPage>({ queryKey: keys.videos })) {
+    if (page?.videos.some((v) => v.id === id)) {
+      client.setQueryData<VideoPage>(key, { ...page, videos: page.videos.filter((v) => v.id !== id) });
+    }
+  }
+}
+
+function cachedAnywhere(client: QueryClient, id: number): boolean {
+  if (client.getQueryData(keys.video(id)) !== undefined) return true;
+  return client.getQueriesData<VideoPage>({ queryKey: keys.videos }).some(([, p]) => p?.videos.some((v) => v.id === id));
+}
+
+/** Set one attempt's progress wherever it is cached (the video's timeline, the workers page). */
+export function applyProgress(client: QueryClient, ev: AdminEvent): void {
+  const attempt = Number(ev.data?.attempt);
+  const progress = Number(ev.data?.progress);
+  if (!Number.isFinite(attempt) || !Number.isFinite(progress)) return;
+  if (ev.video_id !== null) {
+    client.setQueryData<VideoDetail>(keys.video(ev.video_id), (detail) =>
+      detail && {
+        ...detail,
+        segments: detail.segments.map((s) =>
+          s.attempts.some((a) => a.id === attempt)
+            ? { ...s, attempts: s.attempts.map((a) => (a.id === attempt ? { ...a, progress } : a)) }
+            : s,
+        ),
+      },
+    );
+  }
+  client.setQueryData<Workers>(keys.workers, (w) =>
+    w && {
+      ...w,
+      workers: w.workers.map((wk) => ({
+        ...wk,
+        attempts: wk.attempts.map((a) => (a.id === attempt ? { ...a, progress } : a)),
+      })),
+    },
+  );
+}
+
+const SEGMENT_STATES = new Set(['received', 'queued', 'running', 'encoded', 'packaged', 'failed']);
+
+/**
+ * Move a cached segment (and its rungs, which the server moves with it) to the state its event names,
+ * at once: the video's refetch that follows fills in the times, attempts and latency.
+ */
+export function applySegmentState(client: QueryClient, ev: AdminEvent): void {
+  const [, what] = ev.kind.split('.', 2);
+  if (ev.video_id === null || ev.segment_id === null || !SEGMENT_STATES.has(what)) return;
+  const state = what.toUpperCase() as SegmentState;
+  client.setQueryData<VideoDetail>(keys.video(ev.video_id), (d) =>
+    d && {
+      ...d,
+      segments: d.segments.map((seg) =>
+        seg.segment_id === ev.segment_id ? { ...seg, state, rungs: seg.rungs.map((r) => ({ ...r, state })) } : seg,
+      ),
+    },
+  );
+}
+
+export interface Refresher {
+  video(id: number): void;
+  /** A deleted video: never fetched again. */
+  forget(id: number): void;
+  firstPages(): void;
+  workers(): void;
+  system(): void;
+}
+
+/** The refreshers an event can ask for, each coalesced, each fetching only what the event touched. */
+export function refresher(client: QueryClient): Refresher {
+  const videos = new Coalescer(50);
+  // When an event last named each video: a fetch that started before it may predate what the cache
+  // already shows, so it is dropped; the Coalescer's next run (which that event asked for) applies.
+  const touched = new Map<number, number>();
+  const others = new Coalescer(150);
+  const slow = new Coalescer(2000);
+  const deleted = new Set<number>();
+  return {
+    forget: (id) => deleted.add(id),
+    video: (id) => {
+      touched.set(id, performance.now());
+      videos.request(`video:${id}`, async () => {
+        if (deleted.has(id)) return;
+        const started = performance.now();
+        try {
+          const detail = await endpoints.video(id);
+          if ((touched.get(id) ?? 0) > started || deleted.has(id)) return;
+          client.setQueryData(keys.video(id), detail);
+          replaceRow(client, summary(detail));
+        } catch (e) {
+          // Gone meanwhile: its video.deleted event removes it; the open page shows "not found".
+          if ((e as { status?: number }).status === 404) await client.invalidateQueries({ queryKey: keys.video(id) });
+        }
+      });
+    },
+    firstPages: () =>
+      others.request('first-pages', () =>
+        client.invalidateQueries({
+          queryKey: keys.videos,
+          predicate: (q) => (q.queryKey[1] as VideoQuery | undefined)?.before === null,
+        }),
+      ),
+    workers: () => others.request('workers', () => client.invalidateQueries({ queryKey: keys.workers })),
+    system: () => slow.request('system', () => client.invalidateQueries({ queryKey: keys.system })),
+  };
+}
+
+/** Apply one event to the cache. */
+export function applyEvent(client: QueryClient, ev: AdminEvent, refresh: Refresher): void {
+  const [family, what] = ev.kind.split('.', 2);
+  const id = ev.video_id;
+  if (ev.kind === 'attempt.progress') {
+    applyProgress(client, ev);
+    return;
+  }
+  if (family === 'worker') {
+    refresh.workers();
+    return;
+  }
+  if (family === 'attempt') refresh.workers();
+  if (family === 'segment') applySegmentState(client, ev);
+  if (family === 'segment' && (what === 'packaged' || what === 'failed')) refresh.system();
+  if (id === null) return;
+  if (ev.kind === 'video.created') {
+    refresh.firstPages();
+    return;
+  }
+  if (ev.kind === 'video.deleted') {
+    // Nothing to fetch (it would be a 404): an open page of it says it was deleted, and its player stops.
+    removeRow(client, id);
+    client.setQueryData<VideoDetail>(keys.video(id), (d) => d && { ...d, deleted: true });
+    refresh.forget(id);
+    refresh.system();
+    return;
+  }
+  if (cachedAnywhere(client, id)) refresh.video(id);
+}
+
+export type Connection = 'connecting' | 'open' | 'closed';
+
+/**
+ * Open the event stream and apply what it says until `close()` is called. The browser reconnects by
+ * itself with Last-Event-ID when the server ends a stream (ADMIN_STREAM_SECONDS); if the stream
+ * fails for good (a 401, a restart) it is opened again after `?after=<last id>`, and `onState` says so.
+ */
+export function connectEvents(client: QueryClient, onState: (s: Connection) => void): () => void {
+  const refresh = refresher(client);
+  let source: EventSource | null = null;
+  let lastId: number | null = null;
+  let closed = false;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  let opened = false;
+
+  const handle = (message: MessageEvent<string>) => {
+    let ev: AdminEvent;
+    try {
+      ev = JSON.parse(message.data) as AdminEvent;
+    } catch {
+      return;
+    }
+    if (typeof ev.id === 'number') lastId = ev.id;
+    applyEvent(client, ev, refresh);
+  };
+
+  const open = () => {
+    if (closed) return;
+    onState('connecting');
+    const url = lastId === null ? '/api/admin/events' : `/api/admin/events?after=${lastId}`;
+    source = new EventSource(url);
+    for (const kind of KINDS) source.addEventListener(kind, handle as EventListener);
+    source.onmessage = handle;
+    source.onopen = () => {
+      onState('open');
+      // Whatever changed between the first fetches and this stream's start: fetched once, now.
+      if (!opened) void client.invalidateQueries({ predicate: (q) => q.queryKey[0] !== 'me' });
+      opened = true;
+    };
+    source.onerror = () => {
+      if (!source || source.readyState !== EventSource.CLOSED) return; // the browser is reconnecting
+      source.close();
+      onState('closed');
+      reopen(2000);
+    };
+  };
+
+  // Still logged in? /me answers; a 401 there sends the user to the login page instead. A server
+  // that does not answer is asked again, less and less often (at most every 30 s).
+  const reopen = (delay: number) => {
+    retry = setTimeout(() => {
+      endpoints.me().then(open, (e: { status?: number }) => {
+        if (e.status !== 401) reopen(Math.min(delay * 2, 30000));
+      });
+    }, delay);
+  };
+
+  open();
+  return () => {
+    closed = true;
+    clearTimeout(retry);
+    source?.close();
+  };
+}
