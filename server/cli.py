@@ -381,6 +381,7 @@ def stream_command(args: argparse.Namespace, err: TextIO) -> str:
     client = phone.PhoneClient(args.server, timeout=args.timeout, retries=args.retries)
     rng = random.Random(args.seed)
     bar = ProgressBar(err)
+    client.check()
     with tempfile.TemporaryDirectory(prefix="team03-stream-") as workdir:
         bar.note(f"cutting {args.source} into ~{ffmpeg.CUT_SECONDS:g} s segments ...")
         cuts, copied = phone.cut(source, Path(workdir), args.cut_timeout)

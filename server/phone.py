@@ -209,6 +209,10 @@ class PhoneClient:
         self.timeout, self.retries, self.backoff, self.sleep = timeout, retries, backoff, sleep
         self.retried = 0  # calls sent again (for the operator's summary)
 
+    def check(self) -> None:
+        """GET /healthz, so an unreachable server is one error line before any cutting starts."""
+        self._call("/healthz", None, None, "reach the server")
+
     def create_video(self, title: str) -> dict[str, Any]:
         """POST /videos: the app's whole Video object; the server's answer (201)."""
         body = json.dumps(new_video_body(title, int(time.time() * 1000))).encode()
@@ -224,7 +228,7 @@ class PhoneClient:
         body = urllib.parse.urlencode({"last_segment_id": str(int(last_segment_id))}).encode()
         return self._call(f"/video_end/{int(video_id)}", body, "application/x-www-form-urlencoded", "end the video")
 
-    def _call(self, path: str, body: bytes, content_type: str, what: str) -> dict[str, Any]:
+    def _call(self, path: str, body: bytes | None, content_type: str | None, what: str) -> dict[str, Any]:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             if attempt:
@@ -237,9 +241,13 @@ class PhoneClient:
                 last = str(exc)
         raise PhoneError(f"could not {what} at {self.server}: {last} (after {self.retries + 1} tries)")
 
-    def _post(self, path: str, body: bytes, content_type: str) -> dict[str, Any]:
-        headers = {"Content-Type": content_type, "Accept": "application/json", "User-Agent": "team03-cli (phone protocol)"}
-        request = urllib.request.Request(self.server + path, data=body, headers=headers, method="POST")
+    def _post(self, path: str, body: bytes | None, content_type: str | None) -> dict[str, Any]:
+        """POST `body` (GET when None); the JSON answer of a 2xx."""
+        headers = {"Accept": "application/json", "User-Agent": "team03-cli (phone protocol)"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        method = "GET" if body is None else "POST"
+        request = urllib.request.Request(self.server + path, data=body, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked above
                 return json.loads(response.read() or b"{}")
