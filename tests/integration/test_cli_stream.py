@@ -20,7 +20,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from server import cli, phone
+from server import cli, phone, reaper
 from server.models import Admin, AdminSession, Event, Segment, SegmentRendition, SegmentState, Video
 from tests.harness.media import make_segment
 from tests.harness.services import ROOT
@@ -241,3 +241,17 @@ def test_purge_lists_then_removes_orphaned_files_and_rows(stack: Stack, run) -> 
         assert db.scalars(select(AdminSession)).all() == []
         assert stack.video(kept) is not None
     assert run("purge")[1].splitlines()[-1] == "would remove 0 events past retention"
+
+
+def test_the_reaper_sweeps_staging_and_temp_files_by_the_same_rules(stack: Stack) -> None:
+    kept = stack.new_video("kept")
+    media = Path(stack.config.MEDIA_ROOT) / "videos"
+    staging, temp, orphan = media / str(kept) / "attempts" / "7", media / str(kept) / ".x.tmp", media / "999999"
+    staging.mkdir(parents=True)
+    orphan.mkdir()
+    temp.write_bytes(b"half")
+    for path in (staging, temp, orphan):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    reaper.reap(stack.services)
+    assert not staging.exists() and not temp.exists()
+    assert orphan.exists()  # an orphaned video directory is the operator's `purge`, never the reaper's
