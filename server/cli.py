@@ -431,6 +431,21 @@ def _probability(text: str) -> float:
     return value
 
 
+def _page(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= dashboard.PAGE_MAX:
+        raise argparse.ArgumentTypeError(f"not a number from 1 to {dashboard.PAGE_MAX}: {text!r}")
+    return int(text)
+
+
+def _retries(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_RETRIES:
+        raise argparse.ArgumentTypeError(f"not a number from 0 to {MAX_RETRIES}: {text!r}")
+    return int(text)
+
+
+MAX_RETRIES = 20
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -450,9 +465,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="group", required=True, metavar="COMMAND")
     _stream_parser(sub)
     videos = sub.add_parser("videos", help="the newest videos")
-    videos.add_argument(
-        "--limit", type=int, default=dashboard.PAGE_DEFAULT, choices=range(1, dashboard.PAGE_MAX + 1), metavar="N"
-    )
+    limit_help = f"at most N (1-{dashboard.PAGE_MAX})"
+    videos.add_argument("--limit", type=_page, default=dashboard.PAGE_DEFAULT, metavar="N", help=limit_help)
     videos.add_argument("--filter", choices=dashboard.FILTERS, help="only live, vod, or failed videos")
     sub.add_parser("segments", help="a video's segments, their rungs and attempts").add_argument("video", type=_video_id)
     sub.add_parser("workers", help="the registered workers and the queue")
@@ -486,7 +500,7 @@ def _stream_parser(sub: Any) -> None:
     )
     stream.add_argument("--seed", type=int, help="seed of --shuffle and --duplicate (repeatable runs)")
     stream.add_argument("--timeout", type=_positive, default=phone.TIMEOUT, help="seconds per HTTP call (default 20)")
-    stream.add_argument("--retries", type=int, default=phone.RETRIES, choices=range(0, 21), metavar="N", help="retries per call")
+    stream.add_argument("--retries", type=_retries, default=phone.RETRIES, metavar="N", help="retries per call, 0-20 (default 5)")
     stream.add_argument("--cut-timeout", type=_positive, default=600.0, help="seconds ffmpeg may take to cut (default 600)")
     stream.add_argument("--json", action="store_true", help="JSON instead of the final line")
 

@@ -88,6 +88,8 @@ def test_purge_says_what_it_would_remove_and_how_to_remove_it() -> None:
         ["segments", "0"],
         ["retry", "-3"],
         ["videos", "--limit", "0"],
+        ["videos", "--limit", "201"],
+        ["stream", "f.mp4", "--retries", "21"],
         ["videos", "--filter", "nope"],
         ["stream"],
         ["stream", "f.mp4", "--duplicate", "1.5"],
