@@ -1,6 +1,10 @@
-"""Operator commands: `db upgrade`, `admin create NAME`, `worker token|revoke NAME`, `worker list [--json]`.
+"""Operator commands (README "Operator CLI"): `python -m server.cli COMMAND`.
 
-Run as `python -m server.cli ...` with the deployment's DATABASE_URL.
+`stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/phone.py).
+`videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`, `admin create`,
+`worker token|revoke|list` work on the deployment's DATABASE_URL (and MEDIA_ROOT) through the same domain
+functions as the admin API. Each prints a table a person reads, or JSON with `--json`; an error is one
+line on stderr and exit 1 (2 for a usage error).
 """
 
 from __future__ import annotations
@@ -8,22 +12,33 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import random
 import secrets
 import sys
-from collections.abc import Callable
-from typing import Any
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
 
 from alembic import command
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from server import workers
+from server import dashboard, ingest, lifecycle, phone, purge, workers
 from server.clock import SystemClock
 from server.config import Config
 from server.db import alembic_config, make_engine, make_sessionmaker
-from server.errors import ServiceError
+from server.errors import Conflict, FFmpegError, ServiceError
+from server.jobs.queue import NoQueue
 from server.models import Admin
+from server.purge import PurgePlan
+from server.services import Services
+from server.transcode import ffmpeg
 
 
 def db_upgrade(config: Config) -> None:
@@ -120,39 +135,424 @@ def first_admin_banner(url: str, name: str, password: str) -> str:
     )
 
 
+# -- formatting -------------------------------------------------------------------------------------
+
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
+    """Aligned columns: one header line, one line per row; None shows as "-"."""
+    cells = [[title for title, _ in columns]]
+    cells += [["-" if (v := get(row)) is None else str(v) for _, get in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
+
+
+def human_size(size: float | None) -> str | None:
+    """Bytes as a person reads them: 512 B, 1.5 KiB, 23.4 MiB."""
+    if size is None:
+        return None
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_seconds(seconds: float | None) -> str | None:
+    """A span as a person reads it: 4.2s, 3m05s, 2h10m, 3d4h."""
+    if seconds is None:
+        return None
+    s = max(0.0, float(seconds))
+    if s < 60:
+        return f"{s:.1f}s"
+    minutes, sec = divmod(int(s), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours < 48 else f"{hours // 24}d{hours % 24}h"
+
+
+def age(stamp: str | None, now: datetime) -> str | None:
+    """How long ago an ISO 8601 'Z' time was (the dashboard's JSON times), e.g. "3m05s"."""
+    if stamp is None:
+        return None
+    return human_seconds((now - datetime.fromisoformat(stamp.removesuffix("Z"))).total_seconds())
+
+
+def short(text: str | None, width: int = 40) -> str | None:
+    """One line of at most `width` characters."""
+    if text is None:
+        return None
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def videos_table(rows: Sequence[dict[str, Any]], now: datetime) -> str:
+    return table(
+        rows,
+        [
+            ("ID", lambda r: r["id"]),
+            ("TYPE", lambda r: r["type"]),
+            ("STATUS", lambda r: r["status"]),
+            ("SEGMENTS", lambda r: "live" if r["segment_count"] in (None, -1) else r["segment_count"]),
+            ("FAILED", lambda r: r["segments_failed"]),
+            ("DURATION", lambda r: human_seconds(r["duration"])),
+            ("CREATED", lambda r: age(r["created_at"], now) and f"{age(r['created_at'], now)} ago"),
+            ("TITLE", lambda r: short(r["title"])),
+        ],
+    )
+
+
+def _rungs(row: dict[str, Any]) -> str:
+    return " ".join(f"{r['name']}:{r['state']}" for r in row["rungs"]) or "-"
+
+
+def segments_table(video: dict[str, Any]) -> str:
+    head = f"video {video['id']} {video['type']} {video['status']}  {short(video['title'])!s}"
+    rows = table(
+        video["segments"],
+        [
+            ("SEG", lambda r: r["segment_id"]),
+            ("STATE", lambda r: r["state"]),
+            ("SIZE", lambda r: human_size(r["size"])),
+            ("DURATION", lambda r: human_seconds(r["duration"])),
+            ("UPLOAD", lambda r: human_seconds(r["upload_seconds"])),
+            ("LATENCY", lambda r: human_seconds(r["latency"])),
+            ("ATTEMPTS", lambda r: len(r["attempts"])),
+            ("RUNGS", _rungs),
+            ("ERROR", lambda r: short(r["error"], 60)),
+        ],
+    )
+    return f"{head}\n{rows}"
+
+
+def workers_table(answer: dict[str, Any]) -> str:
+    rows = table(
+        answer["workers"],
+        [
+            ("NAME", lambda r: r["name"]),
+            ("ALIVE", lambda r: "yes" if r["alive"] else "no"),
+            ("HOST", lambda r: r["host"]),
+            ("JOBS", lambda r: r["concurrency"]),
+            ("HEARTBEAT", lambda r: r["heartbeat_age"] is not None and f"{human_seconds(r['heartbeat_age'])} ago" or None),
+            ("RUNNING", lambda r: len(r["attempts"])),
+            ("SEG/MIN", lambda r: r["segments_per_minute"]),
+            ("xRT", lambda r: r["x_realtime"]),
+            ("ERR/H", lambda r: r["errors_last_hour"]),
+            ("OK", lambda r: r["attempts_ok"]),
+            ("FAILED", lambda r: r["attempts_failed"]),
+        ],
+    )
+    lines = [rows if answer["workers"] else "no worker registered (dev_run.py runs its jobs on local threads)"]
+    queue = answer.get("queue") or {}
+    for function, counts in sorted((queue.get("total") or {}).items()):
+        lines.append(f"queue {function}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if answer.get("banner"):
+        lines.append(f"! {answer['banner']}")
+    return "\n".join(lines)
+
+
+def purge_text(purge: PurgePlan, *, done: bool) -> str:
+    verb = "removed" if done else "would remove"
+    lines = []
+    for kind, paths in purge.files.items():
+        lines.append(f"{verb} {len(paths)} {kind}")
+        lines += [f"  {p}" for p in paths[:PURGE_SHOWN]]
+        if len(paths) > PURGE_SHOWN:
+            lines.append(f"  ... and {len(paths) - PURGE_SHOWN} more")
+    lines += [f"{verb} {count} {kind}" for kind, count in purge.rows.items()]
+    if not done and (any(purge.files.values()) or any(purge.rows.values())):
+        lines.append("dry run: nothing was removed; run again with --yes to remove it")
+    return "\n".join(lines)
+
+
+PURGE_SHOWN = 20
+
+
+def purge_json(purge: PurgePlan, *, done: bool) -> dict[str, Any]:
+    return {"removed": done, "files": {k: [str(p) for p in v] for k, v in purge.files.items()}, "rows": purge.rows}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)
+
+
+# -- the database commands ----------------------------------------------------------------------------
+
+
+def _services(config: Config) -> Services:
+    """The deployment's services; with no gearmand a retried segment waits for the reaper (NoQueue)."""
+    services = Services.build(config)
+    if services.queue is None:
+        services.queue = NoQueue()
+    return services
+
+
+def with_services(config: Config, work: Callable[[Services, Session], Any]) -> Any:
+    """Run `work(services, session)` and release every connection."""
+    services = _services(config)
+    try:
+        with services.sessions() as session:
+            return work(services, session)
+    finally:
+        services.close()
+
+
+def videos_command(services: Services, session: Session, limit: int, kind: str | None, as_json: bool) -> str:
+    page = dashboard.list_videos(services, session, limit=limit, before=None, q=None, kind=kind)
+    return dumps(page["videos"]) if as_json else videos_table(page["videos"], services.clock.now())
+
+
+def segments_command(services: Services, session: Session, video_id: int, as_json: bool) -> str:
+    detail = dashboard.video_detail(services, session, video_id)
+    return dumps(detail) if as_json else segments_table(detail)
+
+
+def workers_command(services: Services, session: Session, as_json: bool) -> str:
+    answer = dashboard.workers(services, session)
+    return dumps(answer) if as_json else workers_table(answer)
+
+
+def retry_command(services: Services, session: Session, video_id: int, as_json: bool) -> str:
+    """Every FAILED segment of the video starts over (as the admin API's retry does)."""
+    retried = []
+    for segment_id in dashboard.failed_segment_ids(session, video_id):
+        try:
+            lifecycle.retry_failed(services, session, video_id, segment_id)
+        except Conflict:  # retried by someone else meanwhile
+            continue
+        retried.append(segment_id)
+    if as_json:
+        return dumps({"video_id": video_id, "retried": retried})
+    return f"video {video_id}: {len(retried)} failed segment(s) retried" + (f": {retried}" if retried else "")
+
+
+def end_command(services: Services, session: Session, video_id: int, as_json: bool) -> str:
+    """End a stuck live video at its highest stored segment (as the admin API's end does)."""
+    ingest.end_stuck_video(services, session, video_id)
+    lifecycle.maybe_finish(services, session, video_id)  # every segment may be done already
+    row = dashboard.video_rows(services, session, [ingest.get_video(session, video_id)])[0]
+    if as_json:
+        return dumps(row)
+    return f"video {video_id}: ended at segment {row['segment_count'] - 1}; now {row['type']} {row['status']}"
+
+
+def purge_command(services: Services, session: Session, yes: bool, as_json: bool) -> str:
+    found = purge.plan(services, session)
+    result = purge.apply(services, session, found) if yes else found
+    return dumps(purge_json(result, done=yes)) if as_json else purge_text(result, done=yes)
+
+
+# -- stream -----------------------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """A plain-text bar on stderr, redrawn in place with \\r (no dependency)."""
+
+    WIDTH = 30
+
+    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        self.out, self.clock, self.start = out, clock, clock()
+
+    def line(self, sent: phone.Sent) -> str:
+        filled = round(self.WIDTH * sent.stored / max(1, sent.total))
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        took = human_seconds(self.clock() - self.start)
+        size = human_size(sent.bytes)
+        return f"[{bar}] {sent.stored}/{sent.total} segments  {sent.uploads} uploads  {size}  {took}"
+
+    def __call__(self, sent: phone.Sent) -> None:
+        self.out.write("\r" + self.line(sent))
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def done(self) -> None:
+        self.out.write("\n")
+        self.out.flush()
+
+
+def stream_command(args: argparse.Namespace, err: TextIO) -> str:
+    """Cut SOURCE as the phone does, upload it to --server, end it; return the final line (or JSON)."""
+    source = phone.check_source(args.source)
+    client = phone.PhoneClient(args.server, timeout=args.timeout, retries=args.retries)
+    rng = random.Random(args.seed)
+    bar = ProgressBar(err)
+    client.check()
+    with tempfile.TemporaryDirectory(prefix="team03-stream-") as workdir:
+        bar.note(f"cutting {args.source} into ~{ffmpeg.CUT_SECONDS:g} s segments ...")
+        cuts, copied = phone.cut(source, Path(workdir), args.cut_timeout)
+        plan = phone.upload_plan(len(cuts), shuffle=args.shuffle, duplicate=args.duplicate, rng=rng)
+        pace = "as fast as possible" if args.fast else "in real time"
+        how = "copied" if copied else "re-encoded"
+        bar.note(f"{len(cuts)} segments ({how}), {len(plan)} uploads {pace} to {client.server}")
+        pacer = phone.Pacer(cuts, fast=args.fast)
+        title = args.title or Path(urllib.parse.urlsplit(args.source).path).name or "stream"
+        try:
+            video = phone.record(client, title, cuts, plan, pacer, on_sent=bar)
+        finally:
+            bar.done()
+    urls = phone.playback_urls(client.server, video)
+    summary = {"video_id": video["video_id"], "segments": len(cuts), "uploads": len(plan), "retried": client.retried}
+    if args.json:
+        return dumps({**summary, "copied": copied, "urls": urls, "video": video})
+    return f"video {video['video_id']} ({len(cuts)} segments): MPD {urls['mpd']}  HLS {urls['hls']}  Android {urls['android']}"
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
 def _read_password() -> str:
     if sys.stdin.isatty():
         return getpass.getpass("password: ")
     return sys.stdin.readline().rstrip("\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.cli")
-    sub = parser.add_subparsers(dest="group", required=True)
-    db = sub.add_parser("db").add_subparsers(dest="action", required=True)
+def _video_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a video id: {text!r}") from None
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"not a video id: {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a probability: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"not a probability between 0 and 1: {text!r}")
+    return value
+
+
+def _page(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= dashboard.PAGE_MAX:
+        raise argparse.ArgumentTypeError(f"not a number from 1 to {dashboard.PAGE_MAX}: {text!r}")
+    return int(text)
+
+
+def _retries(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_RETRIES:
+        raise argparse.ArgumentTypeError(f"not a number from 0 to {MAX_RETRIES}: {text!r}")
+    return int(text)
+
+
+MAX_RETRIES = 20
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+DEFAULT_SERVER = "http://127.0.0.1:5000"  # dev_run.py's default --host and --port
+
+
+def parser() -> argparse.ArgumentParser:
+    """Every command and its options (usage errors exit 2, argparse's own)."""
+    top = argparse.ArgumentParser(prog="python -m server.cli", description="team03 operator commands")
+    sub = top.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    _stream_parser(sub)
+    videos = sub.add_parser("videos", help="the newest videos")
+    limit_help = f"at most N (1-{dashboard.PAGE_MAX})"
+    videos.add_argument("--limit", type=_page, default=dashboard.PAGE_DEFAULT, metavar="N", help=limit_help)
+    videos.add_argument("--filter", choices=dashboard.FILTERS, help="only live, vod, or failed videos")
+    sub.add_parser("segments", help="a video's segments, their rungs and attempts").add_argument("video", type=_video_id)
+    sub.add_parser("workers", help="the registered workers and the queue")
+    sub.add_parser("retry", help="start every FAILED segment of a video over").add_argument("video", type=_video_id)
+    sub.add_parser("end", help="end a stuck live video at its highest stored segment").add_argument("video", type=_video_id)
+    purge_ = sub.add_parser("purge", help="orphaned files and rows: listed (dry run), removed with --yes")
+    purge_.add_argument("--yes", action="store_true", help="remove what is listed")
+    for name in ("videos", "segments", "workers", "retry", "end", "purge"):
+        sub.choices[name].add_argument("--json", action="store_true", help="JSON instead of text")
+    db = sub.add_parser("db", help="db upgrade").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply pending migrations to DATABASE_URL")
-    admin = sub.add_parser("admin").add_subparsers(dest="action", required=True)
-    create = admin.add_parser("create", help="create an admin; the password is read from stdin")
-    create.add_argument("name")
-    worker = sub.add_parser("worker").add_subparsers(dest="action", required=True)
+    admin = sub.add_parser("admin", help="admin create NAME").add_subparsers(dest="action", required=True)
+    admin.add_parser("create", help="create an admin; the password is read from stdin").add_argument("name")
+    worker = sub.add_parser("worker", help="worker token|revoke|list").add_subparsers(dest="action", required=True)
     worker.add_parser("token", help="mint a worker's token (printed once; the old one stops working)").add_argument("name")
     worker.add_parser("revoke", help="refuse a worker's token from now on").add_argument("name")
     listing = worker.add_parser("list", help="the registered workers")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
-    args = parser.parse_args(argv)
-    config = Config.from_env()
-    if args.group == "db":
+    return top
+
+
+def _stream_parser(sub: Any) -> None:
+    stream = sub.add_parser("stream", help="record a local video or an http(s) URL as the phone does, to --server")
+    stream.add_argument("source", metavar="FILE|URL")
+    stream.add_argument("--server", default=DEFAULT_SERVER, help=f"the server's base URL (default {DEFAULT_SERVER})")
+    stream.add_argument("--title", help="the video's title (default: the file's name)")
+    stream.add_argument("--fast", action="store_true", help="upload as fast as possible, not in real time")
+    stream.add_argument("--shuffle", action="store_true", help=f"reorder uploads within {phone.SHUFFLE_WINDOW} like the app")
+    stream.add_argument(
+        "--duplicate", type=_probability, default=0.0, metavar="P", help="send a segment twice with probability P"
+    )
+    stream.add_argument("--seed", type=int, help="seed of --shuffle and --duplicate (repeatable runs)")
+    stream.add_argument("--timeout", type=_positive, default=phone.TIMEOUT, help="seconds per HTTP call (default 20)")
+    stream.add_argument("--retries", type=_retries, default=phone.RETRIES, metavar="N", help="retries per call, 0-20 (default 5)")
+    stream.add_argument("--cut-timeout", type=_positive, default=600.0, help="seconds ffmpeg may take to cut (default 600)")
+    stream.add_argument("--json", action="store_true", help="JSON instead of the final line")
+
+
+def run(args: argparse.Namespace, config: Config) -> str:
+    """Carry out one parsed command; return what to print on stdout."""
+    group = args.group
+    if group == "stream":
+        return stream_command(args, sys.stderr)
+    if group == "db":
         db_upgrade(config)
-        print(f"database at head: {config.DATABASE_URL.split('@')[-1]}")
-    elif args.group == "admin":
+        return f"database at head: {config.DATABASE_URL.split('@')[-1]}"
+    if group == "admin":
         admin_create(config, args.name, _read_password())
-        print(f"admin {args.name!r} saved")
+        return f"admin {args.name!r} saved"
+    if group == "worker":
+        return worker_command(config, args.action, getattr(args, "name", None), getattr(args, "json", False))
+    commands: dict[str, Callable[[Services, Session], str]] = {
+        "videos": lambda s, db: videos_command(s, db, args.limit, args.filter, args.json),
+        "segments": lambda s, db: segments_command(s, db, args.video, args.json),
+        "workers": lambda s, db: workers_command(s, db, args.json),
+        "retry": lambda s, db: retry_command(s, db, args.video, args.json),
+        "end": lambda s, db: end_command(s, db, args.video, args.json),
+        "purge": lambda s, db: purge_command(s, db, args.yes, args.json),
+    }
+    return with_services(config, commands[group])
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line an operator reads (no traceback, no ffmpeg stderr dump)."""
+    if isinstance(exc, FFmpegError):
+        last = exc.stderr_tail.strip().splitlines()[-1:]
+        text = f"ffmpeg failed: {last[0] if last else f'exit {exc.returncode}'}"
+    elif isinstance(exc, ServiceError):
+        text = exc.message
+    elif isinstance(exc, SQLAlchemyError):
+        text = f"database: {type(exc).__name__}: {str(exc.orig if getattr(exc, 'orig', None) else exc)}"
     else:
-        try:
-            print(worker_command(config, args.action, getattr(args, "name", None), getattr(args, "json", False)))
-        except ServiceError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 1
+        text = str(exc) or type(exc).__name__
+    return short(text, 300) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        print(run(args, Config.from_env()))
+    except (ServiceError, phone.PhoneError, SQLAlchemyError, OSError, ValueError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

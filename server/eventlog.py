@@ -44,10 +44,14 @@ def record(
     return event
 
 
+def past_retention(now: datetime, retention: float):  # type: ignore[no-untyped-def]
+    """The events the log no longer keeps: older than `retention` seconds (prune and the operator's purge)."""
+    return Event.at < now - timedelta(seconds=retention)
+
+
 def prune(session: Session, now: datetime, retention: float) -> int:
     """Delete events older than `retention` seconds, at most PRUNE_BATCH per call; return how many."""
-    cutoff = now - timedelta(seconds=retention)
-    ids = session.scalars(select(Event.id).where(Event.at < cutoff).order_by(Event.id).limit(PRUNE_BATCH)).all()
+    ids = session.scalars(select(Event.id).where(past_retention(now, retention)).order_by(Event.id).limit(PRUNE_BATCH)).all()
     if ids:
         session.execute(delete(Event).where(Event.id.in_(ids)))
     session.commit()

@@ -43,7 +43,7 @@ def package_placeable(services: Services, session: Session, video_id: int) -> in
                     segment = pending.get(entry.segment_id)
                     if segment is not None:
                         _package(services, segment, entry, follows=not entry.discontinuity)
-                        segment.packaged_at = change.now
+                        segment.packaged_at = services.clock.now()  # after the remux: when players can have it
                         move(change, segment, S.PACKAGED, start_ticks=entry.start_ticks)
                         done += 1
         except NotFound:

@@ -12,18 +12,16 @@ every segment_processor of the origin); any number of them may run: the attempt 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
-import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from server import eventlog, lifecycle
+from server import eventlog, lifecycle, purge
 from server.errors import Conflict, NotFound, disk_full
 from server.ingest import delete_abandoned, end_video
-from server.models import Attempt, Segment, SegmentState, Video, VideoStatus, VideoType
+from server.models import Segment, SegmentState, Video, VideoStatus, VideoType
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -72,7 +70,7 @@ def reap(services: Services) -> int:
         pruned = eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION)
         staged = _sweep_staging(services, session)
     end_idle_videos(services, services.clock.now())
-    swept = services.media.sweep_temps(older_than=2 * services.config.PROCESSING_DEADLINE)
+    swept = sum(purge.remove(path) for path in purge.stale_temps(services, limit=SUBMIT_BATCH))
     if expired or submitted or swept or staged or pruned:
         log.info(
             "reaper: %d lease(s) expired, %d segment(s) queued, %d temp file(s) and %d staging dir(s) removed, %d event(s) pruned",
@@ -87,19 +85,7 @@ def reap(services: Services) -> int:
 
 def _sweep_staging(services: Services, session: Session) -> int:
     """Delete staging directories of attempts that are not running (a worker died between writing and reporting)."""
-    quiet = 2 * services.config.LEASE_SECONDS
-    removed = 0
-    for _video_id, attempt_id, path in services.media.attempt_dirs():
-        running = session.scalar(select(Attempt.id).where(Attempt.id == attempt_id, Attempt.outcome.is_(None)))
-        try:
-            idle = time.time() - path.stat().st_mtime
-        except FileNotFoundError:
-            continue
-        if running is None and idle > quiet:
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    session.rollback()
-    return removed
+    return sum(purge.remove(path) for path in purge.stale_staging(services, session, limit=SUBMIT_BATCH))
 
 
 IDLE_BATCH = 100

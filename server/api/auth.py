@@ -34,6 +34,7 @@ from server.api.context import services
 from server.api.limits import client_address, login_throttle
 from server.errors import Forbidden, Unauthorized
 from server.models import Admin, AdminSession
+from server.purge import expired_sessions
 
 COOKIE = "team03_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -135,7 +136,7 @@ def _from_cookie(session: Session, token: str) -> Login:
 
 def _prune(session: Session, now: datetime) -> None:
     """Delete up to PRUNE_BATCH expired sessions (each login adds one row, so the table cannot outgrow this)."""
-    stale = session.scalars(select(AdminSession.id).where(AdminSession.expires_at <= now).limit(PRUNE_BATCH)).all()
+    stale = session.scalars(select(AdminSession.id).where(expired_sessions(now)).limit(PRUNE_BATCH)).all()
     if stale:
         session.execute(delete(AdminSession).where(AdminSession.id.in_(stale)))
 

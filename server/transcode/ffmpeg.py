@@ -616,3 +616,66 @@ def capabilities(timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
     version, _ = _execute(version_argv(), timeout)
     encoders, _ = _execute(encoders_argv(), timeout)
     return {"ffmpeg": parse_version(version), "encoders": parse_encoders(encoders)}
+
+
+# --- cutting a recording as the phone does (the operator's `python -m server.cli stream`) ----------
+
+CUT_SECONDS = 3.0
+CUT_LIST = "segments.csv"  # the segment muxer's list: one "name,start,end" line per finished segment
+URL_SCHEMES = ("http", "https")
+# A URL source may only reach the network over these (an HLS playlist cannot make ffmpeg open a local file).
+_URL_PROTOCOLS = "http,https,tcp,tls,crypto"
+_URL_READ_TIMEOUT_US = "20000000"  # 20 s without a byte, like the app's own timeouts: ffmpeg gives up
+
+
+def can_copy_cut(info: SourceInfo, seconds: float = CUT_SECONDS) -> bool:
+    """Whether `-c copy` can cut near every `seconds`: H.264 (what the phone sends) with keyframes at most that far apart.
+
+    `info.keyframe_interval` is measured over the probe's head (PROBE_PACKETS), which is what the camera's
+    fixed GOP makes representative; a longer or unknown gap means re-encoding with forced keyframes.
+    """
+    return info.video_codec == "h264" and info.keyframe_interval is not None and info.keyframe_interval <= seconds
+
+
+def cut_argv(src: Path | str, out_dir: Path, *, copy: bool, seconds: float = CUT_SECONDS) -> list[str]:
+    """Build the ffmpeg run that cuts `src` into keyframe-aligned MP4 segments out_dir/NNNNNN.mp4, as the phone records.
+
+    `-reset_timestamps 1` starts every segment at 0 and `+faststart` puts its moov first: each is a
+    standalone phone upload. Without `copy`, x264 gets a keyframe forced every `seconds` so the segment
+    muxer (which only cuts on keyframes) cuts there; audio becomes AAC like the phone's. A URL `src` is
+    read by ffmpeg itself over http(s) only (the caller checked the scheme), with a read deadline.
+    """
+    source = ["-i", str(src)]
+    if isinstance(src, str):
+        source = ["-protocol_whitelist", _URL_PROTOCOLS, "-rw_timeout", _URL_READ_TIMEOUT_US, *source]
+    if copy:
+        codecs = ["-c", "copy"]
+    else:
+        force = f"expr:gte(t,n_forced*{seconds:g})"
+        codecs = ["-c:v", "libx264", "-preset", PRESET, "-pix_fmt", "yuv420p", "-force_key_frames", force]
+        codecs += ["-c:a", "aac", "-b:a", "128k"]
+    segment = ["-f", "segment", "-segment_time", f"{seconds:g}", "-reset_timestamps", "1", "-segment_format", "mp4"]
+    segment += ["-segment_format_options", "movflags=+faststart", "-segment_list", str(out_dir / CUT_LIST)]
+    segment += ["-segment_list_type", "csv"]
+    return [
+        *_FFMPEG,
+        *source,
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        *codecs,
+        "-map_metadata",
+        "-1",
+        *segment,
+        str(out_dir / "%06d.mp4"),
+    ]
+
+
+def parse_cut_list(text: str) -> list[tuple[str, float]]:
+    """Return (file name, duration in seconds) of each segment the segment muxer listed, in order."""
+    cuts = []
+    for line in text.splitlines():
+        name, start, end = line.rsplit(",", 2)
+        cuts.append((name, max(0.0, float(end) - float(start))))
+    return cuts

@@ -37,6 +37,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "server.answers",
             "server.checks",
             "server.dashboard",
+            "server.phone",
+            "server.purge",
         },
     ),
     ("edges", {"server", "server.api", "server.segment_processor", "server.cli"}),
