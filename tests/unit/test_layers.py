@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "server.answers",
             "server.checks",
             "server.dashboard",
+            "server.webhooks",
         },
     ),
     ("edges", {"server", "server.api", "server.segment_processor", "server.cli"}),
