@@ -183,7 +183,7 @@ STALL_BATCH = 500
 def report_stalls(services: Services, now: datetime) -> int:
     """Write `video.stalled` for each live video whose uploads stopped (ingest_health.is_stalled), once per stall.
 
-    Once: a stall is reported unless a `video.stalled` of the video is at or after its newest upload; an
+    Once: a stall is reported unless a `video.stalled` of the video is after its newest upload; an
     upload ends the stall, so the next silence is reported again.
     """
     newest = func.max(Segment.uploaded_at)
@@ -210,7 +210,7 @@ def report_stalls(services: Services, now: datetime) -> int:
 
 def _stall_reported(session: Session, video_id: int, since: datetime) -> bool:
     """Whether this stall (no upload since `since`) already has its `video.stalled` event."""
-    query = select(Event.id).where(Event.video_id == video_id, Event.kind == "video.stalled", Event.at >= since)
+    query = select(Event.id).where(Event.video_id == video_id, Event.kind == "video.stalled", Event.at > since)
     return session.scalar(query.limit(1)) is not None
 
 

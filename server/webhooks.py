@@ -352,7 +352,8 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tupl
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = kind(parts.hostname or "", parts.port, timeout=timeout)
     # The socket timeout bounds each read; this bounds them all (a receiver answering a byte at a time).
-    watchdog = threading.Timer(timeout, _cut, (conn,))
+    cut = threading.Event()
+    watchdog = threading.Timer(timeout, _cut, (conn, cut))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -363,13 +364,16 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tupl
         status = response.status
         return status, None if 200 <= status < 300 else f"HTTP {status}"
     except (OSError, http.client.HTTPException, ValueError) as exc:
+        if cut.is_set() or isinstance(exc, TimeoutError):
+            return None, f"timed out: no answer within {timeout:g} s"
         return None, (f"{type(exc).__name__}: {exc}")[:255]
     finally:
         watchdog.cancel()
         conn.close()
 
 
-def _cut(conn: http.client.HTTPConnection) -> None:
+def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
+    cut.set()
     sock = conn.sock
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed: nothing to cut
@@ -460,12 +464,12 @@ def deliver(services: Services, delivery_id: int) -> None:
         hook = None if delivery is None else session.get(Webhook, delivery.webhook_id)
         if delivery is None or hook is None or delivery.next_attempt_at is None:
             return
-        url, secret, body = hook.url, hook.secret, delivery.payload.encode()
+        url, secret, kind, body = hook.url, hook.secret, delivery.kind, delivery.payload.encode()
         session.rollback()  # no connection is held while the receiver takes its time
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "team03-webhooks",
-        "X-Team03-Event": delivery.kind,
+        "X-Team03-Event": kind,
         "X-Team03-Delivery": str(delivery_id),
         SIGNATURE_HEADER: sign(secret, body, int(services.clock.time())),
     }

@@ -165,7 +165,7 @@ def stopped(session: Session, worker_id: int, *, now: datetime) -> None:
 def mark_lost(session: Session, *, now: datetime, lease_seconds: float, horizon: float) -> list[int]:
     """Write `worker.lost` for each running worker silent for LOST_FACTOR leases, once per silence; their ids.
 
-    Once: a worker already has a `worker.lost` at or after its last heartbeat until it beats again. Only
+    Once: a worker already has a `worker.lost` after its last heartbeat until it beats again. Only
     workers heard within `horizon` seconds (the event log's retention) are looked at, so a worker gone for
     good is not reported again once its event is pruned. Each worker's row is locked while it is decided,
     so two reapers report it once.
@@ -191,7 +191,7 @@ def _mark_lost(session: Session, worker_id: int, now: datetime, silent: datetime
         session.rollback()
         return False
     reported = select(Event.id).where(
-        Event.kind == "worker.lost", Event.worker_id == worker_id, Event.at >= worker.last_heartbeat_at
+        Event.kind == "worker.lost", Event.worker_id == worker_id, Event.at > worker.last_heartbeat_at
     )
     if session.scalar(reported.limit(1)) is not None:
         session.rollback()
