@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("video.live", "video.vod", "segment.failed", "stream.stalled", "worker.lost")
 SIGNATURE_HEADER = "X-Team03-Signature"
-SCAN_BATCH = 500  # log events read per hook per pass
+SCAN_BATCH = 500  # log events read per hook per transaction
+SCAN_ROUNDS = 20  # batches per hook per pass: a hook catches up 10,000 events a pass, and a pass still ends
 SEND_BATCH = 100  # due deliveries looked at per pass
 RESPONSE_LIMIT = 64 * 1024  # bytes of a receiver's answer read (then dropped)
 MAX_URL = 2000
@@ -272,7 +273,14 @@ def scan(services: Services) -> int:
             select(Webhook.id).where(Webhook.disabled_at.is_(None)).order_by(Webhook.id).limit(MAX_HOOKS)
         ).all()
         session.rollback()
-        return sum(_scan_hook(services, session, hook_id) for hook_id in hook_ids)
+        made = 0
+        for hook_id in hook_ids:
+            for _ in range(SCAN_ROUNDS):
+                count, more = _scan_hook(services, session, hook_id)
+                made += count
+                if not more:
+                    break
+        return made
 
 
 def _lock_hook(session: Session, hook_id: int) -> Webhook | None:
@@ -284,19 +292,21 @@ def _lock_hook(session: Session, hook_id: int) -> Webhook | None:
     return session.scalars(query).one_or_none()
 
 
-def _scan_hook(services: Services, session: Session, hook_id: int) -> int:
+def _scan_hook(services: Services, session: Session, hook_id: int) -> tuple[int, bool]:
+    """One batch of the hook's new events into deliveries, in one transaction; (deliveries made, a full batch was read)."""
     hook = _lock_hook(session, hook_id)
     if hook is None or hook.disabled_at is not None:
         session.rollback()
-        return 0
+        return 0, False
     cutoff = services.clock.now() - timedelta(seconds=eventlog.GAP_GRACE)
-    ready = list(_settled(eventlog.read_after(session, hook.scanned_to, SCAN_BATCH), cutoff))
+    events = eventlog.read_after(session, hook.scanned_to, SCAN_BATCH)
+    ready = list(_settled(events, cutoff))
     wanted = set(hook.events.split(","))
     made = _enqueue(session, hook, ready, wanted, services.clock.now())
     if ready:
         hook.scanned_to = ready[-1].id
     session.commit()
-    return made
+    return made, len(events) == SCAN_BATCH and len(ready) == len(events)
 
 
 def _settled(events: Iterable[Event], cutoff: datetime) -> Iterable[Event]:

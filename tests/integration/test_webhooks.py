@@ -440,3 +440,17 @@ def test_the_cli(services, receiver, dispatcher, database_url, monkeypatch, caps
     assert cli.main(["webhook", "remove", str(hook_id)]) == 1
     assert cli.main(["webhook", "list"]) == 0
     assert capsys.readouterr().out.strip().endswith("removed")
+
+
+def test_a_pass_catches_up_past_one_batch_and_reads_nothing_twice(services, receiver):
+    hook_id = hook(services, receiver, "/many", "segment.failed")
+    count = 2 * webhooks.SCAN_BATCH + 100
+    with services.sessions() as session:
+        for k in range(count):  # rows as lifecycle.move writes them for a segment failed for good
+            webhooks.eventlog.record(session, "segment.failed", at=services.clock.now(), video_id=1, segment_id=k, failure="x")
+            webhooks.eventlog.record(session, "segment.encoded", at=services.clock.now(), video_id=1, segment_id=k)
+        session.commit()
+    services.clock.advance(webhooks.eventlog.GAP_GRACE + 1)
+    assert webhooks.scan(services) == count
+    assert webhooks.scan(services) == 0
+    assert sorted(json.loads(d.payload)["segment_id"] for d in rows(services, hook_id)) == list(range(count))
