@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from server import dashboard, ingest, lifecycle, phone, purge, workers
+from server import dashboard, ingest, lifecycle, phone, purge, webhooks, workers
 from server.clock import SystemClock
 from server.config import Config
 from server.db import alembic_config, make_engine, make_sessionmaker
@@ -116,6 +116,50 @@ def worker_command(config: Config, action: str, name: str | None, as_json: bool)
         return f"worker {name!r}: token revoked"
     rows = with_session(config, workers.listing)
     return json.dumps(rows, indent=2) if as_json else format_table(rows)
+
+
+# --- webhook: add, list, remove, deliveries (server/webhooks.py) ---------------------------------------
+
+
+def add_webhook_parser(sub: Any) -> None:
+    """The `webhook` subcommands."""
+    hook = sub.add_parser("webhook", help="URLs told of events (README: Webhooks)").add_subparsers(dest="action", required=True)
+    add = hook.add_parser("add", help="register a URL; its signing secret is printed once")
+    add.add_argument("url")
+    add.add_argument("--events", required=True, help=f"comma-separated, from: {','.join(webhooks.EVENTS)}")
+    hook.add_parser("list", help="the registered URLs").add_argument("--json", action="store_true", help="JSON instead of lines")
+    hook.add_parser("remove", help="stop sending to a URL").add_argument("id", type=int)
+    deliveries = hook.add_parser("deliveries", help="a URL's newest deliveries and their last status")
+    deliveries.add_argument("id", type=int)
+    deliveries.add_argument("--limit", type=int, default=20, choices=range(1, webhooks.PAGE_MAX + 1), metavar="1..200")
+    deliveries.add_argument("--json", action="store_true", help="JSON instead of lines")
+
+
+def webhook_command(config: Config, args: argparse.Namespace) -> str:
+    """Carry out `webhook add|list|remove|deliveries` and return what to print."""
+    now = SystemClock().now()
+    if args.action == "add":
+        hook, secret = with_session(config, lambda s: webhooks.create(s, args.url, args.events, now=now))
+        return f"webhook {hook['id']}: {hook['url']} ({','.join(hook['events'])})\nsecret: {secret}\n# shown only once"
+    if args.action == "remove":
+        with_session(config, lambda s: webhooks.remove(s, args.id, now=now))
+        return f"webhook {args.id}: removed"
+    if args.action == "list":
+        rows = with_session(config, webhooks.listing)
+        return json.dumps(rows, indent=2) if args.json else "\n".join(_hook_line(r) for r in rows)
+    page = with_session(config, lambda s: webhooks.deliveries(s, args.id, limit=args.limit))
+    rows = page["deliveries"]
+    return json.dumps(rows, indent=2) if args.json else "\n".join(_delivery_line(r) for r in rows)
+
+
+def _hook_line(row: dict[str, Any]) -> str:
+    return f"{row['id']}  {row['url']}  {','.join(row['events'])}  since {row['created_at']}"
+
+
+def _delivery_line(row: dict[str, Any]) -> str:
+    status = row["last_status"] if row["last_status"] is not None else "-"
+    error = f"  {row['last_error']}" if row["last_error"] else ""
+    return f"{row['id']}  {row['event']}  {row['state']}  tries={row['attempts']}  status={status}  at={row['created_at']}{error}"
 
 
 def first_admin_banner(url: str, name: str, password: str) -> str:
@@ -485,6 +529,7 @@ def parser() -> argparse.ArgumentParser:
     worker.add_parser("revoke", help="refuse a worker's token from now on").add_argument("name")
     listing = worker.add_parser("list", help="the registered workers")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    add_webhook_parser(sub)
     return top
 
 
@@ -510,6 +555,8 @@ def run(args: argparse.Namespace, config: Config) -> str:
     group = args.group
     if group == "stream":
         return stream_command(args, sys.stderr)
+    if group == "webhook":
+        return webhook_command(config, args)
     if group == "db":
         db_upgrade(config)
         return f"database at head: {config.DATABASE_URL.split('@')[-1]}"

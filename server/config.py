@@ -80,6 +80,14 @@ class Config:
     # at once per process (beyond: 503 with Retry-After), so streams never take every thread.
     ADMIN_STREAM_SECONDS: float = 300.0
     ADMIN_STREAMS: int = 8
+    # Webhooks (README "Webhooks"): each delivery try waits at most WEBHOOK_TIMEOUT seconds for its receiver;
+    # a failed one is tried again after WEBHOOK_BACKOFF seconds, doubling up to WEBHOOK_BACKOFF_MAX, until
+    # WEBHOOK_GIVE_UP seconds after the event; WEBHOOK_THREADS send at once per reaper process.
+    WEBHOOK_TIMEOUT: float = 5.0
+    WEBHOOK_BACKOFF: float = 10.0
+    WEBHOOK_BACKOFF_MAX: float = 3600.0
+    WEBHOOK_GIVE_UP: float = 24 * 3600.0
+    WEBHOOK_THREADS: int = 4
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

@@ -60,7 +60,7 @@ def ingest_health(
     """The IngestHealth JSON of one live video; `uploads` in the order they first arrived."""
     newest = max((u.uploaded_at for u in uploads), default=None)
     age = None if newest is None else round((now - newest).total_seconds(), 3)
-    stalled = age is not None and last_segment_id is None and age > STALL_FACTOR * segment_seconds
+    stalled = is_stalled(newest, now=now, segment_seconds=segment_seconds, last_segment_id=last_segment_id)
     missing, missing_count = missing_ids(uploads, last_segment_id)
     return {
         "last_segment_age": age,
@@ -73,6 +73,16 @@ def ingest_health(
         "out_of_order": out_of_order(uploads),
         "probe": None if probe is None else probe_json(probe),
     }
+
+
+def is_stalled(newest: datetime | None, *, now: datetime, segment_seconds: float, last_segment_id: int | None) -> bool:
+    """Whether a video that is not ended got no upload for STALL_FACTOR segment durations (the phone stopped).
+
+    The dashboard's `stalled` and the reaper's `video.stalled` event (a webhook) both ask this.
+    """
+    if newest is None or last_segment_id is not None:
+        return False
+    return round((now - newest).total_seconds(), 3) > STALL_FACTOR * segment_seconds
 
 
 def upload_ratio(uploads: Sequence[Upload]) -> dict[str, Any]:

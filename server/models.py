@@ -1,4 +1,4 @@
-"""The database schema: videos, renditions, segments and their rungs, attempts, workers, events."""
+"""The database schema: videos, renditions, segments and their rungs, attempts, workers, events, webhooks."""
 
 from __future__ import annotations
 
@@ -272,3 +272,42 @@ class AdminSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     address: Mapped[str | None] = mapped_column(String(64))
+
+
+class Webhook(Base):
+    """A URL an admin registered for some events (server/webhooks.py); removing it sets disabled_at."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(String(255))  # comma-separated: video.live, video.vod, ...
+    # The HMAC key of its signatures: the receiver holds it too, so it is stored as is (shown once at creation).
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The last event of the log this hook's deliveries were made from; a new hook starts at the newest.
+    scanned_to: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookDelivery(Base):
+    """One event to send to one hook, tried until delivered or given up (server/webhooks.py)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    # Once per hook: "event:<id>" for most, "video.live:<video id>" so a video goes live once.
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, exactly as signed and sent
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # NULL once delivered or given up; a sender moves it on before it sends (its claim).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP status, NULL if none came
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    given_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -4,7 +4,9 @@ Every REAPER_INTERVAL seconds it takes back attempts whose lease ran out (lifecy
 to the queue the segments that were never queued (gearmand down at upload) or whose retry time has come,
 re-submits QUEUED segments no worker took within PROCESSING_DEADLINE (a gearmand restarted empty),
 settles live videos (a gap timed out: package, maybe finish), ends live videos abandoned for
-LIVE_IDLE_TIMEOUT, prunes the event log, and deletes what dead processes left (temp files, staging
+LIVE_IDLE_TIMEOUT, reports stalled streams (`video.stalled`) and lost workers (`worker.lost`) in the event
+log once each, hands new events to the webhook dispatcher and sends its due deliveries (server/webhooks.py),
+prunes the event log, and deletes what dead processes left (temp files, staging
 directories of finished attempts). It runs where the database and the media are (the local runner, and
 every segment_processor of the origin); any number of them may run: the attempt rows decide.
 """
@@ -18,11 +20,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from server import eventlog, lifecycle, purge
+from server import eventlog, lifecycle, purge, workers
+from server.changes import video_change
 from server.errors import Conflict, NotFound, disk_full
 from server.ingest import delete_abandoned, end_video
-from server.models import Segment, SegmentState, Video, VideoStatus, VideoType
+from server.ingest_health import is_stalled
+from server.models import Event, Segment, SegmentState, Video, VideoStatus, VideoType
 from server.services import Services
+from server.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 SUBMIT_BATCH = 500
@@ -33,16 +38,27 @@ class Reaper(threading.Thread):
         super().__init__(name="reaper", daemon=True)
         self.services = services
         self.stop = stop
+        self.webhooks = Dispatcher(services)
 
     def run(self) -> None:
-        while not self.stop.wait(self.services.config.REAPER_INTERVAL):
-            try:
-                reap(self.services)
-            except Exception as exc:  # a database restart or a full disk must not kill the loop
-                if disk_full(exc):  # the operator's to fix; one line per pass, not a traceback
-                    log.error("reaper pass stopped, disk full: %s; retrying next interval", exc)
-                else:
-                    log.exception("reaper pass failed; retrying next interval")
+        try:
+            while not self.stop.wait(self.services.config.REAPER_INTERVAL):
+                self._pass()
+        finally:
+            self.webhooks.close()
+
+    def _pass(self) -> None:
+        try:
+            reap(self.services)
+        except Exception as exc:  # a database restart or a full disk must not kill the loop
+            if disk_full(exc):  # the operator's to fix; one line per pass, not a traceback
+                log.error("reaper pass stopped, disk full: %s; retrying next interval", exc)
+            else:
+                log.exception("reaper pass failed; retrying next interval")
+        try:  # after reap(): this pass's stalls and lost workers are in the log; sends run on the pool
+            self.webhooks.tick()
+        except Exception:
+            log.exception("webhook pass failed; retrying next interval")
 
 
 def due(now: datetime, deadline: timedelta):  # type: ignore[no-untyped-def]
@@ -70,6 +86,10 @@ def reap(services: Services) -> int:
         pruned = eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION)
         staged = _sweep_staging(services, session)
     end_idle_videos(services, services.clock.now())
+    report_stalls(services, services.clock.now())
+    with services.sessions() as session:
+        config = services.config
+        workers.mark_lost(session, now=services.clock.now(), lease_seconds=config.LEASE_SECONDS, horizon=config.EVENT_RETENTION)
     swept = sum(purge.remove(path) for path in purge.stale_temps(services, limit=SUBMIT_BATCH))
     if expired or submitted or swept or staged or pruned:
         log.info(
@@ -141,3 +161,58 @@ def _end_idle(services: Services, session: Session, video_id: int, highest: int 
     log.warning("video %s abandoned: no upload for %.0f s; ended at its highest segment %s", video_id, idle, highest)
     lifecycle.maybe_finish(services, session, video_id)
     return True
+
+
+STALL_BATCH = 500
+
+
+def report_stalls(services: Services, now: datetime) -> int:
+    """Write `video.stalled` for each live video whose uploads stopped (ingest_health.is_stalled), once per stall.
+
+    Once: a stall is reported unless a `video.stalled` of the video is after its newest upload; an
+    upload ends the stall, so the next silence is reported again.
+    """
+    newest = func.max(Segment.uploaded_at)
+    query = (
+        select(Video.id, Video.segment_duration_ms, newest)
+        .join(Segment, Segment.video_id == Video.id)
+        .where(Video.type == VideoType.LIVE, Video.last_segment_id.is_(None))
+        .group_by(Video.id, Video.segment_duration_ms)
+        .order_by(Video.id)
+        .limit(STALL_BATCH)
+    )
+    reported = 0
+    with services.sessions() as session:
+        rows = session.execute(query).all()
+        session.rollback()
+        for video_id, duration_ms, last_upload in rows:
+            stalled = is_stalled(last_upload, now=now, segment_seconds=duration_ms / 1000, last_segment_id=None)
+            reported_already = stalled and _stall_reported(session, video_id, last_upload)
+            session.rollback()
+            if stalled and not reported_already:  # checked without a lock first: most passes change nothing
+                reported += _report_stall(services, session, video_id)
+    return reported
+
+
+def _stall_reported(session: Session, video_id: int, since: datetime) -> bool:
+    """Whether this stall (no upload since `since`) already has its `video.stalled` event."""
+    query = select(Event.id).where(Event.video_id == video_id, Event.kind == "video.stalled", Event.at > since)
+    return session.scalar(query.limit(1)) is not None
+
+
+def _report_stall(services: Services, session: Session, video_id: int) -> bool:
+    """Decide again under the video's row lock (another reaper, an upload meanwhile) and write the event."""
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            video = change.video
+            last_upload = session.scalar(select(func.max(Segment.uploaded_at)).where(Segment.video_id == video_id))
+            seconds = video.segment_duration_ms / 1000
+            if not is_stalled(last_upload, now=change.now, segment_seconds=seconds, last_segment_id=video.last_segment_id):
+                return False
+            if last_upload is None or _stall_reported(session, video_id, last_upload):
+                return False
+            idle = round((change.now - last_upload).total_seconds(), 3)
+            change.event("video.stalled", last_upload_at=last_upload.isoformat(), idle=idle)
+            return True
+    except NotFound:  # deleted meanwhile
+        return False

@@ -7,7 +7,8 @@ much of a guess was right. Revoking keeps the row (its history, its counts) and 
 
 Every change is one transaction with exactly one event (`worker.*`, server/eventlog.py). A heartbeat is
 not a change of state, only a sign of life every few seconds: it writes no event, or the log would be
-mostly heartbeats.
+mostly heartbeats. Its absence is one: the reaper calls `mark_lost`, which writes `worker.lost` once per
+silence (a webhook).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,13 +27,15 @@ from sqlalchemy.orm import Session
 
 from server.errors import InvalidInput, NotFound
 from server.eventlog import record
-from server.models import Attempt, Worker
+from server.models import Attempt, Event, Worker
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # secrets.token_urlsafe(32) is 43 characters; anything far longer or outside that alphabet is no token of ours.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 TOKEN_BYTES = 32
 FUNCTION_NAMES = re.compile(r"^[a-z0-9_.]{1,64}$")
+LOST_FACTOR = 3  # silent for this many leases: lost (the dashboard's `alive` uses the same bound)
+LOST_BATCH = 100
 
 
 def token_hash(token: str) -> str:
@@ -157,6 +160,46 @@ def stopped(session: Session, worker_id: int, *, now: datetime) -> None:
     worker.stopped_at = worker.last_heartbeat_at = now
     record(session, "worker.stopped", at=now, worker_id=worker.id)
     session.commit()
+
+
+def mark_lost(session: Session, *, now: datetime, lease_seconds: float, horizon: float) -> list[int]:
+    """Write `worker.lost` for each running worker silent for LOST_FACTOR leases, once per silence; their ids.
+
+    Once: a worker already has a `worker.lost` after its last heartbeat until it beats again. Only
+    workers heard within `horizon` seconds (the event log's retention) are looked at, so a worker gone for
+    good is not reported again once its event is pruned. Each worker's row is locked while it is decided,
+    so two reapers report it once.
+    """
+    silent = now - timedelta(seconds=LOST_FACTOR * lease_seconds)
+    candidates = session.scalars(
+        select(Worker.id)
+        .where(
+            Worker.stopped_at.is_(None),
+            Worker.last_heartbeat_at < silent,
+            Worker.last_heartbeat_at >= now - timedelta(seconds=horizon),
+        )
+        .order_by(Worker.id)
+        .limit(LOST_BATCH)
+    ).all()
+    session.rollback()
+    return [worker_id for worker_id in candidates if _mark_lost(session, worker_id, now, silent)]
+
+
+def _mark_lost(session: Session, worker_id: int, now: datetime, silent: datetime) -> bool:
+    worker = session.scalars(select(Worker).where(Worker.id == worker_id).with_for_update()).one_or_none()
+    if worker is None or worker.stopped_at is not None or worker.last_heartbeat_at is None or worker.last_heartbeat_at >= silent:
+        session.rollback()
+        return False
+    reported = select(Event.id).where(
+        Event.kind == "worker.lost", Event.worker_id == worker_id, Event.at > worker.last_heartbeat_at
+    )
+    if session.scalar(reported.limit(1)) is not None:
+        session.rollback()
+        return False
+    heard = worker.last_heartbeat_at.isoformat(timespec="seconds")
+    record(session, "worker.lost", at=now, worker_id=worker_id, name=worker.name, last_heartbeat_at=heard)
+    session.commit()
+    return True
 
 
 def listing(session: Session) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from server.api.admin import (
     AdminWorkers,
 )
 from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
+from server.api.admin_webhooks import AdminWebhook, AdminWebhookDeliveries, AdminWebhooks
 from server.api.context import close_session
 from server.api.dashboard import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
 from server.api.health import Healthz, Ping, Readyz, Status
@@ -123,6 +124,9 @@ ROUTES = [
     (AdminAttemptCancel, "/api/admin/attempts/<int:attempt_id>/cancel"),
     (AdminSystem, "/api/admin/system"),
     (AdminEvents, "/api/admin/events"),
+    (AdminWebhooks, "/api/admin/webhooks"),
+    (AdminWebhook, "/api/admin/webhooks/<int:webhook_id>"),
+    (AdminWebhookDeliveries, "/api/admin/webhooks/<int:webhook_id>/deliveries"),
     # The dashboard's built app (static/dist): its files, then every client route (SpaPath never matches the paths above)
     (DashboardIndex, "/"),
     (DashboardAsset, "/assets/<string(maxlength=128):name>"),

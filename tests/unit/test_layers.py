@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "server.dashboard",
             "server.phone",
             "server.purge",
+            "server.webhooks",
         },
     ),
     ("edges", {"server", "server.api", "server.segment_processor", "server.cli"}),
