@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import logging
 import signal
-import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -35,8 +34,7 @@ from server.lifecycle import WorkerRef
 from server.origin import LocalOrigin, Origin
 from server.remote_origin import RemoteOrigin
 from server.services import Services
-from server.transcode.ffmpeg import capabilities
-from server.work import default_worker_name, start_workers
+from server.work import default_worker_name, registration, start_workers
 
 log = logging.getLogger("server.segment_processor")
 
@@ -65,13 +63,6 @@ def plan(config: Config, only: str | None, *, database: bool) -> Plan:
             raise Refused("--only package needs DATABASE_URL and the media tree; a remote worker (API_URL) only transcodes")
         return Plan(True, (TRANSCODE_SEGMENT,))
     return Plan(False, (SHORT_NAMES[only],) if only else (TRANSCODE_SEGMENT, PACKAGE_VIDEO))
-
-
-def registration(config: Config, functions: tuple[str, ...]) -> workers.Registration:
-    """What this worker tells the registry about itself."""
-    return workers.Registration(
-        socket.gethostname(), metrics.software_version(), capabilities(), config.WORKER_CONCURRENCY, functions
-    )
 
 
 class RemoteRegistry:

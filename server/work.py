@@ -11,7 +11,7 @@ import socket
 import threading
 from functools import partial
 
-from server import lifecycle
+from server import lifecycle, metrics, workers
 from server.config import Config
 from server.encoding import handle_transcode
 from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob
@@ -21,6 +21,7 @@ from server.lifecycle import WorkerRef
 from server.origin import LocalOrigin, Origin
 from server.reaper import Reaper
 from server.services import Services
+from server.transcode.ffmpeg import capabilities
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,44 @@ def handlers_for(config: Config, services: Services | None, origin: Origin, func
     return handlers
 
 
+def registration(config: Config, functions: tuple[str, ...]) -> workers.Registration:
+    """What a worker tells the registry about itself."""
+    return workers.Registration(
+        socket.gethostname(), metrics.software_version(), capabilities(), config.WORKER_CONCURRENCY, functions
+    )
+
+
 def start_local_runner(services: Services) -> Reaper:
-    """Attach an in-process queue with WORKER_CONCURRENCY threads and start the reaper."""
-    origin = LocalOrigin(services, WorkerRef(None, default_worker_name(services.config)))
-    handlers = handlers_for(services.config, services, origin, (TRANSCODE_SEGMENT, PACKAGE_VIDEO))
+    """Attach an in-process queue with WORKER_CONCURRENCY threads, registered as a worker, and start the reaper.
+
+    The runner is a worker like any other in the workers table (the dashboard shows it keeping up): it
+    registers here and says it is alive every third of a lease until the process stops.
+    """
+    functions = (TRANSCODE_SEGMENT, PACKAGE_VIDEO)
+    with services.sessions() as session:
+        row = workers.register(
+            session, default_worker_name(services.config), registration(services.config, functions), now=services.clock.now()
+        )
+        me = WorkerRef(row.id, row.name)
+    origin = LocalOrigin(services, me)
+    handlers = handlers_for(services.config, services, origin, functions)
     services.queue = LocalQueue(handlers, services.config.WORKER_CONCURRENCY)
     reaper = Reaper(services, services.stopping)
     reaper.start()
-    log.info("local job runner started with %d thread(s)", services.config.WORKER_CONCURRENCY)
+    assert me.id is not None
+    threading.Thread(target=_keep_alive, args=(services, me.id), name="local-worker-alive", daemon=True).start()
+    log.info("local job runner started with %d thread(s) as worker %s", services.config.WORKER_CONCURRENCY, me.name)
     return reaper
+
+
+def _keep_alive(services: Services, worker_id: int) -> None:
+    """Heartbeat the local runner's worker row until the process closes its services."""
+    while not services.stopping.wait(services.config.LEASE_SECONDS / 3):
+        try:
+            with services.sessions() as session:
+                workers.heartbeat(session, worker_id, now=services.clock.now())
+        except Exception as exc:  # noqa: BLE001 - a database restart: the next tick tries again
+            log.warning("local worker heartbeat failed, retrying: %s", exc)
 
 
 def start_workers(
