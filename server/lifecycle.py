@@ -559,22 +559,3 @@ def _rungs(segment: Segment) -> list[SegmentRendition]:
 
 def _running_attempt(session: Session, segment: Segment) -> Attempt | None:
     return session.scalars(select(Attempt).where(Attempt.segment_pk == segment.id, Attempt.outcome.is_(None)).limit(1)).first()
-
-
-def attempt_json(attempt: Attempt) -> dict[str, object]:
-    """An attempt as the API and the CLI show it."""
-
-    def at(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "id": attempt.id,
-        "video_id": attempt.video_id,
-        "worker": attempt.worker_name,
-        "started_at": at(attempt.started_at),
-        "lease_expires_at": at(attempt.lease_expires_at),
-        "progress": attempt.progress,
-        "outcome": attempt.outcome.value if attempt.outcome else None,
-        "finished_at": at(attempt.finished_at),
-        "error": attempt.error,
-    }
