@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server import eventlog, lifecycle, metrics
+from server import eventlog, lifecycle, metrics, publishing
 from server.changes import video_change
 from server.config import Config
 from server.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
@@ -291,6 +291,8 @@ def rename_video(services: Services, session: Session, video_id: int, title: str
     with video_change(session, video_id, services.clock) as change:
         change.video.title = title
         change.event("video.renamed", title=title)
+    if services.has_media:
+        publishing.publish(services, session, video_id)  # the DASH MPD carries the title
     return change.video
 
 

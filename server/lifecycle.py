@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from server import eventlog, metrics
+from server import eventlog, metrics, publishing
 from server.changes import Change, video_change
 from server.errors import Conflict, NotFound, UnprocessableMedia
 from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, SegmentJob
@@ -500,6 +500,17 @@ def _submit_package(services: Services, video_id: int) -> None:
 
 
 def maybe_finish(services: Services, session: Session, video_id: int) -> bool:
+    """Switch the video to VOD if it is over, then publish its playlists where the media tree is.
+
+    The last step after any change (settle, an end, a retry): True only for the one call that made the switch.
+    """
+    finished = _finish_if_over(services, session, video_id)
+    if services.has_media:
+        publishing.publish(services, session, video_id)
+    return finished
+
+
+def _finish_if_over(services: Services, session: Session, video_id: int) -> bool:
     """Switch the video to VOD if it is over; True only for the one call that made the switch."""
     view = load_view(session, video_id)
     session.rollback()

@@ -73,6 +73,19 @@ ATTEMPTS = Counter("team03_attempts", "Encode attempts finished, by outcome, cou
 for _outcome in AttemptOutcome:
     ATTEMPTS.labels(outcome=_outcome.value)  # every outcome is a series from the start, at 0
 
+PLAYLIST_PUBLISHES = Counter(
+    "team03_playlist_publishes",
+    "Publishes of a video's playlist files: written, current (nothing changed), failed (the reaper retries)",
+    ["result"],
+)
+for _result in ("written", "current", "failed"):
+    PLAYLIST_PUBLISHES.labels(result=_result)
+PLAYLIST_PUBLISH_SECONDS = Histogram(
+    "team03_playlist_publish_seconds",
+    "Seconds to render and write one video's playlist files (under its folder lock)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
 UPLOAD_TO_PLAYABLE_WINDOW = 300.0  # seconds of recently packaged segments the upload-to-playable summary covers
 UPLOAD_TO_PLAYABLE_LIMIT = 2000  # the newest this many of them, at most: a scrape costs the same under any load
 QUANTILES = (0.5, 0.95, 1.0)
@@ -162,6 +175,11 @@ class SystemCollector:
             states = dict(session.execute(select(Segment.status, func.count()).group_by(Segment.status)).all())
             running = session.scalar(select(func.count()).select_from(Attempt).where(Attempt.outcome.is_(None))) or 0
             waits = _upload_to_playable(session, now)
+            behind = session.scalar(
+                select(func.count())
+                .select_from(Video)
+                .where(Video.published_revision.is_(None) | (Video.published_revision < Video.revision))
+            )
             oldest = session.scalar(
                 select(func.min(Segment.uploaded_at))
                 .join(Video, Video.id == Segment.video_id)
@@ -178,6 +196,11 @@ class SystemCollector:
             "playlist_publish_lag_seconds",
             "How long the oldest uploaded segment of a live stream has waited to be published (0: playlists are current)",
             lag,
+        )
+        yield _gauge(
+            "playlist_files_behind",
+            "Videos whose playlist files lag their database revision (the reaper republishes them; 0 when current)",
+            behind or 0,
         )
         yield from _playable_summary(waits)
 

@@ -89,6 +89,10 @@ class Video(Base):
     thumbnail_segment_id: Mapped[int | None] = mapped_column(Integer)
     # Bumped on every change a playlist or the JSON can show; cache keys carry it.
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    # What the playlist files in the media tree show (server/publishing.py): the revision and the listing
+    # they were rendered from. Written by the publisher only, never a revision of its own.
+    published_revision: Mapped[int | None] = mapped_column(Integer)
+    published_key: Mapped[str | None] = mapped_column(String(64))
 
     renditions: Mapped[list[Rendition]] = relationship(
         back_populates="video", order_by="Rendition.position", cascade="all, delete-orphan", passive_deletes=True

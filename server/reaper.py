@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from server import eventlog, lifecycle, purge, workers
+from server import eventlog, lifecycle, publishing, purge, workers
 from server.changes import video_change
 from server.errors import Conflict, NotFound, disk_full
 from server.ingest import delete_abandoned, end_video
@@ -82,7 +82,8 @@ def reap(services: Services) -> int:
         live = session.scalars(select(Video.id).where(Video.type == VideoType.LIVE, Video.status != VideoStatus.EMPTY)).all()
         session.rollback()
         for video_id in live:
-            lifecycle.settle(services, session, video_id, inline=True)
+            lifecycle.settle(services, session, video_id, inline=True)  # gap timeouts: packages, finishes, publishes
+        republished = _republish(services, session)
         pruned = eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION)
         staged = _sweep_staging(services, session)
     end_idle_videos(services, services.clock.now())
@@ -91,16 +92,26 @@ def reap(services: Services) -> int:
         config = services.config
         workers.mark_lost(session, now=services.clock.now(), lease_seconds=config.LEASE_SECONDS, horizon=config.EVENT_RETENTION)
     swept = sum(purge.remove(path) for path in purge.stale_temps(services, limit=SUBMIT_BATCH))
-    if expired or submitted or swept or staged or pruned:
+    if expired or submitted or swept or staged or pruned or republished:
         log.info(
-            "reaper: %d lease(s) expired, %d segment(s) queued, %d temp file(s) and %d staging dir(s) removed, %d event(s) pruned",
+            "reaper: %d lease(s) expired, %d segment(s) queued, %d video(s) republished, %d temp file(s) and %d staging dir(s) removed, %d event(s) pruned",
             expired,
             submitted,
+            republished,
             swept,
             staged,
             pruned,
         )
     return submitted
+
+
+def _republish(services: Services, session: Session) -> int:
+    """Publish the playlists of videos whose files lag their revision (a publisher died, a disk was full)."""
+    if not services.has_media:
+        return 0
+    lagging = publishing.lagging(session, SUBMIT_BATCH)
+    session.rollback()
+    return sum(publishing.publish(services, session, video_id) for video_id in lagging)
 
 
 def _sweep_staging(services: Services, session: Session) -> int:

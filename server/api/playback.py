@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from flask import Response, request, send_file
 from flask_restful import Resource
 
-from server import answers, ingest
+from server import answers, ingest, publishing
 from server.api.context import services, session
 from server.errors import NotFound
 
@@ -45,46 +45,75 @@ def _gap() -> float:
     return services().config.GAP_TIMEOUT
 
 
+# A rendition name in a playlist path; anything else is never a file (and never reaches a path).
+TRACK = re.compile(r"^(?:[A-Z0-9_]{1,16}|audio)$")
+
+
+def _published(video_id: int, name: str) -> Response | None:
+    """Answer the playlist file the publisher wrote (server/publishing.py), as nginx does; None before the first.
+
+    The same bytes, types and Cache-Control as deploy/nginx/team03.conf: live files live 1 s, final ones an hour.
+    """
+    folder = services().media.video_dir(video_id)
+    try:
+        body = (folder / name).read_bytes()  # small, and replaced whole: never a torn read
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    final = (folder / publishing.VOD_MARKER).is_file()
+    return _answer(answers.Rendered(body, final), name.rsplit(".", 1)[1])
+
+
 class AndroidMpd(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
         raw = request.args.get("last_segment_id")
         after = None if raw is None else ingest.parse_segment_id(raw, "last_segment_id")
-        result = answers.rendered(services(), session(), video_id, "android", answers.android_mpd(_gap(), after), str(after))
+        result = answers.rendered(services(), session(), video_id, "android", publishing.android_mpd(_gap(), after), str(after))
         return _answer(result, "mpd")
 
 
 class LegacyMaster(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        return _answer(answers.rendered(services(), session(), video_id, "legacy-master", answers.legacy_master), "m3u8")
+        if (file := _published(video_id, f"{publishing.LEGACY}/root.m3u8")) is not None:
+            return file
+        return _answer(answers.rendered(services(), session(), video_id, "legacy-master", publishing.legacy_master), "m3u8")
 
 
 class LegacyMedia(Resource):
     def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
-        result = answers.rendered(services(), session(), video_id, "legacy-media", answers.legacy_media(_gap(), name), name)
+        if TRACK.match(name) and (file := _published(video_id, f"{publishing.LEGACY}/{name}/stream.m3u8")) is not None:
+            return file
+        result = answers.rendered(services(), session(), video_id, "legacy-media", publishing.legacy_media(_gap(), name), name)
         return _answer(result, "m3u8")
 
 
 class DashManifest(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        time_url = request.host_url + "time"
-        render = answers.dash(_gap(), f"/video_files/{video_id}/", time_url)
-        return _answer(answers.rendered_when_published(services(), session(), video_id, "dash", render, time_url), "mpd")
+        if (file := _published(video_id, "manifest.mpd")) is not None:
+            return file
+        render = publishing.dash(_gap(), f"/video_files/{video_id}/")
+        return _answer(answers.rendered_when_published(services(), session(), video_id, "dash", render), "mpd")
 
 
 class HlsMaster(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        return _answer(answers.rendered(services(), session(), video_id, "hls-master", answers.hls_master), "m3u8")
+        if (file := _published(video_id, "master.m3u8")) is not None:
+            return file
+        return _answer(answers.rendered(services(), session(), video_id, "hls-master", publishing.hls_master), "m3u8")
 
 
 class HlsMedia(Resource):
     def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
-        render = answers.hls_media(_gap(), name)
+        if TRACK.match(name) and (file := _published(video_id, f"{name}/playlist.m3u8")) is not None:
+            return file
+        render = publishing.hls_media(_gap(), name)
         return _answer(answers.rendered_when_published(services(), session(), video_id, "hls-media", render, name), "m3u8")
 
 
 class Storyboard(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
-        return _answer(answers.rendered(services(), session(), video_id, "storyboard", answers.storyboard(_gap())), "vtt")
+        if (file := _published(video_id, "storyboard.vtt")) is not None:
+            return file
+        return _answer(answers.rendered(services(), session(), video_id, "storyboard", publishing.storyboard(_gap())), "vtt")
 
 
 class MediaFile(Resource):

@@ -13,12 +13,15 @@ then renamed, so a reader sees either nothing or the whole file.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from server.errors import InsufficientStorage, PayloadTooLarge
@@ -56,9 +59,26 @@ class MediaStore:
                 found.append((int(path.parent.parent.name), int(path.name), path))
         return found
 
+    @contextmanager
+    def video_lock(self, video_id: int) -> Iterator[bool]:
+        """Hold the video's folder lock (flock on the folder itself, every process of this host); yield
+        whether the folder exists. Publishers take it so their files are written one revision after the other."""
+        try:
+            fd = os.open(self.video_dir(video_id), os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield os.path.isdir(self.video_dir(video_id))  # not deleted while we waited
+        finally:
+            os.close(fd)  # releases the lock
+
     def remove_video(self, video_id: int) -> None:
-        """Delete every file a video owns."""
-        shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
+        """Delete every file a video owns (under its lock: no publisher writes into a folder being removed)."""
+        with self.video_lock(video_id) as present:
+            if present:
+                shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
 
     def sweep_temps(self, older_than: float) -> int:
         """Delete temp files untouched for `older_than` seconds (a process died mid-write)."""
@@ -117,6 +137,24 @@ def atomic_write(final: Path, data: bytes) -> None:
         with open(temp, "wb") as fh:
             fh.write(data)
         commit_file(temp, final)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise _storage_error(exc) from exc
+
+
+def replace_file(final: Path, data: bytes) -> None:
+    """Replace `final` with `data` in one rename: a reader sees the old bytes or the new ones, never a mix.
+
+    Not fsynced: a file written this way is derived from the database (a playlist), and the reaper
+    rewrites any that lag after a crash. The folder above `final`'s own must exist.
+    """
+    final.parent.mkdir(exist_ok=True)
+    temp = temp_path_for(final)
+    try:
+        with open(temp, "wb") as fh:
+            fh.write(data)
+        os.chmod(temp, 0o644)  # static servers run as another user
+        os.replace(temp, final)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise _storage_error(exc) from exc

@@ -39,6 +39,9 @@ EXPOSED = {
     "team03_segments": "gauge",
     "team03_attempts_running": "gauge",
     "team03_playlist_publish_lag_seconds": "gauge",
+    "team03_playlist_publishes": "counter",
+    "team03_playlist_publish_seconds": "histogram",
+    "team03_playlist_files_behind": "gauge",
     "team03_upload_to_playable_seconds": "gauge",
     "team03_upload_to_playable_segments": "gauge",
     "team03_gearman_up": "gauge",
@@ -50,6 +53,7 @@ EXPOSED = {
 # What each label may hold: fixed sets, or what the configuration names (rungs, gearmand addresses).
 BOUNDED = {
     "outcome": {o.value for o in AttemptOutcome},
+    "result": {"written", "current", "failed"},
     "state": {s.value.lower() for s in SegmentState},
     "function": set(FUNCTIONS),
     "quantile": {"0.5", "0.95", "1"},

@@ -124,6 +124,41 @@ def nginx_prefix() -> Path:
     return prefix
 
 
+NGINX_SITE = ROOT / "deploy/nginx/team03.conf"
+
+
+def render_nginx(
+    prefix: Path, app_port: int, port: int, *, media_root: Path | None = None, status_port: int | None = None
+) -> str:
+    """deploy/nginx/team03.conf as shipped, its addresses (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf."""
+    site = NGINX_SITE.read_text()
+    replacements = [("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"), ("listen 80;", f"listen 127.0.0.1:{port};")]
+    if media_root is not None:
+        replacements.append(("root /srv/team03/media;", f"root {media_root};"))
+    for shipped, local in replacements:
+        assert site.count(shipped) == 1, f"{NGINX_SITE} no longer says {shipped!r}: update tests/harness/services.py"
+        site = site.replace(shipped, local)
+    (prefix / "team03.conf").write_text(site)
+    status = "" if status_port is None else f"server {{ listen 127.0.0.1:{status_port}; location = /status {{ stub_status; }} }}"
+    return f"""\
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/team03.conf;
+    {status}
+}}
+"""
+
+
 def start_nginx(prefix: Path, conf: str) -> subprocess.Popen[bytes]:
     """Run nginx in the foreground on `conf` (which says `daemon off;`) under `prefix`; its output goes to prefix/nginx.out."""
     (prefix / "nginx.conf").write_text(conf)

@@ -159,9 +159,18 @@ class Stack:
     def wait(self, what: Callable[[], object], timeout: float = 60.0, message: str = "") -> object:
         return wait_for(what, timeout, message or str(what))
 
+    def published(self, video_id: int) -> bool:
+        """Whether the video's playlist files show its current revision (server/publishing.py)."""
+        with self.services.sessions() as session:
+            row = session.execute(select(Video.revision, Video.published_revision).where(Video.id == video_id)).one_or_none()
+        return row is not None and row.published_revision == row.revision
+
     def wait_vod(self, video_id: int, timeout: float = 90.0) -> Video:
+        """Wait until the video is VOD and its playlist files say so (what players see), and return it."""
         return self.wait(
-            lambda: (v := self.video(video_id)) is not None and v.type.value == "VOD" and v, timeout, f"video {video_id} VOD"
+            lambda: (v := self.video(video_id)) is not None and v.type.value == "VOD" and self.published(video_id) and v,
+            timeout,
+            f"video {video_id} VOD and published",
         )  # type: ignore[return-value]
 
     def serve(self) -> str:

@@ -30,7 +30,8 @@ def _android(client, vid, after=None):  # type: ignore[no-untyped-def]
 
 
 def _packaged(stack, vid, k):  # type: ignore[no-untyped-def]
-    return stack.segment(vid, k).packaged_at is not None
+    """Segment k is packaged and the playlist files show it."""
+    return stack.segment(vid, k).packaged_at is not None and stack.published(vid)
 
 
 def test_live_playlists_grow_then_become_vod(stack, segment_files, tmp_path):
@@ -258,7 +259,8 @@ def _check_serving(s: requests.Session, base: str, vid: int) -> None:
     assert s.get(f"{base}/live_mpd/99999.mpd").status_code == 404
 
 
-def test_playlists_are_cached_in_memcached_by_revision(make_config, gearmand, segment_files, tmp_path):
+def test_the_android_mpd_is_cached_in_memcached_by_revision(make_config, gearmand, segment_files, tmp_path):
+    """The one dynamic playlist (its query and headers) is rendered once per revision; the others are files."""
     import os
 
     from server.answers import current_revision
@@ -271,14 +273,14 @@ def test_playlists_are_cached_in_memcached_by_revision(make_config, gearmand, se
         vid = stack.new_video()
         stack.upload(vid, 0, segment_files[0].read_bytes())
         stack.wait(lambda: _packaged(stack, vid, 0), 60, "packaged")
-        first = stack.client.get(f"/video_files/{vid}/LOW/playlist.m3u8").data
+        first = stack.client.get(f"/live_mpd/{vid}.mpd").data
         with stack.services.sessions() as session:
             revision = current_revision(session, vid)
-        assert stack.services.cache.get(f"pl:{vid}:{revision}:hls-media:LOW") is not None
+        assert stack.services.cache.get(f"pl:{vid}:{revision}:android:None") is not None
         stack.upload(vid, 1, segment_files[1].read_bytes())
         stack.wait(lambda: _packaged(stack, vid, 1), 60, "packaged")
-        second = stack.client.get(f"/video_files/{vid}/LOW/playlist.m3u8").data
-        assert first.count(b".m4s") == 1 and second.count(b".m4s") == 2  # a new revision is never answered stale
+        second = stack.client.get(f"/live_mpd/{vid}.mpd").data
+        assert first.count(b"<SegmentURL") == 3 and second.count(b"<SegmentURL") == 6  # a new revision is never answered stale
     finally:
         stack.close()
 

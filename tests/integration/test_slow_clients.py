@@ -34,7 +34,6 @@ from tests.harness.sse import SseClient
 
 SLOW = 50
 ANDROID_TIMEOUT = 20.0  # seconds the Android app waits for an answer: "promptly" here means within that
-NGINX_SITE = real.ROOT / "deploy/nginx/team03.conf"
 
 
 @dataclass
@@ -149,38 +148,6 @@ def gunicorn(make_config, gearmand, tmp_path: Path) -> Iterator[Callable[..., Se
     real.stop_gracefully(procs, timeout=20)
 
 
-def render_nginx(prefix: Path, app_port: int, port: int, status_port: int) -> str:
-    """deploy/nginx/team03.conf as shipped, its two addresses pointed at loopback ports, in a minimal nginx.conf."""
-    site = NGINX_SITE.read_text()
-    for shipped, local in (
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"),
-        ("listen 80;", f"listen 127.0.0.1:{port};"),
-    ):
-        assert site.count(shipped) == 1, f"{NGINX_SITE} no longer says {shipped!r}: update this test"
-        site = site.replace(shipped, local)
-    (prefix / "team03.conf").write_text(site)
-    return f"""\
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/team03.conf;
-    server {{
-        listen 127.0.0.1:{status_port};
-        location = /status {{ stub_status; }}
-    }}
-}}
-"""
-
-
 @pytest.fixture
 def nginx_front() -> Iterator[Callable[[Served], tuple[Served, Callable[[], int]]]]:
     """Put deploy/nginx/team03.conf in front of a served app; return it and a reader of nginx's open connections."""
@@ -189,7 +156,7 @@ def nginx_front() -> Iterator[Callable[[Served], tuple[Served, Callable[[], int]
 
     def front(app: Served) -> tuple[Served, Callable[[], int]]:
         port, status_port = real.free_port(), real.free_port()
-        procs.append(real.start_nginx(prefix, render_nginx(prefix, app.port, port, status_port)))
+        procs.append(real.start_nginx(prefix, real.render_nginx(prefix, app.port, port, status_port=status_port)))
         real.wait_http(f"http://127.0.0.1:{port}/ping", procs[-1], prefix / "nginx.out")
 
         def connections() -> int:
@@ -315,7 +282,7 @@ def test_content_length_longer_than_the_body_gets_408(server: str, request, segm
 
 def test_nginx_refuses_what_the_app_would_in_json(gunicorn, nginx_front) -> None:  # type: ignore[no-untyped-def]
     """The shipped front's body limit is the app's (MAX_SEGMENT_BYTES + 1 MiB envelope), and its 413 is the API's JSON."""
-    limit = re.search(r"client_max_body_size (\d+)m;", NGINX_SITE.read_text())
+    limit = re.search(r"client_max_body_size (\d+)m;", real.NGINX_SITE.read_text())
     assert limit is not None
     assert int(limit[1]) * 1024 * 1024 == Config().MAX_SEGMENT_BYTES + 1024 * 1024
     served, _ = nginx_front(gunicorn(threads=2))

@@ -24,7 +24,18 @@ LAYERS: list[tuple[str, set[str]]] = [
         "infrastructure",
         {"server.db", "server.models", "server.media", "server.cache", "server.jobs", "server.services", "server.metrics"},
     ),
-    ("domain", {"server.eventlog", "server.changes", "server.state", "server.lifecycle", "server.packaging", "server.workers"}),
+    (
+        "domain",
+        {
+            "server.eventlog",
+            "server.changes",
+            "server.state",
+            "server.lifecycle",
+            "server.packaging",
+            "server.publishing",
+            "server.workers",
+        },
+    ),
     (
         "application",
         {

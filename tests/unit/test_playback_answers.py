@@ -1,4 +1,4 @@
-"""What the playback layer answers before the first segment, and HLS after the end: pure, no database."""
+"""What the playlist renderers (server/publishing.py) answer before the first segment, and HLS after the end: no database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 import m3u8
 import pytest
 
-from server import answers as playback
+from server import publishing as playback
 from server.errors import NotFound, NotReadyYet
 from server.playlists import RenditionView, SegmentView, VideoView
 

@@ -1,0 +1,224 @@
+"""Playlists published as files (server/publishing.py) and served by the shipped nginx config.
+
+Real workers encode real segments; the files are read while they are being rewritten, through Flask and
+through deploy/nginx/team03.conf as shipped (its root pointed at the test's MEDIA_ROOT).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import m3u8
+import pytest
+import requests
+
+from server import publishing, reaper
+from server.models import Video
+from tests.harness import services as real
+from tests.harness.stack import Stack
+
+NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+PLAYLISTS = ("manifest.mpd", "master.m3u8", "HIGH/playlist.m3u8", "audio/playlist.m3u8", "storyboard.vtt")
+LEGACY = ("root.m3u8", "LOW/stream.m3u8")
+
+
+def _listed(body: bytes) -> list[str]:
+    """The segment URIs of an HLS media playlist; fails on a torn or empty file."""
+    playlist = m3u8.loads(body.decode())
+    assert body.startswith(b"#EXTM3U") and playlist.segment_map, body[:200]
+    return [s.uri for s in playlist.segments]
+
+
+def _mpd_segments(body: bytes) -> int:
+    root = ElementTree.fromstring(body)  # a torn file does not parse
+    timeline = root.find(".//d:AdaptationSet/d:Representation/d:SegmentTemplate/d:SegmentTimeline", NS)
+    if timeline is None:
+        timeline = root.find(".//d:AdaptationSet/d:SegmentTemplate/d:SegmentTimeline", NS)
+    return sum(1 + int(s.get("r", "0")) for s in timeline.findall("d:S", NS))
+
+
+def test_files_move_forward_whole_while_two_workers_publish(stack: Stack, segment_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two workers package and publish at once; a reader polling the files never sees one torn or going back."""
+    stack.start_workers(2, tmp_path / "workers.log")
+    vid = stack.new_video()
+    folder = stack.services.media.video_dir(vid)
+    seen: list[tuple[int, int]] = []  # (HLS segments, MPD segments) per read
+    errors: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                hls = _listed((folder / "HIGH/playlist.m3u8").read_bytes())
+                mpd = _mpd_segments((folder / "manifest.mpd").read_bytes())
+            except FileNotFoundError:
+                continue  # nothing published yet
+            except Exception as exc:  # noqa: BLE001 - any parse failure is the finding
+                errors.append(repr(exc))
+                return
+            seen.append((len(hls), mpd))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for k, path in enumerate(segment_files):
+            stack.upload(vid, k, path.read_bytes())
+        stack.end(vid, len(segment_files) - 1)
+        stack.wait_vod(vid, timeout=120)
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert not errors, errors[:3]
+    hls_counts = [h for h, _ in seen]
+    assert hls_counts == sorted(hls_counts), "an HLS playlist went back to an older revision"
+    assert hls_counts[-1] == len(segment_files) and len(set(hls_counts)) > 1  # it was read while it grew
+    final = (folder / "HIGH/playlist.m3u8").read_bytes()
+    assert m3u8.loads(final.decode()).is_endlist and (folder / publishing.VOD_MARKER).is_file()
+    assert stack.services.media.temp_files() == []
+    # Flask answers the files themselves (the embedded default), as nginx would.
+    for name in PLAYLISTS:
+        assert stack.client.get(f"/video_files/{vid}/{name}").data == (folder / name).read_bytes(), name
+    for name in LEGACY:
+        assert stack.client.get(f"/live_m3u8/{vid}/{name}").data == (folder / "live_m3u8" / name).read_bytes(), name
+
+
+def test_a_gap_decided_by_time_is_published_while_live(stack: Stack, segment_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Nobody uploads or ends anything: the reaper decides the gap (GAP_TIMEOUT, 4 s here) and publishes it."""
+    stack.start_worker(tmp_path / "worker.log")
+    vid = stack.new_video()
+    stack.upload(vid, 0, segment_files[0].read_bytes())
+    stack.upload(vid, 2, segment_files[2].read_bytes())  # 1 never comes
+    playlist = stack.services.media.video_dir(vid) / "HIGH/playlist.m3u8"
+    stack.wait(lambda: playlist.is_file() and _listed(playlist.read_bytes()) == ["000000.m4s"], 60, "0 listed")
+    stack.wait(lambda: _listed(playlist.read_bytes()) == ["000000.m4s", "000002.m4s"], 60, "1 skipped, 2 listed")
+    video = stack.video(vid)
+    assert video is not None and video.type.value == "LIVE"
+    assert not m3u8.loads(playlist.read_text()).is_endlist and m3u8.loads(playlist.read_text()).segments[1].discontinuity
+
+
+def test_a_publish_that_failed_is_retried_by_the_reaper(stack: Stack, segment_files, tmp_path, monkeypatch, admin_auth) -> None:  # type: ignore[no-untyped-def]
+    stack.start_worker(tmp_path / "worker.log")
+    vid = stack.new_video("before")
+    stack.upload(vid, 0, segment_files[0].read_bytes())
+    stack.end(vid, 0)
+    stack.wait_vod(vid)
+    manifest = stack.services.media.video_dir(vid) / "manifest.mpd"
+    assert b"<Title>before</Title>" in manifest.read_bytes()
+
+    def disk_full(final: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(publishing, "replace_file", disk_full)
+    response = stack.client.put(f"/video/{vid}", json={"title": "after"}, headers=admin_auth)
+    assert response.status_code == 200  # the rename is committed; only its files lag
+    assert b"<Title>before</Title>" in manifest.read_bytes() and not stack.published(vid)
+    monkeypatch.undo()
+    reaper.reap(stack.services)
+    assert stack.published(vid) and b"<Title>after</Title>" in manifest.read_bytes()
+    with stack.services.sessions() as session:
+        assert publishing.lagging(session, 10) == []
+
+
+def test_videos_published_before_files_existed_are_backfilled(stack: Stack, segment_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An upgrade: rows without published_revision (migration 0006) and no files get them from the reaper."""
+    stack.start_worker(tmp_path / "worker.log")
+    vid = stack.new_video()
+    stack.upload(vid, 0, segment_files[0].read_bytes())
+    stack.end(vid, 0)
+    stack.wait_vod(vid)
+    folder = stack.services.media.video_dir(vid)
+    for name in (*PLAYLISTS, "live_m3u8", publishing.VOD_MARKER):
+        path = folder / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    with stack.services.sessions() as session:
+        session.query(Video).filter(Video.id == vid).update({"published_revision": None, "published_key": None})
+        session.commit()
+    reaper.reap(stack.services)
+    assert all((folder / name).is_file() for name in PLAYLISTS) and (folder / publishing.VOD_MARKER).is_file()
+
+
+# --- through the shipped nginx config ----------------------------------------------------------------
+
+
+@pytest.fixture
+def nginx(stack: Stack) -> Iterator[tuple[str, str]]:
+    """deploy/nginx/team03.conf in front of the stack's app, its root at MEDIA_ROOT; yield (nginx URL, app URL)."""
+    app_url = stack.serve()
+    media_root = Path(stack.config.MEDIA_ROOT)
+    media_root.mkdir(parents=True, exist_ok=True)
+    for folder in (media_root, *media_root.parents):  # nginx's workers run as nobody
+        if folder == Path("/tmp") or folder == Path("/"):
+            break
+        folder.chmod(0o755)
+    prefix = real.nginx_prefix()
+    port = real.free_port()
+    app_port = int(app_url.rsplit(":", 1)[1])
+    proc = real.start_nginx(prefix, real.render_nginx(prefix, app_port, port, media_root=media_root))
+    try:
+        real.wait_http(f"http://127.0.0.1:{port}/ping", proc, prefix / "nginx.out")
+        yield f"http://127.0.0.1:{port}", app_url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def test_nginx_answers_the_published_files_as_the_app_does(stack: Stack, nginx, segment_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    front, app = nginx
+    stack.start_worker(tmp_path / "worker.log")
+    vid = stack.new_video()
+    stack.upload(vid, 0, segment_files[0].read_bytes())
+    stack.wait(lambda: stack.segment(vid, 0).packaged_at is not None and stack.published(vid), 90, "0 published")
+    live = requests.get(f"{front}/video_files/{vid}/HIGH/playlist.m3u8", timeout=10)
+    assert live.status_code == 200 and live.headers["Cache-Control"] == "public, max-age=1"
+    stack.upload(vid, 1, segment_files[1].read_bytes())
+    stack.end(vid, 1)
+    stack.wait_vod(vid)
+
+    paths = [f"/video_files/{vid}/{name}" for name in PLAYLISTS] + [f"/live_m3u8/{vid}/{name}" for name in LEGACY]
+    paths += [f"/video_files/{vid}/{name}" for name in ("HIGH/init.mp4", "HIGH/000001.m4s", "LOW/000000.ts", "LOW/000001.mp4")]
+    paths += [f"/video_files/{vid}/{name}" for name in ("audio/init.mp4", "thumbnails/000000.jpg", "storyboard/000001.jpg")]
+    for path in paths:
+        ours, theirs = requests.get(front + path, timeout=10), requests.get(app + path, timeout=10)
+        assert ours.status_code == theirs.status_code == 200, path
+        assert ours.content == theirs.content, path
+        for header in ("Content-Type", "Cache-Control", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers"):
+            assert ours.headers[header] == theirs.headers[header], (path, header, ours.headers.get(header))
+        assert requests.get(front + path, headers={"If-None-Match": ours.headers["ETag"]}, timeout=10).status_code == 304
+    assert requests.get(f"{front}/video_files/{vid}/master.m3u8", timeout=10).headers["Cache-Control"] == "public, max-age=3600"
+    part = requests.get(f"{front}/video_files/{vid}/HIGH/000001.m4s", headers={"Range": "bytes=10-109"}, timeout=10)
+    whole = (stack.services.media.video_dir(vid) / "HIGH/000001.m4s").read_bytes()
+    assert part.status_code == 206 and part.content == whole[10:110]
+    preflight = requests.options(
+        f"{front}/video_files/{vid}/HIGH/000001.m4s",
+        headers={"Origin": "http://player.example", "Access-Control-Request-Headers": "range"},
+        timeout=10,
+    )
+    assert preflight.status_code in (200, 204) and "Range" in preflight.headers["Access-Control-Allow-Headers"]
+
+    # The Android MPD stays dynamic: its query and its two headers come from the app through nginx.
+    android = requests.get(f"{front}/live_mpd/{vid}.mpd?last_segment_id=0", timeout=10)
+    assert android.headers["lastSegmentId"] == "1" and android.headers["streamEnded"] == "true"
+    assert ElementTree.fromstring(android.content).find("d:BaseURL", NS).text == f"/video_files/{vid}/"
+    # Names the tree never serves, and videos without files, are the app's JSON 404s.
+    folder = stack.services.media.video_dir(vid)
+    (folder / ".manifest.mpd.tmp-0000").write_bytes(b"half")
+    for bad in ("originals/000000.mp4", "vod", ".manifest.mpd.tmp-0000", "attempts/1/HIGH.mp4", "HIGH/", "HIGH/../vod"):
+        answer = requests.get(f"{front}/video_files/{vid}/{bad}", timeout=10)
+        assert answer.status_code == 404 and answer.headers["Content-Type"] == "application/json", bad
+    missing = requests.get(f"{front}/video_files/999999/manifest.mpd", timeout=10)
+    assert missing.status_code == 404 and "999999" in missing.json()["message"]
+
+    # nginx answers the files on its own: with the app gone, players keep playing; the app's routes are 503.
+    stack._serving.close()
+    assert requests.get(f"{front}/video_files/{vid}/manifest.mpd", timeout=10).status_code == 200
+    for path in (f"/live_mpd/{vid}.mpd", f"/video_files/{vid}/originals/000000.mp4", "/video_files/999999/manifest.mpd"):
+        gone = requests.get(front + path, timeout=10)
+        assert gone.status_code == 503 and json.loads(gone.content)["code"] == "service_unavailable", path
+        assert gone.headers["Retry-After"] == "5"
