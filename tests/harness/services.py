@@ -128,7 +128,7 @@ NGINX_SITE = ROOT / "deploy/nginx/team03.conf"
 
 
 def render_nginx(
-    prefix: Path, app_port: int, port: int, *, media_root: Path | None = None, status_port: int | None = None
+    prefix: Path, app_port: int, port: int, *, media_root: Path | None = None, status_port: int | None = None, workers: int = 1
 ) -> str:
     """deploy/nginx/team03.conf as shipped, its addresses (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf."""
     site = NGINX_SITE.read_text()
@@ -141,7 +141,7 @@ def render_nginx(
     (prefix / "team03.conf").write_text(site)
     status = "" if status_port is None else f"server {{ listen 127.0.0.1:{status_port}; location = /status {{ stub_status; }} }}"
     return f"""\
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -157,6 +157,15 @@ http {{
     {status}
 }}
 """
+
+
+def readable_by_all(folder: Path) -> None:
+    """Make `folder` and the folders above it (up to /tmp) 0755: nginx's workers run as nobody, mkdtemp makes 0700."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (folder, *folder.parents):
+        if path in (Path("/tmp"), Path("/")):
+            break
+        path.chmod(0o755)
 
 
 def start_nginx(prefix: Path, conf: str) -> subprocess.Popen[bytes]:

@@ -151,11 +151,7 @@ def nginx(stack: Stack) -> Iterator[tuple[str, str]]:
     """deploy/nginx/team03.conf in front of the stack's app, its root at MEDIA_ROOT; yield (nginx URL, app URL)."""
     app_url = stack.serve()
     media_root = Path(stack.config.MEDIA_ROOT)
-    media_root.mkdir(parents=True, exist_ok=True)
-    for folder in (media_root, *media_root.parents):  # nginx's workers run as nobody
-        if folder == Path("/tmp") or folder == Path("/"):
-            break
-        folder.chmod(0o755)
+    real.readable_by_all(media_root)
     prefix = real.nginx_prefix()
     port = real.free_port()
     app_port = int(app_url.rsplit(":", 1)[1])
