@@ -86,6 +86,14 @@ PLAYLIST_PUBLISH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+WEBHOOK_TRIES = Counter(
+    "team03_webhook_tries",
+    "Webhook delivery tries, by what came of them: delivered, retrying (a later try is due), given_up (after WEBHOOK_GIVE_UP)",
+    ["result"],
+)
+for _result in ("delivered", "retrying", "given_up"):
+    WEBHOOK_TRIES.labels(result=_result)
+
 UPLOAD_TO_PLAYABLE_WINDOW = 300.0  # seconds of recently packaged segments the upload-to-playable summary covers
 UPLOAD_TO_PLAYABLE_LIMIT = 2000  # the newest this many of them, at most: a scrape costs the same under any load
 QUANTILES = (0.5, 0.95, 1.0)

@@ -42,10 +42,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from server import eventlog
+from server import eventlog, metrics
 from server.config import Config
 from server.errors import InvalidInput, NotFound
 from server.models import Event, Webhook, WebhookDelivery
@@ -406,8 +406,10 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def tick(self) -> list[Future[None]]:
-        """One pass: new events into deliveries, then start the due tries (without waiting for them)."""
+        """One pass: new events into deliveries, old finished ones out, then start the due tries (without waiting)."""
         scan(self.services)
+        with self.services.sessions() as session:
+            prune(session, self.services.clock.now(), self.services.config.EVENT_RETENTION)
         return self.send_due()
 
     def send_due(self) -> list[Future[None]]:
@@ -487,6 +489,21 @@ def deliver(services: Services, delivery_id: int) -> None:
     _record(services, delivery_id, status, error)
 
 
+def prune(session: Session, now: datetime, retention: float) -> int:
+    """Delete finished deliveries (delivered or given up) older than `retention` s, at most PRUNE_BATCH; return how many.
+
+    Safe to forget: a hook never rescans events (scanned_to only moves on), so a pruned delivery is never re-made.
+    Deliveries still to be tried are kept whatever their age (they give up after WEBHOOK_GIVE_UP).
+    """
+    cutoff = now - timedelta(seconds=retention)
+    query = select(WebhookDelivery.id).where(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.created_at < cutoff)
+    ids = session.scalars(query.order_by(WebhookDelivery.id).limit(eventlog.PRUNE_BATCH)).all()
+    if ids:
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))
+    session.commit()
+    return len(ids)
+
+
 def _record(services: Services, delivery_id: int, status: int | None, error: str | None) -> None:
     with services.sessions() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
@@ -495,11 +512,14 @@ def _record(services: Services, delivery_id: int, status: int | None, error: str
         now = services.clock.now()
         delivery.attempts += 1
         delivery.last_status, delivery.last_error = status, error
+        result = "delivered"
         if error is None:
             delivery.delivered_at, delivery.next_attempt_at = now, None
         else:
+            result = "retrying"
             delivery.next_attempt_at = next_attempt(delivery.created_at, now, delivery.attempts, Policy.of(services.config))
             if delivery.next_attempt_at is None:
-                delivery.given_up_at = now
+                result, delivery.given_up_at = "given_up", now
                 log.warning("webhook delivery %s given up after %d tries: %s", delivery_id, delivery.attempts, error)
         session.commit()
+    metrics.WEBHOOK_TRIES.labels(result=result).inc()

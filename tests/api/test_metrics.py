@@ -42,6 +42,7 @@ EXPOSED = {
     "team03_playlist_publishes": "counter",
     "team03_playlist_publish_seconds": "histogram",
     "team03_playlist_files_behind": "gauge",
+    "team03_webhook_tries": "counter",
     "team03_upload_to_playable_seconds": "gauge",
     "team03_upload_to_playable_segments": "gauge",
     "team03_gearman_up": "gauge",
@@ -53,7 +54,7 @@ EXPOSED = {
 # What each label may hold: fixed sets, or what the configuration names (rungs, gearmand addresses).
 BOUNDED = {
     "outcome": {o.value for o in AttemptOutcome},
-    "result": {"written", "current", "failed"},
+    "result": {"written", "current", "failed", "delivered", "retrying", "given_up"},
     "state": {s.value.lower() for s in SegmentState},
     "function": set(FUNCTIONS),
     "quantile": {"0.5", "0.95", "1"},

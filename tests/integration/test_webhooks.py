@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from server import cli, create_app, ingest, lifecycle, reaper, webhooks, workers
@@ -454,3 +455,26 @@ def test_a_pass_catches_up_past_one_batch_and_reads_nothing_twice(services, rece
     assert webhooks.scan(services) == count
     assert webhooks.scan(services) == 0
     assert sorted(json.loads(d.payload)["segment_id"] for d in rows(services, hook_id)) == list(range(count))
+
+
+def tries(result: str) -> float:
+    return REGISTRY.get_sample_value("team03_webhook_tries_total", {"result": result}) or 0.0
+
+
+def test_finished_deliveries_are_counted_then_pruned_after_the_retention(services, receiver, dispatcher):
+    receiver.script["/flaky"] = [500, 200]
+    receiver.script["/failing"] = [500, 500]
+    done, pending = hook(services, receiver, "/flaky", "worker.lost"), hook(services, receiver, "/failing", "worker.lost")
+    before = {result: tries(result) for result in ("delivered", "retrying", "given_up")}
+    lost_worker(services)
+    pump(services, dispatcher)
+    services.clock.advance(10)
+    settle(dispatcher.tick())
+    assert rows(services, done)[0].delivered_at is not None and rows(services, pending)[0].next_attempt_at is not None
+    assert tries("delivered") - before["delivered"] == 1 and tries("retrying") - before["retrying"] == 3
+    retention = services.config.EVENT_RETENTION
+    with services.sessions() as session:
+        assert webhooks.prune(session, services.clock.now() + timedelta(seconds=retention - 60), retention) == 0
+        later = services.clock.now() + timedelta(seconds=retention + 60)
+        assert webhooks.prune(session, later, retention) == 1  # the delivered one; the one still due stays
+    assert rows(services, done) == [] and len(rows(services, pending)) == 1
