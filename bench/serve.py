@@ -42,23 +42,9 @@ from tests.harness import services as real
 
 TARGETS = ("master.m3u8", "HIGH/playlist.m3u8", "manifest.mpd", "HIGH/000001.m4s")
 ANDROID = "/live_mpd/{vid}.mpd?last_segment_id=1"  # dynamic by protocol: the app answers it through the front
-NGINX_CONF = """\
-worker_processes 2;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
+PLAIN_SITE = """\
     sendfile on;
     tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 30s;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
     types {{
         application/vnd.apple.mpegurl m3u8;
         application/dash+xml mpd;
@@ -69,9 +55,7 @@ http {{
         root {tmp}/www;
         add_header Access-Control-Allow-Origin *;
         add_header Cache-Control "public, max-age=3600";
-    }}
-}}
-"""
+    }}"""
 
 
 def make_vod(stack, folder: Path, count: int = 4) -> int:  # type: ignore[no-untyped-def]
@@ -100,7 +84,7 @@ def start_gunicorn(stack, port: int, log: Path) -> subprocess.Popen[bytes]:  # t
 
 
 def start_nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    return real.start_nginx(tmp, NGINX_CONF.format(tmp=tmp, port=port))
+    return real.start_nginx(tmp, real.nginx_conf(tmp, PLAIN_SITE.format(tmp=tmp, port=port), workers=2))
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

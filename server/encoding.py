@@ -7,7 +7,6 @@ state is server/lifecycle.py's; here we only do the work and report it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import threading
@@ -81,8 +80,10 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
         return f"abandoned ({exc})"
     except (ServiceError, OSError) as exc:
         failure = classify(exc)
-        with contextlib.suppress(AttemptGone):
+        try:
             origin.fail(claim, f"{type(exc).__name__}: {exc}", failure)
+        except AttemptGone as gone:  # taken back meanwhile (its video deleted, a cancel): why ffmpeg failed is moot
+            return f"abandoned ({gone})"
         return f"failed ({failure.value}): {str(exc)[:300]}"
     finally:
         lease.stop()

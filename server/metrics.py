@@ -69,30 +69,41 @@ TRANSCODE_REALTIME = Histogram(
 TRANSCODE_OUTPUT_BYTES = Counter(
     "team03_transcode_output_bytes", "Bytes each rung's encodes produced (rung names come from LADDER)", ["rung"]
 )
-ATTEMPTS = Counter("team03_attempts", "Encode attempts finished, by outcome, counted once committed", ["outcome"])
-for _outcome in AttemptOutcome:
-    ATTEMPTS.labels(outcome=_outcome.value)  # every outcome is a series from the start, at 0
 
-PLAYLIST_PUBLISHES = Counter(
+
+def _counter(name: str, documentation: str, label: str, values: Iterable[str]) -> Counter:
+    """A counter with one bounded label, every value a series from the start (at 0), so rates exist before the first."""
+    counter = Counter(name, documentation, [label])
+    for value in values:
+        counter.labels(**{label: value})
+    return counter
+
+
+ATTEMPTS = _counter(
+    "team03_attempts",
+    "Encode attempts finished, by outcome, counted once committed",
+    "outcome",
+    [o.value for o in AttemptOutcome],
+)
+
+PLAYLIST_PUBLISHES = _counter(
     "team03_playlist_publishes",
     "Publishes of a video's playlist files: written, current (nothing changed), failed (the reaper retries)",
-    ["result"],
+    "result",
+    ("written", "current", "failed"),
 )
-for _result in ("written", "current", "failed"):
-    PLAYLIST_PUBLISHES.labels(result=_result)
 PLAYLIST_PUBLISH_SECONDS = Histogram(
     "team03_playlist_publish_seconds",
     "Seconds to render and write one video's playlist files (under its folder lock)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
-WEBHOOK_TRIES = Counter(
+WEBHOOK_TRIES = _counter(
     "team03_webhook_tries",
     "Webhook delivery tries, by what came of them: delivered, retrying (a later try is due), given_up (after WEBHOOK_GIVE_UP)",
-    ["result"],
+    "result",
+    ("delivered", "retrying", "given_up"),
 )
-for _result in ("delivered", "retrying", "given_up"):
-    WEBHOOK_TRIES.labels(result=_result)
 
 UPLOAD_TO_PLAYABLE_WINDOW = 300.0  # seconds of recently packaged segments the upload-to-playable summary covers
 UPLOAD_TO_PLAYABLE_LIMIT = 2000  # the newest this many of them, at most: a scrape costs the same under any load

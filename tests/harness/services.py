@@ -140,12 +140,17 @@ def render_nginx(
         site = site.replace(shipped, local)
     (prefix / "team03.conf").write_text(site)
     status = "" if status_port is None else f"server {{ listen 127.0.0.1:{status_port}; location = /status {{ stub_status; }} }}"
+    return nginx_conf(prefix, f"include {prefix}/team03.conf;\n{status}", workers=workers)
+
+
+def nginx_conf(prefix: Path, http_body: str, *, workers: int = 1) -> str:
+    """A minimal nginx.conf under `prefix` (foreground, no access log, its temp files inside) around `http_body`."""
     return f"""\
 worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 512; }}
+events {{ worker_connections 1024; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/client_body;
@@ -153,8 +158,7 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    include {prefix}/team03.conf;
-    {status}
+{http_body}
 }}
 """
 

@@ -11,6 +11,7 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -146,32 +147,45 @@ def test_videos_published_before_files_existed_are_backfilled(stack: Stack, segm
 # --- through the shipped nginx config ----------------------------------------------------------------
 
 
+@dataclass
+class Front:
+    stack: Stack
+    url: str  # nginx, deploy/nginx/team03.conf as shipped
+    app: str  # the app straight
+
+
 @pytest.fixture
-def nginx(stack: Stack) -> Iterator[tuple[str, str]]:
-    """deploy/nginx/team03.conf in front of the stack's app, its root at MEDIA_ROOT; yield (nginx URL, app URL)."""
-    app_url = stack.serve()
-    media_root = Path(stack.config.MEDIA_ROOT)
-    real.readable_by_all(media_root)
+def front(make_config, gearmand) -> Iterator[Front]:  # type: ignore[no-untyped-def]
+    """The stack behind deploy/nginx/team03.conf, MEDIA_ROOT in a folder nginx's workers (nobody) can read.
+
+    Not under pytest's basetemp: pytest makes pytest-of-<user> 0700 again whenever a session starts.
+    """
     prefix = real.nginx_prefix()
+    media_root = prefix / "media"
+    real.readable_by_all(media_root)
+    stack = Stack(make_config(GEARMAN_SERVERS=(gearmand.address,), MEDIA_ROOT=media_root, REAPER_INTERVAL=0.5), gearmand)
     port = real.free_port()
-    app_port = int(app_url.rsplit(":", 1)[1])
-    proc = real.start_nginx(prefix, real.render_nginx(prefix, app_port, port, media_root=media_root))
     try:
-        real.wait_http(f"http://127.0.0.1:{port}/ping", proc, prefix / "nginx.out")
-        yield f"http://127.0.0.1:{port}", app_url
+        app_url = stack.serve()
+        proc = real.start_nginx(prefix, real.render_nginx(prefix, int(app_url.rsplit(":", 1)[1]), port, media_root=media_root))
+        try:
+            real.wait_http(f"http://127.0.0.1:{port}/ping", proc, prefix / "nginx.out")
+            yield Front(stack, f"http://127.0.0.1:{port}", app_url)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stack.close()
         shutil.rmtree(prefix, ignore_errors=True)
 
 
-def test_nginx_answers_the_published_files_as_the_app_does(stack: Stack, nginx, segment_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    front, app = nginx
+def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stack, app, url = front.stack, front.app, front.url
     stack.start_worker(tmp_path / "worker.log")
     vid = stack.new_video()
     stack.upload(vid, 0, segment_files[0].read_bytes())
     stack.wait(lambda: stack.segment(vid, 0).packaged_at is not None and stack.published(vid), 90, "0 published")
-    live = requests.get(f"{front}/video_files/{vid}/HIGH/playlist.m3u8", timeout=10)
+    live = requests.get(f"{url}/video_files/{vid}/HIGH/playlist.m3u8", timeout=10)
     assert live.status_code == 200 and live.headers["Cache-Control"] == "public, max-age=1"
     stack.upload(vid, 1, segment_files[1].read_bytes())
     stack.end(vid, 1)
@@ -181,40 +195,40 @@ def test_nginx_answers_the_published_files_as_the_app_does(stack: Stack, nginx, 
     paths += [f"/video_files/{vid}/{name}" for name in ("HIGH/init.mp4", "HIGH/000001.m4s", "LOW/000000.ts", "LOW/000001.mp4")]
     paths += [f"/video_files/{vid}/{name}" for name in ("audio/init.mp4", "thumbnails/000000.jpg", "storyboard/000001.jpg")]
     for path in paths:
-        ours, theirs = requests.get(front + path, timeout=10), requests.get(app + path, timeout=10)
+        ours, theirs = requests.get(url + path, timeout=10), requests.get(app + path, timeout=10)
         assert ours.status_code == theirs.status_code == 200, path
         assert ours.content == theirs.content, path
         for header in ("Content-Type", "Cache-Control", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers"):
             assert ours.headers[header] == theirs.headers[header], (path, header, ours.headers.get(header))
-        assert requests.get(front + path, headers={"If-None-Match": ours.headers["ETag"]}, timeout=10).status_code == 304
-    assert requests.get(f"{front}/video_files/{vid}/master.m3u8", timeout=10).headers["Cache-Control"] == "public, max-age=3600"
-    part = requests.get(f"{front}/video_files/{vid}/HIGH/000001.m4s", headers={"Range": "bytes=10-109"}, timeout=10)
+        assert requests.get(url + path, headers={"If-None-Match": ours.headers["ETag"]}, timeout=10).status_code == 304
+    assert requests.get(f"{url}/video_files/{vid}/master.m3u8", timeout=10).headers["Cache-Control"] == "public, max-age=3600"
+    part = requests.get(f"{url}/video_files/{vid}/HIGH/000001.m4s", headers={"Range": "bytes=10-109"}, timeout=10)
     whole = (stack.services.media.video_dir(vid) / "HIGH/000001.m4s").read_bytes()
     assert part.status_code == 206 and part.content == whole[10:110]
     preflight = requests.options(
-        f"{front}/video_files/{vid}/HIGH/000001.m4s",
+        f"{url}/video_files/{vid}/HIGH/000001.m4s",
         headers={"Origin": "http://player.example", "Access-Control-Request-Headers": "range"},
         timeout=10,
     )
     assert preflight.status_code in (200, 204) and "Range" in preflight.headers["Access-Control-Allow-Headers"]
 
     # The Android MPD stays dynamic: its query and its two headers come from the app through nginx.
-    android = requests.get(f"{front}/live_mpd/{vid}.mpd?last_segment_id=0", timeout=10)
+    android = requests.get(f"{url}/live_mpd/{vid}.mpd?last_segment_id=0", timeout=10)
     assert android.headers["lastSegmentId"] == "1" and android.headers["streamEnded"] == "true"
     assert ElementTree.fromstring(android.content).find("d:BaseURL", NS).text == f"/video_files/{vid}/"
     # Names the tree never serves, and videos without files, are the app's JSON 404s.
     folder = stack.services.media.video_dir(vid)
     (folder / ".manifest.mpd.tmp-0000").write_bytes(b"half")
     for bad in ("originals/000000.mp4", "vod", ".manifest.mpd.tmp-0000", "attempts/1/HIGH.mp4", "HIGH/", "HIGH/../vod"):
-        answer = requests.get(f"{front}/video_files/{vid}/{bad}", timeout=10)
+        answer = requests.get(f"{url}/video_files/{vid}/{bad}", timeout=10)
         assert answer.status_code == 404 and answer.headers["Content-Type"] == "application/json", bad
-    missing = requests.get(f"{front}/video_files/999999/manifest.mpd", timeout=10)
+    missing = requests.get(f"{url}/video_files/999999/manifest.mpd", timeout=10)
     assert missing.status_code == 404 and "999999" in missing.json()["message"]
 
     # nginx answers the files on its own: with the app gone, players keep playing; the app's routes are 503.
     stack._serving.close()
-    assert requests.get(f"{front}/video_files/{vid}/manifest.mpd", timeout=10).status_code == 200
+    assert requests.get(f"{url}/video_files/{vid}/manifest.mpd", timeout=10).status_code == 200
     for path in (f"/live_mpd/{vid}.mpd", f"/video_files/{vid}/originals/000000.mp4", "/video_files/999999/manifest.mpd"):
-        gone = requests.get(front + path, timeout=10)
+        gone = requests.get(url + path, timeout=10)
         assert gone.status_code == 503 and json.loads(gone.content)["code"] == "service_unavailable", path
         assert gone.headers["Retry-After"] == "5"

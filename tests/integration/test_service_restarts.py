@@ -20,7 +20,7 @@ def _packaged(stack: Stack, video_id: int, segment_id: int) -> bool:
 
 def _cache_key(stack: Stack, video_id: int) -> str:
     with stack.services.sessions() as session:
-        return f"pl:{video_id}:{current_revision(session, video_id)}:hls-media:LOW"
+        return f"pl:{video_id}:{current_revision(session, video_id)}:android:None"
 
 
 def test_memcached_restarted_is_a_miss_never_an_error(make_config, gearmand, segment_files, tmp_path, admin_auth):
@@ -29,7 +29,7 @@ def test_memcached_restarted_is_a_miss_never_an_error(make_config, gearmand, seg
     try:
         stack.start_worker(tmp_path / "worker.log")
         vid = stack.new_video()
-        url = f"/video_files/{vid}/LOW/playlist.m3u8"
+        url = f"/live_mpd/{vid}.mpd"  # the one playlist the app renders (the others are files)
         stack.upload(vid, 0, segment_files[0].read_bytes())
         stack.wait(lambda: _packaged(stack, vid, 0), 60, "segment 0 packaged")
         cached = stack.client.get(url)
@@ -43,12 +43,12 @@ def test_memcached_restarted_is_a_miss_never_an_error(make_config, gearmand, seg
         assert (down.status_code, down.data) == (200, cached.data)
         stack.upload(vid, 1, segment_files[1].read_bytes())  # the worker's cache writes fail too
         stack.wait(lambda: _packaged(stack, vid, 1), 60, "segment 1 packaged while memcached is down")
-        assert stack.client.get(url).data.count(b".m4s") == 2  # the new revision, computed without a cache
+        assert stack.client.get(url).data.count(b"<SegmentURL") == 6  # the new revision, computed without a cache
 
         memcached.start()  # same port, empty: after the client's dead_timeout it is used again
         key = _cache_key(stack, vid)
         stack.wait(lambda: stack.client.get(url).status_code == 200 and stack.services.cache.get(key), 15, "cached again")
-        assert stack.services.cache.get(key).count(b"000001.m4s") == 1  # the entry holds the new playlist
+        assert stack.services.cache.get(key).count(b"000001.mp4") == 3  # the entry holds the new playlist
     finally:
         stack.close()
         memcached.stop()
