@@ -34,7 +34,7 @@ from tests.harness.sse import SseClient
 
 SLOW = 50
 ANDROID_TIMEOUT = 20.0  # seconds the Android app waits for an answer: "promptly" here means within that
-NGINX_SITE = real.ROOT / "deploy/nginx/team03.conf"
+NGINX_SITE = real.NGINX_SITE
 
 
 @dataclass
@@ -149,38 +149,6 @@ def gunicorn(make_config, gearmand, tmp_path: Path) -> Iterator[Callable[..., Se
     real.stop_gracefully(procs, timeout=20)
 
 
-def render_nginx(prefix: Path, app_port: int, port: int, status_port: int) -> str:
-    """deploy/nginx/team03.conf as shipped, its two addresses pointed at loopback ports, in a minimal nginx.conf."""
-    site = NGINX_SITE.read_text()
-    for shipped, local in (
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"),
-        ("listen 80;", f"listen 127.0.0.1:{port};"),
-    ):
-        assert site.count(shipped) == 1, f"{NGINX_SITE} no longer says {shipped!r}: update this test"
-        site = site.replace(shipped, local)
-    (prefix / "team03.conf").write_text(site)
-    return f"""\
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/team03.conf;
-    server {{
-        listen 127.0.0.1:{status_port};
-        location = /status {{ stub_status; }}
-    }}
-}}
-"""
-
-
 @pytest.fixture
 def nginx_front() -> Iterator[Callable[[Served], tuple[Served, Callable[[], int]]]]:
     """Put deploy/nginx/team03.conf in front of a served app; return it and a reader of nginx's open connections."""
@@ -189,7 +157,7 @@ def nginx_front() -> Iterator[Callable[[Served], tuple[Served, Callable[[], int]
 
     def front(app: Served) -> tuple[Served, Callable[[], int]]:
         port, status_port = real.free_port(), real.free_port()
-        procs.append(real.start_nginx(prefix, render_nginx(prefix, app.port, port, status_port)))
+        procs.append(real.start_nginx(prefix, real.nginx_conf(prefix, app.port, port, status_port)))
         real.wait_http(f"http://127.0.0.1:{port}/ping", procs[-1], prefix / "nginx.out")
 
         def connections() -> int:
