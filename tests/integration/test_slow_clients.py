@@ -310,3 +310,19 @@ def test_nginx_passes_the_admin_event_stream_as_it_comes(gunicorn, nginx_front, 
         assert message.at - sent < 1.0, f"took {message.at - sent:.2f}s through nginx"
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_nginx_answers_503_json_while_the_app_is_down(method: str) -> None:
+    """With gunicorn unreachable, the shipped front answers what its body says: 503 with Retry-After, not a 502."""
+    prefix = real.nginx_prefix()
+    port = real.free_port()
+    proc = real.start_nginx(prefix, real.nginx_conf(prefix, real.free_port(), port, real.free_port()))  # no app listens
+    try:
+        real.wait_port(port)
+        response = requests.request(method, f"http://127.0.0.1:{port}/video_segment/1", data=b"x" * 10, timeout=ANDROID_TIMEOUT)
+        assert (response.status_code, response.headers.get("Retry-After")) == (503, "5"), response.text
+        assert response.json()["code"] == "service_unavailable"
+    finally:
+        real.stop_gracefully([proc], timeout=10)
+        subprocess.run(["rm", "-rf", str(prefix)], check=False)
