@@ -1,7 +1,9 @@
 """What the fault suite saw: every request and its answer, every fault with its window, and the verdict on them.
 
 A 503 (with Retry-After) is excused while the database is down, a 507 while the disk is full, each
-until GRACE seconds after the fault ended (pools reconnect, the reaper catches up); nothing else is.
+until GRACE seconds after the fault ended (pools reconnect, the reaper catches up). One more 503 is the
+protocol's, not a fault's: `not_ready`, a standard playlist asked for before the video's first segment
+is published (server/answers.py); it is excused only until that playlist first answered 200.
 """
 
 from __future__ import annotations
@@ -66,15 +68,30 @@ class Record:
                 return True
         return False
 
+    def not_ready_yet(self) -> list[Answer]:
+        """The 503 `not_ready` answers (with Retry-After) given before their playlist's first 200."""
+        with self.lock:
+            answers = list(self.answers)
+        first_ok: dict[str, float] = {}
+        for a in answers:
+            if a.status == 200:
+                first_ok[a.url] = min(first_ok.get(a.url, a.started), a.started)
+        return [
+            a
+            for a in answers
+            if a.status == 503 and a.code == "not_ready" and a.retry_after and a.started < first_ok.get(a.url, float("inf"))
+        ]
+
     def failures(self) -> list[str]:
         """Every answer that breaks the rules: a parse failure, or a 5xx no fault excuses."""
         with self.lock:
             answers = list(self.answers)
+        early = {id(a) for a in self.not_ready_yet()}
         bad = [f"{a.route} {a.url}: {a.problem}" for a in answers if a.problem]
         bad += [
             f"{a.route} {a.url}: {a.status} {a.code} at +{a.started - self.origin:.1f}s"
             for a in answers
-            if a.status is not None and a.status >= 500 and not self.excused(a)
+            if a.status is not None and a.status >= 500 and id(a) not in early and not self.excused(a)
         ]
         return bad
 
@@ -97,4 +114,5 @@ class Record:
             "answers": dict(sorted(classes.items())),
             "statuses": {str(k): v for k, v in sorted(Counter(a.status for a in answers if a.status).items())},
             "excused_5xx": sum(1 for a in answers if a.status and a.status >= 500 and self.excused(a)),
+            "not_ready_before_first_segment": len(self.not_ready_yet()),
         }

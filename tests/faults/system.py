@@ -107,6 +107,12 @@ class System:
         with self.stack.services.sessions() as session:
             return session.scalar(select(func.count()).select_from(Attempt).where(Attempt.outcome.is_(None))) or 0
 
+    def attempt_outcomes(self) -> dict[str, int]:
+        """How many attempts ended each way (ok, failed, expired, ...; "running" for none yet)."""
+        with self.stack.services.sessions() as session:
+            rows = session.execute(select(Attempt.outcome, func.count()).group_by(Attempt.outcome)).all()
+        return {getattr(outcome, "value", None) or "running": count for outcome, count in rows}
+
     def finished_events(self, video_id: int) -> int:
         with self.stack.services.sessions() as session:
             query = select(func.count()).select_from(Event).where(Event.video_id == video_id, Event.kind == "video.finished")

@@ -26,8 +26,8 @@ from tests.faults.system import System
 from tests.harness.services import wait_for
 
 PHONES = 3
-SEGMENTS = 24  # per recording
-PACE = 1.2  # seconds between two segments (2 s clips: faster than real time, to fit the budget)
+SEGMENTS = 20  # per recording
+PACE = 1.5  # seconds between two segments (2 s clips: faster than real time, to fit the budget)
 RECORDING_DEADLINE = 150.0  # seconds for the phones to get every segment and the end stored, retries included
 CONVERGE = 90.0  # seconds after the phones are done for every video to be VOD
 
@@ -77,6 +77,7 @@ def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> N
             "lost": sum(SEGMENTS - len(p.stored) for p in phones),
             "upload_tries": sum(sum(p.tries.values()) for p in phones),
         },
+        "attempts": system.attempt_outcomes(),
         "reader": {"rounds": reader.rounds, "media_files_checked": len(reader.fetched)},
         "slow_loris_closed_by_server": hostile.slow_closed,
         "seconds": {"recording": round(recorded - started, 1), "converge": round(converged - recorded, 1)},
