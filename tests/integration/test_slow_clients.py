@@ -326,3 +326,21 @@ def test_nginx_answers_503_json_while_the_app_is_down(method: str) -> None:
     finally:
         real.stop_gracefully([proc], timeout=10)
         subprocess.run(["rm", "-rf", str(prefix)], check=False)
+
+
+def test_a_refused_upload_leaves_its_keep_alive_connection_usable(gunicorn, segment_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """An upload refused before its body was read (no such video; the database down) is drained first.
+
+    gunicorn drains at most 64 KiB of a body the app left unread and otherwise closes the connection
+    after the answer, without saying so: the client's (or nginx's) next request on it then fails.
+    """
+    served = gunicorn(threads=4)
+    body, content_type = segment_upload(0, segment_files[0].read_bytes())
+    answers = []
+    with requests.Session() as client:  # one keep-alive connection, as nginx's upstream pool keeps them
+        for _ in range(10):
+            refused = client.post(
+                f"{served.base}/video_segment/99999", data=body, headers={"Content-Type": content_type}, timeout=ANDROID_TIMEOUT
+            )
+            answers.append((refused.status_code, client.get(f"{served.base}/ping", timeout=ANDROID_TIMEOUT).status_code))
+    assert answers == [(404, 200)] * 10
