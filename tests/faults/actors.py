@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import itertools
+import json
 import socket
 import threading
 import time
@@ -38,14 +39,18 @@ def call(record: Record, route: str, send: Callable[[], requests.Response], url:
 
 
 def answer_of(route: str, url: str, started: float, response: requests.Response) -> Answer:
-    """The record of one HTTP answer: status, Retry-After, and an error's JSON code (what the server said went wrong)."""
+    """The record of one HTTP answer: status, Retry-After, and a 5xx's JSON code (what the server said went wrong)."""
     answer = Answer(route, url, started, time.monotonic(), response.status_code, response.headers.get("Retry-After"))
     if response.status_code >= 500:
-        try:
-            answer.code = str(response.json().get("code"))
-        except ValueError:
-            answer.code = f"not JSON: {response.text[:80]!r}"
+        answer.code = error_code(response.content)
     return answer
+
+
+def error_code(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("code"))
+    except (ValueError, AttributeError):
+        return f"not JSON: {body[:80]!r}"
 
 
 class Phone(threading.Thread):
@@ -242,19 +247,19 @@ def _post(path: str, content_type: str, body: bytes, extra: int = 0) -> bytes:
     return f"{head}Content-Length: {len(body) + extra}\r\n\r\n".encode() + body
 
 
-def raw_status(port: int, payload: bytes, timeout: float) -> tuple[int | None, str | None]:
-    """Send `payload` on a fresh loopback connection, half-close it; return the answer's status (None: no answer)
-    and its Retry-After."""
+def raw_answer(port: int, payload: bytes, timeout: float) -> tuple[int | None, str | None, str]:
+    """Send `payload` on a fresh loopback connection, half-close it; return the answer's status (None: no answer),
+    its Retry-After and, for a 5xx, its JSON code."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         try:
             sock.sendall(payload)
             sock.shutdown(socket.SHUT_WR)
             response = http.client.HTTPResponse(sock)
             response.begin()
-            response.read()
-            return response.status, response.getheader("Retry-After")
+            body = response.read()
         except (OSError, http.client.HTTPException):
-            return None, None
+            return None, None, ""
+        return response.status, response.getheader("Retry-After"), error_code(body) if response.status >= 500 else ""
 
 
 class Hostile(threading.Thread):
@@ -276,11 +281,11 @@ class Hostile(threading.Thread):
             port = next(ports)
             started = time.monotonic()
             try:
-                status, retry_after = raw_status(port, payload, timeout=ANDROID_TIMEOUT)
+                status, retry_after, code = raw_answer(port, payload, timeout=ANDROID_TIMEOUT)
             except OSError:
-                status, retry_after = None, None
+                status, retry_after, code = None, None, ""
             via = "nginx" if port == self.front else "gunicorn"
-            self.record.answer(Answer("hostile", f"{name} via {via}", started, time.monotonic(), status, retry_after))
+            self.record.answer(Answer("hostile", f"{name} via {via}", started, time.monotonic(), status, retry_after, code=code))
             self._trickle()
         self._close_slow()
 

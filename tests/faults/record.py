@@ -14,7 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 GRACE = 5.0
-EXCUSES = {"mariadb": {503}, "disk": {507}}
+# What each fault excuses: (status, the JSON code the app gives it). nginx's own 503 (gunicorn not
+# answering) is excused by no fault: the app stays up through all of them.
+EXCUSES = {"mariadb": {(503, "database_unavailable")}, "disk": {(507, "insufficient_storage")}}
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Answer:
     status: int | None  # None: no HTTP answer (refused, reset, timed out)
     retry_after: str | None = None
     problem: str = ""  # a parse failure or a torn file
-    code: str = ""  # an error answer's JSON "code"
+    code: str = ""  # a 5xx answer's JSON "code"
 
 
 @dataclass
@@ -64,7 +66,8 @@ class Record:
             faults = list(self.faults)
         for fault in faults:
             ended = (fault.ended if fault.ended is not None else time.monotonic()) + GRACE
-            if answer.status in EXCUSES.get(fault.kind, set()) and answer.started <= ended and answer.ended >= fault.started:
+            excuses = EXCUSES.get(fault.kind, set())
+            if (answer.status, answer.code) in excuses and answer.started <= ended and answer.ended >= fault.started:
                 return True
         return False
 

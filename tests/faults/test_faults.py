@@ -29,7 +29,7 @@ PHONES = 3
 SEGMENTS = 20  # per recording
 PACE = 1.5  # seconds between two segments (2 s clips: faster than real time, to fit the budget)
 RECORDING_DEADLINE = 150.0  # seconds for the phones to get every segment and the end stored, retries included
-CONVERGE = 90.0  # seconds after the phones are done for every video to be VOD
+CONVERGE = 120.0  # seconds after the phones are done for every video to be VOD
 
 
 def schedule(system: System) -> None:
