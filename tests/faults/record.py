@@ -115,6 +115,7 @@ class Record:
             ],
             "requests": dict(Counter(a.route for a in answers)),
             "answers": dict(sorted(classes.items())),
+            "no_answer_by_route": dict(Counter(a.route for a in answers if a.status is None)),
             "statuses": {str(k): v for k, v in sorted(Counter(a.status for a in answers if a.status).items())},
             "excused_5xx": sum(1 for a in answers if a.status and a.status >= 500 and self.excused(a)),
             "not_ready_before_first_segment": len(self.not_ready_yet()),
