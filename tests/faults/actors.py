@@ -61,6 +61,7 @@ class Phone(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.base, self.clips, self.count, self.pace = base, clips, count, pace
         self.record, self.deadline = record, deadline
+        self.stop = threading.Event()  # set by the test on its way out (a failure elsewhere)
         self.http = requests.Session()
         self.video_id: int | None = None
         self.stored: set[int] = set()  # segment ids that got a 2xx
@@ -69,7 +70,7 @@ class Phone(threading.Thread):
         self.created = threading.Event()
 
     def run(self) -> None:
-        while self.video_id is None and time.monotonic() < self.deadline:
+        while self.video_id is None and self._going():
             response = self._send("create", "/videos", json=new_video_body(self.name))
             if response is not None and response.status_code == 201:
                 self.video_id = response.json()["video_id"]
@@ -82,7 +83,7 @@ class Phone(threading.Thread):
     def _record(self) -> None:
         due: dict[int, float] = {}  # segment id -> when to try it (next)
         cut_at, cut, end_at = time.monotonic(), 0, 0.0
-        while time.monotonic() < self.deadline and (cut < self.count or due or not self.ended):
+        while self._going() and (cut < self.count or due or not self.ended):
             now = time.monotonic()
             if cut < self.count and now >= cut_at:
                 due[cut], cut, cut_at = now, cut + 1, cut_at + self.pace
@@ -98,6 +99,9 @@ class Phone(threading.Thread):
                 end_at = time.monotonic() + 1.0
             else:
                 time.sleep(0.05)  # the phone's own clock: nothing is due yet
+
+    def _going(self) -> bool:
+        return time.monotonic() < self.deadline and not self.stop.is_set()
 
     def _upload(self, segment_id: int) -> bool:
         self.tries[segment_id] = self.tries.get(segment_id, 0) + 1

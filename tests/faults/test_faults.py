@@ -64,7 +64,9 @@ def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> N
         converged = time.monotonic()
     finally:
         stop.set()
-        for thread in (reader, hostile):
+        for phone in phones:
+            phone.stop.set()
+        for thread in (*phones, reader, hostile):
             thread.join(timeout=30)
 
     published = {p.name: _published(system, p.video_id) for p in phones}
