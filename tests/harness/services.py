@@ -1,4 +1,4 @@
-"""Real services for tests and benches: a fresh MariaDB database per run, private gearmand and memcached instances."""
+"""Real services for tests and benches: a fresh MariaDB database per run, private gearmand, memcached and MariaDB instances."""
 
 from __future__ import annotations
 
