@@ -41,7 +41,9 @@ def create_app(config: Config | None = None, *, services: Services | None = None
         _attach_runner(services, local_runner)
     app.extensions["team03"] = services
     init_app(app)
-    app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT)  # type: ignore[method-assign]
+    # The body limit plus the multipart envelope (deploy/nginx/team03.conf's client_max_body_size).
+    drain_limit = config.MAX_SEGMENT_BYTES + 1024 * 1024
+    app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT, drain_limit)  # type: ignore[method-assign]
     return app
 
 

@@ -143,6 +143,7 @@ def accept_segment(
     check_source_limits(info, services.config)
     final = services.media.original(video.id, segment_id, ext)
     old_original = None
+    in_place = False  # the file is at `final` and durable: from here on only the database can fail
     try:
         with video_change(session, video.id, services.clock) as change:
             video = change.video
@@ -173,10 +174,14 @@ def accept_segment(
             except IntegrityError:
                 raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
             upload.commit(final)
+            in_place = True
             segment.upload_ms = None if started is None else round((time.monotonic() - started) * 1000)
     except BaseException:
-        if old_original is None and not upload.path.exists():
-            final.unlink(missing_ok=True)  # renamed into place, then the commit failed: no file without its row
+        if old_original is None and not upload.path.exists() and not in_place:
+            final.unlink(missing_ok=True)  # renamed, then making it durable failed: the row is rolled back
+        # Once in place, the file stays whatever the database said: a COMMIT whose answer was lost (MariaDB
+        # gone mid-COMMIT) may have taken effect, and the phone's retry of the same bytes is then answered 2xx
+        # from the row. If it did not, the retry renames its own copy over this one.
         raise
     if old_original is not None and old_original != final:
         old_original.unlink(missing_ok=True)

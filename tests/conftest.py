@@ -81,8 +81,9 @@ def make_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """Mount real tmpfs filesystems of a given size, to fill (the suite runs as root, as scripts/test.sh does)."""
     mounts: list[Path] = []
 
-    def mount(size: str) -> Path:
-        where = tmp_path / f"tmpfs{len(mounts)}"
+    def mount(size: str, parent: Path | None = None) -> Path:
+        """Mount one in `parent` (default: the test's tmp_path, which only root may enter)."""
+        where = (parent or tmp_path) / f"tmpfs{len(mounts)}"
         where.mkdir()
         result = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True

@@ -6,6 +6,11 @@ body is cached for `get_json`), so a view's first `session()` comes after the la
 slow network then holds a thread, never one of the pool's connections. `BodyDeadline` bounds that
 thread: every read of the body waits on the socket at most until BODY_READ_TIMEOUT after the request
 began, then the request ends with 408 and teardown deletes what was received.
+
+A request answered before its body was read (a refusal: no such video, the database down) has the rest
+of its body read and dropped before the answer goes out, under the same deadline: gunicorn drains at
+most 64 KiB itself and otherwise closes the connection after the answer without saying so, so the
+next request on that keep-alive connection (nginx's upstream pool, a phone's OkHttp) would fail.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from server.errors import RequestTimeout
 from server.media import UploadFile
 
 Clock = Callable[[], float]
+DRAIN_CHUNK = 64 * 1024
 STARTED = "team03.started"  # environ key: when BodyDeadline saw the request begin (its clock, time.monotonic)
 
 
@@ -43,12 +49,24 @@ class DeadlineInput:
         self._deadline = deadline
         self._timeout = timeout
         self._clock = clock
+        self.consumed = 0  # bytes of the body read so far
 
     def read(self, size: int = -1) -> bytes:
-        return self._call(self._stream.read, size)
+        data = self._call(self._stream.read, size)
+        self.consumed += len(data)
+        return data
 
     def readline(self, size: int = -1) -> bytes:
-        return self._call(self._stream.readline, size)
+        data = self._call(self._stream.readline, size)
+        self.consumed += len(data)
+        return data
+
+    def drain(self, length: int) -> None:
+        """Read and drop what is left of a body of `length` bytes; stop at the deadline or a closed socket."""
+        with suppress(RequestTimeout, OSError):
+            while self.consumed < length:
+                if not self.read(min(DRAIN_CHUNK, length - self.consumed)):
+                    return
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
@@ -76,11 +94,15 @@ class DeadlineInput:
 
 
 class BodyDeadline:
-    """WSGI middleware: a request's body must arrive within `timeout` seconds of its start."""
+    """WSGI middleware: a request's body must arrive within `timeout` seconds of its start, and is read to its
+    end (at most `drain_limit` bytes of it) before the answer goes out, even when the app did not need it."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], timeout: float, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], timeout: float, drain_limit: int, clock: Clock = time.monotonic
+    ) -> None:
         self.app = app
         self.timeout = timeout
+        self.drain_limit = drain_limit
         self.clock = clock
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -88,8 +110,20 @@ class BodyDeadline:
         sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
         environ[STARTED] = started = self.clock()
         deadline = started + self.timeout
-        environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], sock, deadline, self.timeout, self.clock)
-        return self.app(environ, start_response)
+        environ["wsgi.input"] = body = DeadlineInput(environ["wsgi.input"], sock, deadline, self.timeout, self.clock)
+        response = self.app(environ, start_response)
+        length = _content_length(environ)
+        if length <= self.drain_limit:  # beyond: a 413, whose connection the server closes
+            body.drain(length)
+        return response
+
+
+def _content_length(environ: dict[str, Any]) -> int:
+    """The request's declared body length; 0 when absent or not a number (a chunked body is the server's to frame)."""
+    try:
+        return max(0, int(environ.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
 
 
 class JsonProvider(DefaultJSONProvider):

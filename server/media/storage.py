@@ -21,7 +21,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from server.errors import InsufficientStorage, PayloadTooLarge
@@ -238,7 +238,12 @@ class UploadFile:
             raise _storage_error(exc) from exc
 
     def discard(self) -> None:
-        """Close and delete the temp file; safe to call twice."""
-        if not self._fh.closed:
-            self._fh.close()
+        """Close and delete the temp file; safe to call twice, and on a full disk.
+
+        Closing flushes the bytes still buffered, which a full disk refuses again (ENOSPC): they were
+        to be dropped anyway, and the file must go whatever closing said.
+        """
+        with suppress(OSError):
+            if not self._fh.closed:
+                self._fh.close()
         self.path.unlink(missing_ok=True)

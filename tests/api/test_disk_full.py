@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from server import create_app
+from server.errors import InsufficientStorage
+from server.media import UploadFile
+from tests.harness.services import fill_disk
 from tests.harness.stack import upload
 
 
@@ -22,3 +27,17 @@ def test_disk_full_is_507_and_nothing_is_half_written(make_config, gearmand, tin
         assert stored == ["000000.mp4"]
     finally:
         app.extensions["team03"].close()
+
+
+def test_an_upload_cut_short_by_a_full_disk_leaves_no_temp_file(tiny_disk):
+    """Closing the temp file flushes what the full disk refused, which fails again: the file is deleted anyway."""
+    received = UploadFile(tiny_disk / "originals", 64 * 1024 * 1024)
+    filler = fill_disk(tiny_disk)
+    try:
+        with pytest.raises(InsufficientStorage):
+            for _ in range(100):  # the form parser's small chunks: some stay in the file's buffer
+                received.write(b"x" * 1000)
+        received.discard()
+        assert list((tiny_disk / "originals").iterdir()) == []
+    finally:
+        filler.unlink()

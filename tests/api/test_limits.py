@@ -135,18 +135,25 @@ class _CountingBody(io.BytesIO):
 
 
 def test_a_refused_upload_is_refused_before_its_body_is_read(make_app, segment_files):
-    """A 429 costs the server no upload bandwidth and no temp file: the limit is checked before the body arrives."""
-    client = make_app(RATE_LIMIT_UPLOAD_PER_VIDEO="1/minute").test_client()
+    """A 429 is decided before the body is read (no temp file, nothing probed), then the body is read and dropped.
+
+    Dropping it keeps the keep-alive connection usable (server/api/uploads.py): left unread, gunicorn would
+    close the connection after the answer, and nginx's next request on it, maybe another phone's, would fail.
+    """
+    app = make_app(RATE_LIMIT_UPLOAD_PER_VIDEO="1/minute")
+    client = app.test_client()
     vid = _create(client).json["video_id"]
     data = segment_files[0].read_bytes()
     assert upload(client, vid, 0, data).status_code == 201
-    body, content_type = segment_upload(1, data, "mp4")
+    # A file part that is not a video: had the body been received before the limit, this would be a 422.
+    body, content_type = segment_upload(1, b"not a video" * 50_000, "mp4")
     stream = _CountingBody(body)
     response = client.post(
         f"/video_segment/{vid}", input_stream=stream, content_type=content_type, headers={"Content-Length": str(len(body))}
     )
     _assert_429(response)
-    assert stream.taken == 0
+    assert stream.taken == len(body)
+    assert app.extensions["team03"].media.temp_files() == []
 
 
 def test_counters_are_shared_by_every_process_through_memcached(make_app, memcached, database_url):

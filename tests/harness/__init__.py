@@ -1,6 +1,6 @@
 """The one test and bench harness: what tests/ AND bench/ import to stand up and drive the real stack.
 
-- `services`: a fresh MariaDB database, private gearmand/memcached, gunicorn, nginx, waits with deadlines;
+- `services`: a fresh MariaDB database, private gearmand/memcached/MariaDB, gunicorn, nginx, waits with deadlines;
 - `media`: phone-like segments made by ffmpeg at run time, and a CMAF fragment reader;
 - `android`: the app's request bodies byte for byte (Retrofit 1.x / OkHttp);
 - `stack`: the app plus worker subprocesses on one database and gearmand (`Stack`, `fresh_stack`, `upload`);

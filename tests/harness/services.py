@@ -1,7 +1,8 @@
-"""Real services for tests and benches: a fresh MariaDB database per run, private gearmand and memcached instances."""
+"""Real services for tests and benches: a fresh MariaDB database per run, private gearmand, memcached and MariaDB instances."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import shutil
@@ -86,15 +87,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 def stop_gracefully(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
@@ -196,28 +197,29 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
 
 
 class LocalDaemon:
-    """A private server on a free loopback port that a test may stop and restart (it keeps nothing)."""
+    """A private server on a free port of `host` (loopback, or a test host's veth peer) that a test may stop and restart."""
 
     binary_name = ""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         binary = shutil.which(self.binary_name) or f"/usr/sbin/{self.binary_name}"
         if not os.path.exists(binary):
             raise RuntimeError(f"{self.binary_name} is not installed: run scripts/test.sh")
         self.binary = binary
+        self.host = host
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def argv(self) -> list[str]:
         raise NotImplementedError
 
     def start(self) -> Self:
         self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        wait_port(self.port, host=self.host)
         return self
 
     def stop(self) -> None:
@@ -235,7 +237,7 @@ class Gearmand(LocalDaemon):
     def argv(self) -> list[str]:
         # The same --job-retries as scripts/services.sh, which says why (at most 3 runs of a job whose worker dies).
         retries = f"--job-retries={GEARMAND_JOB_RETRIES}"
-        return [self.binary, "--listen=127.0.0.1", f"--port={self.port}", "--log-file=none", "--threads=1", retries]
+        return [self.binary, f"--listen={self.host}", f"--port={self.port}", "--log-file=none", "--threads=1", retries]
 
 
 class Memcached(LocalDaemon):
@@ -245,7 +247,7 @@ class Memcached(LocalDaemon):
 
     def argv(self) -> list[str]:
         user = "memcache" if _user_exists("memcache") else "root"  # memcached refuses to run as root without -u
-        return [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16", "-u", user]
+        return [self.binary, "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "16", "-u", user]
 
 
 def _user_exists(name: str) -> bool:
@@ -254,3 +256,96 @@ def _user_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+class MariaDB:
+    """A private MariaDB server (its own datadir, socket and loopback port) a test may kill -9 and start again.
+
+    The shared server on 3306 is never disturbed. The datadir lives outside pytest's tmp dir, whose
+    0700 parents the `mysql` user that mariadbd switches to could not enter; close() removes it.
+    """
+
+    START_TIMEOUT = 60.0  # seconds to wait for `SELECT 1` after a start (crash recovery included)
+
+    def __init__(self) -> None:
+        if not os.path.exists("/usr/sbin/mariadbd") or shutil.which("mariadb-install-db") is None:
+            raise RuntimeError("mariadb-server is not installed: run scripts/test.sh")
+        self.folder = Path(tempfile.mkdtemp(prefix="team03-mariadb-"))
+        user = pwd.getpwnam("mysql")
+        os.chown(self.folder, user.pw_uid, user.pw_gid)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        install = ["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", "--user=mysql"]
+        install += ["--auth-root-authentication-method=normal", "--skip-test-db", "--innodb-log-file-size=8M"]
+        result = subprocess.run(install, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db exited {result.returncode}: {result.stderr[-2000:]}")
+
+    @property
+    def datadir(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def base_url(self) -> str:
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        flags = [f"--datadir={self.datadir}", f"--socket={self.folder / 'mysqld.sock'}", f"--port={self.port}"]
+        flags += ["--bind-address=127.0.0.1", "--user=mysql", f"--pid-file={self.folder / 'mysqld.pid'}"]
+        flags += [f"--log-error={self.folder / 'error.log'}", "--skip-name-resolve", "--skip-log-bin"]
+        flags += ["--innodb-buffer-pool-size=64M", "--innodb-log-file-size=8M", "--max-connections=300"]
+        return ["/usr/sbin/mariadbd", "--no-defaults", *flags]
+
+    def start(self) -> Self:
+        """Start mariadbd on the same datadir and port; return once it answers a query."""
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, self.START_TIMEOUT, f"private MariaDB answering on port {self.port}; see {self.folder}/error.log")
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = (self.folder / "error.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"mariadbd exited {self.proc.returncode}:\n{tail}")
+        engine = create_engine(self.base_url, connect_args={"connect_timeout": 2})
+        try:
+            with engine.connect() as conn:
+                return conn.scalar(text("SELECT 1")) == 1
+        except Exception:  # noqa: BLE001 - refused or still recovering: not yet
+            return False
+        finally:
+            engine.dispose()
+
+    def kill(self) -> None:
+        """kill -9, as a crash or an OOM kill would: InnoDB recovers at the next start."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def create_database(self) -> str:
+        """Create an empty database on this server, migrate it to head, return its URL."""
+        name = f"team03_{uuid.uuid4().hex[:10]}"
+        engine = create_engine(self.base_url)
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+        engine.dispose()
+        migrate(f"{self.base_url}/{name}")
+        return f"{self.base_url}/{name}"
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def fill_disk(disk: Path) -> Path:
+    """Take every free byte of the filesystem of `disk`; return the file to delete to give them back."""
+    filler = disk / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(bytes(1 << 16))
+                fh.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return filler

@@ -9,7 +9,6 @@ WORKER_TOKEN only.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,40 +25,11 @@ from server.clock import SystemClock
 from server.models import Attempt, Event, Segment, Worker
 from tests.harness.android import segment_upload
 from tests.harness.netns import TestHost
-from tests.harness.services import GEARMAND_JOB_RETRIES, ROOT, Gearmand, stop_gracefully, wait_for
+from tests.harness.services import ROOT, Gearmand, stop_gracefully, wait_for
 
 # Long enough that a worker on this busy 2-core machine renews in time (ffmpeg's progress lines drive its
 # heartbeats), short enough that a killed worker's attempt is taken back within seconds.
 LEASE_SECONDS = 8.0
-
-
-class PeerGearmand(Gearmand):
-    """gearmand on the address a test host reaches (its veth peer), not loopback."""
-
-    def __init__(self, host: str) -> None:
-        super().__init__()
-        self.host = host
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def argv(self) -> list[str]:
-        retries = f"--job-retries={GEARMAND_JOB_RETRIES}"
-        return [self.binary, f"--listen={self.host}", f"--port={self.port}", "--log-file=none", "--threads=1", retries]
-
-    def start(self) -> PeerGearmand:
-        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _connects(self.host, self.port), 10, f"gearmand on {self.address}")
-        return self
-
-
-def _connects(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 class Serving:
@@ -78,7 +48,7 @@ class Serving:
 class RemoteStack:
     """The server side on the peer address, and remote workers inside `host`."""
 
-    def __init__(self, host: TestHost, config, gearmand: PeerGearmand, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, host: TestHost, config, gearmand: Gearmand, tmp: Path) -> None:  # type: ignore[no-untyped-def]
         self.host = host
         self.config = config
         self.tmp = tmp
@@ -173,7 +143,7 @@ def host() -> Iterator[TestHost]:
 
 @pytest.fixture
 def remote_stack(host: TestHost, make_config, tmp_path: Path) -> Iterator[RemoteStack]:  # type: ignore[no-untyped-def]
-    gearmand = PeerGearmand(host.host_address).start()
+    gearmand = Gearmand(host.host_address).start()
     config = make_config(
         GEARMAN_SERVERS=(gearmand.address,),
         REAPER_INTERVAL=0.5,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import errno
-from pathlib import Path
-
 from sqlalchemy import create_engine, text
 
 from server.answers import current_revision
 from server.models import SegmentState
 from tests.harness.media import make_segment
-from tests.harness.services import MYSQL_BASE, Memcached
+from tests.harness.services import MYSQL_BASE, Memcached, fill_disk
 from tests.harness.stack import Stack
 
 
@@ -90,19 +87,6 @@ def test_mysql_connections_dropped_mid_encode_lose_nothing(stack, segment_files,
     assert stack.services.media.temp_files() == []
 
 
-def _fill(disk: Path) -> Path:
-    """Take every free byte of `disk`; return the file to delete to give them back."""
-    filler = disk / "filler"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(bytes(1 << 16))
-                fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
-
-
 def test_a_full_disk_delays_a_segment_but_never_fails_it(make_config, gearmand, make_tmpfs, segment_files, tmp_path):
     disk = make_tmpfs("24m")  # room for a segment and all its outputs, once the filler is gone
     config = make_config(
@@ -114,7 +98,7 @@ def test_a_full_disk_delays_a_segment_but_never_fails_it(make_config, gearmand, 
         vid = stack.new_video()
         stack.upload(vid, 0, segment_files[0].read_bytes())
         stack.end(vid, 0)
-        filler = _fill(disk)
+        filler = fill_disk(disk)
         stack.start_worker(log)
         # Far more failed runs than JOB_MAX_ATTEMPTS allows for a broken segment, and it is still waiting.
         stack.wait(lambda: log.read_text().count("disk full") >= 4, 60, "four disk-full retries")

@@ -309,3 +309,37 @@ def test_nginx_passes_the_admin_event_stream_as_it_comes(gunicorn, nginx_front, 
         assert message.at - sent < 1.0, f"took {message.at - sent:.2f}s through nginx"
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_nginx_answers_503_json_while_the_app_is_down(method: str) -> None:
+    """With gunicorn unreachable, the shipped front answers what its body says: 503 with Retry-After, not a 502."""
+    prefix = real.nginx_prefix()
+    port = real.free_port()
+    proc = real.start_nginx(prefix, real.render_nginx(prefix, real.free_port(), port))  # no app listens
+    try:
+        real.wait_port(port)
+        response = requests.request(method, f"http://127.0.0.1:{port}/video_segment/1", data=b"x" * 10, timeout=ANDROID_TIMEOUT)
+        assert (response.status_code, response.headers.get("Retry-After")) == (503, "5"), response.text
+        assert response.json()["code"] == "service_unavailable"
+    finally:
+        real.stop_gracefully([proc], timeout=10)
+        subprocess.run(["rm", "-rf", str(prefix)], check=False)
+
+
+def test_a_refused_upload_leaves_its_keep_alive_connection_usable(gunicorn, segment_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """An upload refused before its body was read (no such video; the database down) is drained first.
+
+    gunicorn drains at most 64 KiB of a body the app left unread and otherwise closes the connection
+    after the answer, without saying so: the client's (or nginx's) next request on it then fails.
+    """
+    served = gunicorn(threads=4)
+    body, content_type = segment_upload(0, segment_files[0].read_bytes())
+    answers = []
+    with requests.Session() as client:  # one keep-alive connection, as nginx's upstream pool keeps them
+        for _ in range(10):
+            refused = client.post(
+                f"{served.base}/video_segment/99999", data=body, headers={"Content-Type": content_type}, timeout=ANDROID_TIMEOUT
+            )
+            answers.append((refused.status_code, client.get(f"{served.base}/ping", timeout=ANDROID_TIMEOUT).status_code))
+    assert answers == [(404, 200)] * 10

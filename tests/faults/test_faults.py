@@ -1,0 +1,139 @@
+"""The fault suite (issue 10): three paced live recordings upload while every dependency fails in turn.
+
+Faults, one after another while the phones upload: kill -9 a worker mid-encode, stop and start
+memcached, restart gearmand, kill -9 and restart MariaDB, fill the media disk and free it, cut the
+remote worker's link while it holds an attempt, and kill -9 a worker again; slow-loris connections
+and malformed requests run throughout. A reader polls every playlist and fetches every file they name.
+
+Afterwards: every segment that got a 2xx is published and whole, every video became VOD exactly once,
+no attempt is left running and no temp file is left; no 5xx but a 503 while MariaDB was down or a 507
+while the disk was full; no answer failed to parse. The tally is printed and, with FAULT_TALLY set,
+written there as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import requests
+
+from tests.faults.actors import Hostile, Phone, Reader
+from tests.faults.answers import check_media, m3u8_urls, mpd_urls
+from tests.faults.system import System
+from tests.harness.services import wait_for
+
+PHONES = 3
+SEGMENTS = 20  # per recording
+PACE = 1.5  # seconds between two segments (2 s clips: faster than real time, to fit the budget)
+RECORDING_DEADLINE = 150.0  # seconds for the phones to get every segment and the end stored, retries included
+CONVERGE = 120.0  # seconds after the phones are done for every video to be VOD
+
+
+def schedule(system: System) -> None:
+    """The faults, in order, while the phones record (each waits for the fact it needs, with a deadline)."""
+    system.kill_worker()
+    system.bounce_memcached(down=3.0)
+    system.restart_gearmand()
+    system.restart_mariadb(down=3.0)
+    system.fill_disk(refused=3)
+    system.cut_remote()
+    system.kill_worker()
+
+
+def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> None:
+    record, started = system.record, time.monotonic()
+    deadline = started + RECORDING_DEADLINE
+    phones = [Phone(f"phone{k}", system.base, clips, SEGMENTS, PACE, record, deadline) for k in range(PHONES)]
+    stop = threading.Event()
+    reader = Reader(system.base, lambda: [p.video_id for p in phones if p.video_id is not None], record, stop)
+    hostile = Hostile(system.front_port, system.app_port, lambda: phones[0].video_id or 0, record, stop)
+    for thread in (*phones, reader, hostile):
+        thread.start()
+    try:
+        wait_for(lambda: all(p.created.is_set() for p in phones), 30, "every phone created its video")
+        schedule(system)
+        for phone in phones:
+            phone.join(timeout=max(0.0, deadline - time.monotonic()) + 5)
+        recorded = time.monotonic()
+        for phone in phones:
+            assert phone.video_id is not None, f"{phone.name} never created its video"
+            wait_for(lambda p=phone: _is_vod(system, p.video_id), CONVERGE, f"video {phone.video_id} of {phone.name} VOD")
+        converged = time.monotonic()
+    finally:
+        stop.set()
+        for phone in phones:
+            phone.stop.set()
+        for thread in (*phones, reader, hostile):
+            thread.join(timeout=30)
+
+    published = {p.name: _published(system, p.video_id) for p in phones}
+    tally = {
+        **record.tally(),
+        "segments": {
+            "recorded": PHONES * SEGMENTS,
+            "uploaded_2xx": sum(len(p.stored) for p in phones),
+            "published": sum(len(published[p.name] & p.stored) for p in phones),
+            "lost": sum(SEGMENTS - len(p.stored) for p in phones),
+            "upload_tries": sum(sum(p.tries.values()) for p in phones),
+        },
+        "attempts": system.attempt_outcomes(),
+        "reader": {"rounds": reader.rounds, "media_files_checked": len(reader.fetched)},
+        "slow_loris_closed_by_server": hostile.slow_closed,
+        "seconds": {"recording": round(recorded - started, 1), "converge": round(converged - recorded, 1)},
+    }
+    _report(tally)
+
+    failures = record.failures()
+    assert failures == [], "\n".join(failures)
+    for phone in phones:
+        assert phone.ended, f"{phone.name}: /video_end never got a 2xx"
+        assert phone.stored == set(range(SEGMENTS)), f"{phone.name}: segments never stored: {set(range(SEGMENTS)) - phone.stored}"
+        assert published[phone.name] == phone.stored, (
+            f"{phone.name}: stored, not published: {phone.stored - published[phone.name]}; "
+            f"published, never stored: {published[phone.name] - phone.stored}"
+        )
+        assert system.finished_events(phone.video_id) == 1, f"video {phone.video_id} finished more or less than once"  # type: ignore[arg-type]
+    assert system.dangling_attempts() == 0
+    assert system.temp_files() == []
+
+
+def _is_vod(system: System, video_id: int) -> bool:
+    try:
+        response = requests.get(f"{system.base}/video/{video_id}", timeout=20)
+    except requests.RequestException:
+        return False
+    return response.status_code == 200 and response.json()["type"] == "VOD"
+
+
+def _published(system: System, video_id: int | None) -> set[int]:
+    """Segment ids every VOD playlist of the video lists, after checking each file they name is whole."""
+    base = system.base
+    manifests = {
+        f"{base}/video_files/{video_id}/manifest.mpd": mpd_urls,
+        f"{base}/live_mpd/{video_id}.mpd": mpd_urls,
+        **{f"{base}/video_files/{video_id}/{rung}/playlist.m3u8": m3u8_urls for rung in ("HIGH", "MEDIUM", "LOW")},
+        **{f"{base}/live_m3u8/{video_id}/{rung}/stream.m3u8": m3u8_urls for rung in ("HIGH", "MEDIUM", "LOW")},
+    }
+    found: list[set[int]] = []
+    for url, parse in manifests.items():
+        response = requests.get(url, timeout=20)
+        assert response.status_code == 200, f"{url}: {response.status_code}"
+        names = parse(url, response.text)
+        for name in names:
+            media = requests.get(name, timeout=20)
+            assert media.status_code == 200, f"{name} named by {url}: {media.status_code}"
+            check_media(name, media.content)
+        found.append({int(n.rsplit("/", 1)[1].split(".")[0]) for n in names if not n.endswith("init.mp4")})
+    return set.intersection(*found)
+
+
+def _report(tally: dict[str, object]) -> None:
+    text = json.dumps(tally, indent=2)
+    print(f"\nfault suite tally:\n{text}")
+    path = os.environ.get("FAULT_TALLY")
+    if path:
+        with open(path, "w") as out:
+            out.write(text + "\n")
