@@ -310,8 +310,10 @@ def _render_media(template: str, video: VideoView, segments: list[Published], en
         video=video,
         entries=entries,
         target=target,
-        # HOLD-BACK follows the target actually published, so it stays >= 3 x TARGETDURATION.
-        hold_back=None if video.is_vod else max(live_timing(video.nominal_duration_ms).hold_back, 3 * target),
+        # HOLD-BACK follows the target actually published, so it stays >= 3 x TARGETDURATION. It stays after
+        # the end too: RFC 8216 6.2.1 lets an EVENT playlist only be appended to (8216bis allows the tag in
+        # any media playlist, and players ignore it once EXT-X-ENDLIST is there).
+        hold_back=max(live_timing(video.nominal_duration_ms).hold_back, 3 * target),
         media_sequence=first.sequence if first else 0,
         # Only a list that does not start at the first published entry needs it (never the case today).
         discontinuity_sequence=first.discontinuity_sequence - first.discontinuity if first and first.sequence else None,

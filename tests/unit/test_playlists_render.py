@@ -289,8 +289,8 @@ def assert_media_playlist(text: str, expected: HlsExpected, uri: Callable[[int],
     # RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer; 3 is the floor for 3 s segments.
     assert playlist.target_duration == max(3, *(math.floor(d + 0.5) for d in durations))
     assert all(round(d) <= playlist.target_duration for d in durations)
-    hold_back = playlist.server_control.hold_back if playlist.server_control else None
-    assert hold_back == (None if expected.ended else 3 * playlist.target_duration)
+    # Kept after the end: an EVENT playlist is only ever appended to (RFC 8216 6.2.1).
+    assert playlist.server_control.hold_back == 3 * playlist.target_duration
     assert playlist.media_sequence == 0
     assert playlist.is_endlist == expected.ended
     assert playlist.playlist_type == "event"  # from the first answer to the last
