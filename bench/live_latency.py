@@ -460,6 +460,7 @@ class Viewing:
     report: dict
     wall: list[float]  # glass-to-glass of every sample while playing
     joined: float  # seconds after POST /videos the player was started
+    load: str  # the 1-minute load average then: other work on the machine slows the encodes
 
     @property
     def stalls(self) -> list[dict]:
@@ -487,6 +488,7 @@ def watch(base: str, segments: list[bytes], viewer: str, join_after: int) -> tup
         message=f"{join_after} segments listed",
     )
     joined = time.time() - stream.created
+    load = Path("/proc/loadavg").read_text().split()[0]
     report = play(player, f"{base}/video_files/{stream.video_id}/{MANIFESTS[protocol]}", timeout=total + 60)
     for t in threads:
         t.join(timeout=max(1.0, deadline - time.time()))
@@ -497,17 +499,20 @@ def watch(base: str, segments: list[bytes], viewer: str, join_after: int) -> tup
         if first is not None and s["t"] >= first and 0 < s["ct"] < total - 0.3
     ]
     label = f"{NAMES[player]} {report.get('version') or '?'} ({protocol.upper()})"
-    return Viewing(label, report, wall, joined), stream
+    return Viewing(label, report, wall, joined, load), stream
 
 
 def print_viewing(v: Viewing) -> None:
     r, lat = v.report, v.report["latency"] or {}
     stalled = sum(s["duration"] or 0 for s in v.stalls)
     shown = f"{percentile(v.wall, 50):.2f} s (min {min(v.wall):.2f}, max {max(v.wall):.2f})" if v.wall else "n/a"
+    # Some players (dash.js) fire no `waiting` event when they wait at a segment not listed yet: the
+    # picture's growing distance from the camera shows every such wait.
+    drift = statistics.median(v.wall[-8:]) - statistics.median(v.wall[:8]) if len(v.wall) >= 16 else math.nan
     print(
-        f"  {v.label}: glass-to-glass p50 {shown}; its own latency mean {lat.get('mean', math.nan):.2f} s "
+        f"  {v.label}: glass-to-glass p50 {shown}, drift over the play {drift:+.2f} s; its own latency mean {lat.get('mean', math.nan):.2f} s "
         f"(min {lat.get('min', math.nan):.2f}, max {lat.get('max', math.nan):.2f}); stalls {len(v.stalls)} ({stalled:.1f} s); "
-        f"errors {len(r['errors'])}; ended {r['ended']}; joined {v.joined:.1f} s in"
+        f"errors {len(r['errors'])}; ended {r['ended']}; joined {v.joined:.1f} s in, load average {v.load}"
     )
 
 
