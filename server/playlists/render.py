@@ -36,7 +36,6 @@ from server.playlists.model import (
 )
 
 AUDIO: Literal["audio"] = "audio"
-MINIMUM_UPDATE_PERIOD_S = 2
 DVR_SLACK_S = 60  # timeShiftBufferDepth margin beyond everything recorded so far
 ANDROID_MIN_REPRESENTATIONS = 3
 
@@ -93,7 +92,65 @@ def _round(value: Fraction) -> int:
     return math.floor(value + Fraction(1, 2))
 
 
-_env.filters.update(xs_duration=xs_duration, iso_utc=iso_utc)
+def decimal(value: Fraction) -> str:
+    """Format a ratio as a short decimal (1.04, 1) for xs:double attributes."""
+    return f"{float(value):g}"
+
+
+_env.filters.update(xs_duration=xs_duration, iso_utc=iso_utc, decimal=decimal)
+
+
+@dataclass(frozen=True)
+class LiveTiming:
+    """What a live manifest tells players about how close to the camera they may play (see live_timing)."""
+
+    target_duration: int  # EXT-X-TARGETDURATION, s (at least; longer segments raise it)
+    hold_back: int  # EXT-X-SERVER-CONTROL HOLD-BACK, s
+    latency_target_ms: int  # DASH ServiceDescription Latency@target (wall clock: capture -> shown)
+    latency_min_ms: int
+    latency_max_ms: int
+    rate_min: Fraction  # ServiceDescription PlaybackRate@min/@max
+    rate_max: Fraction
+    presentation_delay: Fraction  # MPD@suggestedPresentationDelay, s
+    update_period: Fraction  # MPD@minimumUpdatePeriod, s
+
+
+def live_timing(nominal_ms: int) -> LiveTiming:
+    """Decide every live-latency value of the manifests from the nominal segment duration D.
+
+    A phone uploads a segment whole, so its first frame is already D old when it arrives, and it is listed
+    about 1.3 s later (encode + remux; p95 1.6 s with two streams on two cores, bench.live_latency).
+
+    HLS (RFC 8216 section 4.3.3.1; 8216bis 4.4.3.1): "The EXTINF duration of each Media Segment in the
+    Playlist file, when rounded to the nearest integer, MUST be less than or equal to the target
+    duration", so D = 3 s allows TARGETDURATION 3 for segments up to 3.499 s. 8216bis 4.4.3.8
+    (EXT-X-SERVER-CONTROL): HOLD-BACK "MUST be at least three times the Target Duration"; its absence
+    implies exactly that, and saying it makes hls.js, Shaka and video.js use it rather than their own
+    defaults. CAN-SKIP-UNTIL is left out: it promises delta updates, which the server does not implement;
+    CAN-BLOCK-RELOAD and PART-HOLD-BACK belong to Low-Latency HLS (parts), which it does not serve either.
+
+    DASH (ISO 23009-1 5th ed. ServiceDescription, DASH-IF IOP low-latency): Latency@target = 2 D, one D
+    for the segment to be recorded and uploaded and one for the encode, the remux and the player's next
+    MPD refresh (minimumUpdatePeriod D/3); @min = 1.5 D (below it the segment cannot be there yet),
+    @max = 3 D (dash.js seeks back to the target beyond max + 0.5 s when catch-up is on).
+    PlaybackRate@max 1.04 (DASH-IF's example: hard to hear); @min 1: Shaka measures its target from its
+    seek range end, which already lies suggestedPresentationDelay + one segment behind the wall clock,
+    so any rate below 1 would make it drift further behind. suggestedPresentationDelay (wall clock, for
+    players without ServiceDescription) = the same target.
+    """
+    seconds = Fraction(nominal_ms, 1000)
+    target_duration = max(1, _round(seconds))
+    return LiveTiming(
+        target_duration=target_duration,
+        hold_back=3 * target_duration,
+        latency_target_ms=2 * nominal_ms,
+        latency_min_ms=nominal_ms * 3 // 2,
+        latency_max_ms=3 * nominal_ms,
+        rate_min=Fraction(1),
+        rate_max=Fraction(104, 100),
+        presentation_delay=2 * seconds,
+        update_period=max(Fraction(1), seconds / 3),
+    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +188,7 @@ def render_dash(
         base_url=base_url,
         periods=_periods(segments),
         nominal_s=Fraction(video.nominal_duration_ms, 1000),
-        update_s=MINIMUM_UPDATE_PERIOD_S,
+        live=live_timing(video.nominal_duration_ms),
         dvr_s=math.ceil(max(now - video.created_at, end / VIDEO_TIMESCALE)) + DVR_SLACK_S,
         duration_s=Fraction(end, VIDEO_TIMESCALE),
         audio_codecs=video.renditions[0].audio_codecs,
@@ -248,10 +305,15 @@ def render_legacy_hls_media(video: VideoView, rendition: RenditionView, segments
 def _render_media(template: str, video: VideoView, segments: list[Published], entries: list[_Entry]) -> str:
     """Render a media playlist with the header values every HLS media playlist shares."""
     first = segments[0] if segments else None
+    target = _target_duration(video, entries)
     return _env.get_template(template).render(
         video=video,
         entries=entries,
-        target=_target_duration(video, entries),
+        target=target,
+        # HOLD-BACK follows the target actually published, so it stays >= 3 x TARGETDURATION. It stays after
+        # the end too: RFC 8216 6.2.1 lets an EVENT playlist only be appended to (8216bis allows the tag in
+        # any media playlist, and players ignore it once EXT-X-ENDLIST is there).
+        hold_back=max(live_timing(video.nominal_duration_ms).hold_back, 3 * target),
         media_sequence=first.sequence if first else 0,
         # Only a list that does not start at the first published entry needs it (never the case today).
         discontinuity_sequence=first.discontinuity_sequence - first.discontinuity if first and first.sequence else None,
@@ -259,13 +321,14 @@ def _render_media(template: str, video: VideoView, segments: list[Published], en
 
 
 def _target_duration(video: VideoView, entries: list[_Entry]) -> int:
-    """Return EXT-X-TARGETDURATION: the longest EXTINF rounded up, at least the nominal duration + 1 s.
+    """Return EXT-X-TARGETDURATION: the longest EXTINF rounded to the nearest integer, at least live_timing's.
 
-    RFC 8216 forbids changing it in a live playlist, so the floor keeps it stable while segments only
-    run slightly longer than nominal.
+    RFC 8216 section 4.3.3.1 compares each EXTINF rounded to the nearest integer with it, and forbids
+    changing it in a live playlist: the floor keeps it stable while segments run up to half a second
+    longer than nominal.
     """
-    longest = max((math.ceil(Fraction(e.extinf)) for e in entries), default=0)
-    return max(longest, video.nominal_duration_ms // 1000 + 1)
+    longest = max((_round(Fraction(e.extinf)) for e in entries), default=0)
+    return max(longest, live_timing(video.nominal_duration_ms).target_duration)
 
 
 def render_android_mpd(video: VideoView, segments: list[Published], *, base_url: str | None = None) -> str:

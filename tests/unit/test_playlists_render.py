@@ -38,7 +38,7 @@ from server.playlists import (
     render_storyboard_vtt,
     vod_segments,
 )
-from server.playlists.render import decimal_seconds, iso_utc, xs_duration
+from server.playlists.render import decimal_seconds, iso_utc, live_timing, xs_duration
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -126,6 +126,12 @@ DASH_ORDER = {
         "ProgramInformation",
         "BaseURL",
         "Location",
+        "PatchLocation",
+        "ServiceDescription",
+        "InitializationSet",
+        "InitializationGroup",
+        "InitializationPresentation",
+        "ContentProtection",
         "Period",
         "Metrics",
         "EssentialProperty",
@@ -146,6 +152,7 @@ DASH_ORDER = {
     "SegmentList": ["Initialization", "RepresentationIndex", "SegmentTimeline", "BitstreamSwitching", "SegmentURL"],
     "SegmentTimeline": ["S"],
     "ProgramInformation": ["Title", "Source", "Copyright"],
+    "ServiceDescription": ["Scope", "Latency", "PlaybackRate", "OperatingQuality", "OperatingBandwidth"],
 }
 
 
@@ -279,8 +286,11 @@ def assert_media_playlist(text: str, expected: HlsExpected, uri: Callable[[int],
     assert [s.uri for s in playlist.segments] == [uri(k) for k in expected.ids]
     assert [s.duration for s in playlist.segments] == durations
     assert [k for k, s in zip(expected.ids, playlist.segments, strict=True) if s.discontinuity] == expected.discontinuities
-    assert playlist.target_duration == max(4, *(math.ceil(d) for d in durations))
+    # RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer; 3 is the floor for 3 s segments.
+    assert playlist.target_duration == max(3, *(math.floor(d + 0.5) for d in durations))
     assert all(round(d) <= playlist.target_duration for d in durations)
+    # Kept after the end: an EVENT playlist is only ever appended to (RFC 8216 6.2.1).
+    assert playlist.server_control.hold_back == 3 * playlist.target_duration
     assert playlist.media_sequence == 0
     assert playlist.is_endlist == expected.ended
     assert playlist.playlist_type == "event"  # from the first answer to the last
@@ -314,6 +324,49 @@ def test_hls_media_sequence_counts_entries_not_ids() -> None:
     playlist = m3u8.loads(render_hls_media(scenario.video, RUNGS[0], tail))
     assert playlist.media_sequence == 2 and playlist.discontinuity_sequence == 0
     assert [s.uri for s in playlist.segments] == ["000003.m4s", "000004.m4s"]
+
+
+# What a live stream tells players about their distance from the camera (render.live_timing).
+
+
+@pytest.mark.parametrize("nominal_ms", [1000, 2000, 3000, 4000, 6000, 10_000])
+def test_live_timing_keeps_the_spec_rules(nominal_ms: int) -> None:
+    live = live_timing(nominal_ms)
+    assert live.target_duration == math.floor(nominal_ms / 1000 + 0.5)
+    assert live.hold_back >= 3 * live.target_duration  # RFC 8216bis 4.4.3.8: MUST be at least 3 x target
+    assert nominal_ms < live.latency_min_ms < live.latency_target_ms < live.latency_max_ms
+    assert live.presentation_delay * 1000 == live.latency_target_ms
+    assert 0 < live.update_period < live.presentation_delay
+    assert live.rate_min <= 1 < live.rate_max
+
+
+def test_live_timing_of_three_second_segments() -> None:
+    live = live_timing(3000)
+    assert (live.target_duration, live.hold_back) == (3, 9)
+    assert (live.latency_min_ms, live.latency_target_ms, live.latency_max_ms) == (4500, 6000, 9000)
+    assert (live.presentation_delay, live.update_period) == (6, 1)
+
+
+def test_a_long_segment_raises_the_target_and_the_hold_back_follows() -> None:
+    long_one = SegmentView(0, "READY", ready_at=T0 + 5, start_ticks=0, duration_ticks=333_000, packaged=True)  # 3.7 s
+    video = VideoView(7, "long", T0, RUNGS, (long_one,))
+    playlist = m3u8.loads(render_hls_media(video, RUNGS[0], live_segments(video, T0 + 6, GAP)))
+    assert playlist.target_duration == 4
+    assert playlist.server_control.hold_back == 12
+
+
+def test_live_mpd_tells_the_latency_and_static_says_nothing_live() -> None:
+    live = ET.fromstring(render_dash(SCENARIOS["live_contiguous"].video, SCENARIOS["live_contiguous"].live, T0 + 12))
+    (description,) = live.findall(f"{NS}ServiceDescription")
+    latency, rate = description.find(f"{NS}Latency"), description.find(f"{NS}PlaybackRate")
+    assert latency is not None and rate is not None
+    assert (latency.get("target"), latency.get("min"), latency.get("max")) == ("6000", "4500", "9000")
+    assert (rate.get("min"), rate.get("max")) == ("1", "1.04")
+    assert (live.get("suggestedPresentationDelay"), live.get("minimumUpdatePeriod")) == ("PT6S", "PT1S")
+    vod = SCENARIOS["vod_late"]
+    static = ET.fromstring(render_dash(vod.video, vod.live, vod.now))
+    assert static.get("type") == "static" and static.find(f"{NS}ServiceDescription") is None
+    assert not {"suggestedPresentationDelay", "minimumUpdatePeriod", "timeShiftBufferDepth"} & set(static.attrib)
 
 
 # The Android MPD.
