@@ -9,7 +9,6 @@ players from these files; Flask answers the same files on the embedded default (
     videos/<vid>/manifest.mpd, master.m3u8, storyboard.vtt           the standard players' playlists
     videos/<vid>/<REPR>/playlist.m3u8, audio/playlist.m3u8           HLS media playlists (CMAF)
     videos/<vid>/live_m3u8/root.m3u8, live_m3u8/<REPR>/stream.m3u8   the legacy HLS routes /live_m3u8/<vid>/...
-    videos/<vid>/vod                                                 empty; present once the files are final
 
 Order: a publisher holds the video folder's lock (flock, every process of the host) while it reads a fresh
 snapshot, writes the files and records (published_revision, published_key) on the video's row. Whoever
@@ -64,7 +63,6 @@ log = logging.getLogger(__name__)
 # DASH UTCTiming: root-relative, so one file serves every host name (dash.js and Shaka resolve it against the
 # MPD's BaseURL, which is root-relative too).
 TIME_URL = "/time"
-VOD_MARKER = "vod"
 LEGACY = "live_m3u8"
 
 
@@ -245,8 +243,6 @@ def _publish_locked(services: Services, session: Session, video_id: int, folder_
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_file(path, result.body)
-    if rendered and snap.finished:
-        replace_file(folder / VOD_MARKER, b"")
     session.execute(update(Video).where(Video.id == video_id).values(published_revision=snap.revision, published_key=key))
     session.commit()
     return bool(rendered)

@@ -52,15 +52,14 @@ TRACK = re.compile(r"^(?:[A-Z0-9_]{1,16}|audio)$")
 def _published(video_id: int, name: str) -> Response | None:
     """Answer the playlist file the publisher wrote (server/publishing.py), as nginx does; None before the first.
 
-    The same bytes, types and Cache-Control as deploy/nginx/team03.conf: live files live 1 s, final ones an hour.
+    The same bytes, type and Cache-Control as deploy/nginx/team03.conf: 1 s, live or not (a finished
+    playlist is revalidated by its ETag), which keeps nginx's answer a bare static file.
     """
-    folder = services().media.video_dir(video_id)
     try:
-        body = (folder / name).read_bytes()  # small, and replaced whole: never a torn read
+        body = (services().media.video_dir(video_id) / name).read_bytes()  # small, replaced whole: never torn
     except (FileNotFoundError, NotADirectoryError):
         return None
-    final = (folder / publishing.VOD_MARKER).is_file()
-    return _answer(answers.Rendered(body, final), name.rsplit(".", 1)[1])
+    return _answer(answers.Rendered(body, finished=False), name.rsplit(".", 1)[1])
 
 
 class AndroidMpd(Resource):

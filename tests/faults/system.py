@@ -129,7 +129,7 @@ class System:
     def kill_worker(self) -> None:
         """kill -9 a local worker, the one holding an attempt if any does within 10 s, and start a replacement."""
         names = self.local_names()
-        found = _poll(lambda: self.running_attempt(list(names)), 10)
+        found = real.poll(lambda: self.running_attempt(list(names)), 10)
         name = found[1] if found else next(iter(names))
         fault = self.record.begin("kill -9 worker", note=f"holding attempt {found[0]}" if found else "idle")
         victim = names[name]
@@ -205,14 +205,3 @@ class System:
         if errors.exists():  # kept beside the other logs: nginx's prefix is removed
             shutil.copy(errors, self.tmp / "nginx-error.log")
         subprocess.run(["rm", "-rf", str(self.nginx_prefix)], check=False)
-
-
-def _poll(fact, timeout: float):  # type: ignore[no-untyped-def]
-    """`fact()` once truthy within `timeout` seconds, else None (a preference, not a requirement)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fact()
-        if value:
-            return value
-        time.sleep(0.1)
-    return None

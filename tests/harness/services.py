@@ -70,15 +70,23 @@ def truncate_all(url: str) -> None:
     engine.dispose()
 
 
-def wait_for(fact: Callable[[], object], timeout: float, message: str) -> object:
-    """Return `fact()` once it is truthy, polling every 0.1 s; fail naming `message` after `timeout` seconds."""
+def poll(fact: Callable[[], object], timeout: float) -> object:
+    """Return `fact()` once it is truthy, polling every 0.1 s; None after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = fact()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"after {timeout}s: {message}")
+    return None
+
+
+def wait_for(fact: Callable[[], object], timeout: float, message: str) -> object:
+    """Return `fact()` once it is truthy, polling every 0.1 s; fail naming `message` after `timeout` seconds."""
+    value = poll(fact, timeout)
+    if not value:
+        raise AssertionError(f"after {timeout}s: {message}")
+    return value
 
 
 def free_port() -> int:
@@ -133,11 +141,14 @@ def render_nginx(
 ) -> str:
     """deploy/nginx/team03.conf as shipped, its addresses (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf."""
     site = NGINX_SITE.read_text()
-    replacements = [("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};"), ("listen 80;", f"listen 127.0.0.1:{port};")]
+    replacements = [
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};", 1),
+        ("listen 80;", f"listen 127.0.0.1:{port};", 1),
+    ]
     if media_root is not None:
-        replacements.append(("root /srv/team03/media;", f"root {media_root};"))
-    for shipped, local in replacements:
-        assert site.count(shipped) == 1, f"{NGINX_SITE} no longer says {shipped!r}: update tests/harness/services.py"
+        replacements.append(("alias /srv/team03/media/videos/", f"alias {media_root}/videos/", 2))
+    for shipped, local, times in replacements:
+        assert site.count(shipped) == times, f"{NGINX_SITE} no longer says {shipped!r} {times}x: update tests/harness/services.py"
         site = site.replace(shipped, local)
     (prefix / "team03.conf").write_text(site)
     status = "" if status_port is None else f"server {{ listen 127.0.0.1:{status_port}; location = /status {{ stub_status; }} }}"
