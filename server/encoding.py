@@ -15,7 +15,7 @@ from pathlib import Path
 
 from server import metrics
 from server.config import Config
-from server.errors import FFmpegError, ServiceError, disk_full
+from server.errors import Conflict, FFmpegError, ServiceError, disk_full
 from server.jobs import SegmentJob
 from server.lifecycle import AttemptGone, Claim, Skip
 from server.origin import Origin
@@ -94,7 +94,7 @@ def classify(exc: BaseException) -> Failure:
     """Name a failure for the retry policy: full disk, a crash that may not recur, or media that never decodes."""
     if disk_full(exc):
         return Failure.DISK_FULL
-    if isinstance(exc, (FFmpegError, OSError)):
+    if isinstance(exc, (FFmpegError, OSError, Conflict)):  # Conflict: outputs not all handed back (a transfer)
         return Failure.CRASH
     return Failure.MEDIA
 

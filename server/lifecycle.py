@@ -9,11 +9,13 @@ change that can place segments on the timeline or end a video, callers call `set
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
@@ -268,16 +270,18 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
             assert segment is not None  # the attempt's row cascades with it
             rungs = _rungs(segment)
             names = outputs_of(tuple(rendition_plan(r.rendition) for r in rungs))
-            missing = [n for n in names if not (staging / n).is_file()]
+            places = _output_places(services, segment, rungs)
+            handed = {n: _handed_back(staging / n, places[n], attempt) for n in names}
+            missing = [n for n, path in handed.items() if path is None]
             if missing:
                 raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
             try:
-                tracks = track_durations((staging / names[0]).read_bytes())  # every rung has the same frames
+                tracks = track_durations(handed[names[0]].read_bytes())  # type: ignore[union-attr]  # every rung has the same frames
             except ValueError as exc:  # the MP4 parser's word for bytes that are no MP4
                 raise UnprocessableMedia(
                     f"{names[0]} of attempt {attempt_id} is not a readable MP4; nothing was committed"
                 ) from exc
-            _commit_outputs(services, segment, rungs, staging)
+            _commit_outputs(places, staging)
             for rung in rungs:
                 rung.size = media.file(video_id, rung.rendition.name, segment.segment_id, "mp4").stat().st_size
             duration, timescale = tracks["vide"]
@@ -305,15 +309,37 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
     return True
 
 
-def _commit_outputs(services: Services, segment: Segment, rungs: list[SegmentRendition], staging: os.PathLike[str]) -> None:
-    """Rename each staged output into its place (same filesystem), then make the renames durable."""
+def _output_places(services: Services, segment: Segment, rungs: list[SegmentRendition]) -> dict[str, Path]:
+    """Where each output of an attempt of `segment` goes once committed, by its name in the staging directory."""
     media, vid, k = services.media, segment.video_id, segment.segment_id
     places = {f"{r.rendition.name}.mp4": media.file(vid, r.rendition.name, k, "mp4") for r in rungs}
     places["thumbnail.jpg"] = media.file(vid, "thumbnails", k, "jpg")
     places["storyboard.jpg"] = media.file(vid, "storyboard", k, "jpg")
+    return places
+
+
+def _handed_back(staged: Path, final: Path, attempt: Attempt) -> Path | None:
+    """Where one output of `attempt` is: staged, or already in its place.
+
+    In its place: an earlier completion of this attempt renamed it there, then its transaction failed (the
+    database went away mid-commit); a file written before the attempt started is another attempt's.
+    """
+    if staged.is_file():
+        return staged
+    started = attempt.started_at.replace(tzinfo=UTC).timestamp() if attempt.started_at else None
+    with contextlib.suppress(FileNotFoundError):
+        if started is not None and final.stat().st_mtime >= started:
+            return final
+    return None
+
+
+def _commit_outputs(places: dict[str, Path], staging: os.PathLike[str]) -> None:
+    """Rename each staged output into its place (same filesystem), then make the renames durable."""
     for name, final in places.items():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(os.path.join(staging, name), final)
+        staged = Path(staging, name)
+        if staged.is_file():  # else already there (see _handed_back)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
     for folder in {final.parent for final in places.values()}:
         fsync_dir(folder)
 

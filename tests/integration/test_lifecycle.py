@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from server import eventlog, ingest, lifecycle
 from server.changes import video_change
@@ -245,3 +246,40 @@ def test_events_older_than_the_retention_are_pruned(services, segment_files):
         ingest.rename_video(services, session, vid, "renamed")
         assert eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION) == 1
     assert kinds(services, vid) == ["video.renamed"]
+
+
+class HoldingOrigin(LocalOrigin):
+    """A local worker that stages every output and then stops short of completing (the test completes)."""
+
+    def complete(self, claim: Claim) -> None:
+        pass
+
+
+def test_a_completion_whose_commit_failed_after_its_renames_is_finished_by_its_retry(services, segment_files, monkeypatch):
+    """The database goes away mid-commit: the outputs were renamed into place, the rows were not; the retry completes."""
+    vid = new_video(services)
+    store(services, vid, 0, segment_files[0])
+    work = claim(services, vid, 0)
+    assert encode(HoldingOrigin(services, WORKER), work, services.config) == "ok"
+    real_move = lifecycle.move
+
+    def database_gone(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("COMMIT", {}, Exception("Lost connection to MySQL server during query"))
+
+    monkeypatch.setattr(lifecycle, "move", database_gone)
+    with services.sessions() as session, pytest.raises(OperationalError):
+        lifecycle.complete_attempt(services, session, work.attempt_id, inline=True)
+    staged = services.media.attempt_dir(vid, work.attempt_id)
+    assert not (staged / "HIGH.mp4").exists() and services.media.file(vid, "HIGH", 0, "mp4").is_file()  # renamed, not committed
+    assert segment(services, vid, 0).status is SegmentState.RUNNING
+    monkeypatch.setattr(lifecycle, "move", real_move)
+    with services.sessions() as session:
+        assert lifecycle.complete_attempt(services, session, work.attempt_id, inline=True) is True
+    assert segment(services, vid, 0).status is SegmentState.PACKAGED
+
+
+def test_outputs_missing_at_completion_are_a_crash_to_retry_not_bad_media():
+    from server.encoding import classify
+    from server.errors import Conflict
+
+    assert classify(Conflict("attempt 6 has not handed back HIGH.mp4")) is Failure.CRASH
