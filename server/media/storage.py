@@ -160,6 +160,14 @@ def replace_file(final: Path, data: bytes) -> None:
         raise _storage_error(exc) from exc
 
 
+def _on_disk(call, *args):  # type: ignore[no-untyped-def]
+    """Return call(*args); an OSError from the disk is raised as the storage error it means."""
+    try:
+        return call(*args)
+    except OSError as exc:
+        raise _storage_error(exc) from exc
+
+
 def _storage_error(exc: OSError) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorage("the server's disk is full; nothing was stored")
@@ -188,17 +196,18 @@ class UploadFile:
         except OSError as exc:
             raise _storage_error(exc) from exc
 
+    # Each of these may flush Python's buffer, which is where a full disk shows up (507, never a 500).
     def seek(self, *args: int) -> int:
-        return self._fh.seek(*args)
+        return _on_disk(self._fh.seek, *args)
 
     def tell(self) -> int:
-        return self._fh.tell()
+        return _on_disk(self._fh.tell)
 
     def read(self, *args: int) -> bytes:
-        return self._fh.read(*args)
+        return _on_disk(self._fh.read, *args)
 
     def flush(self) -> None:
-        self._fh.flush()
+        _on_disk(self._fh.flush)
 
     @property
     def sha256(self) -> str:

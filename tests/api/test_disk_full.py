@@ -41,3 +41,17 @@ def test_an_upload_cut_short_by_a_full_disk_leaves_no_temp_file(tiny_disk):
         assert list((tiny_disk / "originals").iterdir()) == []
     finally:
         filler.unlink()
+
+
+def test_a_full_disk_found_when_the_form_parser_seeks_is_507_not_500(tiny_disk):
+    """Werkzeug's parser writes small parts into Python's buffer, then seeks: the flush is where ENOSPC appears."""
+    received = UploadFile(tiny_disk / "originals", 64 * 1024 * 1024)
+    filler = fill_disk(tiny_disk)
+    try:
+        received.write(b"x" * 100)  # buffered: nothing reaches the disk yet
+        with pytest.raises(InsufficientStorage):
+            received.seek(0)
+    finally:
+        received.discard()
+        filler.unlink()
+    assert list((tiny_disk / "originals").iterdir()) == []
