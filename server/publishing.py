@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from server import metrics
 from server.errors import InsufficientStorage, NotFound, NotReadyYet
@@ -55,7 +55,7 @@ from server.playlists import (
 )
 from server.playlists.publish import listed_segments
 from server.services import Services
-from server.state import to_view
+from server.state import load_video, to_view
 from server.transcode.ffmpeg import STORYBOARD_COLUMNS, STORYBOARD_EVERY, STORYBOARD_TILE_WIDTH, tile_height
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ class Snapshot:
 
 def snapshot(session: Session, video_id: int) -> Snapshot:
     """Read `video_id` with everything its playlists need; NotFound if it is gone."""
-    query = select(Video).where(Video.id == video_id).options(selectinload(Video.renditions), selectinload(Video.segments))
-    video = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    video = load_video(session, video_id)
     if video is None:
         raise NotFound(f"video {video_id} does not exist")
     return Snapshot(to_view(video), video.revision, video.published_revision, video.published_key)
@@ -115,9 +114,11 @@ def _playable(s: Snapshot, listed: list[Published]) -> list[Published]:
     raise NotReadyYet(f"video {s.state.video_id} has no segment ready yet; retry shortly")
 
 
-def dash(gap: float, base_url: str, time_url: str = TIME_URL) -> Render:
+def dash(gap: float, video_id: int) -> Render:
+    """The standard DASH MPD; its BaseURL is the video's folder, root-relative, as the Android MPD's."""
+    base_url = f"/video_files/{video_id}/"
     return lambda s, now: Rendered(
-        render_dash(s.state, _playable(s, s.published(now, gap)), now, base_url=base_url, utc_timing_url=time_url).encode(),
+        render_dash(s.state, _playable(s, s.published(now, gap)), now, base_url=base_url, utc_timing_url=TIME_URL).encode(),
         s.finished,
     )
 
@@ -183,7 +184,7 @@ def playlist_files(state: VideoView, gap: float) -> dict[str, Render]:
     files: dict[str, Render] = {f"{name}/playlist.m3u8": hls_media(gap, name) for name in names}
     files[f"{AUDIO}/playlist.m3u8"] = hls_media(gap, AUDIO)
     files["master.m3u8"] = hls_master
-    files["manifest.mpd"] = dash(gap, f"/video_files/{state.video_id}/")
+    files["manifest.mpd"] = dash(gap, state.video_id)
     files["storyboard.vtt"] = storyboard(gap)
     files.update({f"{LEGACY}/{name}/stream.m3u8": legacy_media(gap, name) for name in names})
     files[f"{LEGACY}/root.m3u8"] = legacy_master

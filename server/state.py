@@ -66,8 +66,13 @@ def to_view(video: Video) -> VideoView:
     )
 
 
+def load_video(session: Session, video_id: int) -> Video | None:
+    """Load `video_id`'s row fresh, with everything its playlists need (renditions, segments), or None if gone."""
+    query = select(Video).where(Video.id == video_id).options(selectinload(Video.renditions), selectinload(Video.segments))
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+
 def load_view(session: Session, video_id: int) -> VideoView | None:
     """Load `video_id` with everything its playlists need, or None if it is gone."""
-    query = select(Video).where(Video.id == video_id).options(selectinload(Video.renditions), selectinload(Video.segments))
-    video = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    video = load_video(session, video_id)
     return None if video is None else to_view(video)

@@ -89,7 +89,7 @@ class DashManifest(Resource):
     def get(self, video_id: int):  # type: ignore[no-untyped-def]
         if (file := _published(video_id, "manifest.mpd")) is not None:
             return file
-        render = publishing.dash(_gap(), f"/video_files/{video_id}/")
+        render = publishing.dash(_gap(), video_id)
         return _answer(answers.rendered_when_published(services(), session(), video_id, "dash", render), "mpd")
 
 
