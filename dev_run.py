@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from server import create_app, make_dev_server
+from server import create_app
 from server.cli import create_first_admin, db_upgrade, first_admin_banner
 from server.config import Config
+from server.web.devserver import make_dev_server
 
 
 def main() -> None:

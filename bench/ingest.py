@@ -7,7 +7,7 @@ worker (jobs just queue), served by werkzeug's threaded WSGI server on a free 12
 thread of this process. One ffmpeg-made segment is uploaded N times as different segment ids, each
 body exactly as the Android app sends it (tests.harness.android.segment_upload), over one keep-alive
 requests.Session. Baseline, same run, same filesystem: write the same bytes to a temp file, fsync,
-rename, fsync the directory (what a 2xx must guarantee). Then ffprobe alone (server.transcode.ffmpeg.probe)
+rename, fsync the directory (what a 2xx must guarantee). Then ffprobe alone (server.core.transcode.ffmpeg.probe)
 on the same file, and peak RSS around one large upload streamed from disk.
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import requests
 
 from bench.common import MIB, RssSampler, ms, peak_rss_mib, percentile, stack
-from server.media.storage import fsync_dir
-from server.transcode.ffmpeg import probe
+from server.core.transcode.ffmpeg import probe
+from server.store.local import fsync_dir
 from tests.harness.android import segment_upload
 from tests.harness.media import make_sized_segment
 from tests.harness.stack import Stack, http_server
@@ -187,7 +187,7 @@ def report(samples: Samples, size: int, rss: tuple[float, float, float]) -> None
     print(f"  throughput       {base_ups:8.1f} writes/s    {base_ups * size / MIB:8.1f} MiB/s")
     print(f"ratio p50 upload / p50 baseline      {up50 / base50:8.2f}x")
     print(f"ratio throughput upload / baseline   {ups / base_ups:8.3f}  (1.0 = as fast as the bare durable write)")
-    print(f"ffprobe alone (server.transcode.ffmpeg.probe: 1 ffprobe run) p50 {ms(probe50)} over {len(probes)} runs")
+    print(f"ffprobe alone (server.core.transcode.ffmpeg.probe: 1 ffprobe run) p50 {ms(probe50)} over {len(probes)} runs")
     print(f"  = {probe50 / up50:.0%} of the p50 request; the request without it ~{ms(up50 - probe50)}")
     peak_before, peak_after, growth = rss
     print(f"peak RSS (getrusage ru_maxrss, this process = client + server): {peak_rss_mib():.1f} MiB at the end")

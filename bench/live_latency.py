@@ -52,9 +52,9 @@ from xml.etree import ElementTree
 import requests
 
 from bench.common import percentile, stack
-from server.encoding import THUMBNAIL_WIDTH
-from server.transcode import ffmpeg
-from server.transcode.ladder import parse_ladder, plan_ladder
+from server.core.transcode import ffmpeg
+from server.core.transcode.ladder import parse_ladder, plan_ladder
+from server.worker.encoding import THUMBNAIL_WIDTH
 from tests.harness.android import segment_upload
 from tests.harness.media import make_segment
 from tests.harness.stack import Stack

@@ -3,7 +3,7 @@
     python -m bench.serve [--seconds 10] [--connections 32]
 
 A fresh MariaDB database and a private gearmand; one worker turns 4 ffmpeg-made segments, uploaded and
-ended through the API, into a finished VOD video, and publishes its playlists as files (server/publishing.py).
+ended through the API, into a finished VOD video, and publishes its playlists as files (server/domain/publishing.py).
 Then, in this one run:
   front     deploy/nginx/team03.conf as shipped (root = MEDIA_ROOT, the app behind it), worker_processes 2:
             playlists and media from the media tree, the Android MPD (dynamic) passed to

@@ -40,14 +40,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select, text
 
 from bench.common import ms, ok_lines, percentile, stack
-from server import workers
-from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
-from server.jobs.queue import queue_status
-from server.media.storage import commit_file
-from server.models import Segment
-from server.transcode import ffmpeg
-from server.transcode.cmaf import track_durations
-from server.transcode.ladder import Rung, plan_ladder
+from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
+from server.core.transcode import ffmpeg
+from server.core.transcode.cmaf import track_durations
+from server.core.transcode.ladder import Rung, plan_ladder
+from server.domain import registry
+from server.infra.models import Segment
+from server.infra.queue import queue_status
+from server.store.local import commit_file
 from tests.harness.android import segment_upload
 from tests.harness.media import make_segment
 from tests.harness.services import ROOT, wait_for
@@ -309,7 +309,7 @@ class RemoteRun:
 def remote_batch(s: Stack, sources: list[Path]) -> RemoteRun:
     """Run the 1-worker batch with the transcode in a remote worker talking to the app over loopback HTTP."""
     with s.services.sessions() as session:
-        token = workers.mint_token(session, "bench-remote", now=s.services.clock.now())
+        token = registry.mint_token(session, "bench-remote", now=s.services.clock.now())
     remote_media = s.tmp / "remote-media"
     remote_media.mkdir(exist_ok=True)
 

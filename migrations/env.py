@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from server.config import Config
-from server.models import Base
+from server.infra.models import Base
 
 config = context.config
 target_metadata = Base.metadata

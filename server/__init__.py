@@ -1,103 +1,23 @@
-"""team03: live streaming and video-on-demand from phones."""
+"""team03: live streaming and video-on-demand from phones.
+
+The folders are the layers (docs/architecture.md). Importing this package loads no framework: the app
+factory below imports the web layer only when called, so `server.core` stays pure and a remote worker
+never loads Flask.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
-from server.config import Config
-from server.services import Services
-
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from flask import Flask
+
+    from server.config import Config
+    from server.infra.services import Services
 
 
 def create_app(config: Config | None = None, *, services: Services | None = None, local_runner: bool = False) -> Flask:
-    """Build the web app; with `local_runner` and no GEARMAN_SERVERS it also runs the jobs on local threads.
+    """Build the web app (server/web/app.py); `'server:create_app()'` is what gunicorn and team03.wsgi name."""
+    from server.web.app import create_app as build
 
-    Only a caller that knows it is the one process asks for the local runner (dev_run.py, the test and
-    bench harnesses): gunicorn builds one app per worker process, and each would start its own runner
-    and reaper over the same database and media tree.
-    """
-    config = config or Config.from_env()
-    configure_logging(config.LOG_LEVEL)
-    from server.api import init_app
-    from server.api.uploads import BodyDeadline, Request
-
-    app = Flask(__name__, static_folder=None)
-    app.request_class = Request
-    app.config.update(
-        SECRET_KEY=config.SECRET_KEY,
-        # Room for the multipart envelope around the largest allowed segment.
-        MAX_CONTENT_LENGTH=config.MAX_SEGMENT_BYTES + 1024 * 1024,
-        JSON_SORT_KEYS=False,
-    )
-    services = services or Services.build(config)
-    if services.queue is None:
-        _attach_runner(services, local_runner)
-    app.extensions["team03"] = services
-    init_app(app)
-    # The body limit plus the multipart envelope (deploy/nginx/team03.conf's client_max_body_size).
-    drain_limit = config.MAX_SEGMENT_BYTES + 1024 * 1024
-    app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT, drain_limit)  # type: ignore[method-assign]
-    return app
-
-
-def _attach_runner(services: Services, local_runner: bool) -> None:
-    """Run the jobs on this process's threads if asked; otherwise uploads wait for a segment_processor."""
-    if local_runner:
-        from server.work import start_local_runner
-
-        start_local_runner(services)
-        return
-    from server.jobs.queue import NoQueue
-
-    services.queue = NoQueue()
-    logging.getLogger(__name__).error(
-        "GEARMAN_SERVERS is not set and this web process runs no local job runner (gunicorn never does): uploads are "
-        "stored but wait until a segment_processor is started (set GEARMAN_SERVERS for it and for the web processes)"
-    )
-
-
-def configure_logging(level: str) -> None:
-    """Log one line per event to stderr, unless the host already configured logging."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level)
-
-
-class DevRequestHandler(WSGIRequestHandler):
-    """The dev server's handler, whose Server header names no software versions (Werkzeug's names two)."""
-
-    def version_string(self) -> str:
-        return "team03"
-
-    def connection_dropped(self, error: BaseException, environ: dict | None = None) -> None:  # type: ignore[type-arg]
-        # Werkzeug closes the response only after draining the request's leftovers; a reset there (a
-        # player aborting a segment request) skips the close and leaks the served file's descriptor.
-        body = (environ or {}).pop(_RESPONSE, None)
-        if body is not None and hasattr(body, "close"):
-            body.close()
-
-
-_RESPONSE = "team03.response"
-
-
-def _remember_response(app: WSGIApplication) -> WSGIApplication:
-    """Keep each response iterable in its environ, where DevRequestHandler.connection_dropped finds it."""
-
-    def wrapped(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        environ[_RESPONSE] = body = app(environ, start_response)
-        return body
-
-    return wrapped
-
-
-def make_dev_server(app: WSGIApplication, host: str, port: int) -> BaseWSGIServer:
-    """Return the threaded dev server (dev_run.py and the test and bench harnesses): never debug, closes every response."""
-    return make_server(host, port, _remember_response(app), threaded=True, request_handler=DevRequestHandler)
+    return build(config, services=services, local_runner=local_runner)

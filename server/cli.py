@@ -1,6 +1,6 @@
 """Operator commands (README "Operator CLI"): `python -m server.cli COMMAND`.
 
-`stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/phone.py).
+`stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/ops/phone.py).
 `videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`, `admin create`,
 `worker token|revoke|list` work on the deployment's DATABASE_URL (and MEDIA_ROOT) through the same domain
 functions as the admin API. Each prints a table a person reads, or JSON with `--json`; an error is one
@@ -29,16 +29,18 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from server import dashboard, ingest, lifecycle, phone, purge, webhooks, workers
-from server.clock import SystemClock
 from server.config import Config
-from server.db import alembic_config, make_engine, make_sessionmaker
-from server.errors import Conflict, FFmpegError, ServiceError
-from server.jobs.queue import NoQueue
-from server.models import Admin
-from server.purge import PurgePlan
-from server.services import Services
-from server.transcode import ffmpeg
+from server.core.clock import SystemClock
+from server.core.errors import Conflict, FFmpegError, ServiceError
+from server.core.transcode import ffmpeg
+from server.domain import ingest, lifecycle, registry
+from server.infra.db import alembic_config, make_engine, make_sessionmaker
+from server.infra.models import Admin
+from server.infra.queue import NoQueue
+from server.infra.services import Services
+from server.ops import phone, purge, webhooks
+from server.ops.purge import PurgePlan
+from server.web import admin_views
 
 
 def db_upgrade(config: Config) -> None:
@@ -109,16 +111,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def worker_command(config: Config, action: str, name: str | None, as_json: bool) -> str:
     """Carry out `worker token|revoke|list` and return what to print."""
     if action == "token":
-        token = with_session(config, lambda s: workers.mint_token(s, name, now=SystemClock().now()))
+        token = with_session(config, lambda s: registry.mint_token(s, name, now=SystemClock().now()))
         return f"{token}\n# worker {name!r}: set WORKER_TOKEN to the line above; it is shown only once"
     if action == "revoke":
-        with_session(config, lambda s: workers.revoke(s, name, now=SystemClock().now()))
+        with_session(config, lambda s: registry.revoke(s, name, now=SystemClock().now()))
         return f"worker {name!r}: token revoked"
-    rows = with_session(config, workers.listing)
+    rows = with_session(config, registry.listing)
     return json.dumps(rows, indent=2) if as_json else format_table(rows)
 
 
-# --- webhook: add, list, remove, deliveries (server/webhooks.py) ---------------------------------------
+# --- webhook: add, list, remove, deliveries (server/ops/webhooks.py) ---------------------------------------
 
 
 def add_webhook_parser(sub: Any) -> None:
@@ -344,24 +346,24 @@ def with_services(config: Config, work: Callable[[Services, Session], Any]) -> A
 
 
 def videos_command(services: Services, session: Session, limit: int, kind: str | None, as_json: bool) -> str:
-    page = dashboard.list_videos(services, session, limit=limit, before=None, q=None, kind=kind)
+    page = admin_views.list_videos(services, session, limit=limit, before=None, q=None, kind=kind)
     return dumps(page["videos"]) if as_json else videos_table(page["videos"], services.clock.now())
 
 
 def segments_command(services: Services, session: Session, video_id: int, as_json: bool) -> str:
-    detail = dashboard.video_detail(services, session, video_id)
+    detail = admin_views.video_detail(services, session, video_id)
     return dumps(detail) if as_json else segments_table(detail)
 
 
 def workers_command(services: Services, session: Session, as_json: bool) -> str:
-    answer = dashboard.workers(services, session)
+    answer = admin_views.workers(services, session)
     return dumps(answer) if as_json else workers_table(answer)
 
 
 def retry_command(services: Services, session: Session, video_id: int, as_json: bool) -> str:
     """Every FAILED segment of the video starts over (as the admin API's retry does)."""
     retried = []
-    for segment_id in dashboard.failed_segment_ids(session, video_id):
+    for segment_id in admin_views.failed_segment_ids(session, video_id):
         try:
             lifecycle.retry_failed(services, session, video_id, segment_id)
         except Conflict:  # retried by someone else meanwhile
@@ -376,7 +378,7 @@ def end_command(services: Services, session: Session, video_id: int, as_json: bo
     """End a stuck live video at its highest stored segment (as the admin API's end does)."""
     ingest.end_stuck_video(services, session, video_id)
     lifecycle.maybe_finish(services, session, video_id)  # every segment may be done already
-    row = dashboard.video_rows(services, session, [ingest.get_video(session, video_id)])[0]
+    row = admin_views.video_rows(services, session, [ingest.get_video(session, video_id)])[0]
     if as_json:
         return dumps(row)
     return f"video {video_id}: ended at segment {row['segment_count'] - 1}; now {row['type']} {row['status']}"
@@ -476,8 +478,8 @@ def _probability(text: str) -> float:
 
 
 def _page(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= dashboard.PAGE_MAX:
-        raise argparse.ArgumentTypeError(f"not a number from 1 to {dashboard.PAGE_MAX}: {text!r}")
+    if not text.isdigit() or not 1 <= int(text) <= admin_views.PAGE_MAX:
+        raise argparse.ArgumentTypeError(f"not a number from 1 to {admin_views.PAGE_MAX}: {text!r}")
     return int(text)
 
 
@@ -509,9 +511,9 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="group", required=True, metavar="COMMAND")
     _stream_parser(sub)
     videos = sub.add_parser("videos", help="the newest videos")
-    limit_help = f"at most N (1-{dashboard.PAGE_MAX})"
-    videos.add_argument("--limit", type=_page, default=dashboard.PAGE_DEFAULT, metavar="N", help=limit_help)
-    videos.add_argument("--filter", choices=dashboard.FILTERS, help="only live, vod, or failed videos")
+    limit_help = f"at most N (1-{admin_views.PAGE_MAX})"
+    videos.add_argument("--limit", type=_page, default=admin_views.PAGE_DEFAULT, metavar="N", help=limit_help)
+    videos.add_argument("--filter", choices=admin_views.FILTERS, help="only live, vod, or failed videos")
     sub.add_parser("segments", help="a video's segments, their rungs and attempts").add_argument("video", type=_video_id)
     sub.add_parser("workers", help="the registered workers and the queue")
     sub.add_parser("retry", help="start every FAILED segment of a video over").add_argument("video", type=_video_id)

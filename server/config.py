@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -60,7 +61,7 @@ class Config:
     RATE_LIMIT_UPLOAD: str = "6000/minute"
     RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
     TRUSTED_PROXIES: int = 0
-    # The dashboard's login (server/api/auth.py): a session ends after this long unused; failed logins
+    # The dashboard's login (server/web/api/auth.py): a session ends after this long unused; failed logins
     # (and failed HTTP Basic checks) per client address and per admin name before a 429.
     ADMIN_SESSION_SECONDS: float = 8 * 3600.0
     RATE_LIMIT_LOGIN_FAILURES: str = "5/15 minutes"
@@ -151,3 +152,11 @@ def _convert(name: str, kind: object, raw: str) -> object:
     except ValueError as exc:
         raise ValueError(f"environment variable {name}={raw!r}: {exc}") from None
     return raw
+
+
+def configure_logging(level: str) -> None:
+    """Log one line per event to stderr, unless the host already configured logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)

@@ -11,7 +11,7 @@ export default defineConfig({
   build: {
     outDir: 'dist',
     emptyOutDir: true,
-    // Hashed names under assets/: Flask serves them as immutable (server/api/dashboard.py).
+    // Hashed names under assets/: Flask serves them as immutable (server/web/api/spa.py).
     assetsDir: 'assets',
     sourcemap: false,
     chunkSizeWarningLimit: 1200,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from server.config import Config
-from server.models import Admin
+from server.infra.models import Admin
 from tests.harness import services as real
 from tests.harness.media import make_segment
 from tests.harness.stack import stack_config

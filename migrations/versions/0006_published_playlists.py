@@ -18,7 +18,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    """What the playlist files in the media tree show (server/publishing.py): the reaper republishes a video
+    """What the playlist files in the media tree show (server/domain/publishing.py): the reaper republishes a video
     whose files lag its revision. NULL: never published (existing videos are published by the reaper)."""
     with op.batch_alter_table('videos') as batch:
         batch.add_column(sa.Column('published_revision', sa.Integer(), nullable=True))

@@ -12,12 +12,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from server import create_app, ingest, lifecycle
-from server.api import admin
-from server.eventlog import record
-from server.models import Attempt, AttemptOutcome, Event, Segment, SegmentRendition, SegmentState, Video, VideoType, Worker
-from server.services import Services
-from server.transcode.ladder import SourceInfo
+from server import create_app
+from server.core.transcode.ladder import SourceInfo
+from server.domain import ingest, lifecycle
+from server.domain.eventlog import record
+from server.infra.models import Attempt, AttemptOutcome, Event, Segment, SegmentRendition, SegmentState, Video, VideoType, Worker
+from server.infra.services import Services
+from server.web.api import admin
 from tests.harness.clock import FakeClock
 from tests.harness.services import wait_for
 from tests.harness.sse import END, Message, SseClient
@@ -466,7 +467,7 @@ def test_workers_and_the_queue(
 def test_banner_when_no_worker_is_alive_or_the_queue_grows(
     services: Services, client: FlaskClient, admin_auth: dict[str, str]
 ) -> None:
-    from server.dashboard import banner
+    from server.web.admin_views import banner
 
     alive = [{"alive": True, "concurrency": 2}]
     assert banner([{"alive": False, "concurrency": 1}], 0, 0) == "no worker is alive"

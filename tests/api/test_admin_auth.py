@@ -1,6 +1,6 @@
 """Admin login (docs/admin-api.md, "Login"): session cookie, CSRF, idle expiry, throttle, and the auth walk.
 
-The walk reads the one route table (server.api.ROUTES), so routes added later are covered without
+The walk reads the one route table (server.web.api.ROUTES), so routes added later are covered without
 listing them here; `test_the_walk_reports_an_admin_route_that_forgets_require_admin` shows it can fail.
 """
 
@@ -19,12 +19,12 @@ from flask_restful import Resource
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-import server.api
+import server.web.api
 from server import create_app
-from server.api.auth import COOKIE, PRUNE_BATCH, require_admin
-from server.api.context import session
-from server.models import Admin, AdminSession
-from server.services import Services
+from server.infra.models import Admin, AdminSession
+from server.infra.services import Services
+from server.web.api.auth import COOKIE, PRUNE_BATCH, require_admin
+from server.web.api.context import session
 from tests.harness.android import new_video_body
 from tests.harness.clock import FakeClock
 from tests.harness.services import Memcached
@@ -338,8 +338,8 @@ def walk(app: Flask, routes: list[tuple[type[Resource], str]]) -> list[str]:
 
 
 def test_every_admin_route_refuses_an_anonymous_call_and_a_cookie_mutation_without_csrf(app):
-    assert ("GET", "/api/admin/me") in admin_routes(server.api.ROUTES)  # the walk sees the table
-    assert walk(app, server.api.ROUTES) == []
+    assert ("GET", "/api/admin/me") in admin_routes(server.web.api.ROUTES)  # the walk sees the table
+    assert walk(app, server.web.api.ROUTES) == []
 
 
 class _Forgetful(Resource):
@@ -354,8 +354,8 @@ class _Forgetful(Resource):
 
 
 def test_the_walk_reports_an_admin_route_that_forgets_require_admin(make_app, monkeypatch):
-    routes = [*server.api.ROUTES, (_Forgetful, "/api/admin/forgetful/<int:video_id>")]
-    monkeypatch.setattr(server.api, "ROUTES", routes)
+    routes = [*server.web.api.ROUTES, (_Forgetful, "/api/admin/forgetful/<int:video_id>")]
+    monkeypatch.setattr(server.web.api, "ROUTES", routes)
     problems = walk(make_app(), routes)
     assert problems == [
         "POST /api/admin/forgetful/<int:video_id>: anonymous call got 200",

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from server import create_app, ingest
-from server.models import Segment, Video
+from server import create_app
+from server.domain import ingest
+from server.infra.models import Segment, Video
 from tests.harness.android import new_video_body, segment_upload
 
 

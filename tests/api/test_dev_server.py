@@ -7,7 +7,7 @@ import struct
 import threading
 from collections.abc import Iterator
 
-from server import make_dev_server
+from server.web.devserver import make_dev_server
 from tests.harness.services import wait_for
 
 

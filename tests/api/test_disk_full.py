@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server import create_app
-from server.errors import InsufficientStorage
-from server.media import UploadFile
+from server.core.errors import InsufficientStorage
+from server.store import UploadFile
 from tests.harness.services import fill_disk
 from tests.harness.stack import upload
 

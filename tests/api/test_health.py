@@ -11,9 +11,9 @@ from sqlalchemy import insert, select
 from werkzeug.security import generate_password_hash
 
 from server import create_app
-from server.db import alembic_config
-from server.jobs import TRANSCODE_SEGMENT
-from server.models import Admin, Segment
+from server.core.jobs import TRANSCODE_SEGMENT
+from server.infra.db import alembic_config
+from server.infra.models import Admin, Segment
 from tests.harness.services import free_port
 from tests.harness.stack import upload
 

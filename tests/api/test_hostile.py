@@ -18,9 +18,9 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from server import create_app
-from server.cache import MemcachedCache, memcached_key
 from server.cli import db_upgrade
-from server.models import Admin
+from server.infra.cache import MemcachedCache, memcached_key
+from server.infra.models import Admin
 from tests.harness.android import new_video_body, segment_upload
 from tests.harness.services import ROOT, Memcached
 

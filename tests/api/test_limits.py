@@ -11,11 +11,11 @@ from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
 from server import create_app
-from server.clock import SystemClock
-from server.jobs import TRANSCODE_SEGMENT
-from server.jobs.queue import queue_status
-from server.models import Segment, SegmentState, Video
-from server.reaper import end_idle_videos, reap
+from server.core.clock import SystemClock
+from server.core.jobs import TRANSCODE_SEGMENT
+from server.infra.models import Segment, SegmentState, Video
+from server.infra.queue import queue_status
+from server.ops.reaper import end_idle_videos, reap
 from tests.harness.android import new_video_body, segment_upload
 from tests.harness.services import Memcached
 from tests.harness.stack import upload
@@ -137,7 +137,7 @@ class _CountingBody(io.BytesIO):
 def test_a_refused_upload_is_refused_before_its_body_is_read(make_app, segment_files):
     """A 429 is decided before the body is read (no temp file, nothing probed), then the body is read and dropped.
 
-    Dropping it keeps the keep-alive connection usable (server/api/uploads.py): left unread, gunicorn would
+    Dropping it keeps the keep-alive connection usable (server/web/api/uploads.py): left unread, gunicorn would
     close the connection after the answer, and nginx's next request on it, maybe another phone's, would fail.
     """
     app = make_app(RATE_LIMIT_UPLOAD_PER_VIDEO="1/minute")

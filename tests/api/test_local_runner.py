@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from server import create_app
-from server.models import Worker
+from server.infra.models import Worker
 from tests.harness.services import wait_for
 
 

@@ -10,14 +10,15 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import create_app, lifecycle
-from server.changes import video_change
+from server import create_app
 from server.config import Config
-from server.jobs import FUNCTIONS, TRANSCODE_SEGMENT
-from server.lifecycle import Claim, WorkerRef
-from server.metrics import quantile, serve
-from server.models import AttemptOutcome, SegmentState
-from server.retry import Failure
+from server.core.jobs import FUNCTIONS, TRANSCODE_SEGMENT
+from server.core.retry import Failure
+from server.domain import lifecycle
+from server.domain.changes import video_change
+from server.domain.lifecycle import Claim, WorkerRef
+from server.infra.metrics import quantile, serve
+from server.infra.models import AttemptOutcome, SegmentState
 from tests.harness.android import new_video_body
 from tests.harness.services import ROOT, Memcached, free_port, wait_for
 from tests.harness.stack import upload

@@ -1,8 +1,8 @@
 """GET /openapi.json: a valid OpenAPI 3.1 document of exactly the routes in the route table.
 
-The route table (server/api/__init__.py) is the truth: every (path, method) Flask routes has an operation
+The route table (server/web/api/__init__.py) is the truth: every (path, method) Flask routes has an operation
 with the same path parameters, and every operation is routed. So a route cannot be added, removed or
-renamed without its entry in server/api/openapi.json. The Android objects the real views answer validate
+renamed without its entry in server/web/api/openapi.json. The Android objects the real views answer validate
 against the document's schemas, which are as strict as Jackson (exact key sets).
 """
 
@@ -21,10 +21,10 @@ from referencing import Resource as SchemaResource
 from referencing.jsonschema import DRAFT202012
 from werkzeug.routing import Map
 
-import server.api
+import server.web.api
 from server import create_app
-from server.api.openapi import CACHE_CONTROL, document
-from server.models import MAX_ID
+from server.infra.models import MAX_ID
+from server.web.api.openapi import CACHE_CONTROL, document
 from tests.harness.android import SEGMENT_KEYS, VIDEO_KEYS, new_video_body, segment_upload
 from tests.harness.stack import upload
 
@@ -42,7 +42,7 @@ def openapi_path(rule: str) -> str:
 
 def expected_parameter(converter: str | None, args: str | None) -> dict[str, Any]:
     """Return what a path parameter's schema must say for a werkzeug converter of this table."""
-    if converter == "int":  # server.api.DatabaseId: ASCII digits up to the INT columns' maximum
+    if converter == "int":  # server.web.api.DatabaseId: ASCII digits up to the INT columns' maximum
         return {"type": "integer", "maximum": MAX_ID}
     limit = re.search(r"maxlength=(\d+)", args or "")
     return {"type": "string", **({"maxLength": int(limit[1])} if limit else {})}
@@ -127,7 +127,7 @@ def test_the_document_is_valid_openapi_3_1():
 def test_every_route_has_an_operation_and_every_operation_a_route(app: Flask):
     assert mismatches(app.url_map, document()) == []
     # The comparison is not vacuous: every route of the table is in it.
-    assert {openapi_path(path) for _resource, path in server.api.ROUTES} <= {p for p, _m in routed(app.url_map)}
+    assert {openapi_path(path) for _resource, path in server.web.api.ROUTES} <= {p for p, _m in routed(app.url_map)}
 
 
 def test_a_route_added_without_its_document_entry_fails(monkeypatch, make_config, gearmand):
@@ -135,7 +135,7 @@ def test_a_route_added_without_its_document_entry_fails(monkeypatch, make_config
         def get(self, video_id: int):  # type: ignore[no-untyped-def]
             return {}, 200
 
-    monkeypatch.setattr(server.api, "ROUTES", [*server.api.ROUTES, (Undocumented, "/undocumented/<int:video_id>")])
+    monkeypatch.setattr(server.web.api, "ROUTES", [*server.web.api.ROUTES, (Undocumented, "/undocumented/<int:video_id>")])
     app = create_app(make_config(GEARMAN_SERVERS=(gearmand.address,)))
     try:
         assert mismatches(app.url_map, document()) == ["routed but not documented: GET /undocumented/{video_id}"]

@@ -7,9 +7,9 @@ import hashlib
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
-from server.jobs import TRANSCODE_SEGMENT
-from server.jobs.queue import queue_status
-from server.models import Segment, SegmentState
+from server.core.jobs import TRANSCODE_SEGMENT
+from server.infra.models import Segment, SegmentState
+from server.infra.queue import queue_status
 from tests.harness.android import SEGMENT_KEYS
 from tests.harness.stack import upload
 

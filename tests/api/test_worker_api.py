@@ -10,11 +10,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from server import lifecycle, workers
-from server.clock import SystemClock
-from server.encoding import encode, workdir_for
-from server.lifecycle import Claim
-from server.models import Attempt, AttemptOutcome, Worker
+from server.core.clock import SystemClock
+from server.domain import lifecycle, registry
+from server.domain.lifecycle import Claim
+from server.infra.models import Attempt, AttemptOutcome, Worker
+from server.worker.encoding import encode, workdir_for
 from tests.harness.stack import upload
 
 SOURCE_ROUTES = [
@@ -54,7 +54,7 @@ def services(app):  # type: ignore[no-untyped-def]
 def mint(services):  # type: ignore[no-untyped-def]
     def factory(name: str = "w1") -> dict[str, str]:
         with services.sessions() as session:
-            token = workers.mint_token(session, name, now=SystemClock().now())
+            token = registry.mint_token(session, name, now=SystemClock().now())
         return {"Authorization": f"Bearer {token}"}
 
     return factory
@@ -114,7 +114,7 @@ def put(client: FlaskClient, claim: dict, name: str, data: bytes, auth: dict, di
 def test_every_worker_route_refuses_a_missing_invalid_or_revoked_token(client, services, mint, method, path):
     revoked = mint("gone")
     with services.sessions() as session:
-        workers.revoke(session, "gone", now=SystemClock().now())
+        registry.revoke(session, "gone", now=SystemClock().now())
     for headers in ({}, {"Authorization": "Bearer " + "x" * 43}, {"Authorization": "Basic cm9vdDpzM2NyZXQ="}, revoked):
         response = getattr(client, method)(path, headers=headers, data=b"\0" * 1000)
         assert response.status_code == 401, (headers, response.json)
@@ -130,7 +130,7 @@ def test_failed_tokens_are_rate_limited_per_address_but_valid_ones_are_not(make_
     try:
         client = app.test_client()
         with app.extensions["team03"].sessions() as session:
-            good = {"Authorization": f"Bearer {workers.mint_token(session, 'w1', now=SystemClock().now())}"}
+            good = {"Authorization": f"Bearer {registry.mint_token(session, 'w1', now=SystemClock().now())}"}
         bad = {"Authorization": "Bearer " + "x" * 43}
         assert [client.post("/api/worker/heartbeat", headers=bad).status_code for _ in range(4)] == [401, 401, 401, 429]
         assert [client.post("/api/worker/heartbeat", headers=good).status_code for _ in range(5)] == [200] * 5
@@ -147,7 +147,7 @@ def test_hello_registers_and_bye_records_the_stop(client, services, auth):
     with services.sessions() as session:
         worker = session.scalars(select(Worker)).one()
         assert (worker.id, worker.host, worker.concurrency) == (response.json["worker_id"], "w1", 2)
-        assert workers.capabilities_of(worker)["encoders"] == ["aac", "libx264"]
+        assert registry.capabilities_of(worker)["encoders"] == ["aac", "libx264"]
         assert worker.stopped_at is not None
 
 

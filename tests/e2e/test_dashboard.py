@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from server.cli import admin_create
-from server.models import Event, SegmentState
+from server.infra.models import Event, SegmentState
 from tests.harness import services as real
 from tests.harness.media import make_segment
 from tests.harness.players import E2E, chromium_path

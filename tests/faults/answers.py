@@ -10,7 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from urllib.parse import urljoin
 
-from server.transcode.cmaf import iter_boxes
+from server.core.transcode.cmaf import iter_boxes
 
 DASH = "{urn:mpeg:dash:schema:mpd:2011}"
 TS_PACKET = 188

@@ -3,7 +3,7 @@
 A 503 (with Retry-After) is excused while the database is down, a 507 while the disk is full, each
 until GRACE seconds after the fault ended (pools reconnect, the reaper catches up). One more 503 is the
 protocol's, not a fault's: `not_ready`, a standard playlist asked for before the video's first segment
-is published (server/answers.py); it is excused only until that playlist first answered 200.
+is published (server/web/answers.py); it is excused only until that playlist first answered 200.
 """
 
 from __future__ import annotations

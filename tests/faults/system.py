@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from server import workers
-from server.clock import SystemClock
 from server.config import Config
-from server.models import Attempt, Event, Worker
+from server.core.clock import SystemClock
+from server.domain import registry
+from server.infra.models import Attempt, Event, Worker
 from tests.faults.record import Record
 from tests.harness import services as real
 from tests.harness.netns import TestHost
@@ -73,7 +73,7 @@ class System:
         media = self.tmp / "remote-media"
         media.mkdir(exist_ok=True)
         with self.stack.services.sessions() as session:
-            token = workers.mint_token(session, REMOTE, now=SystemClock().now())
+            token = registry.mint_token(session, REMOTE, now=SystemClock().now())
         env = {
             "PATH": os.environ["PATH"],
             "LOG_LEVEL": "INFO",

@@ -1,8 +1,8 @@
-"""The Android app's requests, byte for byte as Retrofit 1.x and OkHttp send them (built by server/phone.py), and its strict keys."""
+"""The Android app's requests, byte for byte as Retrofit 1.x and OkHttp send them (built by server/ops/phone.py), and its strict keys."""
 
 from __future__ import annotations
 
-from server.phone import new_video_body, segment_upload
+from server.ops.phone import new_video_body, segment_upload
 
 __all__ = ["SEGMENT_KEYS", "VIDEO_KEYS", "new_video_body", "segment_upload"]
 

@@ -1,6 +1,6 @@
 """A clock that moves only when a test says so, to pass where the server takes a clock.
 
-It has the two methods of the server's Clock protocol (server/clock.py): `now()`, a naive UTC datetime
+It has the two methods of the server's Clock protocol (server/core/clock.py): `now()`, a naive UTC datetime
 as the database stores it, and `time()`, epoch seconds; both read one instant, so they always agree.
 Time-based rules (leases, retry_at, gap timeouts, retention) are then tested by `advance`, not by sleeping.
 """

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from server.transcode.cmaf import iter_boxes
+from server.core.transcode.cmaf import iter_boxes
 
 _FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 

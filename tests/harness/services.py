@@ -19,7 +19,7 @@ import requests
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from server.db import alembic_config
+from server.infra.db import alembic_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MYSQL_BASE = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")

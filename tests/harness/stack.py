@@ -26,12 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.test import TestResponse
 
-from server import create_app, make_dev_server
+from server import create_app
 from server.config import Config
-from server.jobs import TRANSCODE_SEGMENT
-from server.jobs.queue import queue_status
-from server.models import Attempt, Segment, Video
-from server.services import Services
+from server.core.jobs import TRANSCODE_SEGMENT
+from server.infra.models import Attempt, Segment, Video
+from server.infra.queue import queue_status
+from server.infra.services import Services
+from server.web.devserver import make_dev_server
 from tests.harness.android import segment_upload
 from tests.harness.services import ROOT, Gearmand, drop_database, new_database, stop_gracefully, wait_for
 
@@ -160,7 +161,7 @@ class Stack:
         return wait_for(what, timeout, message or str(what))
 
     def published(self, video_id: int) -> bool:
-        """Whether the video's playlist files show its current revision (server/publishing.py)."""
+        """Whether the video's playlist files show its current revision (server/domain/publishing.py)."""
         with self.services.sessions() as session:
             row = session.execute(select(Video.revision, Video.published_revision).where(Video.id == video_id)).one_or_none()
         return row is not None and row.published_revision == row.revision

@@ -17,9 +17,9 @@ import requests
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from server import eventlog
-from server.clock import SystemClock
 from server.config import Config
+from server.core.clock import SystemClock
+from server.domain import eventlog
 from tests.harness.services import free_port, start_gunicorn, stop_gracefully, wait_for, wait_http
 from tests.harness.sse import END, Message, SseClient
 

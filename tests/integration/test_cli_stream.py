@@ -20,8 +20,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from server import cli, phone, reaper
-from server.models import Admin, AdminSession, Event, Segment, SegmentRendition, SegmentState, Video
+from server import cli
+from server.infra.models import Admin, AdminSession, Event, Segment, SegmentRendition, SegmentState, Video
+from server.ops import phone, reaper
 from tests.harness.media import make_segment
 from tests.harness.services import ROOT
 from tests.harness.stack import Stack

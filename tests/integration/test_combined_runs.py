@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.transcode import ffmpeg
-from server.transcode.cmaf import decode_times
-from server.transcode.ladder import plan_ladder
+from server.core.transcode import ffmpeg
+from server.core.transcode.cmaf import decode_times
+from server.core.transcode.ladder import plan_ladder
 from tests.harness.media import make_segment
 
 
@@ -71,7 +71,7 @@ def test_the_encode_also_writes_the_pictures_without_changing_the_renditions(tmp
 
 
 def test_durations_read_from_the_moov_equal_ffprobes(tmp_path):
-    from server.transcode.cmaf import track_durations
+    from server.core.transcode.cmaf import track_durations
 
     for seconds, size, audio in ((3.0, "1080x720", True), (2.9, "1280x720", True), (3.1, "720x480", False)):
         src = make_segment(tmp_path / "src.mp4", seconds=seconds, size=size, audio=audio)

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from server import create_app
-from server.jobs import TRANSCODE_SEGMENT
-from server.jobs.queue import CONNECT_TIMEOUT, GearmanQueue, queue_status
-from server.jobs.worker import WorkerThread
-from server.models import SegmentState
+from server.core.jobs import TRANSCODE_SEGMENT
+from server.infra.models import SegmentState
+from server.infra.queue import CONNECT_TIMEOUT, GearmanQueue, queue_status
+from server.worker.threads import WorkerThread
 from tests.harness.services import Gearmand, wait_for
 from tests.harness.stack import Stack
 

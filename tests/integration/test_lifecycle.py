@@ -14,15 +14,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from server import eventlog, ingest, lifecycle
-from server.changes import video_change
-from server.encoding import encode
-from server.lifecycle import AttemptGone, Claim, IllegalTransition, Skip, WorkerRef
-from server.media.storage import UploadFile
-from server.models import Attempt, AttemptOutcome, Event, Segment, SegmentState, Video
-from server.origin import LocalOrigin
-from server.retry import Failure
-from server.services import Services
+from server.core.retry import Failure
+from server.domain import eventlog, ingest, lifecycle
+from server.domain.changes import video_change
+from server.domain.lifecycle import AttemptGone, Claim, IllegalTransition, Skip, WorkerRef
+from server.infra.models import Attempt, AttemptOutcome, Event, Segment, SegmentState, Video
+from server.infra.services import Services
+from server.store.local import UploadFile
+from server.worker.encoding import encode
+from server.worker.origin import LocalOrigin
 
 WORKER = WorkerRef(None, "test-worker")
 
@@ -279,7 +279,7 @@ def test_a_completion_whose_commit_failed_after_its_renames_is_finished_by_its_r
 
 
 def test_outputs_missing_at_completion_are_a_crash_to_retry_not_bad_media():
-    from server.encoding import classify
-    from server.errors import Conflict
+    from server.core.errors import Conflict
+    from server.worker.encoding import classify
 
     assert classify(Conflict("attempt 6 has not handed back HIGH.mp4")) is Failure.CRASH

@@ -8,9 +8,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from server.jobs import TRANSCODE_SEGMENT, SegmentJob
-from server.models import AttemptOutcome, SegmentState
-from server.transcode.cmaf import box_types, decode_times
+from server.core.jobs import TRANSCODE_SEGMENT, SegmentJob
+from server.core.transcode.cmaf import box_types, decode_times
+from server.infra.models import AttemptOutcome, SegmentState
 from tests.harness.media import make_segment
 
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 from mpegdash.parser import MPEGDASHParser
 
-from server.models import SegmentState
+from server.infra.models import SegmentState
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
@@ -266,7 +266,7 @@ def test_the_android_mpd_is_cached_in_memcached_by_revision(make_config, gearman
     """The one dynamic playlist (its query and headers) is rendered once per revision; the others are files."""
     import os
 
-    from server.answers import current_revision
+    from server.web.answers import current_revision
     from tests.harness.stack import Stack
 
     servers = tuple(os.environ.get("MEMCACHED_SERVERS", "127.0.0.1:11211").split(","))
@@ -332,7 +332,7 @@ def test_live_to_vod_in_every_order(stack, segment_files, tmp_path):
 
 
 def test_the_vod_switch_happens_exactly_once_under_races(stack, segment_files, tmp_path):
-    from server.lifecycle import maybe_finish
+    from server.domain.lifecycle import maybe_finish
 
     stack.start_worker(tmp_path / "worker.log")
     vid = stack.new_video()
@@ -341,7 +341,7 @@ def test_the_vod_switch_happens_exactly_once_under_races(stack, segment_files, t
     stack.workers[0].terminate()
     stack.workers[0].wait()
     with stack.services.sessions() as session:
-        from server.ingest import end_video
+        from server.domain.ingest import end_video
 
         end_video(stack.services, session, vid, 0)
     results: list[bool] = []

@@ -1,4 +1,4 @@
-"""Playlists published as files (server/publishing.py) and served by the shipped nginx config.
+"""Playlists published as files (server/domain/publishing.py) and served by the shipped nginx config.
 
 Real workers encode real segments; the files are read while they are being rewritten, through Flask and
 through deploy/nginx/team03.conf as shipped (its root pointed at the test's MEDIA_ROOT).
@@ -20,8 +20,9 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from server import publishing, reaper
-from server.models import Video
+from server.domain import publishing
+from server.infra.models import Video
+from server.ops import reaper
 from tests.harness import services as real
 from tests.harness.stack import Stack
 

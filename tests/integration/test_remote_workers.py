@@ -20,9 +20,11 @@ import requests
 from flask import Flask, Response, request
 from sqlalchemy import func, select
 
-from server import create_app, make_dev_server, workers
-from server.clock import SystemClock
-from server.models import Attempt, Event, Segment, Worker
+from server import create_app
+from server.core.clock import SystemClock
+from server.domain import registry
+from server.infra.models import Attempt, Event, Segment, Worker
+from server.web.devserver import make_dev_server
 from tests.harness.android import segment_upload
 from tests.harness.netns import TestHost
 from tests.harness.services import ROOT, Gearmand, stop_gracefully, wait_for
@@ -68,11 +70,11 @@ class RemoteStack:
 
     def token(self, name: str) -> str:
         with self.services.sessions() as session:
-            return workers.mint_token(session, name, now=SystemClock().now())
+            return registry.mint_token(session, name, now=SystemClock().now())
 
     def revoke(self, name: str) -> None:
         with self.services.sessions() as session:
-            workers.revoke(session, name, now=SystemClock().now())
+            registry.revoke(session, name, now=SystemClock().now())
 
     def start_remote(self, name: str, *, api_url: str | None = None, token: str | None = None) -> subprocess.Popen[bytes]:
         """Start a remote worker in the namespace: no DATABASE_URL, its own empty MEDIA_ROOT."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, text
 
-from server.answers import current_revision
-from server.models import SegmentState
+from server.infra.models import SegmentState
+from server.web.answers import current_revision
 from tests.harness.media import make_segment
 from tests.harness.services import MYSQL_BASE, Memcached, fill_disk
 from tests.harness.stack import Stack

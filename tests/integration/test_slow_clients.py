@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from server.config import Config
-from server.models import Segment
+from server.infra.models import Segment
 from tests.harness import services as real
 from tests.harness.android import new_video_body, segment_upload
 from tests.harness.sse import SseClient

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import FFmpegError, UnprocessableMedia
-from server.playlists.publish import audio_span
-from server.transcode import cmaf, ffmpeg
-from server.transcode.ladder import RenditionPlan, plan_ladder
+from server.core.errors import FFmpegError, UnprocessableMedia
+from server.core.playlists.publish import audio_span
+from server.core.transcode import cmaf, ffmpeg
+from server.core.transcode.ladder import RenditionPlan, plan_ladder
 from tests.harness.media import fragment_spans, make_segment
 
 FRAME = 1 / 30
@@ -307,7 +307,7 @@ def test_ffmpeg_dies_with_a_killed_worker(tmp_path: Path) -> None:
     marker = f"testsrc2=duration={30 + os.getpid() % 1000 / 1000:.3f}"
     script = (
         "import os, threading, time\n"
-        "from server.transcode import ffmpeg\n"
+        "from server.core.transcode import ffmpeg\n"
         f"argv = ['ffmpeg', '-v', 'error', '-re', '-f', 'lavfi', '-i', '{marker}', '-f', 'null', '-']\n"
         "threading.Thread(target=ffmpeg.run, args=(argv, 60), daemon=True).start()\n"
         "time.sleep(1.0)\n"

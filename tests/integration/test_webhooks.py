@@ -24,15 +24,17 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from server import cli, create_app, ingest, lifecycle, reaper, webhooks, workers
-from server.encoding import encode
-from server.lifecycle import Claim, WorkerRef
-from server.media.storage import UploadFile
-from server.models import Event, WebhookDelivery
-from server.origin import LocalOrigin
-from server.services import Services
-from server.webhooks import Dispatcher
-from server.workers import Registration
+from server import cli, create_app
+from server.domain import ingest, lifecycle, registry
+from server.domain.lifecycle import Claim, WorkerRef
+from server.domain.registry import Registration
+from server.infra.models import Event, WebhookDelivery
+from server.infra.services import Services
+from server.ops import reaper, webhooks
+from server.ops.webhooks import Dispatcher
+from server.store.local import UploadFile
+from server.worker.encoding import encode
+from server.worker.origin import LocalOrigin
 from tests.harness.clock import FakeClock
 
 WORKER = WorkerRef(None, "test-worker")
@@ -186,10 +188,10 @@ def lost_worker(services: Services, name: str = "w1") -> int:
     """A worker that registered and then fell silent past 3 leases: the reaper's rule writes worker.lost."""
     registration = Registration("host", "1", {}, 1, ("team03.transcode_segment",))
     with services.sessions() as session:
-        worker_id = workers.register(session, name, registration, now=services.clock.now()).id
+        worker_id = registry.register(session, name, registration, now=services.clock.now()).id
     services.clock.advance(3 * services.config.LEASE_SECONDS + 1)  # type: ignore[attr-defined]
     with services.sessions() as session:
-        assert workers.mark_lost(session, now=services.clock.now(), lease_seconds=10.0, horizon=3600.0) == [worker_id]
+        assert registry.mark_lost(session, now=services.clock.now(), lease_seconds=10.0, horizon=3600.0) == [worker_id]
     return worker_id
 
 
@@ -347,13 +349,13 @@ def test_the_reaper_reports_a_stall_once_per_stall(services, segment_files):
 def test_a_worker_is_reported_lost_once_per_silence(services):
     registration = Registration("host", "1", {}, 1, ("team03.transcode_segment",))
     with services.sessions() as session:
-        worker_id = workers.register(session, "w", registration, now=services.clock.now()).id
-        quiet = workers.register(session, "quiet", registration, now=services.clock.now()).id
-        workers.stopped(session, quiet, now=services.clock.now())  # drained and exited: not lost
+        worker_id = registry.register(session, "w", registration, now=services.clock.now()).id
+        quiet = registry.register(session, "quiet", registration, now=services.clock.now()).id
+        registry.stopped(session, quiet, now=services.clock.now())  # drained and exited: not lost
 
     def lost() -> list[int]:
         with services.sessions() as session:
-            return workers.mark_lost(session, now=services.clock.now(), lease_seconds=10.0, horizon=3600.0)
+            return registry.mark_lost(session, now=services.clock.now(), lease_seconds=10.0, horizon=3600.0)
 
     services.clock.advance(30)
     assert lost() == []  # exactly 3 leases: not yet
@@ -361,7 +363,7 @@ def test_a_worker_is_reported_lost_once_per_silence(services):
     assert lost() == [worker_id]
     assert lost() == []
     with services.sessions() as session:
-        workers.heartbeat(session, worker_id, now=services.clock.now())
+        registry.heartbeat(session, worker_id, now=services.clock.now())
     services.clock.advance(31)
     assert lost() == [worker_id]
     services.clock.advance(3600)

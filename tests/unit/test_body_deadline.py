@@ -1,4 +1,4 @@
-"""The body read deadline (server/api/uploads.py): each read waits at most the time left, then 408."""
+"""The body read deadline (server/web/api/uploads.py): each read waits at most the time left, then 408."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.api.uploads import DeadlineInput
-from server.errors import RequestTimeout
+from server.core.errors import RequestTimeout
+from server.web.api.uploads import DeadlineInput
 
 
 class Clock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.transcode import ffmpeg
+from server.core.transcode import ffmpeg
 
 ENCODERS = """Encoders:
  V..... = Video

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from server import cli
-from server.purge import PurgePlan
+from server.ops.purge import PurgePlan
 
 NOW = datetime(2030, 1, 1, 12, 0, 0)
 
@@ -110,7 +110,7 @@ def test_stream_defaults_to_dev_run_s_address() -> None:
 
 
 def test_a_progress_line() -> None:
-    from server.phone import Sent
+    from server.ops.phone import Sent
 
     bar = cli.ProgressBar(out=None, clock=iter([0.0, 2.5]).__next__)  # type: ignore[arg-type]
     assert bar.line(Sent(stored=1, total=4, uploads=2, bytes=2048, segment_id=0)) == (

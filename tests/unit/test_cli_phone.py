@@ -1,4 +1,4 @@
-"""The phone side of `stream` (server/phone.py): cut argv, the upload plan, pacing, sources, retries over loopback HTTP."""
+"""The phone side of `stream` (server/ops/phone.py): cut argv, the upload plan, pacing, sources, retries over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from server import phone
-from server.transcode import ffmpeg
-from server.transcode.ladder import SourceInfo
+from server.core.transcode import ffmpeg
+from server.core.transcode.ladder import SourceInfo
+from server.ops import phone
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 SEGMENT = ["-f", "segment", "-segment_time", "3", "-reset_timestamps", "1", "-segment_format", "mp4"]

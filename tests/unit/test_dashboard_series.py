@@ -1,10 +1,10 @@
-"""The system tab's last hour (server/dashboard.py series): one-minute buckets and nearest-rank percentiles."""
+"""The system tab's last hour (server/web/admin_views.py series): one-minute buckets and nearest-rank percentiles."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from server.dashboard import SERIES_MINUTES, percentile, series
+from server.web.admin_views import SERIES_MINUTES, percentile, series
 
 NOW = datetime(2026, 1, 1, 12, 30, 20)
 

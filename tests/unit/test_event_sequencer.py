@@ -1,11 +1,11 @@
-"""The event stream's order (server/eventlog.py Sequencer): by id, never twice, none skipped, rollbacks passed."""
+"""The event stream's order (server/domain/eventlog.py Sequencer): by id, never twice, none skipped, rollbacks passed."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from server.eventlog import Sequencer
-from server.models import Event
+from server.domain.eventlog import Sequencer
+from server.infra.models import Event
 
 WALL = datetime(2026, 1, 1, 12, 0, 0)
 

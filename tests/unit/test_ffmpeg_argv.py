@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.transcode import cmaf, ffmpeg
-from server.transcode.ladder import RenditionPlan, SourceInfo, plan_ladder
+from server.core.transcode import cmaf, ffmpeg
+from server.core.transcode.ladder import RenditionPlan, SourceInfo, plan_ladder
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 CLEAN = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from server.reaper import abandoned
+from server.ops.reaper import abandoned
 
 T0 = datetime(2026, 11, 26, 10, 0, 0)
 TIMEOUT = timedelta(seconds=600)

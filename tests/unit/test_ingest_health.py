@@ -1,11 +1,11 @@
-"""Ingest health (server/ingest_health.py) on crafted uploads: each number against its rule."""
+"""Ingest health (server/core/ingest_health.py) on crafted uploads: each number against its rule."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from server.ingest_health import MAX_MISSING, Upload, ingest_health, missing_ids, out_of_order, ratio_level
-from server.transcode.ladder import SourceInfo
+from server.core.ingest_health import MAX_MISSING, Upload, ingest_health, missing_ids, out_of_order, ratio_level
+from server.core.transcode.ladder import SourceInfo
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 

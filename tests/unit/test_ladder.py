@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.transcode.ladder import (
+from server.core.transcode.ladder import (
     DEFAULT_LADDER,
     RenditionPlan,
     Rung,

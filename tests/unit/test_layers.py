@@ -11,49 +11,49 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "pure",
         {
-            "server.transcode",
-            "server.playlists",
-            "server.retry",
-            "server.clock",
+            "server.core.transcode",
+            "server.core.playlists",
+            "server.core.retry",
+            "server.core.clock",
             "server.config",
-            "server.errors",
-            "server.ingest_health",
+            "server.core.errors",
+            "server.core.ingest_health",
         },
     ),
     (
         "infrastructure",
-        {"server.db", "server.models", "server.media", "server.cache", "server.jobs", "server.services", "server.metrics"},
+        {"server.infra.db", "server.infra.models", "server.store", "server.infra.cache", "server.core.jobs", "server.infra.services", "server.infra.metrics"},
     ),
     (
         "domain",
         {
-            "server.eventlog",
-            "server.changes",
-            "server.state",
-            "server.lifecycle",
-            "server.packaging",
-            "server.publishing",
-            "server.workers",
+            "server.domain.eventlog",
+            "server.domain.changes",
+            "server.domain.state",
+            "server.domain.lifecycle",
+            "server.domain.packaging",
+            "server.domain.publishing",
+            "server.domain.registry",
         },
     ),
     (
         "application",
         {
-            "server.ingest",
-            "server.encoding",
-            "server.origin",
-            "server.remote_origin",
-            "server.reaper",
-            "server.work",
-            "server.answers",
-            "server.checks",
-            "server.dashboard",
-            "server.phone",
-            "server.purge",
-            "server.webhooks",
+            "server.domain.ingest",
+            "server.worker.encoding",
+            "server.worker.origin",
+            "server.worker.remote",
+            "server.ops.reaper",
+            "server.worker.runner",
+            "server.web.answers",
+            "server.ops.checks",
+            "server.web.admin_views",
+            "server.ops.phone",
+            "server.ops.purge",
+            "server.ops.webhooks",
         },
     ),
-    ("edges", {"server", "server.api", "server.segment_processor", "server.cli"}),
+    ("edges", {"server", "server.web.api", "server.segment_processor", "server.cli"}),
 ]
 
 
@@ -101,7 +101,7 @@ def test_every_server_module_imports_only_its_layer_and_below():
 
 
 def test_the_job_transport_knows_no_handlers():
-    # server/jobs moves bytes to workers; what a job does lives above it (server/work.py).
+    # server/core/jobs moves bytes to workers; what a job does lives above it (server/worker/runner.py).
     for module, path in modules().items():
-        if module.startswith("server.jobs"):
-            assert not {i for i in imports(path) if not i.startswith("server.jobs")}, module
+        if module.startswith("server.core.jobs"):
+            assert not {i for i in imports(path) if not i.startswith("server.core.jobs")}, module

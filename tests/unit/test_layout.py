@@ -143,7 +143,7 @@ def test_prose_that_mentions_import_is_not_an_import() -> None:
         ("bench/x.py", "tests.harness.stack.Stack", True),
         ("bench/x.py", "tests.harness", True),
         ("bench/x.py", "tests.harnesses.x", False),
-        ("bench/x.py", "server.transcode.ffmpeg", True),
+        ("bench/x.py", "server.core.transcode.ffmpeg", True),
         ("tests/harness/stack.py", "tests.e2e.players.play", False),
         ("tests/harness/stack.py", "tests.harness.services.wait_for", True),
         ("tests/api/test_x.py", "tests.harness.android.new_video_body", True),

@@ -3,7 +3,7 @@
 import os
 import time
 
-from server.media import MediaStore
+from server.store import MediaStore
 
 
 def test_stale_temp_files_are_swept_and_fresh_ones_kept(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.transcode.mpegts import PACKET, continue_counters, next_counters
+from server.core.transcode.mpegts import PACKET, continue_counters, next_counters
 
 
 def _ts(path: Path, seconds: float) -> bytes:

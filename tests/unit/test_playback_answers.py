@@ -1,4 +1,4 @@
-"""What the playlist renderers (server/publishing.py) answer before the first segment, and HLS after the end: no database."""
+"""What the playlist renderers (server/domain/publishing.py) answer before the first segment, and HLS after the end: no database."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import replace
 import m3u8
 import pytest
 
-from server import publishing as playback
-from server.errors import NotFound, NotReadyYet
-from server.playlists import RenditionView, SegmentView, VideoView
+from server.core.errors import NotFound, NotReadyYet
+from server.core.playlists import RenditionView, SegmentView, VideoView
+from server.domain import publishing as playback
 
 T0 = 1_795_000_000.0
 GAP = 10.0

@@ -1,6 +1,6 @@
 """Cached playlists carry their headers and come back unchanged."""
 
-from server.answers import Rendered, _decode, _encode
+from server.web.answers import Rendered, _decode, _encode
 
 
 def test_cached_playlists_come_back_byte_for_byte():

@@ -1,4 +1,4 @@
-"""Exact and property-style tests of the publish rules (server/playlists/publish.py)."""
+"""Exact and property-style tests of the publish rules (server/core/playlists/publish.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from server.playlists import (
+from server.core.playlists import (
     RenditionView,
     SegmentView,
     VideoView,
@@ -18,7 +18,7 @@ from server.playlists import (
     stream_ended,
     vod_segments,
 )
-from server.playlists.publish import ready_for_vod
+from server.core.playlists.publish import ready_for_vod
 
 T0 = 1_795_000_000.0
 GAP = 10.0

@@ -1,4 +1,4 @@
-"""Golden and parse-back tests of every playlist server/playlists renders.
+"""Golden and parse-back tests of every playlist server/core/playlists renders.
 
 Goldens live in tests/unit/golden/ and are compared exactly. After an intended change, regenerate them
 with `UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_playlists_render.py`, then review the
@@ -20,7 +20,7 @@ import m3u8
 import pytest
 from mpegdash.parser import MPEGDASHParser
 
-from server.playlists import (
+from server.core.playlists import (
     AUDIO,
     Published,
     RenditionView,
@@ -38,7 +38,7 @@ from server.playlists import (
     render_storyboard_vtt,
     vod_segments,
 )
-from server.playlists.render import decimal_seconds, iso_utc, live_timing, xs_duration
+from server.core.playlists.render import decimal_seconds, iso_utc, live_timing, xs_duration
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from server.playlists import SegmentView, VideoView, live_segments, vod_segments
-from server.playlists import publish as publish_module
-from server.playlists.publish import (
+from server.core.playlists import SegmentView, VideoView, live_segments, vod_segments
+from server.core.playlists import publish as publish_module
+from server.core.playlists.publish import (
     android_segments,
     is_finished,
     listed_segments,
@@ -32,7 +32,7 @@ class OverBudget(Exception):
 
 @contextmanager
 def step_budget(limit: int) -> Iterator[Callable[[], int]]:
-    """Count the lines executed in server/playlists/publish.py; raise OverBudget past `limit`.
+    """Count the lines executed in server/core/playlists/publish.py; raise OverBudget past `limit`.
 
     A count of steps, not a clock: it says the same on a loaded machine as on an idle one.
     """

@@ -1,6 +1,6 @@
 """An uploaded segment waits for its encode, however slow; only a segment that never came is skipped."""
 
-from server.playlists import RenditionView, SegmentView, VideoView, is_finished, live_segments
+from server.core.playlists import RenditionView, SegmentView, VideoView, is_finished, live_segments
 
 RUNGS = tuple(
     RenditionView(n, w, h, b, b - 128_000, "avc1.4d401e")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from flask import Flask, Response, request, send_file
 
-from server import make_dev_server
-from server.errors import WorkerUnauthorized
-from server.lifecycle import AttemptGone, Claim, Skip
-from server.remote_origin import Limits, OriginUnavailable, RemoteOrigin, TransferCorrupted
+from server.core.errors import WorkerUnauthorized
+from server.domain.lifecycle import AttemptGone, Claim, Skip
+from server.web.devserver import make_dev_server
+from server.worker.remote import Limits, OriginUnavailable, RemoteOrigin, TransferCorrupted
 
 TOKEN = "t" * 43
 SOURCE = bytes(range(256)) * 4096  # 1 MiB
@@ -179,7 +179,7 @@ def test_heartbeat_410_is_attempt_gone_and_401_is_unauthorized(served) -> None:
 
 
 def test_a_claim_refused_with_409_is_a_skip(served) -> None:
-    from server.jobs import SegmentJob
+    from server.core.jobs import SegmentJob
 
     _script, url = served
     assert origin(url).claim(SegmentJob(1, 0)) == Skip("already encoded")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.retry import Failure, Policy, after_failure
+from server.core.retry import Failure, Policy, after_failure
 
 POLICY = Policy(max_attempts=4, backoff=2.0)
 

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from server.errors import InvalidInput
-from server.ingest_health import is_stalled
-from server.models import Event
-from server.webhooks import (
+from server.core.errors import InvalidInput
+from server.core.ingest_health import is_stalled
+from server.infra.models import Event
+from server.ops.webhooks import (
     EVENTS,
     Policy,
     check_events,

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from server.config import Config, database_configured
-from server.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
-from server.segment_processor import Plan, Refused, plan
+from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
+from server.worker.processor import Plan, Refused, plan
 from tests.harness.services import ROOT
 
 GEARMAN = ("127.0.0.1:4730",)

@@ -1,0 +1,1 @@
+"""The pure core: planning, ffmpeg argv, playlists, rules and wire types. Imports no framework or client library."""

@@ -1,0 +1,156 @@
+"""Domain errors. The HTTP layer maps them to JSON in server/web/api/errors.py."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports to a client or an operator."""
+
+    status = 500
+    code = "internal_error"
+    retry_after: int | None = None  # seconds, sent as Retry-After: the condition is temporary
+
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        # For the server's log only (tool output with paths, temp names, addresses); never in an answer.
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message if self.detail is None else f"{self.message}: {self.detail}"
+
+
+class InvalidInput(ServiceError):
+    status = 400
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class RequestTimeout(ServiceError):
+    """The request body did not arrive in time; nothing was stored."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class NotReadyYet(ServiceError):
+    """Nothing can be played yet (no segment is ready); players retry on a 503."""
+
+    status = 503
+    code = "not_ready"
+    retry_after = 1
+
+
+class TooManyStreams(ServiceError):
+    """This process already holds ADMIN_STREAMS event streams open (each a thread); retry after Retry-After."""
+
+    status = 503
+    code = "too_many_streams"
+    retry_after = 5
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnprocessableMedia(ServiceError):
+    status = 422
+    code = "unprocessable_media"
+
+
+class InsufficientStorage(ServiceError):
+    status = 507
+    code = "insufficient_storage"
+
+
+class Unauthorized(ServiceError):
+    """No admin login: none was sent, or it is wrong or expired."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class WorkerUnauthorized(Unauthorized):
+    """The worker API needs a valid, unrevoked worker token (Authorization: Bearer)."""
+
+    # Sent as WWW-Authenticate: a browser never prompts for a Bearer challenge (only Basic and the like),
+    # so this one 401 can follow RFC 9110 without the cached-credentials risk server/web/api/errors.py avoids.
+    challenge = 'Bearer realm="team03 worker"'
+
+
+class Gone(ServiceError):
+    """What was asked for existed but is over (an attempt no longer running: expired, cancelled, finished)."""
+
+    status = 410
+    code = "gone"
+
+
+class Forbidden(ServiceError):
+    """The login is valid but the request may not do this (an admin mutation without its CSRF token)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(ServiceError):
+    """Refused for now (too many failed logins); retry after Retry-After seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TranscodeError(ServiceError):
+    """A segment could not be turned into its renditions."""
+
+    code = "transcode_error"
+
+
+class FFmpegError(TranscodeError):
+    """An ffmpeg/ffprobe process failed; carries what an operator needs to reproduce it."""
+
+    code = "ffmpeg_error"
+
+    def __init__(self, argv: list[str], returncode: int | None, stderr: str, *, timed_out: bool = False) -> None:
+        tail = "\n".join(stderr.strip().splitlines()[-12:])
+        why = "timed out" if timed_out else f"exited with {returncode}"
+        super().__init__(f"{argv[0]} {why}: {tail}")
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr_tail = tail
+        self.timed_out = timed_out
+
+
+class MetricsForbidden(Forbidden):
+    """/metrics answers a caller with METRICS_TOKEN (Authorization: Bearer), or without one set only a loopback caller."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether Python or ffmpeg ran out of space (ENOSPC or a quota): the machine's fault, not the media's."""
+    import errno
+    import os
+
+    if isinstance(exc, InsufficientStorage):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, FFmpegError) and any(
+        s in exc.stderr_tail for s in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+    )

@@ -1,0 +1,323 @@
+"""Videos and segments arriving from phones: create, upload, end, rename, delete."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.config import Config
+from server.core.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
+from server.core.playlists.model import MAX_SEGMENT_ID
+from server.core.transcode.ffmpeg import probe
+from server.core.transcode.ladder import SourceInfo, plan_ladder
+from server.domain import eventlog, lifecycle, publishing
+from server.domain.changes import video_change
+from server.infra import metrics
+from server.infra.models import Rendition, Segment, SegmentRendition, SegmentState, Video, VideoStatus, VideoType
+from server.infra.services import Services
+from server.store.local import UploadFile
+
+log = logging.getLogger(__name__)
+
+_DIGITS = re.compile(r"[0-9]+")
+EXTENSIONS = frozenset({"mp4", "mov", "m4v", "3gp", "ts", "mkv", "webm"})
+MAX_TITLE = 200
+
+
+def get_video(session: Session, video_id: int) -> Video:
+    """Return the video as the database has it now, or raise NotFound."""
+    query = select(Video).where(Video.id == video_id).execution_options(populate_existing=True)
+    video = session.scalars(query).one_or_none()
+    if video is None:
+        raise NotFound(f"video {video_id} does not exist")
+    return video
+
+
+def validate_title(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("title", "a non-empty string is required")
+    if not _is_unicode_text(value):
+        raise InvalidInput("title", "must be Unicode text: a lone UTF-16 surrogate (\\ud800-\\udfff) cannot be stored")
+    if len(value) > MAX_TITLE:
+        raise InvalidInput("title", f"at most {MAX_TITLE} characters")
+    return value.strip()
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def create_video(services: Services, session: Session, title: str) -> Video:
+    """Create a LIVE video with the configured ladder."""
+    now = services.clock.now()
+    video = Video(
+        title=title,
+        created_at=now,
+        type=VideoType.LIVE,
+        status=VideoStatus.EMPTY,
+        segment_duration_ms=services.config.SEGMENT_DURATION_MS,
+        revision=0,
+    )
+    # The ladder is fixed here for the video's life: every segment is encoded to exactly these rows.
+    for position, plan in enumerate(plan_ladder(services.ladder), start=1):
+        video.renditions.append(
+            Rendition(
+                position=position,
+                name=plan.name,
+                width=plan.width,
+                height=plan.height,
+                video_bitrate=plan.video_bitrate,
+                audio_bitrate=plan.audio_bitrate,
+                codecs=plan.codecs,
+                frame_rate=plan.fps,
+            )
+        )
+    session.add(video)
+    session.flush()
+    eventlog.record(session, "video.created", at=now, video_id=video.id, title=title)
+    session.commit()
+    log.info("video %s created: %r", video.id, title)
+    return video
+
+
+def parse_segment_id(value: str | None, field: str = "segment_id") -> int:
+    """Parse a segment id from any route: ASCII digits (Retrofit may quote them), at most MAX_SEGMENT_ID."""
+    if value is None:
+        raise InvalidInput(field, "missing")
+    text = value.strip().strip('"')
+    # str.isdigit() is true for other scripts' digits too ("١"); media names and the app use ASCII only.
+    if not _DIGITS.fullmatch(text):
+        raise InvalidInput(field, f"must be a non-negative integer of ASCII digits, got {value[:20]!r}")
+    if len(text.lstrip("0")) > len(str(MAX_SEGMENT_ID)) or int(text) > MAX_SEGMENT_ID:
+        raise InvalidInput(field, f"at most {MAX_SEGMENT_ID} (media names have six digits), got {value[:20]!r}")
+    return int(text)
+
+
+def parse_extension(value: str | None) -> str:
+    if value is None:
+        raise InvalidInput("original_extension", "missing")
+    ext = value.strip().lower().lstrip(".")
+    if ext not in EXTENSIONS:
+        raise InvalidInput("original_extension", f"must be one of {', '.join(sorted(EXTENSIONS))}")
+    return ext
+
+
+@dataclass(frozen=True)
+class Accepted:
+    segment: Segment
+    created: bool
+
+
+def accept_segment(
+    services: Services,
+    session: Session,
+    video: Video,
+    segment_id: int,
+    ext: str,
+    upload: UploadFile,
+    *,
+    started: float | None = None,
+) -> Accepted:
+    """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error.
+
+    `started` is the request's start (time.monotonic()): the segment keeps how long its upload took,
+    from then until it was stored (the dashboard's upload ratio).
+    """
+    existing = _admissible(session, video, segment_id, upload)
+    if existing is not None and existing.sha256 == upload.sha256:
+        upload.discard()
+        return Accepted(_count_duplicate(services, session, video.id, segment_id), created=False)  # a lost response
+    session.rollback()
+    # ffprobe runs before the video's row lock is taken: workers wait on that lock.
+    info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
+    check_source_limits(info, services.config)
+    final = services.media.original(video.id, segment_id, ext)
+    old_original = None
+    in_place = False  # the file is at `final` and durable: from here on only the database can fail
+    try:
+        with video_change(session, video.id, services.clock) as change:
+            video = change.video
+            existing = _admissible(session, video, segment_id, upload)  # again, now that nothing can change
+            if existing is not None and existing.sha256 == upload.sha256:
+                upload.discard()
+                existing.duplicates += 1
+                return Accepted(existing, created=False)
+            segment = existing or Segment(video_id=video.id, segment_id=segment_id)
+            if existing is None:
+                segment.status = SegmentState.RECEIVED
+                segment.renditions = [SegmentRendition(rendition_id=r.id, status=SegmentState.RECEIVED) for r in video.renditions]
+                session.add(segment)
+                change.event("segment.received", segment=segment_id, size=upload.size)
+            else:  # a FAILED segment uploaded again with new bytes: its life starts over
+                old_original = services.media.original(video.id, segment_id, existing.original_extension)
+                lifecycle.move(change, segment, SegmentState.RECEIVED, size=upload.size, reupload=True)
+            _fill(segment, ext, upload, info, change.now)
+            for rung in segment.renditions:
+                rung.size = None
+            if video.status is VideoStatus.EMPTY:
+                video.status = VideoStatus.UPLOADING
+                change.event("video.uploading")
+            # The row is flushed first: its unique key is the lock that keeps two concurrent
+            # uploads of the same segment from both renaming into place.
+            try:
+                session.flush()
+            except IntegrityError:
+                raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
+            upload.commit(final)
+            in_place = True
+            segment.upload_ms = None if started is None else round((time.monotonic() - started) * 1000)
+    except BaseException:
+        if old_original is None and not upload.path.exists() and not in_place:
+            final.unlink(missing_ok=True)  # renamed, then making it durable failed: the row is rolled back
+        # Once in place, the file stays whatever the database said: a COMMIT whose answer was lost (MariaDB
+        # gone mid-COMMIT) may have taken effect, and the phone's retry of the same bytes is then answered 2xx
+        # from the row. If it did not, the retry renames its own copy over this one.
+        raise
+    if old_original is not None and old_original != final:
+        old_original.unlink(missing_ok=True)
+    metrics.upload_stored(upload.size, None if started is None else time.monotonic() - started, info.duration)
+    lifecycle.submit(services, session, video.id, segment_id)
+    log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))
+    return Accepted(_find_segment(session, video.id, segment_id) or segment, created=True)
+
+
+def _count_duplicate(services: Services, session: Session, video_id: int, segment_id: int) -> Segment:
+    """Count one more upload of a stored segment's very bytes (a phone retrying after a lost answer).
+
+    Not a state change: no event, and the revision (cache keys, playlists) stays where it is.
+    """
+    with video_change(session, video_id, services.clock):
+        segment = _find_segment(session, video_id, segment_id)
+        if segment is None:  # deleted meanwhile (an operator's retry of its video): the caller's 404 comes later
+            raise NotFound(f"segment {segment_id} of video {video_id} does not exist")
+        segment.duplicates += 1
+    return segment
+
+
+def check_source_limits(info: SourceInfo, config: Config) -> None:
+    """Refuse (422, before any encode) a segment longer or larger than a phone's ever is."""
+    if info.duration > config.MAX_SEGMENT_SECONDS:
+        raise UnprocessableMedia(
+            f"segment lasts {info.duration:.1f} s, more than MAX_SEGMENT_SECONDS ({config.MAX_SEGMENT_SECONDS:g} s)"
+        )
+    if info.width * info.height > config.MAX_SOURCE_PIXELS:
+        raise UnprocessableMedia(
+            f"frame of {info.width}x{info.height} has more pixels than MAX_SOURCE_PIXELS ({config.MAX_SOURCE_PIXELS})"
+        )
+
+
+def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile) -> Segment | None:
+    """Return the stored segment this upload repeats or replaces (a failed one), or raise Conflict."""
+    if video.last_segment_id is not None and segment_id > video.last_segment_id:
+        raise Conflict(f"segment_id {segment_id} is after the last segment ({video.last_segment_id}) of this ended video")
+    existing = _find_segment(session, video.id, segment_id)
+    if existing is not None and existing.sha256 != upload.sha256 and existing.status is not SegmentState.FAILED:
+        raise Conflict(f"segment {segment_id} was already uploaded with different content")
+    return existing
+
+
+def _find_segment(session: Session, video_id: int, segment_id: int) -> Segment | None:
+    query = select(Segment).where(Segment.video_id == video_id, Segment.segment_id == segment_id)
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+
+def find_segment(session: Session, video_id: int, segment_id: int) -> Segment:
+    segment = _find_segment(session, video_id, segment_id)
+    if segment is None:
+        raise NotFound(f"segment {segment_id} of video {video_id} does not exist")
+    return segment
+
+
+def _fill(segment: Segment, ext: str, upload: UploadFile, info: SourceInfo, now: datetime) -> None:
+    segment.original_extension = ext
+    segment.size = upload.size
+    segment.sha256 = upload.sha256
+    segment.duration_ms = round(info.duration * 1000)
+    segment.source_info = info.to_json()
+    segment.attempts = 0
+    segment.error = None
+    segment.uploaded_at = now
+    segment.queued_at = segment.started_at = segment.retry_at = segment.ready_at = segment.failed_at = None
+
+
+def end_video(services: Services, session: Session, video_id: int, last_segment_id: int) -> Video:
+    """Record the end of the recording; repeating the same call is harmless."""
+    with video_change(session, video_id, services.clock) as change:
+        video = change.video
+        if video.last_segment_id is not None:
+            if video.last_segment_id != last_segment_id:
+                raise Conflict(f"video already ended at segment {video.last_segment_id}, not {last_segment_id}")
+            return video
+        highest = _highest_segment(session, video_id)
+        if highest is not None and highest > last_segment_id:
+            raise Conflict(f"segment {highest} is already stored, after last_segment_id {last_segment_id}")
+        video.last_segment_id = last_segment_id
+        video.ended_at = change.now
+        change.event("video.ended", last_segment_id=last_segment_id)
+    log.info("video %s ended at segment %s", video_id, last_segment_id)
+    return video
+
+
+def end_stuck_video(services: Services, session: Session, video_id: int) -> Video:
+    """End (an operator's act) a live video whose phone will never call /video_end, at its highest stored segment.
+
+    Conflict when the video is not live and unended, or has no segment (delete it instead).
+    """
+    with video_change(session, video_id, services.clock) as change:
+        video = change.video
+        if video.type is not VideoType.LIVE or video.last_segment_id is not None:
+            raise Conflict(f"video {video_id} is not live (it is {video.type.value}, or already ended)")
+        highest = _highest_segment(session, video_id)
+        if highest is None:
+            raise Conflict(f"video {video_id} has no segment to end at; delete it instead")
+        video.last_segment_id = highest
+        video.ended_at = change.now
+        change.event("video.ended", last_segment_id=highest, by="admin")
+    log.info("video %s ended by an admin at segment %s", video_id, highest)
+    return video
+
+
+def _highest_segment(session: Session, video_id: int) -> int | None:
+    query = select(Segment.segment_id).where(Segment.video_id == video_id).order_by(Segment.segment_id.desc()).limit(1)
+    return session.scalar(query)
+
+
+def rename_video(services: Services, session: Session, video_id: int, title: str) -> Video:
+    with video_change(session, video_id, services.clock) as change:
+        change.video.title = title
+        change.event("video.renamed", title=title)
+    if services.has_media:
+        publishing.publish(services, session, video_id)  # the DASH MPD carries the title
+    return change.video
+
+
+def delete_video(services: Services, session: Session, video_id: int) -> None:
+    """Delete a video's rows, then every file it owns (a worker that finishes later finds it gone)."""
+    with video_change(session, video_id, services.clock) as change:
+        session.delete(change.video)
+        change.event("video.deleted")
+    services.media.remove_video(video_id)
+    log.info("video %s deleted", video_id)
+
+
+def delete_abandoned(services: Services, session: Session, video_id: int) -> bool:
+    """Delete a live video that never received a segment and was never ended; False if that changed meanwhile."""
+    with video_change(session, video_id, services.clock) as change:
+        first = session.scalar(select(Segment.id).where(Segment.video_id == video_id).limit(1))
+        if change.video.type is not VideoType.LIVE or change.video.last_segment_id is not None or first is not None:
+            return False
+        session.delete(change.video)
+        change.event("video.deleted", reason="abandoned before its first segment")
+    services.media.remove_video(video_id)
+    return True

@@ -1,0 +1,609 @@
+"""A segment's life, the one owner of its state machine (docs/workers.md draws it).
+
+RECEIVED -> QUEUED -> RUNNING (an attempt holds a lease) -> ENCODED -> PACKAGED, or FAILED for good.
+Every transition goes through `move`, inside a `video_change`, and logs exactly one event. Attempts are
+rows with leases: a worker renews its lease while it works; the reaper expires a lease nobody renewed
+(`expire_leases`), and what to do after any failure is the pure policy in server/core/retry.py. After any
+change that can place segments on the timeline or end a video, callers call `settle`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from server.core.errors import Conflict, NotFound, UnprocessableMedia
+from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, SegmentJob
+from server.core.playlists import VIDEO_TIMESCALE
+from server.core.playlists.publish import packagable, ready_for_vod
+from server.core.retry import Failure, Policy, after_failure
+from server.core.transcode.cmaf import track_durations
+from server.core.transcode.ladder import RenditionPlan
+from server.domain import eventlog, publishing
+from server.domain.changes import Change, video_change
+from server.domain.state import load_view, rendition_plan
+from server.infra import metrics
+from server.infra.models import (
+    Attempt,
+    AttemptOutcome,
+    Segment,
+    SegmentRendition,
+    SegmentState,
+    Video,
+    VideoStatus,
+    VideoType,
+    Worker,
+)
+from server.infra.queue import QueueUnavailable
+from server.infra.services import Services
+from server.store.local import fsync_dir
+
+log = logging.getLogger(__name__)
+
+S = SegmentState
+TRANSITIONS: dict[SegmentState, frozenset[SegmentState]] = {
+    # A job can be delivered before its QUEUED mark commits: a RECEIVED segment may be claimed.
+    S.RECEIVED: frozenset({S.QUEUED, S.RUNNING}),
+    S.QUEUED: frozenset({S.RUNNING}),
+    S.RUNNING: frozenset({S.ENCODED, S.RECEIVED, S.FAILED}),
+    S.ENCODED: frozenset({S.PACKAGED}),
+    S.PACKAGED: frozenset(),
+    S.FAILED: frozenset({S.RECEIVED}),  # a re-upload, or an operator's retry
+}
+PICTURES = ("thumbnail.jpg", "storyboard.jpg")
+ERROR_TAIL = 4000  # characters of an error (ffmpeg's stderr tail) kept on the attempt and the segment
+
+
+class IllegalTransition(RuntimeError):
+    """A code path tried a move the state machine does not have: a bug, never a client's fault."""
+
+
+class AttemptGone(Exception):
+    """The attempt is no longer running (expired, cancelled, finished, or its video deleted): 410."""
+
+
+def move(change: Change, segment: Segment, to: SegmentState, **data: object) -> None:
+    """Move `segment` (and its rungs) to `to`, logging one event; the only writer of Segment.status."""
+    if to not in TRANSITIONS[segment.status]:
+        raise IllegalTransition(f"segment {segment.segment_id}: {segment.status.value} -> {to.value}")
+    segment.status = to
+    for rung in segment.renditions:
+        rung.status = to
+    change.event(f"segment.{to.value.lower()}", segment=segment.segment_id, **data)
+
+
+def policy(services: Services) -> Policy:
+    return Policy(max_attempts=services.config.JOB_MAX_ATTEMPTS, backoff=services.config.RETRY_BACKOFF)
+
+
+# -- handing segments to the queue ------------------------------------------------------------------
+
+
+def submit(services: Services, session: Session, video_id: int, segment_id: int) -> bool:
+    """Hand a RECEIVED (or lost QUEUED) segment to the queue, live ones first; False leaves it to the reaper."""
+    video_type = session.scalar(select(Video.type).where(Video.id == video_id))
+    session.rollback()  # hold no transaction while the queue answers
+    job = SegmentJob(video_id, segment_id)
+    try:
+        assert services.queue is not None, "no job queue attached"
+        services.queue.submit(
+            TRANSCODE_SEGMENT, job.encode(), unique=job.unique, priority=1 if video_type is VideoType.LIVE else 2
+        )
+    except QueueUnavailable as exc:
+        log.warning("video %s segment %s not queued, the reaper will retry: %s", video_id, segment_id, exc)
+        return False
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            segment = _segment(session, video_id, segment_id)
+            if segment is None:
+                return True
+            if segment.status is S.RECEIVED:
+                move(change, segment, S.QUEUED)
+            if segment.status is S.QUEUED:
+                segment.queued_at = change.now  # a re-submit moves the time only: no state change
+    except NotFound:
+        pass
+    return True
+
+
+# -- attempts --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    id: int | None
+    name: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs to encode one segment, and what it must hand back (JSON both ways)."""
+
+    attempt_id: int
+    video_id: int
+    segment_id: int
+    lease_expires_at: datetime
+    source_extension: str
+    source_size: int
+    source_sha256: str
+    source_info: str
+    renditions: tuple[RenditionPlan, ...]
+    outputs: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        raw = asdict(self)
+        raw["lease_expires_at"] = self.lease_expires_at.isoformat()
+        raw["renditions"] = [asdict(r) for r in self.renditions]
+        raw["outputs"] = list(self.outputs)
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Claim:  # type: ignore[type-arg]
+        return cls(
+            attempt_id=int(raw["attempt_id"]),
+            video_id=int(raw["video_id"]),
+            segment_id=int(raw["segment_id"]),
+            lease_expires_at=datetime.fromisoformat(raw["lease_expires_at"]),
+            source_extension=str(raw["source_extension"]),
+            source_size=int(raw["source_size"]),
+            source_sha256=str(raw["source_sha256"]),
+            source_info=str(raw["source_info"]),
+            renditions=tuple(RenditionPlan(**r) for r in raw["renditions"]),
+            outputs=tuple(str(o) for o in raw["outputs"]),
+        )
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+def outputs_of(renditions: tuple[RenditionPlan, ...]) -> tuple[str, ...]:
+    """The files one attempt hands back: one MP4 per rung, the thumbnail and the storyboard strip."""
+    return (*(f"{r.name}.mp4" for r in renditions), *PICTURES)
+
+
+def start_attempt(services: Services, session: Session, video_id: int, segment_id: int, worker: WorkerRef) -> Claim | Skip:
+    """Claim a segment for `worker` under a fresh lease, or say why there is nothing to do."""
+    clock = services.clock
+    try:
+        with video_change(session, video_id, clock) as change:
+            segment = _segment(session, video_id, segment_id)
+            if segment is None:
+                return Skip("gone")
+            if segment.status not in (S.RECEIVED, S.QUEUED, S.RUNNING):
+                return Skip(segment.status.value.lower())
+            running = _running_attempt(session, segment)
+            if running is not None:
+                if running.lease_expires_at > change.now:
+                    return Skip(f"leased by {running.worker_name} until {running.lease_expires_at.isoformat()}")
+                if _expire(services, change, segment, running):
+                    return Skip("failed")
+            lease = change.now + timedelta(seconds=services.config.LEASE_SECONDS)
+            attempt = Attempt(
+                segment_pk=segment.id,
+                video_id=video_id,
+                worker_id=worker.id,
+                worker_name=worker.name[:64],
+                started_at=change.now,
+                lease_expires_at=lease,
+                heartbeat_at=change.now,
+                progress=0.0,
+            )
+            session.add(attempt)
+            session.flush()
+            move(change, segment, S.RUNNING, attempt=attempt.id)
+            change.event("attempt.started", segment=segment_id, worker=worker.id, attempt=attempt.id, worker_name=worker.name)
+            segment.attempts += 1
+            segment.started_at = change.now
+            plans = tuple(rendition_plan(r.rendition) for r in _rungs(segment))
+            return Claim(
+                attempt_id=attempt.id,
+                video_id=video_id,
+                segment_id=segment_id,
+                lease_expires_at=lease,
+                source_extension=segment.original_extension,
+                source_size=segment.size,
+                source_sha256=segment.sha256,
+                source_info=segment.source_info or "",
+                renditions=plans,
+                outputs=outputs_of(plans),
+            )
+    except NotFound:
+        return Skip("gone")
+
+
+def renew_lease(services: Services, session: Session, attempt_id: int, progress: float | None) -> datetime:
+    """Extend a running attempt's lease (a heartbeat); AttemptGone once it is not running.
+
+    A heartbeat writes only its attempt row, with a conditional UPDATE, not the video's: it changes
+    nothing a player or the JSON shows, so it takes no video lock and moves no revision.
+    """
+    now = services.clock.now()
+    lease = now + timedelta(seconds=services.config.LEASE_SECONDS)
+    values: dict[str, object] = {"lease_expires_at": lease, "heartbeat_at": now}
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, float(progress)))
+    renewed = session.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.outcome.is_(None)).values(**values))
+    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise AttemptGone(f"attempt {attempt_id} is not running")
+    if progress is not None:  # for the dashboard: not a transition, and no revision moves
+        row = session.execute(
+            select(Attempt.video_id, Attempt.worker_id, Segment.segment_id).join(Segment).where(Attempt.id == attempt_id)
+        ).one()
+        eventlog.record(
+            session,
+            "attempt.progress",
+            at=now,
+            video_id=row.video_id,
+            segment_id=row.segment_id,
+            worker_id=row.worker_id,
+            attempt=attempt_id,
+            progress=values["progress"],
+        )
+    session.commit()
+    return lease
+
+
+def complete_attempt(services: Services, session: Session, attempt_id: int, *, inline: bool) -> bool:
+    """Commit a running attempt's staged outputs and mark its segment ENCODED; True if this call did it.
+
+    A second completion of an attempt that succeeded is a no-op (False). An attempt that is no longer
+    running (its lease expired and the reaper took it back, or its video went away) is refused with
+    AttemptGone and its staged files deleted. Conflict names a missing output.
+    """
+    media = services.media
+    attempt = session.get(Attempt, attempt_id)
+    session.rollback()
+    if attempt is None:
+        raise AttemptGone(f"attempt {attempt_id} does not exist")
+    video_id = attempt.video_id
+    staging = media.attempt_dir(video_id, attempt_id)
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            attempt = session.get(Attempt, attempt_id, populate_existing=True)
+            if attempt is None:
+                raise AttemptGone(f"attempt {attempt_id} does not exist")
+            if attempt.outcome is AttemptOutcome.OK:
+                return False
+            if attempt.outcome is not None:
+                raise AttemptGone(f"attempt {attempt_id} is {attempt.outcome.value}; its results were discarded")
+            segment = _segment_by_pk(session, attempt.segment_pk)
+            assert segment is not None  # the attempt's row cascades with it
+            rungs = _rungs(segment)
+            names = outputs_of(tuple(rendition_plan(r.rendition) for r in rungs))
+            places = _output_places(services, segment, rungs)
+            handed = {n: _handed_back(staging / n, places[n], attempt) for n in names}
+            missing = [n for n, path in handed.items() if path is None]
+            if missing:
+                raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
+            try:
+                tracks = track_durations(handed[names[0]].read_bytes())  # type: ignore[union-attr]  # every rung has the same frames
+            except ValueError as exc:  # the MP4 parser's word for bytes that are no MP4
+                raise UnprocessableMedia(
+                    f"{names[0]} of attempt {attempt_id} is not a readable MP4; nothing was committed"
+                ) from exc
+            _commit_outputs(places, staging)
+            for rung in rungs:
+                rung.size = media.file(video_id, rung.rendition.name, segment.segment_id, "mp4").stat().st_size
+            duration, timescale = tracks["vide"]
+            segment.duration_ticks = duration * VIDEO_TIMESCALE // timescale
+            segment.audio_duration_ticks = None  # whole AAC frames, fixed by the packager with the audio start
+            segment.error = None
+            segment.ready_at = change.now
+            _finish_attempt(change, segment, attempt, AttemptOutcome.OK, progress=1.0)
+            move(change, segment, S.ENCODED, attempt=attempt_id)
+            if segment.segment_id == 0 and change.video.thumbnail_segment_id is None:
+                change.video.thumbnail_segment_id = 0  # segment 0's picture is the video's while it is live
+            original = media.original(video_id, segment.segment_id, segment.original_extension)
+    except AttemptGone:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except NotFound:
+        shutil.rmtree(staging, ignore_errors=True)
+        media.remove_video(video_id)  # deleted while the worker encoded: leave nothing behind
+        raise AttemptGone(f"video {video_id} was deleted") from None
+    shutil.rmtree(staging, ignore_errors=True)
+    if not services.config.KEEP_ORIGINALS:
+        # The renditions are committed and the HIGH one is the archive; a failed segment keeps its original.
+        original.unlink(missing_ok=True)
+    settle(services, session, video_id, inline=inline)
+    return True
+
+
+def _output_places(services: Services, segment: Segment, rungs: list[SegmentRendition]) -> dict[str, Path]:
+    """Where each output of an attempt of `segment` goes once committed, by its name in the staging directory."""
+    media, vid, k = services.media, segment.video_id, segment.segment_id
+    places = {f"{r.rendition.name}.mp4": media.file(vid, r.rendition.name, k, "mp4") for r in rungs}
+    places["thumbnail.jpg"] = media.file(vid, "thumbnails", k, "jpg")
+    places["storyboard.jpg"] = media.file(vid, "storyboard", k, "jpg")
+    return places
+
+
+def _handed_back(staged: Path, final: Path, attempt: Attempt) -> Path | None:
+    """Where one output of `attempt` is: staged, or already in its place.
+
+    In its place: an earlier completion of this attempt renamed it there, then its transaction failed (the
+    database went away mid-commit); a file written before the attempt started is another attempt's.
+    """
+    if staged.is_file():
+        return staged
+    started = attempt.started_at.replace(tzinfo=UTC).timestamp() if attempt.started_at else None
+    with contextlib.suppress(FileNotFoundError):
+        if started is not None and final.stat().st_mtime >= started:
+            return final
+    return None
+
+
+def _commit_outputs(places: dict[str, Path], staging: os.PathLike[str]) -> None:
+    """Rename each staged output into its place (same filesystem), then make the renames durable."""
+    for name, final in places.items():
+        staged = Path(staging, name)
+        if staged.is_file():  # else already there (see _handed_back)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+    for folder in {final.parent for final in places.values()}:
+        fsync_dir(folder)
+
+
+def fail_attempt(services: Services, session: Session, attempt_id: int, error: str, failure: Failure) -> None:
+    """Record a failed attempt, then retry later or give up, as the retry policy says; AttemptGone if not running."""
+    attempt = session.get(Attempt, attempt_id)
+    session.rollback()
+    if attempt is None:
+        raise AttemptGone(f"attempt {attempt_id} does not exist")
+    video_id = attempt.video_id
+    shutil.rmtree(services.media.attempt_dir(video_id, attempt_id), ignore_errors=True)
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            attempt = session.get(Attempt, attempt_id, populate_existing=True)
+            if attempt is None or attempt.outcome is not None:
+                raise AttemptGone(f"attempt {attempt_id} is not running")
+            segment = _segment_by_pk(session, attempt.segment_pk)
+            assert segment is not None
+            attempt.error = error[-ERROR_TAIL:]
+            _finish_attempt(change, segment, attempt, AttemptOutcome.FAILED, failure=failure.value)
+            gave_up = _after_failure(services, change, segment, failure, error)
+    except NotFound:
+        raise AttemptGone(f"video {video_id} was deleted") from None
+    if gave_up:
+        settle(services, session, video_id, inline=services.has_media)
+
+
+def expire_leases(services: Services, session: Session, limit: int = 100) -> int:
+    """Take back every attempt whose lease ran out (its worker died or lost the network); return how many."""
+    now = services.clock.now()
+    expired = session.execute(
+        select(Attempt.id, Attempt.video_id).where(Attempt.outcome.is_(None), Attempt.lease_expires_at < now).limit(limit)
+    ).all()
+    session.rollback()
+    taken = 0
+    for attempt_id, video_id in expired:
+        try:
+            with video_change(session, video_id, services.clock) as change:
+                attempt = session.get(Attempt, attempt_id, populate_existing=True)
+                if attempt is None or attempt.outcome is not None or attempt.lease_expires_at >= change.now:
+                    continue  # finished or renewed meanwhile
+                segment = _segment_by_pk(session, attempt.segment_pk)
+                assert segment is not None
+                gave_up = _expire(services, change, segment, attempt)
+        except NotFound:
+            continue
+        taken += 1
+        shutil.rmtree(services.media.attempt_dir(video_id, attempt_id), ignore_errors=True)
+        if gave_up:
+            settle(services, session, video_id, inline=services.has_media)
+    return taken
+
+
+def _expire(services: Services, change: Change, segment: Segment, attempt: Attempt) -> bool:
+    """Mark a running attempt expired and apply the policy to its segment; True if the segment failed for good."""
+    reason = f"lease expired at {attempt.lease_expires_at.isoformat()} (worker {attempt.worker_name} stopped renewing it)"
+    attempt.error = reason
+    _finish_attempt(change, segment, attempt, AttemptOutcome.EXPIRED)
+    log.warning("video %s segment %s: attempt %s %s", segment.video_id, segment.segment_id, attempt.id, reason)
+    return _after_failure(services, change, segment, Failure.LOST, reason)
+
+
+def _finish_attempt(change: Change, segment: Segment, attempt: Attempt, outcome: AttemptOutcome, **data: object) -> None:
+    attempt.outcome = outcome
+    attempt.finished_at = change.now
+    if "progress" in data:
+        attempt.progress = float(data.pop("progress"))  # type: ignore[arg-type]
+    if attempt.worker_id is not None and outcome is not AttemptOutcome.CANCELLED:  # an operator's act, not the worker's
+        counter = Worker.attempts_ok if outcome is AttemptOutcome.OK else Worker.attempts_failed
+        change.session.execute(update(Worker).where(Worker.id == attempt.worker_id).values({counter: counter + 1}))
+    change.event(f"attempt.{outcome.value}", segment=segment.segment_id, worker=attempt.worker_id, attempt=attempt.id, **data)
+    change.on_commit(lambda: metrics.attempt_finished(outcome.value))
+
+
+def _after_failure(services: Services, change: Change, segment: Segment, failure: Failure, error: str) -> bool:
+    """Apply the retry policy to a segment whose attempt failed; True if it failed for good."""
+    decision = after_failure(policy(services), segment.attempts, failure)
+    if not decision.spends_attempt:
+        segment.attempts -= 1
+    segment.error = f"{error}"[-ERROR_TAIL:]
+    segment.queued_at = None
+    where = f"video {segment.video_id} segment {segment.segment_id}"
+    if decision.give_up:
+        segment.failed_at = change.now
+        move(change, segment, S.FAILED, failure=failure.value)
+        log.warning("%s failed for good after %d attempt(s): %s", where, segment.attempts, segment.error[:500])
+        return True
+    assert decision.retry_in is not None
+    segment.retry_at = change.now + timedelta(seconds=decision.retry_in)
+    move(change, segment, S.RECEIVED, failure=failure.value, retry_in=decision.retry_in)
+    if failure is Failure.DISK_FULL:
+        log.error("%s: disk full, retrying in %.1fs without spending an attempt", where, decision.retry_in)
+    else:
+        log.warning("%s attempt %d failed (%s), retrying in %.1fs", where, segment.attempts, failure.value, decision.retry_in)
+    return False
+
+
+# -- an operator's hand (the admin API) ---------------------------------------------------------------
+
+
+def retry_failed(services: Services, session: Session, video_id: int, segment_id: int) -> Segment:
+    """Start a FAILED segment over: RECEIVED with no attempt spent, then submitted; NotFound, or Conflict if not failed."""
+    with video_change(session, video_id, services.clock) as change:
+        segment = _segment(session, video_id, segment_id)
+        if segment is None:
+            raise NotFound(f"segment {segment_id} of video {video_id} does not exist")
+        if segment.status is not S.FAILED:
+            raise Conflict(f"segment {segment_id} is {segment.status.value}, not FAILED")
+        segment.attempts = 0
+        segment.error = None
+        segment.retry_at = segment.failed_at = segment.queued_at = None
+        move(change, segment, S.RECEIVED, retry=True)
+    submit(services, session, video_id, segment_id)
+    return segment
+
+
+def cancel_attempt(services: Services, session: Session, attempt_id: int) -> Attempt:
+    """Cancel a running attempt and retry its segment now (no attempt spent); NotFound, or Conflict if not running.
+
+    Its worker learns at its next heartbeat (AttemptGone) and discards what it made; a completion that
+    races this one is refused the same way.
+    """
+    attempt = session.get(Attempt, attempt_id)
+    session.rollback()
+    if attempt is None:
+        raise NotFound(f"attempt {attempt_id} does not exist")
+    video_id = attempt.video_id
+    with video_change(session, video_id, services.clock) as change:
+        attempt = session.get(Attempt, attempt_id, populate_existing=True)
+        if attempt is None:
+            raise NotFound(f"attempt {attempt_id} does not exist")
+        if attempt.outcome is not None:
+            raise Conflict(f"attempt {attempt_id} is not running ({attempt.outcome.value})")
+        segment = _segment_by_pk(session, attempt.segment_pk)
+        assert segment is not None
+        attempt.error = "cancelled by an operator"
+        _finish_attempt(change, segment, attempt, AttemptOutcome.CANCELLED)
+        segment.attempts = max(0, segment.attempts - 1)
+        segment.queued_at = None
+        segment.retry_at = change.now
+        move(change, segment, S.RECEIVED, cancelled=attempt_id)
+        segment_id = segment.segment_id
+    shutil.rmtree(services.media.attempt_dir(video_id, attempt_id), ignore_errors=True)
+    submit(services, session, video_id, segment_id)
+    return attempt
+
+
+# -- settling a video -------------------------------------------------------------------------------
+
+
+def settle(services: Services, session: Session, video_id: int, *, inline: bool) -> None:
+    """After any change: package what became placeable (here, or through a package job), then maybe finish.
+
+    `inline`: this process has the media tree (a local worker, the reaper, a package job) and packages
+    at once; otherwise (the API answering a remote worker) a PACKAGE_VIDEO job does it where the media is.
+    """
+    view = load_view(session, video_id)
+    session.rollback()
+    if view is None:
+        return
+    placeable = [
+        p for p in packagable(view, services.clock.time(), services.config.GAP_TIMEOUT) if not view.by_id[p.segment_id].packaged
+    ]
+    if placeable:
+        if inline:
+            from server.domain.packaging import package_placeable  # the remux itself; it calls back into move()
+
+            package_placeable(services, session, video_id)
+        else:
+            _submit_package(services, video_id)
+    maybe_finish(services, session, video_id)
+
+
+def _submit_package(services: Services, video_id: int) -> None:
+    job = PackageJob(video_id)
+    try:
+        assert services.queue is not None, "no job queue attached"
+        # A unique key per call: a package job already running must not swallow this one (gearmand
+        # coalesces equal keys); a job that finds nothing left to package costs one query.
+        services.queue.submit(PACKAGE_VIDEO, job.encode(), unique=f"{job.unique}:{services.clock.time():.6f}", priority=0)
+    except QueueUnavailable as exc:
+        log.warning("video %s: package job not queued, the reaper will package it: %s", video_id, exc)
+
+
+def maybe_finish(services: Services, session: Session, video_id: int) -> bool:
+    """Switch the video to VOD if it is over, then publish its playlists where the media tree is.
+
+    The last step after any change (settle, an end, a retry): True only for the one call that made the switch.
+    """
+    finished = _finish_if_over(services, session, video_id)
+    if services.has_media:
+        publishing.publish(services, session, video_id)
+    return finished
+
+
+def _finish_if_over(services: Services, session: Session, video_id: int) -> bool:
+    """Switch the video to VOD if it is over; True only for the one call that made the switch."""
+    view = load_view(session, video_id)
+    session.rollback()
+    # Not yet when the last remux is still to come: whoever does it settles again.
+    if view is None or not ready_for_vod(view, services.clock.time(), services.config.GAP_TIMEOUT):
+        return False
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            video = change.video
+            if video.type is not VideoType.LIVE:
+                return False  # another process made the switch first
+            ready = [s.segment_id for s in view.segments if s.status == "READY"]
+            video.type = VideoType.VOD
+            video.status = VideoStatus.OK if ready else VideoStatus.ERROR
+            video.finished_at = change.now
+            video.thumbnail_segment_id = _middle(ready, view.last_segment_id or 0)
+            change.event("video.finished", ready=len(ready), segments=(view.last_segment_id or 0) + 1)
+    except NotFound:
+        return False
+    log.info("video %s finished: VOD with %d ready segment(s) of %d", video_id, len(ready), (view.last_segment_id or 0) + 1)
+    return True
+
+
+def _middle(ready: list[int], last: int) -> int | None:
+    """Return the ready segment nearest the middle of the recording (its thumbnail becomes the video's)."""
+    if not ready:
+        return None
+    return min(ready, key=lambda k: (abs(k - last / 2), k))
+
+
+# -- rows ------------------------------------------------------------------------------------------
+
+
+def _segment(session: Session, video_id: int, segment_id: int) -> Segment | None:
+    query = (
+        select(Segment)
+        .where(Segment.video_id == video_id, Segment.segment_id == segment_id)
+        .options(selectinload(Segment.renditions).selectinload(SegmentRendition.rendition))
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def _segment_by_pk(session: Session, pk: int) -> Segment | None:
+    query = (
+        select(Segment)
+        .where(Segment.id == pk)
+        .options(selectinload(Segment.renditions).selectinload(SegmentRendition.rendition))
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def _rungs(segment: Segment) -> list[SegmentRendition]:
+    return sorted(segment.renditions, key=lambda r: r.rendition.position)
+
+
+def _running_attempt(session: Session, segment: Segment) -> Attempt | None:
+    return session.scalars(select(Attempt).where(Attempt.segment_pk == segment.id, Attempt.outcome.is_(None)).limit(1)).first()

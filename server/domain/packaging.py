@@ -1,0 +1,109 @@
+"""Packaging: remux each encoded segment at its place on the timeline into CMAF fragments and TS.
+
+It runs where the media tree is (a local worker, the reaper, a PACKAGE_VIDEO job), one video at a
+time under the video's row lock, and is cheap: `-c copy`, never an encode. Which segments are placeable
+is the playlist layer's decision (publish.packagable); the move to PACKAGED is lifecycle's.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from server.core.errors import NotFound
+from server.core.playlists import Published
+from server.core.playlists.model import AAC_FRAME
+from server.core.playlists.publish import packagable
+from server.core.transcode import ffmpeg
+from server.core.transcode.mpegts import continue_counters, next_counters
+from server.domain.changes import video_change
+from server.domain.lifecycle import S, move
+from server.domain.state import load_view
+from server.infra.models import Segment, SegmentRendition
+from server.infra.services import Services
+from server.store.local import atomic_write, temp_path_for
+
+# The video row lock serialises packagers across processes (MySQL); these, the threads of one process.
+_PACKAGING = [threading.Lock() for _ in range(64)]
+
+
+def package_placeable(services: Services, session: Session, video_id: int) -> int:
+    """Remux every encoded segment whose place on the timeline is now decided; return how many."""
+    with _PACKAGING[video_id % len(_PACKAGING)]:
+        try:
+            with video_change(session, video_id, services.clock) as change:
+                view = load_view(session, video_id)  # read under the lock
+                assert view is not None
+                pending = {s.segment_id: s for s in _encoded(session, video_id)}
+                done = 0
+                for entry in packagable(view, services.clock.time(), services.config.GAP_TIMEOUT):
+                    segment = pending.get(entry.segment_id)
+                    if segment is not None:
+                        _package(services, segment, entry, follows=not entry.discontinuity)
+                        segment.packaged_at = services.clock.now()  # after the remux: when players can have it
+                        move(change, segment, S.PACKAGED, start_ticks=entry.start_ticks)
+                        done += 1
+        except NotFound:
+            return 0
+    return done
+
+
+def _encoded(session: Session, video_id: int) -> list[Segment]:
+    query = (
+        select(Segment)
+        .where(Segment.video_id == video_id, Segment.status == S.ENCODED)
+        .options(selectinload(Segment.renditions).selectinload(SegmentRendition.rendition))
+    )
+    return list(session.scalars(query))
+
+
+def _package(services: Services, segment: Segment, entry: Published, *, follows: bool) -> None:
+    """Write the segment's CMAF fragments and TS at its timeline position (one remux, never an encode).
+
+    The audio keeps the whole AAC frames the timeline gave it (publish.audio_span), from its audio start.
+    `follows`: the segment comes right after the one before it in the playlists (no discontinuity),
+    so its TS continuity counters continue that segment's.
+    """
+    media, vid, k = services.media, segment.video_id, segment.segment_id
+    names = [s.rendition.name for s in sorted(segment.renditions, key=lambda s: s.rendition.position)]
+    fragments = [_prepared_temp(media.file(vid, name, k, "m4s")) for name in names]
+    streams = [_prepared_temp(media.file(vid, name, k, "ts")) for name in names]
+    audio = _prepared_temp(media.file(vid, "audio", k, "m4s"))
+    try:
+        mp4s = [media.file(vid, name, k, "mp4") for name in names]
+        frames = entry.audio_duration_ticks // AAC_FRAME
+        argv = ffmpeg.package_argv(mp4s, fragments, streams, audio, entry.start_ticks, entry.audio_start_ticks, frames)
+        ffmpeg.run(argv, timeout=services.config.FFMPEG_TIMEOUT)
+        for folder, temp in [*zip(names, fragments, strict=True), ("audio", audio)]:
+            _write_fragment(media.rendition_dir(vid, folder), k, temp.read_bytes())
+        for name, temp in zip(names, streams, strict=True):
+            previous = media.file(vid, name, k - 1, "ts") if follows and k else None
+            _write_ts(media.file(vid, name, k, "ts"), temp.read_bytes(), previous)
+    finally:
+        for temp in [*fragments, *streams, audio]:
+            temp.unlink(missing_ok=True)
+    segment.start_ticks = entry.start_ticks
+    segment.audio_start_ticks = entry.audio_start_ticks
+    segment.audio_duration_ticks = entry.audio_duration_ticks
+
+
+def _prepared_temp(final: Path) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return temp_path_for(final)
+
+
+def _write_ts(ts: Path, data: bytes, previous: Path | None) -> None:
+    if previous is not None and previous.exists():
+        data = continue_counters(data, next_counters(previous.read_bytes()))
+    atomic_write(ts, data)
+
+
+def _write_fragment(folder: Path, segment_id: int, data: bytes) -> None:
+    """Write init.mp4 once (identical for every segment of a track) and the media segment NNNNNN.m4s."""
+    init, media_segment = ffmpeg.split_init(data)
+    if not (folder / "init.mp4").exists():
+        atomic_write(folder / "init.mp4", init)
+    atomic_write(folder / f"{segment_id:06d}.m4s", media_segment)

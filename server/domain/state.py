@@ -1,0 +1,78 @@
+"""Rows as the pure layers see them: a video's rows -> playlists.VideoView, a rendition row -> its plan."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from server.core.clock import epoch
+from server.core.playlists.model import RenditionView, SegmentView, VideoView
+from server.core.transcode.ladder import VIDEO_FPS, RenditionPlan, Rung, plan_rung
+from server.infra.models import Rendition, Segment, SegmentState, Video, VideoType
+
+_VIEW = {SegmentState.ENCODED: "READY", SegmentState.PACKAGED: "READY", SegmentState.FAILED: "FAILED"}
+
+
+def segment_view(segment: Segment) -> SegmentView:
+    return SegmentView(
+        segment_id=segment.segment_id,
+        status=_VIEW.get(segment.status, "PENDING"),  # type: ignore[arg-type]
+        uploaded_at=epoch(segment.uploaded_at),
+        ready_at=epoch(segment.ready_at),
+        failed_at=epoch(segment.failed_at),
+        start_ticks=segment.start_ticks,
+        duration_ticks=segment.duration_ticks,
+        audio_start_ticks=segment.audio_start_ticks,
+        audio_duration_ticks=segment.audio_duration_ticks,
+        packaged=segment.status is SegmentState.PACKAGED,
+    )
+
+
+def rendition_plan(row: Rendition) -> RenditionPlan:
+    """Return what the encoder is told for every segment of this rendition: its row, fixed at the video's creation.
+
+    Rows written before the frame rate was stored plan at VIDEO_FPS, as the encoder then did.
+    """
+    rung = Rung(row.name, row.width, row.height, row.video_bitrate, row.audio_bitrate)
+    return plan_rung(rung, row.frame_rate or VIDEO_FPS)
+
+
+def _rendition_view(row: Rendition) -> RenditionView:
+    plan = rendition_plan(row)  # what the encoder is told: the same from the first answer to the last
+    return RenditionView(
+        name=row.name,
+        width=row.width,
+        height=row.height,
+        bandwidth=row.bandwidth,
+        video_bandwidth=row.video_bitrate,
+        codecs=plan.video_codecs,
+        frame_rate=plan.fps,
+    )
+
+
+def to_view(video: Video) -> VideoView:
+    """Return what the playlist layer needs to know of `video` (renditions and segments loaded)."""
+    return VideoView(
+        video_id=video.id,
+        title=video.title,
+        created_at=epoch(video.created_at) or 0.0,
+        renditions=tuple(_rendition_view(r) for r in video.renditions),
+        segments=tuple(segment_view(s) for s in video.segments),
+        ended_at=epoch(video.ended_at),
+        last_segment_id=video.last_segment_id,
+        nominal_duration_ms=video.segment_duration_ms,
+        is_vod=video.type is VideoType.VOD,
+        audio_bandwidth=video.renditions[0].audio_bitrate if video.renditions else 128_000,
+    )
+
+
+def load_video(session: Session, video_id: int) -> Video | None:
+    """Load `video_id`'s row fresh, with everything its playlists need (renditions, segments), or None if gone."""
+    query = select(Video).where(Video.id == video_id).options(selectinload(Video.renditions), selectinload(Video.segments))
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+
+def load_view(session: Session, video_id: int) -> VideoView | None:
+    """Load `video_id` with everything its playlists need, or None if it is gone."""
+    video = load_video(session, video_id)
+    return None if video is None else to_view(video)

@@ -1,0 +1,230 @@
+"""The reaper: the loop that makes the system converge whatever was lost.
+
+Every REAPER_INTERVAL seconds it takes back attempts whose lease ran out (lifecycle.expire_leases), hands
+to the queue the segments that were never queued (gearmand down at upload) or whose retry time has come,
+re-submits QUEUED segments no worker took within PROCESSING_DEADLINE (a gearmand restarted empty),
+settles live videos (a gap timed out: package, maybe finish), ends live videos abandoned for
+LIVE_IDLE_TIMEOUT, reports stalled streams (`video.stalled`) and lost workers (`worker.lost`) in the event
+log once each, hands new events to the webhook dispatcher and sends its due deliveries (server/ops/webhooks.py),
+prunes the event log, and deletes what dead processes left (temp files, staging
+directories of finished attempts). It runs where the database and the media are (the local runner, and
+every segment_processor of the origin); any number of them may run: the attempt rows decide.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from server.core.errors import Conflict, NotFound, disk_full
+from server.core.ingest_health import is_stalled
+from server.domain import eventlog, lifecycle, publishing, registry
+from server.domain.changes import video_change
+from server.domain.ingest import delete_abandoned, end_video
+from server.infra.models import Event, Segment, SegmentState, Video, VideoStatus, VideoType
+from server.infra.services import Services
+from server.ops import purge
+from server.ops.webhooks import Dispatcher
+
+log = logging.getLogger(__name__)
+SUBMIT_BATCH = 500
+
+
+class Reaper(threading.Thread):
+    def __init__(self, services: Services, stop: threading.Event) -> None:
+        super().__init__(name="reaper", daemon=True)
+        self.services = services
+        self.stop = stop
+        self.webhooks = Dispatcher(services)
+
+    def run(self) -> None:
+        try:
+            while not self.stop.wait(self.services.config.REAPER_INTERVAL):
+                self._pass()
+        finally:
+            self.webhooks.close()
+
+    def _pass(self) -> None:
+        try:
+            reap(self.services)
+        except Exception as exc:  # a database restart or a full disk must not kill the loop
+            if disk_full(exc):  # the operator's to fix; one line per pass, not a traceback
+                log.error("reaper pass stopped, disk full: %s; retrying next interval", exc)
+            else:
+                log.exception("reaper pass failed; retrying next interval")
+        try:  # after reap(): this pass's stalls and lost workers are in the log; sends run on the pool
+            self.webhooks.tick()
+        except Exception:
+            log.exception("webhook pass failed; retrying next interval")
+
+
+def due(now: datetime, deadline: timedelta):  # type: ignore[no-untyped-def]
+    """Segments to hand to the queue: RECEIVED whose time has come, QUEUED that no worker took in time."""
+    waiting = and_(Segment.status == SegmentState.RECEIVED, or_(Segment.retry_at.is_(None), Segment.retry_at <= now))
+    lost = and_(Segment.status == SegmentState.QUEUED, or_(Segment.queued_at.is_(None), Segment.queued_at <= now - deadline))
+    return or_(waiting, lost)
+
+
+def reap(services: Services) -> int:
+    """Run one pass; return how many segments were handed to the queue."""
+    deadline = timedelta(seconds=services.config.PROCESSING_DEADLINE)
+    with services.sessions() as session:
+        expired = lifecycle.expire_leases(services, session)
+        now = services.clock.now()
+        candidates = session.execute(
+            select(Segment.video_id, Segment.segment_id).where(due(now, deadline)).limit(SUBMIT_BATCH)
+        ).all()
+        session.rollback()
+        submitted = sum(lifecycle.submit(services, session, video_id, segment_id) for video_id, segment_id in candidates)
+        live = session.scalars(select(Video.id).where(Video.type == VideoType.LIVE, Video.status != VideoStatus.EMPTY)).all()
+        session.rollback()
+        for video_id in live:
+            lifecycle.settle(services, session, video_id, inline=True)  # gap timeouts: packages, finishes, publishes
+        republished = _republish(services, session)
+        pruned = eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION)
+        staged = _sweep_staging(services, session)
+    end_idle_videos(services, services.clock.now())
+    report_stalls(services, services.clock.now())
+    with services.sessions() as session:
+        config = services.config
+        registry.mark_lost(session, now=services.clock.now(), lease_seconds=config.LEASE_SECONDS, horizon=config.EVENT_RETENTION)
+    swept = sum(purge.remove(path) for path in purge.stale_temps(services, limit=SUBMIT_BATCH))
+    if expired or submitted or swept or staged or pruned or republished:
+        log.info(
+            "reaper: %d lease(s) expired, %d segment(s) queued, %d video(s) republished, %d temp file(s) and %d staging dir(s) removed, %d event(s) pruned",
+            expired,
+            submitted,
+            republished,
+            swept,
+            staged,
+            pruned,
+        )
+    return submitted
+
+
+def _republish(services: Services, session: Session) -> int:
+    """Publish the playlists of videos whose files lag their revision (a publisher died, a disk was full)."""
+    if not services.has_media:
+        return 0
+    lagging = publishing.lagging(session, SUBMIT_BATCH)
+    session.rollback()
+    return sum(publishing.publish(services, session, video_id) for video_id in lagging)
+
+
+def _sweep_staging(services: Services, session: Session) -> int:
+    """Delete staging directories of attempts that are not running (a worker died between writing and reporting)."""
+    return sum(purge.remove(path) for path in purge.stale_staging(services, session, limit=SUBMIT_BATCH))
+
+
+IDLE_BATCH = 100
+
+
+def abandoned(last_activity: datetime, now: datetime, timeout: timedelta) -> bool:
+    """Whether a live video with no end signal has been idle long enough to be ended by the server.
+
+    Its last activity is its newest upload, or its creation if nothing was uploaded: a phone that died
+    (battery, crash, lost network for good) never sends /video_end.
+    """
+    return now - last_activity >= timeout
+
+
+def end_idle_videos(services: Services, now: datetime) -> int:
+    """End each abandoned live video at its highest stored segment, as /video_end would; return how many.
+
+    It then becomes VOD the normal way (maybe_finish, now or on a later pass). A video that never received
+    a segment has nothing to play: it is deleted rather than listed forever as an empty recording.
+    """
+    timeout = timedelta(seconds=services.config.LIVE_IDLE_TIMEOUT)
+    cutoff = now - timeout
+    newest = func.max(Segment.uploaded_at)
+    query = (
+        select(Video.id, Video.created_at, newest, func.max(Segment.segment_id))
+        .outerjoin(Segment, Segment.video_id == Video.id)
+        .where(Video.type == VideoType.LIVE, Video.last_segment_id.is_(None), Video.created_at <= cutoff)
+        .group_by(Video.id, Video.created_at)
+        .having(or_(newest.is_(None), newest <= cutoff))
+        .order_by(Video.id)
+        .limit(IDLE_BATCH)
+    )
+    ended = 0
+    with services.sessions() as session:
+        for video_id, created_at, newest_upload, highest in session.execute(query).all():
+            if abandoned(newest_upload or created_at, now, timeout):
+                ended += _end_idle(services, session, video_id, highest)
+    return ended
+
+
+def _end_idle(services: Services, session: Session, video_id: int, highest: int | None) -> bool:
+    idle = services.config.LIVE_IDLE_TIMEOUT
+    try:
+        if highest is None:
+            if delete_abandoned(services, session, video_id):
+                log.warning("video %s abandoned: nothing uploaded in %.0f s; deleted the empty recording", video_id, idle)
+                return True
+            return False  # ended, or a first segment arrived, meanwhile
+        end_video(services, session, video_id, highest)
+    except (Conflict, NotFound):  # a later segment arrived, or the video was deleted, meanwhile
+        session.rollback()
+        return False
+    log.warning("video %s abandoned: no upload for %.0f s; ended at its highest segment %s", video_id, idle, highest)
+    lifecycle.maybe_finish(services, session, video_id)
+    return True
+
+
+STALL_BATCH = 500
+
+
+def report_stalls(services: Services, now: datetime) -> int:
+    """Write `video.stalled` for each live video whose uploads stopped (ingest_health.is_stalled), once per stall.
+
+    Once: a stall is reported unless a `video.stalled` of the video is after its newest upload; an
+    upload ends the stall, so the next silence is reported again.
+    """
+    newest = func.max(Segment.uploaded_at)
+    query = (
+        select(Video.id, Video.segment_duration_ms, newest)
+        .join(Segment, Segment.video_id == Video.id)
+        .where(Video.type == VideoType.LIVE, Video.last_segment_id.is_(None))
+        .group_by(Video.id, Video.segment_duration_ms)
+        .order_by(Video.id)
+        .limit(STALL_BATCH)
+    )
+    reported = 0
+    with services.sessions() as session:
+        rows = session.execute(query).all()
+        session.rollback()
+        for video_id, duration_ms, last_upload in rows:
+            stalled = is_stalled(last_upload, now=now, segment_seconds=duration_ms / 1000, last_segment_id=None)
+            reported_already = stalled and _stall_reported(session, video_id, last_upload)
+            session.rollback()
+            if stalled and not reported_already:  # checked without a lock first: most passes change nothing
+                reported += _report_stall(services, session, video_id)
+    return reported
+
+
+def _stall_reported(session: Session, video_id: int, since: datetime) -> bool:
+    """Whether this stall (no upload since `since`) already has its `video.stalled` event."""
+    query = select(Event.id).where(Event.video_id == video_id, Event.kind == "video.stalled", Event.at > since)
+    return session.scalar(query.limit(1)) is not None
+
+
+def _report_stall(services: Services, session: Session, video_id: int) -> bool:
+    """Decide again under the video's row lock (another reaper, an upload meanwhile) and write the event."""
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            video = change.video
+            last_upload = session.scalar(select(func.max(Segment.uploaded_at)).where(Segment.video_id == video_id))
+            seconds = video.segment_duration_ms / 1000
+            if not is_stalled(last_upload, now=change.now, segment_seconds=seconds, last_segment_id=video.last_segment_id):
+                return False
+            if last_upload is None or _stall_reported(session, video_id, last_upload):
+                return False
+            idle = round((change.now - last_upload).total_seconds(), 3)
+            change.event("video.stalled", last_upload_at=last_upload.isoformat(), idle=idle)
+            return True
+    except NotFound:  # deleted meanwhile
+        return False

@@ -1,0 +1,201 @@
+"""The admin JSON API and its event stream (docs/admin-api.md); every resource calls require_admin first.
+
+Resources parse and call: queries are in server/web/admin_views.py, changes in server/domain/ingest.py and
+server/domain/lifecycle.py. Login (/api/admin/login, logout, me) is server/web/api/auth.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+from flask import Response, request
+from flask_restful import Resource
+
+from server.core.errors import Conflict, InvalidInput, TooManyStreams
+from server.domain import ingest, lifecycle
+from server.domain.eventlog import Sequencer, newest_id, read_after
+from server.infra.models import MAX_ID
+from server.infra.services import Holds, Services
+from server.web import admin_views
+from server.web.api.auth import require_admin
+from server.web.api.context import services, session
+from server.web.api.videos import _json_object, _query_int
+
+NO_STORE = {"Cache-Control": "no-store"}
+MAX_EVENT_ID = 2**63 - 1
+KEEPALIVE_SECONDS = 15.0  # a comment line when nothing else was sent for this long (proxies drop idle streams)
+POLL_SECONDS = 0.5  # how often an open stream reads the events table
+EVENT_BATCH = 500  # events read per poll; a full batch is followed by the next at once
+RETRY_MS = 1000  # EventSource waits this long before it reconnects (after the stream ends)
+
+
+class AdminVideos(Resource):
+    def get(self):  # type: ignore[no-untyped-def]
+        """A page of VideoRows: ?limit= (default 50, max 200), ?before=<id>, ?q=<title words>, ?filter=live|vod|failed."""
+        require_admin(session())
+        limit = _query_int("limit", admin_views.PAGE_DEFAULT, 1, admin_views.PAGE_MAX) or admin_views.PAGE_DEFAULT
+        before = _query_int("before", None, 1, MAX_ID)
+        q = request.args.get("q")
+        if q is not None and len(q) > 200:
+            raise InvalidInput("q", "at most 200 characters")
+        kind = request.args.get("filter") or None
+        if kind is not None and kind not in admin_views.FILTERS:
+            raise InvalidInput("filter", f"must be one of {', '.join(admin_views.FILTERS)}")
+        page = admin_views.list_videos(services(), session(), limit=limit, before=before, q=q, kind=kind)
+        return page, 200, NO_STORE
+
+
+class AdminVideo(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        require_admin(session())
+        return admin_views.video_detail(services(), session(), video_id), 200, NO_STORE
+
+    def patch(self, video_id: int):  # type: ignore[no-untyped-def]
+        require_admin(session())
+        title = ingest.validate_title(_json_object().get("title"))
+        ingest.rename_video(services(), session(), video_id, title)
+        return _row(video_id), 200, NO_STORE
+
+    def delete(self, video_id: int):  # type: ignore[no-untyped-def]
+        require_admin(session())
+        ingest.delete_video(services(), session(), video_id)
+        return "", 204
+
+
+class AdminVideoEnd(Resource):
+    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+        """End a stuck live video at its highest stored segment; 409 if it is not live."""
+        require_admin(session())
+        ingest.end_stuck_video(services(), session(), video_id)
+        lifecycle.maybe_finish(services(), session(), video_id)  # every segment may be done already
+        return _row(video_id), 200, NO_STORE
+
+
+class AdminSegmentRetry(Resource):
+    def post(self, video_id: int, segment_id: int):  # type: ignore[no-untyped-def]
+        """A FAILED segment starts over; 409 if it is not FAILED."""
+        require_admin(session())
+        lifecycle.retry_failed(services(), session(), video_id, segment_id)
+        return admin_views.segment_detail(session(), video_id, segment_id), 200, NO_STORE
+
+
+class AdminVideoRetry(Resource):
+    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+        """Every FAILED segment of the video starts over; how many did."""
+        require_admin(session())
+        retried = 0
+        for segment_id in admin_views.failed_segment_ids(session(), video_id):
+            try:
+                lifecycle.retry_failed(services(), session(), video_id, segment_id)
+            except Conflict:  # retried by someone else meanwhile
+                continue
+            retried += 1
+        return {"retried": retried}, 200, NO_STORE
+
+
+class AdminWorkers(Resource):
+    def get(self):  # type: ignore[no-untyped-def]
+        require_admin(session())
+        return admin_views.workers(services(), session()), 200, NO_STORE
+
+
+class AdminAttemptCancel(Resource):
+    def post(self, attempt_id: int):  # type: ignore[no-untyped-def]
+        """Cancel a running attempt (its worker stops at its next heartbeat), retry its segment now; 409 if not running."""
+        require_admin(session())
+        attempt = lifecycle.cancel_attempt(services(), session(), attempt_id)
+        segment_id = session().scalar(admin_views.segment_id_of(attempt))
+        return admin_views.attempt_row(attempt, segment_id), 200, NO_STORE
+
+
+class AdminSystem(Resource):
+    def get(self):  # type: ignore[no-untyped-def]
+        require_admin(session())
+        return admin_views.system(services(), session()), 200, NO_STORE
+
+
+class AdminEvents(Resource):
+    def get(self):  # type: ignore[no-untyped-def]
+        """Stream the event log (text/event-stream) after Last-Event-ID, ?after=, or else the newest event."""
+        require_admin(session())
+        after = _event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
+        if after is None:
+            after = _event_id(request.args.get("after"), "after")
+        if after is None:
+            after = newest_id(session())
+        session().rollback()  # no connection is held while the stream is open: each poll takes one
+        slots = services().streams
+        if not slots.take():
+            raise TooManyStreams(f"this process already streams to {slots.slots} dashboards (ADMIN_STREAMS)")
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return Response(EventStream(services(), after, slots), mimetype="text/event-stream", headers=headers)
+
+
+def _event_id(raw: str | None, name: str) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or int(text) > MAX_EVENT_ID:
+        raise InvalidInput(name, "must be an event id (ASCII digits)")
+    return int(text)
+
+
+def _row(video_id: int) -> dict[str, object]:
+    return admin_views.video_rows(services(), session(), [ingest.get_video(session(), video_id)])[0]
+
+
+class EventStream:
+    """The body of one event stream: polls the events table until ADMIN_STREAM_SECONDS, then ends.
+
+    It holds one of the process's stream slots from its creation until `close()` (which the WSGI server
+    calls when the stream ends or the client goes, started or not) and a database connection only
+    while it reads.
+    """
+
+    def __init__(self, services: Services, after: int, slots: Holds) -> None:
+        self._services = services
+        self._slots = slots
+        self._released = False
+        self._sequencer = Sequencer(after)
+        self._body = self._run()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body
+
+    def close(self) -> None:
+        self._body.close()
+        if not self._released:
+            self._released = True
+            self._slots.release()
+
+    def _run(self) -> Iterator[bytes]:
+        services = self._services
+        started = time.monotonic()
+        deadline = started + services.config.ADMIN_STREAM_SECONDS
+        last_write = started
+        yield f"retry: {RETRY_MS}\n\n".encode()  # also sends the headers at once
+        while (now := time.monotonic()) < deadline:
+            chunk, full = self._poll(now)
+            if chunk:
+                yield chunk
+                last_write = now
+            elif now - last_write >= KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                last_write = now
+            if not full and services.stopping.wait(max(0.0, min(POLL_SECONDS, deadline - now))):
+                return  # the process is shutting down
+
+    def _poll(self, now: float) -> tuple[bytes, bool]:
+        """The events ready now, formatted; whether a whole batch came back (read again at once)."""
+        with self._services.sessions() as db:
+            events = read_after(db, self._sequencer.last, EVENT_BATCH)
+            ready = self._sequencer.take(events, now, self._services.clock.now())
+            text = "".join(_frame(admin_views.event_json(e)) for e in ready)
+        return text.encode(), len(events) == EVENT_BATCH and bool(ready)
+
+
+def _frame(event: dict[str, object]) -> str:
+    data = json.dumps(event, separators=(",", ":"), ensure_ascii=True)
+    return f"id: {event['id']}\nevent: {event['kind']}\ndata: {data}\n\n"

@@ -1,0 +1,25 @@
+"""Per-request access to the process's services and a request-scoped Session."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from server.infra.services import Services
+
+
+def services() -> Services:
+    return current_app.extensions["team03"]
+
+
+def session() -> Session:
+    """Return this request's Session, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = services().sessions()
+    return g.db
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()

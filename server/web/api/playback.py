@@ -1,0 +1,154 @@
+"""What players fetch: the Android MPD, legacy and standard HLS, DASH, storyboard, media files."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from flask import Response, request, send_file
+from flask_restful import Resource
+
+from server.core.errors import NotFound
+from server.domain import ingest, publishing
+from server.web import answers
+from server.web.api.context import services, session
+
+MIME = {
+    "mpd": "application/dash+xml",
+    "m3u8": "application/vnd.apple.mpegurl",
+    "vtt": "text/vtt; charset=utf-8",
+    "mp4": "video/mp4",
+    "m4s": "video/iso.segment",
+    "ts": "video/mp2t",
+    "jpg": "image/jpeg",
+}
+LIVE_CACHE = "public, max-age=1"
+FINISHED_CACHE = "public, max-age=3600"
+MEDIA_CACHE = "public, max-age=31536000, immutable"
+# Only these files are served: never originals, logs, temp files or directory listings.
+MEDIA_PATH = re.compile(
+    r"^(?:(?P<rung>[A-Z0-9_]{1,16})/(?:\d{6}\.(?:mp4|m4s|ts)|init\.mp4)"
+    r"|audio/(?:\d{6}\.m4s|init\.mp4)"
+    r"|(?:thumbnails|storyboard)/\d{6}\.jpg)$"
+)
+
+
+def _answer(result: answers.Rendered, kind: str) -> Response:
+    response = Response(result.body, mimetype=None, content_type=MIME[kind])
+    response.headers["Cache-Control"] = FINISHED_CACHE if result.finished else LIVE_CACHE
+    for name, value in result.headers:
+        response.headers[name] = value
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+def _gap() -> float:
+    return services().config.GAP_TIMEOUT
+
+
+# A rendition name in a playlist path; anything else is never a file (and never reaches a path).
+TRACK = re.compile(r"^(?:[A-Z0-9_]{1,16}|audio)$")
+
+
+def _published(video_id: int, name: str) -> Response | None:
+    """Answer the playlist file the publisher wrote (server/domain/publishing.py), as nginx does; None before the first.
+
+    The same bytes, type and Cache-Control as deploy/nginx/team03.conf: 1 s, live or not (a finished
+    playlist is revalidated by its ETag), which keeps nginx's answer a bare static file.
+    """
+    try:
+        body = (services().media.video_dir(video_id) / name).read_bytes()  # small, replaced whole: never torn
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return _answer(answers.Rendered(body, finished=False), name.rsplit(".", 1)[1])
+
+
+class AndroidMpd(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        raw = request.args.get("last_segment_id")
+        after = None if raw is None else ingest.parse_segment_id(raw, "last_segment_id")
+        result = answers.rendered(services(), session(), video_id, "android", publishing.android_mpd(_gap(), after), str(after))
+        return _answer(result, "mpd")
+
+
+class LegacyMaster(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        if (file := _published(video_id, f"{publishing.LEGACY}/root.m3u8")) is not None:
+            return file
+        return _answer(answers.rendered(services(), session(), video_id, "legacy-master", publishing.legacy_master), "m3u8")
+
+
+class LegacyMedia(Resource):
+    def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
+        if TRACK.match(name) and (file := _published(video_id, f"{publishing.LEGACY}/{name}/stream.m3u8")) is not None:
+            return file
+        result = answers.rendered(services(), session(), video_id, "legacy-media", publishing.legacy_media(_gap(), name), name)
+        return _answer(result, "m3u8")
+
+
+class DashManifest(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        if (file := _published(video_id, "manifest.mpd")) is not None:
+            return file
+        render = publishing.dash(_gap(), video_id)
+        return _answer(answers.rendered_when_published(services(), session(), video_id, "dash", render), "mpd")
+
+
+class HlsMaster(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        if (file := _published(video_id, "master.m3u8")) is not None:
+            return file
+        return _answer(answers.rendered(services(), session(), video_id, "hls-master", publishing.hls_master), "m3u8")
+
+
+class HlsMedia(Resource):
+    def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
+        if TRACK.match(name) and (file := _published(video_id, f"{name}/playlist.m3u8")) is not None:
+            return file
+        render = publishing.hls_media(_gap(), name)
+        return _answer(answers.rendered_when_published(services(), session(), video_id, "hls-media", render, name), "m3u8")
+
+
+class Storyboard(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        if (file := _published(video_id, "storyboard.vtt")) is not None:
+            return file
+        return _answer(answers.rendered(services(), session(), video_id, "storyboard", publishing.storyboard(_gap())), "vtt")
+
+
+class MediaFile(Resource):
+    def get(self, video_id: int, path: str):  # type: ignore[no-untyped-def]
+        if not MEDIA_PATH.match(path):
+            raise NotFound(f"no such file: {path[:80]}")
+        root = services().media.video_dir(video_id).resolve()
+        target = (root / path).resolve()
+        if root not in target.parents or not target.is_file():
+            raise NotFound(f"no such file: {path[:80]}")
+        # Media never changes once written (renamed into place whole), hence immutable.
+        response = send_file(target, mimetype=MIME[path.rsplit(".", 1)[1]], conditional=True, etag=True, max_age=31536000)
+        response.headers["Cache-Control"] = MEDIA_CACHE
+        return response
+
+
+class Clock(Resource):
+    """The server's clock for DASH UTCTiming (urn:mpeg:dash:utc:http-iso:2014)."""
+
+    def get(self):  # type: ignore[no-untyped-def]
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        response = Response(now, content_type="text/plain; charset=utf-8")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+PLAYER_PATHS = ("/live_mpd/", "/live_m3u8/", "/video_files/", "/time")
+
+
+def add_cors(response: Response) -> Response:
+    """Let web players on other origins read playlists, media and the Android headers."""
+    if request.path.startswith(PLAYER_PATHS):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Headers"] = "Range, If-None-Match, If-Modified-Since"
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        response.headers["Access-Control-Expose-Headers"] = "lastSegmentId, streamEnded, Content-Length, Content-Range, ETag"
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response

@@ -1,0 +1,56 @@
+"""Segments: upload (the Android multipart form), list, show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import request
+from flask_restful import Resource
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from server.core.errors import InvalidInput
+from server.domain import ingest
+from server.infra.models import Segment, SegmentRendition
+from server.store import UploadFile
+from server.web.api.context import services, session
+from server.web.api.schemas import segment_json
+from server.web.api.uploads import request_started
+
+
+def _with_renditions():  # type: ignore[no-untyped-def]
+    return selectinload(Segment.renditions).selectinload(SegmentRendition.rendition)
+
+
+class SegmentList(Resource):
+    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+        ingest.get_video(session(), video_id)
+        query = select(Segment).where(Segment.video_id == video_id).options(_with_renditions()).order_by(Segment.segment_id)
+        return [segment_json(s) for s in session().scalars(query)], 200
+
+    @staticmethod
+    def upload_dir(video_id: int) -> Path:
+        """Where the body's file parts are received, beside their destination (server/web/api/uploads.py)."""
+        # 404 before the body arrives; this session is closed before its first byte is read.
+        with services().sessions() as db:
+            ingest.get_video(db, video_id)
+        return services().media.video_dir(video_id) / "originals"
+
+    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+        # The whole body is in (receive_body); the temp file is deleted at teardown unless committed.
+        segment_id = ingest.parse_segment_id(request.form.get("segment_id"))
+        ext = ingest.parse_extension(request.form.get("original_extension"))
+        part = request.files.get("data")
+        if part is None or not isinstance(part.stream, UploadFile):
+            raise InvalidInput("data", "missing: send the segment as a file part named 'data'")
+        if part.stream.size == 0:
+            raise InvalidInput("data", "empty file")
+        video = ingest.get_video(session(), video_id)
+        started = request_started()
+        accepted = ingest.accept_segment(services(), session(), video, segment_id, ext, part.stream, started=started)
+        return segment_json(accepted.segment), 201
+
+
+class SegmentItem(Resource):
+    def get(self, video_id: int, segment_id: int):  # type: ignore[no-untyped-def]
+        return segment_json(ingest.find_segment(session(), video_id, segment_id)), 200
