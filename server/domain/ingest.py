@@ -17,7 +17,7 @@ from server.core.errors import Conflict, InvalidInput, NotFound, UnprocessableMe
 from server.core.playlists.model import MAX_SEGMENT_ID
 from server.core.transcode.ffmpeg import probe
 from server.core.transcode.ladder import SourceInfo, plan_ladder
-from server.domain import eventlog, lifecycle, publishing
+from server.domain import eventlog, lifecycle, publishing, transitions
 from server.domain.changes import video_change
 from server.infra import metrics
 from server.infra.models import Rendition, Segment, SegmentRendition, SegmentState, Video, VideoStatus, VideoType
@@ -161,7 +161,7 @@ def accept_segment(
                 change.event("segment.received", segment=segment_id, size=upload.size)
             else:  # a FAILED segment uploaded again with new bytes: its life starts over
                 old_original = services.media.original(video.id, segment_id, existing.original_extension)
-                lifecycle.move(change, segment, SegmentState.RECEIVED, size=upload.size, reupload=True)
+                transitions.move(change, segment, SegmentState.RECEIVED, size=upload.size, reupload=True)
             _fill(segment, ext, upload, info, change.now)
             for rung in segment.renditions:
                 rung.size = None

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,17 +25,18 @@ from server.core.playlists import VIDEO_TIMESCALE
 from server.core.playlists.publish import packagable, ready_for_vod
 from server.core.retry import Failure, Policy, after_failure
 from server.core.transcode.cmaf import track_durations
-from server.core.transcode.ladder import RenditionPlan
+from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip, WorkerRef, outputs_of
 from server.domain import eventlog, publishing
 from server.domain.changes import Change, video_change
+from server.domain.packaging import package_placeable
 from server.domain.state import load_view, rendition_plan
+from server.domain.transitions import S, move
 from server.infra import metrics
 from server.infra.models import (
     Attempt,
     AttemptOutcome,
     Segment,
     SegmentRendition,
-    SegmentState,
     Video,
     VideoStatus,
     VideoType,
@@ -47,38 +47,6 @@ from server.infra.services import Services
 from server.store.local import fsync_dir
 
 log = logging.getLogger(__name__)
-
-S = SegmentState
-TRANSITIONS: dict[SegmentState, frozenset[SegmentState]] = {
-    # A job can be delivered before its QUEUED mark commits: a RECEIVED segment may be claimed.
-    S.RECEIVED: frozenset({S.QUEUED, S.RUNNING}),
-    S.QUEUED: frozenset({S.RUNNING}),
-    S.RUNNING: frozenset({S.ENCODED, S.RECEIVED, S.FAILED}),
-    S.ENCODED: frozenset({S.PACKAGED}),
-    S.PACKAGED: frozenset(),
-    S.FAILED: frozenset({S.RECEIVED}),  # a re-upload, or an operator's retry
-}
-PICTURES = ("thumbnail.jpg", "storyboard.jpg")
-ERROR_TAIL = 4000  # characters of an error (ffmpeg's stderr tail) kept on the attempt and the segment
-
-
-class IllegalTransition(RuntimeError):
-    """A code path tried a move the state machine does not have: a bug, never a client's fault."""
-
-
-class AttemptGone(Exception):
-    """The attempt is no longer running (expired, cancelled, finished, or its video deleted): 410."""
-
-
-def move(change: Change, segment: Segment, to: SegmentState, **data: object) -> None:
-    """Move `segment` (and its rungs) to `to`, logging one event; the only writer of Segment.status."""
-    if to not in TRANSITIONS[segment.status]:
-        raise IllegalTransition(f"segment {segment.segment_id}: {segment.status.value} -> {to.value}")
-    segment.status = to
-    for rung in segment.renditions:
-        rung.status = to
-    change.event(f"segment.{to.value.lower()}", segment=segment.segment_id, **data)
-
 
 def policy(services: Services) -> Policy:
     return Policy(max_attempts=services.config.JOB_MAX_ATTEMPTS, backoff=services.config.RETRY_BACKOFF)
@@ -115,60 +83,6 @@ def submit(services: Services, session: Session, video_id: int, segment_id: int)
 
 
 # -- attempts --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerRef:
-    id: int | None
-    name: str
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What a worker needs to encode one segment, and what it must hand back (JSON both ways)."""
-
-    attempt_id: int
-    video_id: int
-    segment_id: int
-    lease_expires_at: datetime
-    source_extension: str
-    source_size: int
-    source_sha256: str
-    source_info: str
-    renditions: tuple[RenditionPlan, ...]
-    outputs: tuple[str, ...]
-
-    def to_json(self) -> dict[str, object]:
-        raw = asdict(self)
-        raw["lease_expires_at"] = self.lease_expires_at.isoformat()
-        raw["renditions"] = [asdict(r) for r in self.renditions]
-        raw["outputs"] = list(self.outputs)
-        return raw
-
-    @classmethod
-    def from_json(cls, raw: dict) -> Claim:  # type: ignore[type-arg]
-        return cls(
-            attempt_id=int(raw["attempt_id"]),
-            video_id=int(raw["video_id"]),
-            segment_id=int(raw["segment_id"]),
-            lease_expires_at=datetime.fromisoformat(raw["lease_expires_at"]),
-            source_extension=str(raw["source_extension"]),
-            source_size=int(raw["source_size"]),
-            source_sha256=str(raw["source_sha256"]),
-            source_info=str(raw["source_info"]),
-            renditions=tuple(RenditionPlan(**r) for r in raw["renditions"]),
-            outputs=tuple(str(o) for o in raw["outputs"]),
-        )
-
-
-@dataclass(frozen=True)
-class Skip:
-    reason: str
-
-
-def outputs_of(renditions: tuple[RenditionPlan, ...]) -> tuple[str, ...]:
-    """The files one attempt hands back: one MP4 per rung, the thumbnail and the storyboard strip."""
-    return (*(f"{r.name}.mp4" for r in renditions), *PICTURES)
 
 
 def start_attempt(services: Services, session: Session, video_id: int, segment_id: int, worker: WorkerRef) -> Claim | Skip:
@@ -517,8 +431,6 @@ def settle(services: Services, session: Session, video_id: int, *, inline: bool)
     ]
     if placeable:
         if inline:
-            from server.domain.packaging import package_placeable  # the remux itself; it calls back into move()
-
             package_placeable(services, session, video_id)
         else:
             _submit_package(services, video_id)

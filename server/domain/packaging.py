@@ -20,8 +20,8 @@ from server.core.playlists.publish import packagable
 from server.core.transcode import ffmpeg
 from server.core.transcode.mpegts import continue_counters, next_counters
 from server.domain.changes import video_change
-from server.domain.lifecycle import S, move
 from server.domain.state import load_view
+from server.domain.transitions import S, move
 from server.infra.models import Segment, SegmentRendition
 from server.infra.services import Services
 from server.store.local import atomic_write, temp_path_for

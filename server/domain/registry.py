@@ -18,7 +18,6 @@ import hmac
 import json
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.core.errors import InvalidInput, NotFound
+from server.core.wire import Registration
 from server.domain.eventlog import record
 from server.infra.models import Attempt, Event, Worker
 
@@ -33,7 +33,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # secrets.token_urlsafe(32) is 43 characters; anything far longer or outside that alphabet is no token of ours.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 TOKEN_BYTES = 32
-FUNCTION_NAMES = re.compile(r"^[a-z0-9_.]{1,64}$")
 LOST_FACTOR = 3  # silent for this many leases: lost (the dashboard's `alive` uses the same bound)
 LOST_BATCH = 100
 
@@ -85,50 +84,6 @@ def authenticate(session: Session, token: str | None) -> Worker | None:
     if worker is None or worker.revoked_at is not None or not hmac.compare_digest(worker.token_hash or "", digest):
         return None
     return worker
-
-
-@dataclass(frozen=True)
-class Registration:
-    """What a worker says of itself when it starts (POST /api/worker/hello, or directly with the database)."""
-
-    host: str
-    version: str
-    capabilities: dict[str, Any]
-    concurrency: int
-    functions: tuple[str, ...]
-
-    @classmethod
-    def from_json(cls, raw: object) -> Registration:
-        """Validate a hello body; InvalidInput names the first bad field."""
-        if not isinstance(raw, dict):
-            raise InvalidInput("body", "a JSON object is required")
-        host, version = _text(raw, "host", 255), _text(raw, "version", 64)
-        capabilities = raw.get("capabilities", {})
-        if not isinstance(capabilities, dict):
-            raise InvalidInput("capabilities", "a JSON object is required")
-        concurrency = raw.get("concurrency")
-        if type(concurrency) is not int or not 1 <= concurrency <= 256:
-            raise InvalidInput("concurrency", "an integer from 1 to 256 is required")
-        functions = raw.get("functions")
-        if not isinstance(functions, list) or not all(isinstance(f, str) and FUNCTION_NAMES.match(f) for f in functions):
-            raise InvalidInput("functions", "a list of job function names is required")
-        return cls(host, version, capabilities, concurrency, tuple(functions))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "version": self.version,
-            "capabilities": self.capabilities,
-            "concurrency": self.concurrency,
-            "functions": list(self.functions),
-        }
-
-
-def _text(raw: dict[str, Any], field: str, limit: int) -> str:
-    value = raw.get(field)
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise InvalidInput(field, f"a string of 1 to {limit} characters is required")
-    return value
 
 
 def register(session: Session, name: str, registration: Registration, *, now: datetime) -> Worker:

@@ -9,6 +9,8 @@ from sqlalchemy import BigInteger, DateTime, Enum, Float, ForeignKey, Integer, M
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from server.core.states import AttemptOutcome, SegmentState, VideoStatus, VideoType
+
 MAX_ID = 2**31 - 1  # the largest value of the INT id columns (MySQL INT, signed)
 
 # Fractional seconds matter: publishing rules compare upload and ready times.
@@ -30,48 +32,6 @@ class Base(DeclarativeBase):
 def _enum(cls: type[enum.Enum]) -> Enum:
     # Stored as strings so SQLite and MariaDB behave alike and new values need no ALTER TYPE.
     return Enum(cls, native_enum=False, create_constraint=False, length=16, values_callable=lambda e: [m.value for m in e])
-
-
-class VideoType(enum.Enum):
-    LIVE = "LIVE"
-    VOD = "VOD"
-
-
-class VideoStatus(enum.Enum):
-    EMPTY = "EMPTY"
-    UPLOADING = "UPLOADING"
-    OK = "OK"
-    ERROR = "ERROR"
-
-
-class SegmentState(enum.Enum):
-    """Where a segment is in its life (server/domain/lifecycle.py owns the transitions; docs/workers.md draws them)."""
-
-    RECEIVED = "RECEIVED"  # stored; waiting to be handed to the queue (now, or at retry_at)
-    QUEUED = "QUEUED"  # handed to the queue; no attempt running
-    RUNNING = "RUNNING"  # an attempt holds a lease on it
-    ENCODED = "ENCODED"  # every rung encoded; waiting for its place on the timeline
-    PACKAGED = "PACKAGED"  # fragments and TS written at its timeline position: players list it
-    FAILED = "FAILED"  # failed for good
-
-    @property
-    def android(self) -> str:
-        """The status word the Android app knows (android-client.md: OK, ERROR, PROCESSING, NIL)."""
-        return _ANDROID[self]
-
-    @property
-    def encoded(self) -> bool:
-        return self in (SegmentState.ENCODED, SegmentState.PACKAGED)
-
-
-_ANDROID = {
-    SegmentState.RECEIVED: "NIL",
-    SegmentState.QUEUED: "NIL",
-    SegmentState.RUNNING: "PROCESSING",
-    SegmentState.ENCODED: "OK",
-    SegmentState.PACKAGED: "OK",
-    SegmentState.FAILED: "ERROR",
-}
 
 
 class Video(Base):
@@ -191,13 +151,6 @@ class SegmentRendition(Base):
 
     segment: Mapped[Segment] = relationship(back_populates="renditions")
     rendition: Mapped[Rendition] = relationship()
-
-
-class AttemptOutcome(enum.Enum):
-    OK = "ok"
-    FAILED = "failed"
-    EXPIRED = "expired"  # its lease ran out: the worker died or lost the network
-    CANCELLED = "cancelled"  # its segment or video went away
 
 
 class Worker(Base):

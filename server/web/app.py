@@ -44,7 +44,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
 def _attach_runner(services: Services, local_runner: bool) -> None:
     """Run the jobs on this process's threads if asked; otherwise uploads wait for a segment_processor."""
     if local_runner:
-        from server.worker.runner import start_local_runner
+        from server.worker.local import start_local_runner
 
         start_local_runner(services)
         return

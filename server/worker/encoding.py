@@ -19,7 +19,7 @@ from server.core.jobs import SegmentJob
 from server.core.retry import Failure
 from server.core.transcode import ffmpeg
 from server.core.transcode.ladder import SourceInfo
-from server.domain.lifecycle import AttemptGone, Claim, Skip
+from server.core.wire import AttemptGone, Claim, Skip
 from server.infra import metrics
 from server.worker.origin import Origin
 

@@ -8,16 +8,12 @@ the work the same way with either.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Protocol
 
 from server.core.jobs import SegmentJob
 from server.core.retry import Failure
-from server.domain import lifecycle
-from server.domain.lifecycle import Claim, Skip, WorkerRef
-from server.infra.services import Services
-from server.store.local import commit_file
+from server.core.wire import Claim, Skip
 
 
 class Origin(Protocol):
@@ -34,40 +30,3 @@ class Origin(Protocol):
     def put_output(self, claim: Claim, name: str, path: Path) -> None: ...
     def complete(self, claim: Claim) -> None: ...
     def fail(self, claim: Claim, error: str, failure: Failure) -> None: ...
-
-
-class LocalOrigin:
-    """The origin seen from a worker that shares its database and media tree."""
-
-    def __init__(self, services: Services, worker: WorkerRef) -> None:
-        self.services = services
-        self.worker = worker
-
-    def claim(self, job: SegmentJob) -> Claim | Skip:
-        with self.services.sessions() as session:
-            return lifecycle.start_attempt(self.services, session, job.video_id, job.segment_id, self.worker)
-
-    def workdir(self, claim: Claim) -> Path:
-        # Inside the attempt's staging directory: put_output is then a rename on one filesystem.
-        path = self.services.media.attempt_dir(claim.video_id, claim.attempt_id) / ".work"
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
-
-    def fetch_source(self, claim: Claim, workdir: Path) -> Path:
-        return self.services.media.original(claim.video_id, claim.segment_id, claim.source_extension)
-
-    def heartbeat(self, claim: Claim, progress: float) -> None:
-        with self.services.sessions() as session:
-            lifecycle.renew_lease(self.services, session, claim.attempt_id, progress)
-
-    def put_output(self, claim: Claim, name: str, path: Path) -> None:
-        commit_file(path, self.services.media.attempt_dir(claim.video_id, claim.attempt_id) / name)
-
-    def complete(self, claim: Claim) -> None:
-        with self.services.sessions() as session:
-            lifecycle.complete_attempt(self.services, session, claim.attempt_id, inline=True)
-
-    def fail(self, claim: Claim, error: str, failure: Failure) -> None:
-        with self.services.sessions() as session:
-            lifecycle.fail_attempt(self.services, session, claim.attempt_id, error, failure)

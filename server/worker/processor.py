@@ -23,17 +23,14 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from server.config import Config, configure_logging, database_configured
 from server.core.errors import WorkerUnauthorized
 from server.core.jobs import PACKAGE_VIDEO, SHORT_NAMES, TRANSCODE_SEGMENT
-from server.domain import registry
-from server.domain.lifecycle import WorkerRef
 from server.infra import metrics
-from server.infra.services import Services
-from server.worker.origin import LocalOrigin, Origin
 from server.worker.remote import RemoteOrigin
-from server.worker.runner import default_worker_name, registration, start_workers
+from server.worker.runner import handlers_for, registration, start_workers
 
 log = logging.getLogger("server.segment_processor")
 
@@ -64,10 +61,17 @@ def plan(config: Config, only: str | None, *, database: bool) -> Plan:
     return Plan(False, (SHORT_NAMES[only],) if only else (TRANSCODE_SEGMENT, PACKAGE_VIDEO))
 
 
+class Presence(Protocol):
+    """How a worker registers, says it is alive, starts its threads and leaves: remote or with the database."""
+
+    def hello(self, functions: tuple[str, ...]) -> float: ...
+    def alive(self) -> None: ...
+    def bye(self) -> None: ...
+    def start(self, config: Config, functions: tuple[str, ...], stop: threading.Event) -> list[threading.Thread]: ...
+
+
 class RemoteRegistry:
     """A remote worker's registration, heartbeat and origin: all over the worker API."""
-
-    services = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -82,55 +86,34 @@ class RemoteRegistry:
     def bye(self) -> None:
         self.origin.bye()
 
-
-class LocalRegistry:
-    """A worker with the database: registers itself directly; its origin is the media tree."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.services: Services = Services.build(config)
-        self.origin: Origin = LocalOrigin(self.services, WorkerRef(None, default_worker_name(config)))
-
-    def hello(self, functions: tuple[str, ...]) -> float:
-        name = default_worker_name(self.config)
-        with self.services.sessions() as session:
-            row = registry.register(session, name, registration(self.config, functions), now=self.services.clock.now())
-            self.origin = LocalOrigin(self.services, WorkerRef(row.id, row.name))
-        return self.config.LEASE_SECONDS
-
-    def alive(self) -> None:
-        with self.services.sessions() as session:
-            registry.heartbeat(session, self._id(), now=self.services.clock.now())
-
-    def bye(self) -> None:
-        try:
-            with self.services.sessions() as session:
-                registry.stopped(session, self._id(), now=self.services.clock.now())
-        finally:
-            self.services.close()
-
-    def _id(self) -> int:
-        worker_id = self.origin.worker.id  # type: ignore[attr-defined]
-        assert worker_id is not None, "hello() first"
-        return worker_id
+    def start(self, config: Config, functions: tuple[str, ...], stop: threading.Event) -> list[threading.Thread]:
+        """The Gearman threads of `functions` (a remote worker only transcodes)."""
+        return start_workers(config, handlers_for(config, self.origin, functions), stop)
 
 
-def run(config: Config, how: Plan, registry: RemoteRegistry | LocalRegistry, stop: threading.Event) -> int:
+def _local_registry(config: Config) -> Presence:
+    # Imported here: a remote worker never loads the database side (SQLAlchemy, the domain).
+    from server.worker.local import LocalRegistry
+
+    return LocalRegistry(config)
+
+
+def run(config: Config, how: Plan, presence: Presence, stop: threading.Event) -> int:
     """Register, start the job threads, say alive until `stop`, drain, say bye."""
     try:
-        lease_seconds = registry.hello(how.functions)
+        lease_seconds = presence.hello(how.functions)
     except WorkerUnauthorized as exc:
         log.error("%s: check WORKER_TOKEN (python -m server.cli worker token NAME)", exc.message)
         return 3
     # The server's lease rules: the encoder renews every third of it, whatever this machine's setting.
     config = dataclasses.replace(config, LEASE_SECONDS=lease_seconds)
-    threads = start_workers(config, registry.services, registry.origin, how.functions, stop)
+    threads = presence.start(config, how.functions, stop)
     kind = "remote" if how.remote else "local"
     log.info("segment_processor ready (%s): %d thread(s) for %s", kind, config.WORKER_CONCURRENCY, ",".join(how.functions))
     status = 0
     while not stop.wait(max(1.0, lease_seconds / 3)):
         try:
-            registry.alive()
+            presence.alive()
         except WorkerUnauthorized as exc:  # revoked: take no more work
             log.error("%s: finishing the jobs in hand, then exiting", exc.message)
             status = 3
@@ -140,7 +123,7 @@ def run(config: Config, how: Plan, registry: RemoteRegistry | LocalRegistry, sto
     for thread in threads:
         thread.join()
     try:
-        registry.bye()
+        presence.bye()
     except Exception as exc:  # noqa: BLE001 - exiting anyway; the registry shows the last heartbeat
         log.warning("could not say bye: %s", exc)
     log.info("segment_processor stopped")
@@ -170,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    registry = RemoteRegistry(config) if how.remote else LocalRegistry(config)
+    presence = RemoteRegistry(config) if how.remote else _local_registry(config)
     metrics.serve(config)  # this worker's transcode times and attempts, for a Prometheus near it (METRICS_PORT)
-    return run(config, how, registry, stop)
+    return run(config, how, presence, stop)
 
 
 if __name__ == "__main__":

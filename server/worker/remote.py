@@ -27,7 +27,7 @@ import requests
 from server.core.errors import Conflict, ServiceError, WorkerUnauthorized
 from server.core.jobs import SegmentJob
 from server.core.retry import Failure
-from server.domain.lifecycle import ERROR_TAIL, AttemptGone, Claim, Skip
+from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip
 from server.worker.encoding import workdir_for
 
 log = logging.getLogger(__name__)

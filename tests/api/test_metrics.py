@@ -17,8 +17,9 @@ from server.core.retry import Failure
 from server.domain import lifecycle
 from server.domain.changes import video_change
 from server.domain.lifecycle import Claim, WorkerRef
-from server.infra.metrics import quantile, serve
+from server.infra.metrics import serve
 from server.infra.models import AttemptOutcome, SegmentState
+from server.ops.system_metrics import quantile
 from tests.harness.android import new_video_body
 from tests.harness.services import ROOT, Memcached, free_port, wait_for
 from tests.harness.stack import upload

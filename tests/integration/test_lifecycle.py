@@ -22,7 +22,7 @@ from server.infra.models import Attempt, AttemptOutcome, Event, Segment, Segment
 from server.infra.services import Services
 from server.store.local import UploadFile
 from server.worker.encoding import encode
-from server.worker.origin import LocalOrigin
+from server.worker.local import LocalOrigin
 
 WORKER = WorkerRef(None, "test-worker")
 

@@ -34,7 +34,7 @@ from server.ops import reaper, webhooks
 from server.ops.webhooks import Dispatcher
 from server.store.local import UploadFile
 from server.worker.encoding import encode
-from server.worker.origin import LocalOrigin
+from server.worker.local import LocalOrigin
 from tests.harness.clock import FakeClock
 
 WORKER = WorkerRef(None, "test-worker")

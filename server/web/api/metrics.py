@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.config import Config
 from server.core.errors import MetricsForbidden
-from server.infra import metrics
+from server.ops import system_metrics
 from server.web.api.context import services
 
 EXTENSION = "team03.metrics"
@@ -28,8 +28,8 @@ class Metrics(Resource):
         check_scraper(config)
         system = current_app.extensions.get(EXTENSION)
         if system is None:
-            system = current_app.extensions[EXTENSION] = metrics.SystemCollector(services())
-        body = metrics.exposition(config, system)
+            system = current_app.extensions[EXTENSION] = system_metrics.SystemCollector(services())
+        body = system_metrics.exposition(config, system)
         return Response(body, 200, {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
 

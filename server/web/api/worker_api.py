@@ -21,6 +21,7 @@ from flask import current_app, g, request, send_file
 from flask_restful import Resource
 from sqlalchemy.orm import Session
 
+from server.core import wire
 from server.core.errors import Conflict, Gone, InvalidInput, NotFound, UnprocessableMedia, WorkerUnauthorized
 from server.core.retry import Failure
 from server.domain import lifecycle, registry
@@ -55,7 +56,7 @@ def authenticate_worker() -> None:
     if worker is None:
         count_failed_worker_auth()  # 429 once an address has failed too often
         raise WorkerUnauthorized("a valid worker token is required (Authorization: Bearer <WORKER_TOKEN>)")
-    g.worker = lifecycle.WorkerRef(worker.id, worker.name)
+    g.worker = wire.WorkerRef(worker.id, worker.name)
 
 
 def _json_object() -> dict:
@@ -83,7 +84,7 @@ def _running(db: Session, attempt_id: int) -> tuple[Attempt, Segment]:
     return attempt, segment
 
 
-def _gone(exc: lifecycle.AttemptGone) -> Gone:
+def _gone(exc: wire.AttemptGone) -> Gone:
     return Gone(str(exc) or "the attempt is no longer running")
 
 
@@ -93,7 +94,7 @@ class WorkerResource(Resource):
 
 class WorkerHello(WorkerResource):
     def post(self):  # type: ignore[no-untyped-def]
-        registration = registry.Registration.from_json(_json_object())
+        registration = wire.Registration.from_json(_json_object())
         worker = registry.register(session(), g.worker.name, registration, now=_now())
         return {"worker_id": worker.id, "lease_seconds": services().config.LEASE_SECONDS}, 200, _NO_STORE
 
@@ -116,7 +117,7 @@ class AttemptList(WorkerResource):
         body = _json_object()
         video_id, segment_id = _id(body, "video_id"), _id(body, "segment_id")
         claim = lifecycle.start_attempt(services(), session(), video_id, segment_id, g.worker)
-        if isinstance(claim, lifecycle.Skip):
+        if isinstance(claim, wire.Skip):
             message = f"nothing to do: {claim.reason}"
             return {"code": "nothing_to_do", "message": message, "error": message, "skip": claim.reason}, 409, _NO_STORE
         return claim.to_json(), 201, _NO_STORE
@@ -146,7 +147,7 @@ class AttemptHeartbeat(WorkerResource):
         _running(db, attempt_id)
         try:
             expires = lifecycle.renew_lease(services(), db, attempt_id, progress)
-        except lifecycle.AttemptGone as exc:
+        except wire.AttemptGone as exc:
             raise _gone(exc) from exc
         return {"lease_expires_at": expires.isoformat()}, 200, _NO_STORE
 
@@ -185,13 +186,13 @@ class AttemptOutput(WorkerResource):
         """An output arriving is a sign of life: renew the lease, as a heartbeat would (uploads happen after ffmpeg)."""
         try:
             lifecycle.renew_lease(services(), session(), attempt_id, None)
-        except lifecycle.AttemptGone as exc:
+        except wire.AttemptGone as exc:
             raise _gone(exc) from exc
 
 
 def _check_output_name(segment: Segment, attempt: Attempt, name: str) -> None:
     """Refuse a name the claim did not list (404): only those are ever written, beside each other."""
-    if name not in lifecycle.outputs_of(tuple(rendition_plan(r.rendition) for r in segment.renditions)):
+    if name not in wire.outputs_of(tuple(rendition_plan(r.rendition) for r in segment.renditions)):
         raise NotFound(f"{name!r} is not an output of attempt {attempt.id}")
 
 
@@ -204,7 +205,7 @@ class AttemptComplete(WorkerResource):
             raise NotFound(f"attempt {attempt_id} is not one of this worker's")
         try:
             committed = lifecycle.complete_attempt(services(), db, attempt_id, inline=False)
-        except lifecycle.AttemptGone as exc:
+        except wire.AttemptGone as exc:
             raise _gone(exc) from exc
         return {"attempt_id": attempt_id, "committed": committed}, 200, _NO_STORE
 
@@ -222,6 +223,6 @@ class AttemptFail(WorkerResource):
         _running(db, attempt_id)
         try:
             lifecycle.fail_attempt(services(), db, attempt_id, error[-lifecycle.ERROR_TAIL :], failure)
-        except lifecycle.AttemptGone as exc:
+        except wire.AttemptGone as exc:
             raise _gone(exc) from exc
         return {"attempt_id": attempt_id}, 200, _NO_STORE
