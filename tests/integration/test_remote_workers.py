@@ -34,6 +34,16 @@ from tests.harness.services import ROOT, Gearmand, stop_gracefully, wait_for
 LEASE_SECONDS = 8.0
 
 
+# `python -m server.segment_processor`, writing sys.modules to argv[1] at exit (SIGTERM drains, then exits).
+RECORD_MODULES = """
+import atexit, pathlib, runpy, sys
+out = pathlib.Path(sys.argv[1])
+atexit.register(lambda: out.write_text("\\n".join(sorted(sys.modules))))
+sys.argv = ["segment_processor"]
+runpy.run_module("server.segment_processor", run_name="__main__")
+"""
+
+
 class Serving:
     """A WSGI app over real HTTP on `host` (threaded dev server) until close()."""
 
@@ -76,8 +86,13 @@ class RemoteStack:
         with self.services.sessions() as session:
             registry.revoke(session, name, now=SystemClock().now())
 
-    def start_remote(self, name: str, *, api_url: str | None = None, token: str | None = None) -> subprocess.Popen[bytes]:
-        """Start a remote worker in the namespace: no DATABASE_URL, its own empty MEDIA_ROOT."""
+    def start_remote(
+        self, name: str, *, api_url: str | None = None, token: str | None = None, modules_out: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a remote worker in the namespace: no DATABASE_URL, its own empty MEDIA_ROOT.
+
+        With `modules_out`, the worker writes the names of every module it loaded there when it exits.
+        """
         media = self.tmp / f"remote-{name}"
         media.mkdir(exist_ok=True)
         env = {
@@ -92,6 +107,8 @@ class RemoteStack:
         }
         log = open(self.tmp / f"remote-{name}.log", "ab")  # noqa: SIM115 - the child holds it
         argv = [sys.executable, "-m", "server.segment_processor"]
+        if modules_out is not None:
+            argv = [sys.executable, "-c", RECORD_MODULES, str(modules_out)]
         proc = self.host.popen(argv, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=log)
         log.close()
         self.remote.append(proc)
@@ -175,8 +192,9 @@ def packaged_events(stack: RemoteStack, video_id: int) -> int:
     )
 
 
-def test_a_remote_worker_turns_a_paced_recording_into_a_vod(remote_stack: RemoteStack, segment_files) -> None:
-    remote_stack.start_remote("far")
+def test_a_remote_worker_turns_a_paced_recording_into_a_vod(remote_stack: RemoteStack, segment_files, tmp_path: Path) -> None:
+    modules = tmp_path / "modules.txt"
+    far = remote_stack.start_remote("far", modules_out=modules)
     video_id = remote_stack.new_video()
     for segment_id, path in enumerate(segment_files):
         remote_stack.upload(video_id, segment_id, path.read_bytes())
@@ -192,6 +210,11 @@ def test_a_remote_worker_turns_a_paced_recording_into_a_vod(remote_stack: Remote
     assert packaged_events(remote_stack, video_id) == len(segment_files)
     assert remote_stack.client.get(f"/video_files/{video_id}/master.m3u8").status_code == 200
     assert_clean(remote_stack, video_id)
+    # Having encoded a whole recording, the remote worker never loaded the database, web or template side.
+    stop_gracefully([far])
+    loaded = {name.split(".")[0] for name in modules.read_text().split()}
+    assert "server" in loaded and not loaded & {"sqlalchemy", "pymysql", "flask", "werkzeug", "jinja2", "alembic"}
+    assert not {name for name in modules.read_text().split() if name.startswith(("server.domain", "server.web", "server.ops"))}
 
 
 def test_kill_9_of_a_remote_worker_mid_encode_another_finishes_once(remote_stack: RemoteStack, segment_files) -> None:
