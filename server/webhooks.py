@@ -15,7 +15,10 @@ mapped by `hook_event`:
 Each becomes a `WebhookDelivery` whose (hook, dedupe key) is unique. The dispatcher, run by the reaper
 (every origin worker, the local runner: any number at once), scans under the hook's row lock, then sends
 due deliveries on a small pool, at most one in flight per hook and per thread, each claimed first (its
-next_attempt_at moved past the try's deadline) so two reapers never send it together. A try is a POST
+next_attempt_at moved past the try's deadline) so two reapers never send it together. Hooks whose last
+try timed out go behind the others and hold at most `slow_share` of the threads (`send_order`,
+`may_start`), so receivers that hang leave threads to the healthy hooks; a receiver that is down or
+hangs holds one thread for at most its timeout. A try is a POST
 with a total deadline of WEBHOOK_TIMEOUT: no redirect followed, at most RESPONSE_LIMIT bytes read.
 A 2xx delivers; anything else is tried again after `retry_delay` until WEBHOOK_GIVE_UP after the event.
 A try records only its result's class (RESULTS: "2xx", "timeout", "refused" ...), never the receiver's bytes.
@@ -24,7 +27,6 @@ A hook's host is resolved when it is registered and again at every try, and refu
 of its addresses is loopback, private, link-local, multicast, unspecified or reserved, unless
 WEBHOOK_ALLOW_PRIVATE (which allows the first three); a try connects to the addresses it checked, never
 looking the name up again (no DNS rebinding between the check and the connection).
-A receiver that is down or hangs holds one pool thread for at most its timeout and delays no other hook.
 
 Events are read only once they are GAP_GRACE old: ids are taken at insert and transactions commit in
 any order, so a younger id may be visible before an older one commits (as the dashboard's Sequencer).
@@ -44,14 +46,14 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from server import eventlog, metrics
@@ -532,6 +534,38 @@ def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+def send_order(due: Sequence[tuple[int, datetime]], slow: Collection[int]) -> list[int]:
+    """The hooks with a due delivery, (hook id, oldest due), in the order they get a thread.
+
+    Hooks whose last try did not time out come first, then the `slow` ones; each group oldest due first.
+    """
+    return [hook_id for hook_id, at in sorted(due, key=lambda d: (d[0] in slow, d[1], d[0]))]
+
+
+def slow_share(threads: int) -> int:
+    """How many of `threads` hooks whose last try timed out may hold at once: half, at least one."""
+    return max(1, threads // 2)
+
+
+def may_start(hook_id: int, *, slow: bool, busy: Collection[int], busy_slow: int, threads: int) -> bool:
+    """Whether a try of `hook_id` may take a thread: one in flight per hook, `threads` in all, `slow_share` slow ones."""
+    if hook_id in busy or len(busy) >= threads:
+        return False
+    return not slow or busy_slow < slow_share(threads)
+
+
+def _timed_out(session: Session, hook_ids: Sequence[int]) -> set[int]:
+    """Those of the hooks with a delivery still to send whose last try timed out (a receiver that hangs)."""
+    if not hook_ids:
+        return set()
+    query = select(WebhookDelivery.webhook_id).where(
+        WebhookDelivery.webhook_id.in_(hook_ids),
+        WebhookDelivery.next_attempt_at.is_not(None),
+        WebhookDelivery.last_result == "timeout",
+    )
+    return set(session.scalars(query.distinct()))
+
+
 def claim_seconds(config: Config) -> float:
     """How long a claimed delivery is left alone by other senders: past its try's deadline, with a margin."""
     return 2 * config.WEBHOOK_TIMEOUT + 30.0
@@ -545,6 +579,7 @@ class Dispatcher:
         self.threads = max(1, services.config.WEBHOOK_THREADS)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="webhook")
         self._busy: set[int] = set()  # hooks with a try in flight from this process
+        self._slow: set[int] = set()  # those of them whose last try before timed out
         self._lock = threading.Lock()
 
     def tick(self) -> list[Future[None]]:
@@ -555,48 +590,68 @@ class Dispatcher:
         return self.send_due()
 
     def send_due(self) -> list[Future[None]]:
-        """Claim and start due deliveries: at most one per hook in flight, none waiting for a thread."""
+        """Claim and start due deliveries, one per hook at most, in `send_order`; none waits for a thread."""
         services = self.services
         now = services.clock.now()
+        oldest = func.min(WebhookDelivery.next_attempt_at)
         query = (
-            select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.next_attempt_at)
+            select(WebhookDelivery.webhook_id, oldest)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(Webhook.disabled_at.is_(None), WebhookDelivery.next_attempt_at <= now)
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .group_by(WebhookDelivery.webhook_id)
+            .order_by(oldest, WebhookDelivery.webhook_id)
             .limit(SEND_BATCH)
         )
         started: list[Future[None]] = []
         with services.sessions() as session:
-            for delivery_id, hook_id, due in session.execute(query).all():
-                if not self._take(hook_id):
+            due = [(hook_id, at) for hook_id, at in session.execute(query).all()]
+            slow = _timed_out(session, [hook_id for hook_id, _ in due])
+            for hook_id in send_order(due, slow):
+                if not self._take(hook_id, hook_id in slow):
                     continue
-                if not self._claim(session, delivery_id, due, now):
+                delivery_id = self._claim_next(session, hook_id, now)
+                if delivery_id is None:
                     self._release(hook_id)
                     continue
                 started.append(self._pool.submit(self._try, delivery_id, hook_id))
             session.rollback()
         return started
 
-    def _take(self, hook_id: int) -> bool:
+    def _take(self, hook_id: int, slow: bool) -> bool:
         with self._lock:
-            if hook_id in self._busy or len(self._busy) >= self.threads:
+            if not may_start(hook_id, slow=slow, busy=self._busy, busy_slow=len(self._slow), threads=self.threads):
                 return False
             self._busy.add(hook_id)
+            if slow:
+                self._slow.add(hook_id)
             return True
 
     def _release(self, hook_id: int) -> None:
         with self._lock:
             self._busy.discard(hook_id)
+            self._slow.discard(hook_id)
 
-    def _claim(self, session: Session, delivery_id: int, due: datetime, now: datetime) -> bool:
-        """Move the delivery's next try past this one's deadline, if no other sender did first."""
+    def _claim_next(self, session: Session, hook_id: int, now: datetime) -> int | None:
+        """Claim the hook's oldest due delivery: move its next try past this one's deadline, if no other sender did first."""
+        query = (
+            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+            .where(WebhookDelivery.webhook_id == hook_id, WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(1)
+        )
+        row = session.execute(query).first()
+        if row is None:
+            session.rollback()
+            return None
         later = now + timedelta(seconds=claim_seconds(self.services.config))
         table = WebhookDelivery.__table__
         claimed = session.execute(
-            update(table).where(table.c.id == delivery_id, table.c.next_attempt_at == due).values(next_attempt_at=later)
+            update(table)
+            .where(table.c.id == row.id, table.c.next_attempt_at == row.next_attempt_at)
+            .values(next_attempt_at=later)
         )
         session.commit()
-        return claimed.rowcount == 1  # type: ignore[attr-defined]
+        return row.id if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
 
     def _try(self, delivery_id: int, hook_id: int) -> None:
         try:

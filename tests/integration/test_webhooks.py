@@ -284,6 +284,45 @@ def test_a_receiver_that_hangs_delays_neither_other_hooks_nor_the_pass(services,
     assert delivery.next_attempt_at is not None and delivery.delivered_at is None
 
 
+def test_hanging_receivers_do_not_delay_a_healthy_hook(make_config, clock, receiver):
+    """8 receivers that take a request and never answer, and one that answers: its delivery leaves at once.
+
+    Once the hanging hooks' tries have timed out, a new event finds their retries due and older than the
+    healthy hook's delivery: they go behind it and share at most half the threads.
+    """
+    timeout = 1.0
+    services = Services.build(
+        make_config(WEBHOOK_TIMEOUT=timeout, WEBHOOK_THREADS=4, LEASE_SECONDS=10.0, WEBHOOK_ALLOW_PRIVATE=True)
+    )
+    services.clock = clock
+    dispatcher = Dispatcher(services)
+    futures: list[Future[None]] = []
+    try:
+        for k in range(8):
+            receiver.script[f"/hangs{k}"] = ["hang"]
+            hook(services, receiver, f"/hangs{k}", "worker.lost")
+        healthy = hook(services, receiver, "/healthy", "worker.lost")  # the newest: last by id
+        lost_worker(services, "first")
+        pump(services, dispatcher, rounds=6)  # every hanging try timed out once, the healthy one delivered
+        assert receiver.count("/healthy") == 1 and rows(services, healthy)[0].delivered_at is not None
+        assert sum(receiver.count(f"/hangs{k}") for k in range(8)) == 8
+        lost_worker(services, "second")  # 31 s later: the hanging hooks' retries are due too
+        services.clock.advance(webhooks.eventlog.GAP_GRACE + 1)
+        assert webhooks.scan(services) == 9  # the new event's deliveries are made: now only sending is timed
+        started = time.monotonic()
+        while receiver.count("/healthy") < 2:  # the reaper's passes, as often as a test can afford
+            assert time.monotonic() - started < 6 * timeout, "the healthy hook's second delivery never left"
+            receiver.arrived.clear()
+            futures += dispatcher.send_due()
+            receiver.arrived.wait(0.1)
+        arrived = [r.at for r in receiver.received if r.path == "/healthy"][-1]
+        assert arrived - started < timeout, f"delayed {arrived - started:.2f} s by hooks that hang"
+    finally:
+        settle(futures)
+        dispatcher.close()
+        services.close()
+
+
 @pytest.fixture
 def strict(make_config, clock) -> Iterator[Services]:  # type: ignore[no-untyped-def]
     """Services with the default WEBHOOK_ALLOW_PRIVATE=false, on the same database."""

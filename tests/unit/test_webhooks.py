@@ -1,5 +1,5 @@
 """Webhooks' pure rules: the signature, the retry schedule, the mapping from the event log, the checks of input,
-which receiver addresses are refused and the result classes a try records."""
+which receiver addresses are refused, the result classes a try records, and how hooks share the send threads."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ from server.webhooks import (
     check_events,
     check_url,
     hook_event,
+    may_start,
     next_attempt,
     payload,
     refusal,
     retry_delay,
+    send_order,
     sign,
     status_class,
     verify,
@@ -232,3 +234,29 @@ def test_which_receiver_addresses_are_refused(address, kind):
 def test_an_http_answer_is_recorded_as_its_class(status, result):
     assert status_class(status) == result
     assert result in RESULTS
+
+
+def test_hooks_whose_last_try_timed_out_go_behind_the_others():
+    due = [(1, T0), (2, T0 + timedelta(seconds=1)), (3, T0 - timedelta(seconds=60)), (4, T0), (5, T0 + timedelta(seconds=2))]
+    assert send_order(due, slow=set()) == [3, 1, 4, 2, 5]  # oldest due first, then by hook
+    assert send_order(due, slow={3, 1}) == [4, 2, 5, 3, 1]  # the slow ones last, however old their retries
+    assert send_order([], slow={1}) == []
+
+
+@pytest.mark.parametrize(
+    ("hook_id", "slow", "busy", "busy_slow", "threads", "allowed"),
+    [
+        (1, False, set(), 0, 4, True),
+        (1, False, {1}, 0, 4, False),  # one try in flight per hook
+        (5, False, {1, 2, 3, 4}, 0, 4, False),  # every thread taken
+        (5, False, {1, 2, 3}, 2, 4, True),  # a healthy hook takes any free thread
+        (5, True, {1}, 1, 4, True),  # slow hooks hold at most half the threads
+        (5, True, {1, 2}, 2, 4, False),
+        (5, True, {1, 2}, 1, 4, True),
+        (2, True, set(), 0, 1, True),  # one thread: the slow get it when it is free (behind the healthy ones)
+        (2, True, {1}, 1, 1, False),
+        (4, True, {1, 2}, 2, 5, False),  # half of 5 is 2
+    ],
+)
+def test_a_try_takes_a_thread_only_within_its_share(hook_id, slow, busy, busy_slow, threads, allowed):
+    assert may_start(hook_id, slow=slow, busy=busy, busy_slow=busy_slow, threads=threads) is allowed
