@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from server import cli, create_app, ingest, lifecycle, reaper, webhooks, workers
 from server.encoding import encode
+from server.errors import InvalidInput
 from server.lifecycle import Claim, WorkerRef
 from server.media.storage import UploadFile
 from server.models import Event, WebhookDelivery
@@ -37,6 +38,7 @@ from server.services import Services
 from server.webhooks import Dispatcher
 from server.workers import Registration
 from tests.harness.clock import FakeClock
+from tests.harness.netns import TestHost
 
 WORKER = WorkerRef(None, "test-worker")
 HANG_LIMIT = 30.0  # a hanging handler is released by the test, or after this at the latest
@@ -62,6 +64,7 @@ class Receiver:
     release: threading.Event = field(default_factory=threading.Event)
     hanging: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
+    address: str = "127.0.0.1"
 
     def start(self) -> Receiver:
         receiver = self
@@ -96,7 +99,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((self.address, 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
@@ -105,7 +108,7 @@ class Receiver:
         return sum(r.path == path for r in list(self.received))
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"http://{self.address}:{self.server.server_address[1]}{path}"
 
     def signed(self, path: str, body: bytes, headers: object) -> bool:
         """Check `t=<unix>,v1=<hex>` as a receiver would, without the server's code."""
@@ -381,9 +384,25 @@ def test_a_hook_whose_address_became_private_is_not_sent_to(services, strict, re
     assert receiver.received == []
 
 
+def test_a_receiver_on_a_private_network_needs_the_setting(services, strict, dispatcher):
+    """A receiver on this machine's end of a test host's link (10.203.X.1: private, not loopback)."""
+    with TestHost("hooks") as host:
+        receiver = Receiver(address=host.host_address).start()
+        try:
+            with strict.sessions() as session, pytest.raises(InvalidInput, match="resolves to a private address"):
+                webhooks.create(session, receiver.url("/lan"), "worker.lost", now=strict.clock.now(), allow_private=False)
+            hook_id = hook(services, receiver, "/lan", "worker.lost")  # WEBHOOK_ALLOW_PRIVATE=true
+            lost_worker(services)
+            pump(services, dispatcher)
+        finally:
+            receiver.stop()
+    assert [(r.path, r.signed) for r in receiver.received] == [("/lan", True)]
+    assert rows(services, hook_id)[0].last_result == "2xx"
+
+
 @pytest.fixture
 def banner() -> Iterator[tuple[str, threading.Event]]:
-    """A service on loopback that is not HTTP: it writes a greeting with a secret-looking version and closes."""
+    """A service on loopback that is not HTTP: it greets with its name and version, as sshd does."""
     server = socket.create_server(("127.0.0.1", 0))
     done = threading.Event()
 
@@ -392,7 +411,7 @@ def banner() -> Iterator[tuple[str, threading.Event]]:
             while not done.is_set():
                 conn, _ = server.accept()
                 with conn:
-                    conn.sendall(b"J\x00\x00\x00\n5.5.5-10.11.6-MariaDB-secret-build\x00\x08\x00\x00\x00")
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6p1 secret-build-42\r\n")
                     conn.recv(65536)
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -412,7 +431,7 @@ def test_a_delivery_records_a_class_never_the_bytes_a_service_answered(services,
     page = client.get(f"/api/admin/webhooks/{made['id']}/deliveries", headers=admin_auth)
     (delivery,) = page.json["deliveries"]
     assert delivery["last_status"] == "not_http" and delivery["last_error"] == webhooks.RESULTS["not_http"]
-    assert "MariaDB" not in page.get_data(as_text=True) and "5.5.5" not in page.get_data(as_text=True)
+    assert "SSH" not in page.get_data(as_text=True) and "secret-build" not in page.get_data(as_text=True)
 
 
 def test_a_redirect_is_not_followed(services, receiver, dispatcher):
@@ -434,6 +453,8 @@ def test_a_try_connects_to_the_address_that_was_checked(receiver):
     assert webhooks.post(target, body, headers, 2.0) == "2xx"
     (got,) = receiver.received
     assert (got.path, got.host, got.signed) == ("/pinned", f"hook.invalid:{port}", True)
+    tls = webhooks.Target(f"https://hook.invalid:{port}/pinned", target.addresses)
+    assert webhooks.post(tls, body, headers, 2.0) == "tls"  # the same pinning for https (this receiver speaks HTTP)
 
 
 def test_a_receiver_down_for_a_day_is_given_up(services, dispatcher):
