@@ -141,7 +141,9 @@ def webhook_command(config: Config, args: argparse.Namespace) -> str:
     """Carry out `webhook add|list|remove|deliveries` and return what to print."""
     now = SystemClock().now()
     if args.action == "add":
-        hook, secret = with_session(config, lambda s: webhooks.create(s, args.url, args.events, now=now))
+        hook, secret = with_session(
+            config, lambda s: webhooks.create(s, args.url, args.events, now=now, allow_private=config.WEBHOOK_ALLOW_PRIVATE)
+        )
         return f"webhook {hook['id']}: {hook['url']} ({','.join(hook['events'])})\nsecret: {secret}\n# shown only once"
     if args.action == "remove":
         with_session(config, lambda s: webhooks.remove(s, args.id, now=now))

@@ -83,12 +83,14 @@ class Config:
     ADMIN_STREAMS: int = 8
     # Webhooks (README "Webhooks"): each delivery try waits at most WEBHOOK_TIMEOUT seconds for its receiver;
     # a failed one is tried again after WEBHOOK_BACKOFF seconds, doubling up to WEBHOOK_BACKOFF_MAX, until
-    # WEBHOOK_GIVE_UP seconds after the event; WEBHOOK_THREADS send at once per reaper process.
+    # WEBHOOK_GIVE_UP seconds after the event; WEBHOOK_THREADS send at once per reaper process. A hook's host
+    # must resolve to public addresses only, unless WEBHOOK_ALLOW_PRIVATE (loopback, private, link-local too).
     WEBHOOK_TIMEOUT: float = 5.0
     WEBHOOK_BACKOFF: float = 10.0
     WEBHOOK_BACKOFF_MAX: float = 3600.0
     WEBHOOK_GIVE_UP: float = 24 * 3600.0
     WEBHOOK_THREADS: int = 4
+    WEBHOOK_ALLOW_PRIVATE: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

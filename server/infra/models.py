@@ -264,7 +264,8 @@ class WebhookDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # NULL once delivered or given up; a sender moves it on before it sends (its claim).
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
-    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP status, NULL if none came
-    last_error: Mapped[str | None] = mapped_column(String(255))
+    # The last try's class (webhooks.RESULTS: "2xx", "timeout" ...), never the receiver's bytes. The column
+    # keeps its first name; last_status, the receiver's HTTP status, is no longer written (a class says enough).
+    last_result: Mapped[str | None] = mapped_column("last_error", String(255))
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     given_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -15,10 +15,18 @@ mapped by `hook_event`:
 Each becomes a `WebhookDelivery` whose (hook, dedupe key) is unique. The dispatcher, run by the reaper
 (every origin worker, the local runner: any number at once), scans under the hook's row lock, then sends
 due deliveries on a small pool, at most one in flight per hook and per thread, each claimed first (its
-next_attempt_at moved past the try's deadline) so two reapers never send it together. A try is a POST
+next_attempt_at moved past the try's deadline) so two reapers never send it together. Hooks whose last
+try timed out go behind the others and hold at most `slow_share` of the threads (`send_order`,
+`may_start`), so receivers that hang leave threads to the healthy hooks; a receiver that is down or
+hangs holds one thread for at most its timeout. A try is a POST
 with a total deadline of WEBHOOK_TIMEOUT: no redirect followed, at most RESPONSE_LIMIT bytes read.
 A 2xx delivers; anything else is tried again after `retry_delay` until WEBHOOK_GIVE_UP after the event.
-A receiver that is down or hangs holds one pool thread for at most its timeout and delays no other hook.
+A try records only its result's class (RESULTS: "2xx", "timeout", "refused" ...), never the receiver's bytes.
+
+A hook's host is resolved when it is registered and again at every try, and refused (`refusal`) when any
+of its addresses is loopback, private, link-local, multicast, unspecified or reserved, unless
+WEBHOOK_ALLOW_PRIVATE (which allows the first three); a try connects to the addresses it checked, never
+looking the name up again (no DNS rebinding between the check and the connection).
 
 Events are read only once they are GAP_GRACE old: ids are taken at insert and transactions commit in
 any order, so a younger id may be visible before an older one commits (as the dashboard's Sequencer).
@@ -30,19 +38,22 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import logging
 import secrets
 import socket
+import ssl
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from server.config import Config
@@ -63,6 +74,26 @@ RESPONSE_LIMIT = 64 * 1024  # bytes of a receiver's answer read (then dropped)
 MAX_URL = 2000
 MAX_HOOKS = 100  # hooks scanned per pass (and listed)
 PAGE_MAX = 200
+# What a try records (its class, never the receiver's own words), and what the admin reads for it.
+RESULTS = {
+    "2xx": None,
+    "1xx": "the receiver answered 1xx, not 2xx",
+    "3xx": "the receiver answered a redirect (3xx): redirects are not followed",
+    "4xx": "the receiver answered 4xx",
+    "5xx": "the receiver answered 5xx",
+    "timeout": "no answer within WEBHOOK_TIMEOUT",
+    "refused": "the connection was refused",
+    "closed": "the receiver closed the connection without an answer",
+    "reset": "the connection was reset",
+    "unreachable": "the receiver's host or network is unreachable",
+    "not_http": "the receiver did not answer HTTP",
+    "tls": "the TLS handshake or the certificate check failed",
+    "unresolved": "the hook's host name does not resolve",
+    "blocked": "the hook's host resolves to an address that is refused (see WEBHOOK_ALLOW_PRIVATE)",
+    "error": "the try failed",
+}
+PRIVATE_KINDS = ("loopback", "private", "link-local")  # what WEBHOOK_ALLOW_PRIVATE allows
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 # --- Pure rules -----------------------------------------------------------------------------------
@@ -169,6 +200,85 @@ def check_url(url: object) -> str:
     return url
 
 
+def address_kind(address: str) -> str | None:
+    """What kind of non-public address `address` is ("loopback", "private", ...), None for a public one.
+
+    An IPv6 address carrying an IPv4 one (mapped, NAT64, 6to4) is judged by the IPv4 address it reaches.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+    checks = (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private or not ip.is_global),  # RFC 1918, ULA, shared 100.64/10, documentation ...
+    )
+    return next((kind for kind, hit in checks if hit), None)
+
+
+def refusal(address: str, *, allow_private: bool) -> str | None:
+    """Why a receiver at `address` is refused (its kind), or None: public, or a kind WEBHOOK_ALLOW_PRIVATE allows."""
+    kind = address_kind(address)
+    return None if kind is None or (allow_private and kind in PRIVATE_KINDS) else kind
+
+
+def status_class(status: int) -> str:
+    """The result a receiver's HTTP status records: its class ("2xx" ... "5xx"); any other number is not HTTP."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else "not_http"
+
+
+class Refused(Exception):
+    """A hook's host cannot be sent to: `result` is "unresolved" or "blocked"; `reason` says why, for the admin."""
+
+    def __init__(self, result: str, reason: str) -> None:
+        super().__init__(reason)
+        self.result, self.reason = result, reason
+
+
+@dataclass(frozen=True)
+class Target:
+    """A hook's URL and the addresses its host resolved to, each checked: a try connects to these only."""
+
+    url: str
+    addresses: tuple[tuple[int, tuple[Any, ...]], ...]  # (socket family, sockaddr)
+
+
+def resolve(url: str, *, allow_private: bool) -> Target:
+    """Look the URL's host up once and check every address it has (`refusal`); Refused if none or any is refused."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(parts.hostname or "", port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        found = []
+    if not found:
+        raise Refused("unresolved", "its host does not resolve")
+    for _family, _kind, _proto, _name, sockaddr in found:
+        kind = refusal(str(sockaddr[0]), allow_private=allow_private)
+        if kind is not None:
+            fix = " (WEBHOOK_ALLOW_PRIVATE=true allows it)" if kind in PRIVATE_KINDS else ""
+            raise Refused("blocked", f"its host resolves to a {kind} address{fix}")
+    return Target(url, tuple(dict.fromkeys((family, sockaddr) for family, _k, _p, _n, sockaddr in found)))
+
+
+def check_target(url: object, *, allow_private: bool) -> str:
+    """Return `url` if it is a hook's (`check_url`) and its host resolves to addresses allowed, else InvalidInput."""
+    checked = check_url(url)
+    try:
+        resolve(checked, allow_private=allow_private)
+    except Refused as exc:
+        raise InvalidInput("url", exc.reason) from None
+    return checked
+
+
 def check_events(raw: object) -> tuple[str, ...]:
     """Return the events asked for (a list, or a comma-separated string), each one of EVENTS, else InvalidInput."""
     items = raw.split(",") if isinstance(raw, str) else raw
@@ -186,11 +296,12 @@ def check_events(raw: object) -> tuple[str, ...]:
 # --- Hooks and their deliveries (what the admin API and the CLI call) --------------------------------
 
 
-def create(session: Session, url: object, events: object, *, now: datetime) -> tuple[dict[str, Any], str]:
+def create(session: Session, url: object, events: object, *, now: datetime, allow_private: bool) -> tuple[dict[str, Any], str]:
     """Register a hook; return its JSON and its secret (shown this once). It hears only events after now."""
+    names = check_events(events)
     hook = Webhook(
-        url=check_url(url),
-        events=",".join(check_events(events)),
+        url=check_target(url, allow_private=allow_private),
+        events=",".join(names),
         secret=secrets.token_hex(32),
         created_at=now,
         scanned_to=eventlog.newest_id(session),
@@ -249,6 +360,7 @@ def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
         state = "given_up"
     else:
         state = "pending"
+    result = delivery.last_result if delivery.last_result in RESULTS or delivery.last_result is None else "error"
     return {
         "id": delivery.id,
         "event": delivery.kind,
@@ -257,8 +369,8 @@ def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
         "attempts": delivery.attempts,
         "created_at": _iso(delivery.created_at),
         "next_attempt_at": _iso(delivery.next_attempt_at),
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
+        "last_status": result,  # the last try's class (RESULTS), null before the first
+        "last_error": None if result is None else RESULTS[result],
         "delivered_at": _iso(delivery.delivered_at),
         "given_up_at": _iso(delivery.given_up_at),
     }
@@ -357,30 +469,62 @@ def _delivery(hook_id: int, key: str, kind: str, event: Event, now: datetime) ->
 # --- Sending --------------------------------------------------------------------------------------
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str | None]:
-    """POST `body` once, within `timeout` seconds in all; (HTTP status or None, error or None). Follows no redirect."""
-    parts = urlsplit(url)
+def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -> str:
+    """POST `body` once to the target's checked addresses, within `timeout` seconds in all; return its RESULTS class.
+
+    Follows no redirect; reads at most RESPONSE_LIMIT bytes of the answer and keeps none of them.
+    """
+    parts = urlsplit(target.url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = kind(parts.hostname or "", parts.port, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    # Connect to the addresses checked, not to a fresh lookup of the name (which the Host header and TLS keep).
+    conn._create_connection = lambda _address, _timeout, _source=None: _connect(target.addresses, deadline)  # type: ignore[attr-defined]
     # The socket timeout bounds each read; this bounds them all (a receiver answering a byte at a time).
     cut = threading.Event()
     watchdog = threading.Timer(timeout, _cut, (conn, cut))
     watchdog.daemon = True
     watchdog.start()
     try:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn.request("POST", target, body=body, headers=headers)
+        target_path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("POST", target_path, body=body, headers=headers)
         response = conn.getresponse()
         response.read(RESPONSE_LIMIT)
-        status = response.status
-        return status, None if 200 <= status < 300 else f"HTTP {status}"
+        return status_class(response.status)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        if cut.is_set() or isinstance(exc, TimeoutError):
-            return None, f"timed out: no answer within {timeout:g} s"
-        return None, (f"{type(exc).__name__}: {exc}")[:255]
+        return "timeout" if cut.is_set() else failure_class(exc)
     finally:
         watchdog.cancel()
         conn.close()
+
+
+def _connect(addresses: Sequence[tuple[int, tuple[Any, ...]]], deadline: float) -> socket.socket:
+    """A connection to the first of `addresses` that takes one before `deadline`."""
+    error: OSError = ConnectionRefusedError("no address to connect to")
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
+def failure_class(exc: BaseException) -> str:
+    """The RESULTS class of a try that raised `exc` (its message may quote the receiver: it is not kept)."""
+    classes: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+        (TimeoutError, "timeout"),
+        ((ssl.SSLError, ssl.CertificateError), "tls"),
+        (http.client.RemoteDisconnected, "closed"),
+        (ConnectionRefusedError, "refused"),
+        ((ConnectionResetError, ConnectionAbortedError, BrokenPipeError), "reset"),
+        (http.client.HTTPException, "not_http"),
+        (OSError, "unreachable"),
+    )
+    return next((result for kind, result in classes if isinstance(exc, kind)), "error")
 
 
 def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
@@ -389,6 +533,38 @@ def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed: nothing to cut
             sock.shutdown(socket.SHUT_RDWR)
+
+
+def send_order(due: Sequence[tuple[int, datetime]], slow: Collection[int]) -> list[int]:
+    """The hooks with a due delivery, (hook id, oldest due), in the order they get a thread.
+
+    Hooks whose last try did not time out come first, then the `slow` ones; each group oldest due first.
+    """
+    return [hook_id for hook_id, at in sorted(due, key=lambda d: (d[0] in slow, d[1], d[0]))]
+
+
+def slow_share(threads: int) -> int:
+    """How many of `threads` hooks whose last try timed out may hold at once: half, at least one."""
+    return max(1, threads // 2)
+
+
+def may_start(hook_id: int, *, slow: bool, busy: Collection[int], busy_slow: int, threads: int) -> bool:
+    """Whether a try of `hook_id` may take a thread: one in flight per hook, `threads` in all, `slow_share` slow ones."""
+    if hook_id in busy or len(busy) >= threads:
+        return False
+    return not slow or busy_slow < slow_share(threads)
+
+
+def _timed_out(session: Session, hook_ids: Sequence[int]) -> set[int]:
+    """Those of the hooks with a delivery still to send whose last try timed out (a receiver that hangs)."""
+    if not hook_ids:
+        return set()
+    query = select(WebhookDelivery.webhook_id).where(
+        WebhookDelivery.webhook_id.in_(hook_ids),
+        WebhookDelivery.next_attempt_at.is_not(None),
+        WebhookDelivery.last_result == "timeout",
+    )
+    return set(session.scalars(query.distinct()))
 
 
 def claim_seconds(config: Config) -> float:
@@ -404,6 +580,7 @@ class Dispatcher:
         self.threads = max(1, services.config.WEBHOOK_THREADS)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="webhook")
         self._busy: set[int] = set()  # hooks with a try in flight from this process
+        self._slow: set[int] = set()  # those of them whose last try before timed out
         self._lock = threading.Lock()
 
     def tick(self) -> list[Future[None]]:
@@ -414,48 +591,68 @@ class Dispatcher:
         return self.send_due()
 
     def send_due(self) -> list[Future[None]]:
-        """Claim and start due deliveries: at most one per hook in flight, none waiting for a thread."""
+        """Claim and start due deliveries, one per hook at most, in `send_order`; none waits for a thread."""
         services = self.services
         now = services.clock.now()
+        oldest = func.min(WebhookDelivery.next_attempt_at)
         query = (
-            select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.next_attempt_at)
+            select(WebhookDelivery.webhook_id, oldest)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(Webhook.disabled_at.is_(None), WebhookDelivery.next_attempt_at <= now)
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .group_by(WebhookDelivery.webhook_id)
+            .order_by(oldest, WebhookDelivery.webhook_id)
             .limit(SEND_BATCH)
         )
         started: list[Future[None]] = []
         with services.sessions() as session:
-            for delivery_id, hook_id, due in session.execute(query).all():
-                if not self._take(hook_id):
+            due = [(hook_id, at) for hook_id, at in session.execute(query).all()]
+            slow = _timed_out(session, [hook_id for hook_id, _ in due])
+            for hook_id in send_order(due, slow):
+                if not self._take(hook_id, hook_id in slow):
                     continue
-                if not self._claim(session, delivery_id, due, now):
+                delivery_id = self._claim_next(session, hook_id, now)
+                if delivery_id is None:
                     self._release(hook_id)
                     continue
                 started.append(self._pool.submit(self._try, delivery_id, hook_id))
             session.rollback()
         return started
 
-    def _take(self, hook_id: int) -> bool:
+    def _take(self, hook_id: int, slow: bool) -> bool:
         with self._lock:
-            if hook_id in self._busy or len(self._busy) >= self.threads:
+            if not may_start(hook_id, slow=slow, busy=self._busy, busy_slow=len(self._slow), threads=self.threads):
                 return False
             self._busy.add(hook_id)
+            if slow:
+                self._slow.add(hook_id)
             return True
 
     def _release(self, hook_id: int) -> None:
         with self._lock:
             self._busy.discard(hook_id)
+            self._slow.discard(hook_id)
 
-    def _claim(self, session: Session, delivery_id: int, due: datetime, now: datetime) -> bool:
-        """Move the delivery's next try past this one's deadline, if no other sender did first."""
+    def _claim_next(self, session: Session, hook_id: int, now: datetime) -> int | None:
+        """Claim the hook's oldest due delivery: move its next try past this one's deadline, if no other sender did first."""
+        query = (
+            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+            .where(WebhookDelivery.webhook_id == hook_id, WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(1)
+        )
+        row = session.execute(query).first()
+        if row is None:
+            session.rollback()
+            return None
         later = now + timedelta(seconds=claim_seconds(self.services.config))
         table = WebhookDelivery.__table__
         claimed = session.execute(
-            update(table).where(table.c.id == delivery_id, table.c.next_attempt_at == due).values(next_attempt_at=later)
+            update(table)
+            .where(table.c.id == row.id, table.c.next_attempt_at == row.next_attempt_at)
+            .values(next_attempt_at=later)
         )
         session.commit()
-        return claimed.rowcount == 1  # type: ignore[attr-defined]
+        return row.id if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
 
     def _try(self, delivery_id: int, hook_id: int) -> None:
         try:
@@ -470,13 +667,13 @@ class Dispatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def deliver(services: Services, delivery_id: int) -> None:
-    """Send one claimed delivery once and record what happened (delivered, a next try, or given up)."""
+def deliver(services: Services, delivery_id: int) -> str | None:
+    """Send one claimed delivery once, record what happened (delivered, a next try, or given up); return its class."""
     with services.sessions() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         hook = None if delivery is None else session.get(Webhook, delivery.webhook_id)
         if delivery is None or hook is None or delivery.next_attempt_at is None:
-            return
+            return None
         url, secret, kind, body = hook.url, hook.secret, delivery.kind, delivery.payload.encode()
         session.rollback()  # no connection is held while the receiver takes its time
     headers = {
@@ -486,8 +683,14 @@ def deliver(services: Services, delivery_id: int) -> None:
         "X-Team03-Delivery": str(delivery_id),
         SIGNATURE_HEADER: sign(secret, body, int(services.clock.time())),
     }
-    status, error = post(url, body, headers, services.config.WEBHOOK_TIMEOUT)
-    _record(services, delivery_id, status, error)
+    try:
+        target = resolve(url, allow_private=services.config.WEBHOOK_ALLOW_PRIVATE)  # again: DNS may have changed
+    except Refused as exc:
+        result = exc.result
+    else:
+        result = post(target, body, headers, services.config.WEBHOOK_TIMEOUT)
+    _record(services, delivery_id, result)
+    return result
 
 
 def prune(session: Session, now: datetime, retention: float) -> int:
@@ -505,22 +708,22 @@ def prune(session: Session, now: datetime, retention: float) -> int:
     return len(ids)
 
 
-def _record(services: Services, delivery_id: int, status: int | None, error: str | None) -> None:
+def _record(services: Services, delivery_id: int, result: str) -> None:
     with services.sessions() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
             return
         now = services.clock.now()
         delivery.attempts += 1
-        delivery.last_status, delivery.last_error = status, error
-        result = "delivered"
-        if error is None:
+        delivery.last_result = result
+        outcome = "delivered"
+        if result == "2xx":
             delivery.delivered_at, delivery.next_attempt_at = now, None
         else:
-            result = "retrying"
+            outcome = "retrying"
             delivery.next_attempt_at = next_attempt(delivery.created_at, now, delivery.attempts, Policy.of(services.config))
             if delivery.next_attempt_at is None:
-                result, delivery.given_up_at = "given_up", now
-                log.warning("webhook delivery %s given up after %d tries: %s", delivery_id, delivery.attempts, error)
+                outcome, delivery.given_up_at = "given_up", now
+                log.warning("webhook delivery %s given up after %d tries: %s", delivery_id, delivery.attempts, result)
         session.commit()
-    metrics.WEBHOOK_TRIES.labels(result=result).inc()
+    metrics.WEBHOOK_TRIES.labels(result=outcome).inc()

@@ -14,9 +14,9 @@ from server import create_app
 from server.config import Config
 from server.core.jobs import FUNCTIONS, TRANSCODE_SEGMENT
 from server.core.retry import Failure
+from server.core.wire import Claim, WorkerRef
 from server.domain import lifecycle
 from server.domain.changes import video_change
-from server.domain.lifecycle import Claim, WorkerRef
 from server.infra.metrics import serve
 from server.infra.models import AttemptOutcome, SegmentState
 from server.ops.system_metrics import quantile

@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from server.core.clock import SystemClock
+from server.core.wire import Claim
 from server.domain import lifecycle, registry
-from server.domain.lifecycle import Claim
 from server.infra.models import Attempt, AttemptOutcome, Worker
 from server.worker.encoding import encode, workdir_for
 from tests.harness.stack import upload

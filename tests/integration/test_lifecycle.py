@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from server.core.retry import Failure
+from server.core.wire import AttemptGone, Claim, Skip, WorkerRef
 from server.domain import eventlog, ingest, lifecycle
 from server.domain.changes import video_change
-from server.domain.lifecycle import AttemptGone, Claim, IllegalTransition, Skip, WorkerRef
+from server.domain.transitions import IllegalTransition
 from server.infra.models import Attempt, AttemptOutcome, Event, Segment, SegmentState, Video
 from server.infra.services import Services
 from server.store.local import UploadFile

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask, Response, request, send_file
 
 from server.core.errors import WorkerUnauthorized
-from server.domain.lifecycle import AttemptGone, Claim, Skip
+from server.core.wire import AttemptGone, Claim, Skip
 from server.web.devserver import make_dev_server
 from server.worker.remote import Limits, OriginUnavailable, RemoteOrigin, TransferCorrupted
 

@@ -1,4 +1,5 @@
-"""Webhooks' pure rules: the signature, the retry schedule, the mapping from the event log, the checks of input."""
+"""Webhooks' pure rules: the signature, the retry schedule, the mapping from the event log, the checks of input,
+which receiver addresses are refused, the result classes a try records, and how hooks share the send threads."""
 
 from __future__ import annotations
 
@@ -14,14 +15,20 @@ from server.core.ingest_health import is_stalled
 from server.infra.models import Event
 from server.ops.webhooks import (
     EVENTS,
+    RESULTS,
     Policy,
+    address_kind,
     check_events,
     check_url,
     hook_event,
+    may_start,
     next_attempt,
     payload,
+    refusal,
     retry_delay,
+    send_order,
     sign,
+    status_class,
     verify,
 )
 
@@ -168,3 +175,88 @@ def test_a_stall_is_three_segment_durations_without_an_upload_while_not_ended():
     assert is_stalled(newest, now=T0 + timedelta(seconds=9.001), segment_seconds=3.0, last_segment_id=None)
     assert not is_stalled(newest, now=T0 + timedelta(seconds=60), segment_seconds=3.0, last_segment_id=4)  # ended
     assert not is_stalled(None, now=T0, segment_seconds=3.0, last_segment_id=None)  # nothing uploaded yet
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.8.9.10", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped: the IPv4 address inside is what is reached
+        ("64:ff9b::7f00:1", "loopback"),  # NAT64's well-known prefix, likewise
+        ("2002:7f00:1::", "loopback"),  # 6to4, likewise
+        ("10.0.0.1", "private"),
+        ("172.16.5.4", "private"),
+        ("192.168.1.1", "private"),
+        ("100.64.0.1", "private"),  # carrier-grade NAT (shared address space)
+        ("fc00::1", "private"),
+        ("fd12:3456::1", "private"),
+        ("192.0.2.1", "private"),  # documentation: not routed on the internet
+        ("169.254.169.254", "link-local"),  # the cloud metadata service
+        ("fe80::1", "link-local"),
+        ("fe80::1%eth0", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("239.1.2.3", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("255.255.255.255", "reserved"),
+        ("::127.0.0.1", "reserved"),  # IPv4-compatible IPv6, long deprecated
+        ("8.8.8.8", None),
+        ("93.184.216.34", None),
+        ("2606:4700::1111", None),
+        ("64:ff9b::808:808", None),  # NAT64 of a public address
+    ],
+)
+def test_which_receiver_addresses_are_refused(address, kind):
+    assert address_kind(address) == kind
+    assert refusal(address, allow_private=False) == kind
+    allowed_with_setting = kind in (None, "loopback", "private", "link-local")
+    assert refusal(address, allow_private=True) == (None if allowed_with_setting else kind)
+
+
+@pytest.mark.parametrize(
+    ("status", "result"),
+    [
+        (200, "2xx"),
+        (204, "2xx"),
+        (299, "2xx"),
+        (101, "1xx"),
+        (302, "3xx"),
+        (404, "4xx"),
+        (503, "5xx"),
+        (600, "not_http"),
+        (999, "not_http"),
+    ],
+)
+def test_an_http_answer_is_recorded_as_its_class(status, result):
+    assert status_class(status) == result
+    assert result in RESULTS
+
+
+def test_hooks_whose_last_try_timed_out_go_behind_the_others():
+    due = [(1, T0), (2, T0 + timedelta(seconds=1)), (3, T0 - timedelta(seconds=60)), (4, T0), (5, T0 + timedelta(seconds=2))]
+    assert send_order(due, slow=set()) == [3, 1, 4, 2, 5]  # oldest due first, then by hook
+    assert send_order(due, slow={3, 1}) == [4, 2, 5, 3, 1]  # the slow ones last, however old their retries
+    assert send_order([], slow={1}) == []
+
+
+@pytest.mark.parametrize(
+    ("hook_id", "slow", "busy", "busy_slow", "threads", "allowed"),
+    [
+        (1, False, set(), 0, 4, True),
+        (1, False, {1}, 0, 4, False),  # one try in flight per hook
+        (5, False, {1, 2, 3, 4}, 0, 4, False),  # every thread taken
+        (5, False, {1, 2, 3}, 2, 4, True),  # a healthy hook takes any free thread
+        (5, True, {1}, 1, 4, True),  # slow hooks hold at most half the threads
+        (5, True, {1, 2}, 2, 4, False),
+        (5, True, {1, 2}, 1, 4, True),
+        (2, True, set(), 0, 1, True),  # one thread: the slow get it when it is free (behind the healthy ones)
+        (2, True, {1}, 1, 1, False),
+        (4, True, {1, 2}, 2, 5, False),  # half of 5 is 2
+    ],
+)
+def test_a_try_takes_a_thread_only_within_its_share(hook_id, slow, busy, busy_slow, threads, allowed):
+    assert may_start(hook_id, slow=slow, busy=busy, busy_slow=busy_slow, threads=threads) is allowed

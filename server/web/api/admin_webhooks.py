@@ -25,7 +25,10 @@ class AdminWebhooks(Resource):
         """Register a hook: {"url", "events"}; the answer carries its secret, this once."""
         require_admin(session())
         body = _json_object()
-        hook, secret = webhooks.create(session(), body.get("url"), body.get("events"), now=services().clock.now())
+        allow_private = services().config.WEBHOOK_ALLOW_PRIVATE
+        hook, secret = webhooks.create(
+            session(), body.get("url"), body.get("events"), now=services().clock.now(), allow_private=allow_private
+        )
         return {**hook, "secret": secret}, 201, NO_STORE
 
 
