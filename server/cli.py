@@ -1,10 +1,10 @@
 """Operator commands (README "Operator CLI"): `python -m server.cli COMMAND`.
 
 `stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/phone.py).
-`videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`, `admin create`,
-`worker token|revoke|list` work on the deployment's DATABASE_URL (and MEDIA_ROOT) through the same domain
-functions as the admin API. Each prints a table a person reads, or JSON with `--json`; an error is one
-line on stderr and exit 1 (2 for a usage error).
+`videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`,
+`admin create|logout-all|delete`, `worker token|revoke|list` and `webhook ...` work on the deployment's
+DATABASE_URL (and MEDIA_ROOT) through the same domain functions as the admin API. Each prints a table a
+person reads, or JSON with `--json`; an error is one line on stderr and exit 1 (2 for a usage error).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from server import dashboard, ingest, lifecycle, phone, purge, webhooks, workers
+from server import admins, dashboard, ingest, lifecycle, phone, purge, webhooks, workers
 from server.clock import SystemClock
 from server.config import Config
 from server.db import alembic_config, make_engine, make_sessionmaker
@@ -50,17 +50,21 @@ def db_upgrade(config: Config) -> None:
     command.upgrade(alembic_config(config.DATABASE_URL), "head")
 
 
-def admin_create(config: Config, name: str, password: str) -> None:
-    """Create the admin `name`, or set a new password if it exists."""
-    if not password:
-        raise SystemExit("refusing an empty password")
-    engine = make_engine(config.DATABASE_URL)
-    with make_sessionmaker(engine)() as session:
-        admin = session.scalars(select(Admin).where(Admin.name == name)).one_or_none() or Admin(name=name)
-        admin.password_hash = generate_password_hash(password)
-        session.add(admin)
-        session.commit()
-    engine.dispose()
+def admin_create(config: Config, name: str, password: str) -> str:
+    """Create the admin `name`, or set a new password and end its sessions; return what to print."""
+    saved, ended = with_session(config, lambda s: admins.set_password(s, name, password))
+    return f"admin {saved!r} saved; {ended} session(s) ended"
+
+
+def admin_command(config: Config, action: str, name: str) -> str:
+    """Carry out `admin create|logout-all|delete NAME` (server/admins.py) and return what to print."""
+    if action == "create":
+        return admin_create(config, name, _read_password())
+    if action == "logout-all":
+        found, ended = with_session(config, lambda s: admins.end_sessions(s, name))
+        return f"admin {found!r}: {ended} session(s) ended"
+    deleted, ended = with_session(config, lambda s: admins.delete_admin(s, name))
+    return f"admin {deleted!r} deleted; {ended} session(s) ended"
 
 
 def create_first_admin(config: Config, name: str = "admin") -> str | None:
@@ -522,8 +526,12 @@ def parser() -> argparse.ArgumentParser:
         sub.choices[name].add_argument("--json", action="store_true", help="JSON instead of text")
     db = sub.add_parser("db", help="db upgrade").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply pending migrations to DATABASE_URL")
-    admin = sub.add_parser("admin", help="admin create NAME").add_subparsers(dest="action", required=True)
-    admin.add_parser("create", help="create an admin; the password is read from stdin").add_argument("name")
+    admin = sub.add_parser("admin", help="admin create|logout-all|delete NAME").add_subparsers(dest="action", required=True)
+    admin.add_parser("create", help="create an admin, or set a new password (ending its sessions); read from stdin").add_argument(
+        "name"
+    )
+    admin.add_parser("logout-all", help="end every login session of an admin (the password stays)").add_argument("name")
+    admin.add_parser("delete", help="delete an admin and its sessions").add_argument("name")
     worker = sub.add_parser("worker", help="worker token|revoke|list").add_subparsers(dest="action", required=True)
     worker.add_parser("token", help="mint a worker's token (printed once; the old one stops working)").add_argument("name")
     worker.add_parser("revoke", help="refuse a worker's token from now on").add_argument("name")
@@ -561,8 +569,7 @@ def run(args: argparse.Namespace, config: Config) -> str:
         db_upgrade(config)
         return f"database at head: {config.DATABASE_URL.split('@')[-1]}"
     if group == "admin":
-        admin_create(config, args.name, _read_password())
-        return f"admin {args.name!r} saved"
+        return admin_command(config, args.action, args.name)
     if group == "worker":
         return worker_command(config, args.action, getattr(args, "name", None), getattr(args, "json", False))
     commands: dict[str, Callable[[Services, Session], str]] = {

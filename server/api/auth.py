@@ -14,7 +14,8 @@ Two ways in:
 Either way a password is checked by `check_password`: scrypt (werkzeug), against a dummy hash when the
 name is unknown (the answer takes as long and says the same), and only after the failed-login throttle
 (per address and per admin, server/api/login_throttle.py) gave the attempt a slot, so Basic is no way around it.
-Expired sessions are deleted at login, a bounded batch at a time (`open_session`), and nowhere else.
+Expired sessions are deleted at login, a bounded batch at a time (`open_session`), and nowhere else;
+a new password, `admin logout-all` and `admin delete` end an admin's sessions (server/admins.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from server import admins
 from server.api.context import services
 from server.api.limits import client_address
 from server.api.login_throttle import login_throttle, subject
@@ -89,6 +91,9 @@ def check_password(session: Session, name: str, password: str) -> Admin:
 def open_session(session: Session, admin: Admin) -> tuple[str, AdminSession]:
     """Start a session for `admin`; return the cookie's token (never stored) and the committed row."""
     now = services().clock.now()
+    if not admins.unchanged(session, admin):  # its password changed (or it was deleted) since it was checked
+        session.rollback()
+        raise Unauthorized(WRONG_PASSWORD)
     _prune(session, now)
     token = secrets.token_urlsafe(32)
     row = AdminSession(

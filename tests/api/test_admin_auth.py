@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +25,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 import server.api
-from server import create_app
+from server import admins, create_app
 from server.api.auth import COOKIE, PRUNE_BATCH, require_admin
 from server.api.context import session
 from server.models import Admin, AdminSession
@@ -359,6 +362,85 @@ def test_failure_counts_are_shared_by_every_process_through_memcached(make_app):
         _assert_throttled(_login(two, "10.0.0.5"), "from this address")
     finally:
         server.stop()
+
+
+# --- the admin commands end sessions (python -m server.cli admin ...) ---
+
+
+def _cli(database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the operator CLI as an operator does, on the test database."""
+    env = {**os.environ, "DATABASE_URL": database_url, "MEMCACHED_SERVERS": "", "GEARMAN_SERVERS": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], input=stdin, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _two_admins_logged_in(app: Flask) -> tuple[list[FlaskClient], FlaskClient]:
+    """Two sessions of root and one of ops (password opspw)."""
+    _add_admin(app, "ops", "opspw")
+    roots = [_logged_in(app)[0], _logged_in(app)[0]]
+    ops = app.test_client()
+    assert _login(ops, username="ops", password="opspw").status_code == 200
+    return roots, ops
+
+
+def test_a_new_password_ends_every_session_of_that_admin_and_no_other(app, database_url):
+    roots, ops = _two_admins_logged_in(app)
+    done = _cli(database_url, "admin", "create", "root", stdin="n3w-pass\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "admin 'root' saved; 2 session(s) ended\n"
+    for client in roots:
+        _assert_401(client.get("/api/admin/me"))
+    assert ops.get("/api/admin/me").status_code == 200
+    _assert_401(_login(app.test_client(), "10.0.0.7"))  # the old password
+    assert _login(app.test_client(), "10.0.0.7", username="root", password="n3w-pass").status_code == 200
+
+
+def test_logout_all_ends_every_session_of_that_admin_and_keeps_the_password(app, database_url):
+    roots, ops = _two_admins_logged_in(app)
+    done = _cli(database_url, "admin", "logout-all", "root")
+    assert (done.returncode, done.stdout) == (0, "admin 'root': 2 session(s) ended\n"), done.stderr
+    for client in roots:
+        _assert_401(client.get("/api/admin/me"))
+    assert ops.get("/api/admin/me").status_code == 200
+    assert _login(app.test_client()).status_code == 200
+
+
+def test_delete_removes_the_admin_and_its_sessions(app, database_url):
+    roots, ops = _two_admins_logged_in(app)
+    done = _cli(database_url, "admin", "delete", "root")
+    assert (done.returncode, done.stdout) == (0, "admin 'root' deleted; 2 session(s) ended\n"), done.stderr
+    for client in roots:
+        _assert_401(client.get("/api/admin/me"))
+    assert {row.admin_id for row in _sessions(app)} == {_admin_id(app, "ops")}
+    _assert_401(_login(app.test_client()))
+    assert ops.get("/api/admin/me").status_code == 200
+
+
+def test_the_admin_commands_name_an_unknown_admin_on_stderr_and_exit_1(database_url):
+    for action in ("logout-all", "delete"):
+        done = _cli(database_url, "admin", action, "nobody")
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", "error: no admin named 'nobody'\n")
+
+
+def test_a_login_whose_password_was_changed_after_its_check_opens_no_session(app):
+    """open_session asks admins.unchanged, reading the row under a share lock, before it inserts."""
+    services = app.extensions["team03"]
+    with services.sessions() as login, services.sessions() as other:
+        checked = login.scalars(select(Admin).where(Admin.name == "root")).one()  # as check_password loaded it
+        assert admins.set_password(other, "root", "n3w-pass") == ("root", 0)
+        assert not admins.unchanged(login, checked)
+        login.rollback()  # releases the share lock (and reloads the row)
+        assert admins.unchanged(login, checked)
+        login.rollback()
+        checked = login.scalars(select(Admin).where(Admin.name == "root")).one()
+        admins.delete_admin(other, "root")
+        assert not admins.unchanged(login, checked)
+
+
+def _admin_id(app: Flask, name: str) -> int:
+    with app.extensions["team03"].sessions() as db:
+        return db.scalar(select(Admin.id).where(Admin.name == name))  # type: ignore[return-value]
 
 
 # --- the auth walk over the route table ---

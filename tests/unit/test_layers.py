@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "server.packaging",
             "server.publishing",
             "server.workers",
+            "server.admins",
         },
     ),
     (
