@@ -5,6 +5,8 @@
 `admin create|logout-all|delete`, `worker token|revoke|list` and `webhook ...` work on the deployment's
 DATABASE_URL (and MEDIA_ROOT) through the same domain functions as the admin API. Each prints a table a
 person reads, or JSON with `--json`; an error is one line on stderr and exit 1 (2 for a usage error).
+A command that prints a secret (a worker token, a webhook's signing secret) prints it alone on stdout,
+so `$(...)` captures just it; hints go to stderr.
 """
 
 from __future__ import annotations
@@ -110,11 +112,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells)
 
 
+def hint(text: str) -> None:
+    """Tell the operator something on stderr: stdout carries only the answer (a secret alone, for `$(...)`)."""
+    print(text, file=sys.stderr)
+
+
 def worker_command(config: Config, action: str, name: str | None, as_json: bool) -> str:
     """Carry out `worker token|revoke|list` and return what to print."""
     if action == "token":
         token = with_session(config, lambda s: workers.mint_token(s, name, now=SystemClock().now()))
-        return f"{token}\n# worker {name!r}: set WORKER_TOKEN to the line above; it is shown only once"
+        hint(f"worker {name!r}: set WORKER_TOKEN to the token on stdout; it is shown only once")
+        return token
     if action == "revoke":
         with_session(config, lambda s: workers.revoke(s, name, now=SystemClock().now()))
         return f"worker {name!r}: token revoked"
@@ -144,7 +152,10 @@ def webhook_command(config: Config, args: argparse.Namespace) -> str:
     now = SystemClock().now()
     if args.action == "add":
         hook, secret = with_session(config, lambda s: webhooks.create(s, args.url, args.events, now=now))
-        return f"webhook {hook['id']}: {hook['url']} ({','.join(hook['events'])})\nsecret: {secret}\n# shown only once"
+        hint(
+            f"webhook {hook['id']}: {hook['url']} ({','.join(hook['events'])}); its signing secret is on stdout, shown only once"
+        )
+        return secret
     if args.action == "remove":
         with_session(config, lambda s: webhooks.remove(s, args.id, now=now))
         return f"webhook {args.id}: removed"
