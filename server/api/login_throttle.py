@@ -87,7 +87,7 @@ class MemcachedCounters:
             if self.client.add(key, b"1", expire=ttl, noreply=False):
                 return 1
             count = self.client.incr(key, 1, noreply=False)
-        if count is None:
+        if count is None or count is False:  # False: the client's answer for a server it cannot reach
             log.warning("login throttle: memcached unavailable, not counting")
             return 0
         return int(count)

@@ -310,6 +310,17 @@ def test_the_right_password_from_a_clean_address_gets_through_a_name_lock_the_at
     _assert_throttled(_login(client, "10.3.2.0"), "for this username")  # an address that failed this window
 
 
+def test_a_memcached_that_is_down_counts_nothing_and_refuses_no_login(make_app, caplog):
+    server = Memcached().start()
+    app = make_app(MEMCACHED_SERVERS=(server.address,), CACHE_PREFIX="down:")
+    server.stop()
+    client = app.test_client()
+    for i in range(7):
+        _assert_401(_login(client, "10.5.0.1", username="root", password=f"guess{i}"))
+    assert _login(client, "10.5.0.1").status_code == 200
+    assert "login throttle: memcached unavailable, not counting" in caplog.text
+
+
 def _concurrent_guesses(app: Flask, count: int) -> list[int]:
     """`count` wrong passwords for root from one address, sent at once from as many threads."""
     start = threading.Barrier(count)
