@@ -18,33 +18,33 @@ from server.models import Webhook
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     cli.db_upgrade(Config.from_env(DATABASE_URL=url))
     return url
 
 
-def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as an operator's shell does, on `database_url`."""
-    env = {**os.environ, "DATABASE_URL": database_url, "MEMCACHED_SERVERS": "", "GEARMAN_SERVERS": ""}
+def run_cli(sqlite_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as an operator's shell does, on `sqlite_url`."""
+    env = {**os.environ, "DATABASE_URL": sqlite_url, "MEMCACHED_SERVERS": "", "GEARMAN_SERVERS": ""}
     done = subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done
 
 
-def test_worker_token_prints_the_token_alone_on_stdout_and_its_hint_on_stderr(database_url: str) -> None:
-    done = run_cli(database_url, "worker", "token", "w1")
+def test_worker_token_prints_the_token_alone_on_stdout_and_its_hint_on_stderr(sqlite_url: str) -> None:
+    done = run_cli(sqlite_url, "worker", "token", "w1")
     assert re.fullmatch(r"[A-Za-z0-9_-]{20,}\n", done.stdout), done.stdout
-    engine = make_engine(database_url)
+    engine = make_engine(sqlite_url)
     with make_sessionmaker(engine)() as session:
         assert workers.authenticate(session, done.stdout.removesuffix("\n")) is not None
     engine.dispose()
     assert "WORKER_TOKEN" in done.stderr and "shown only once" in done.stderr
 
 
-def test_webhook_add_prints_the_signing_secret_alone_on_stdout_and_the_hook_on_stderr(database_url: str) -> None:
-    done = run_cli(database_url, "webhook", "add", "https://ops.example/hook", "--events", "video.vod")
-    engine = make_engine(database_url)
+def test_webhook_add_prints_the_signing_secret_alone_on_stdout_and_the_hook_on_stderr(sqlite_url: str) -> None:
+    done = run_cli(sqlite_url, "webhook", "add", "https://ops.example/hook", "--events", "video.vod")
+    engine = make_engine(sqlite_url)
     with make_sessionmaker(engine)() as session:
         hook = session.scalars(select(Webhook)).one()
     engine.dispose()
