@@ -1,10 +1,12 @@
 """Operator commands (README "Operator CLI"): `python -m server.cli COMMAND`.
 
 `stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/ops/phone.py).
-`videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`, `admin create`,
-`worker token|revoke|list` work on the deployment's DATABASE_URL (and MEDIA_ROOT) through the same domain
-functions as the admin API. Each prints a table a person reads, or JSON with `--json`; an error is one
-line on stderr and exit 1 (2 for a usage error).
+`videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`,
+`admin create|logout-all|delete`, `worker token|revoke|list` and `webhook ...` work on the deployment's
+DATABASE_URL (and MEDIA_ROOT) through the same domain functions as the admin API. Each prints a table a
+person reads, or JSON with `--json`; an error is one line on stderr and exit 1 (2 for a usage error).
+A command that prints a secret (a worker token, a webhook's signing secret) prints it alone on stdout,
+so `$(...)` captures just it; hints go to stderr.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from server.config import Config
 from server.core.clock import SystemClock
 from server.core.errors import Conflict, FFmpegError, ServiceError
 from server.core.transcode import ffmpeg
-from server.domain import ingest, lifecycle, registry
+from server.domain import admins, ingest, lifecycle, registry
 from server.infra.db import alembic_config, make_engine, make_sessionmaker
 from server.infra.models import Admin
 from server.infra.queue import NoQueue
@@ -52,17 +54,21 @@ def db_upgrade(config: Config) -> None:
     command.upgrade(alembic_config(config.DATABASE_URL), "head")
 
 
-def admin_create(config: Config, name: str, password: str) -> None:
-    """Create the admin `name`, or set a new password if it exists."""
-    if not password:
-        raise SystemExit("refusing an empty password")
-    engine = make_engine(config.DATABASE_URL)
-    with make_sessionmaker(engine)() as session:
-        admin = session.scalars(select(Admin).where(Admin.name == name)).one_or_none() or Admin(name=name)
-        admin.password_hash = generate_password_hash(password)
-        session.add(admin)
-        session.commit()
-    engine.dispose()
+def admin_create(config: Config, name: str, password: str) -> str:
+    """Create the admin `name`, or set a new password and end its sessions; return what to print."""
+    saved, ended = with_session(config, lambda s: admins.set_password(s, name, password))
+    return f"admin {saved!r} saved; {ended} session(s) ended"
+
+
+def admin_command(config: Config, action: str, name: str) -> str:
+    """Carry out `admin create|logout-all|delete NAME` (server/domain/admins.py) and return what to print."""
+    if action == "create":
+        return admin_create(config, name, _read_password())
+    if action == "logout-all":
+        found, ended = with_session(config, lambda s: admins.end_sessions(s, name))
+        return f"admin {found!r}: {ended} session(s) ended"
+    deleted, ended = with_session(config, lambda s: admins.delete_admin(s, name))
+    return f"admin {deleted!r} deleted; {ended} session(s) ended"
 
 
 def create_first_admin(config: Config, name: str = "admin") -> str | None:
@@ -108,11 +114,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells)
 
 
+def hint(text: str) -> None:
+    """Tell the operator something on stderr: stdout carries only the answer (a secret alone, for `$(...)`)."""
+    print(text, file=sys.stderr)
+
+
 def worker_command(config: Config, action: str, name: str | None, as_json: bool) -> str:
     """Carry out `worker token|revoke|list` and return what to print."""
     if action == "token":
         token = with_session(config, lambda s: registry.mint_token(s, name, now=SystemClock().now()))
-        return f"{token}\n# worker {name!r}: set WORKER_TOKEN to the line above; it is shown only once"
+        hint(f"worker {name!r}: set WORKER_TOKEN to the token on stdout; it is shown only once")
+        return token
     if action == "revoke":
         with_session(config, lambda s: registry.revoke(s, name, now=SystemClock().now()))
         return f"worker {name!r}: token revoked"
@@ -141,10 +153,11 @@ def webhook_command(config: Config, args: argparse.Namespace) -> str:
     """Carry out `webhook add|list|remove|deliveries` and return what to print."""
     now = SystemClock().now()
     if args.action == "add":
-        hook, secret = with_session(
-            config, lambda s: webhooks.create(s, args.url, args.events, now=now, allow_private=config.WEBHOOK_ALLOW_PRIVATE)
+        hook, secret = with_session(config, lambda s: webhooks.create(s, args.url, args.events, now=now, allow_private=config.WEBHOOK_ALLOW_PRIVATE))
+        hint(
+            f"webhook {hook['id']}: {hook['url']} ({','.join(hook['events'])}); its signing secret is on stdout, shown only once"
         )
-        return f"webhook {hook['id']}: {hook['url']} ({','.join(hook['events'])})\nsecret: {secret}\n# shown only once"
+        return secret
     if args.action == "remove":
         with_session(config, lambda s: webhooks.remove(s, args.id, now=now))
         return f"webhook {args.id}: removed"
@@ -526,8 +539,12 @@ def parser() -> argparse.ArgumentParser:
         sub.choices[name].add_argument("--json", action="store_true", help="JSON instead of text")
     db = sub.add_parser("db", help="db upgrade").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply pending migrations to DATABASE_URL")
-    admin = sub.add_parser("admin", help="admin create NAME").add_subparsers(dest="action", required=True)
-    admin.add_parser("create", help="create an admin; the password is read from stdin").add_argument("name")
+    admin = sub.add_parser("admin", help="admin create|logout-all|delete NAME").add_subparsers(dest="action", required=True)
+    admin.add_parser("create", help="create an admin, or set a new password (ending its sessions); read from stdin").add_argument(
+        "name"
+    )
+    admin.add_parser("logout-all", help="end every login session of an admin (the password stays)").add_argument("name")
+    admin.add_parser("delete", help="delete an admin and its sessions").add_argument("name")
     worker = sub.add_parser("worker", help="worker token|revoke|list").add_subparsers(dest="action", required=True)
     worker.add_parser("token", help="mint a worker's token (printed once; the old one stops working)").add_argument("name")
     worker.add_parser("revoke", help="refuse a worker's token from now on").add_argument("name")
@@ -565,8 +582,7 @@ def run(args: argparse.Namespace, config: Config) -> str:
         db_upgrade(config)
         return f"database at head: {config.DATABASE_URL.split('@')[-1]}"
     if group == "admin":
-        admin_create(config, args.name, _read_password())
-        return f"admin {args.name!r} saved"
+        return admin_command(config, args.action, args.name)
     if group == "worker":
         return worker_command(config, args.action, getattr(args, "name", None), getattr(args, "json", False))
     commands: dict[str, Callable[[Services, Session], str]] = {

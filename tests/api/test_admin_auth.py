@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -21,6 +26,7 @@ from werkzeug.security import generate_password_hash
 
 import server.web.api
 from server import create_app
+from server.domain import admins
 from server.infra.models import Admin, AdminSession
 from server.infra.services import Services
 from server.web.api.auth import COOKIE, PRUNE_BATCH, require_admin
@@ -260,17 +266,85 @@ def test_failed_logins_from_one_address_are_throttled_and_other_addresses_are_no
     assert _login(client, "10.0.0.2").status_code == 200
 
 
-def test_failed_logins_for_one_name_are_throttled_from_every_address_and_other_names_are_not(app, database_url):
+def _add_admin(app: Flask, name: str, password: str) -> None:
     with app.extensions["team03"].sessions() as db:
-        db.add(Admin(name="ops", password_hash=generate_password_hash("opspw")))
+        db.add(Admin(name=name, password_hash=generate_password_hash(password)))
         db.commit()
+
+
+def test_failed_logins_for_one_name_throttle_it_from_every_address_that_failed_and_other_names_are_not(app):
+    _add_admin(app, "ops", "opspw")
     client = app.test_client()
     for i in range(5):  # a botnet: every guess from a new address
         _assert_401(_login(client, f"10.1.0.{i}", username="root", password=f"guess{i}"))
-    _assert_throttled(_login(client, "10.1.0.9"), "for this username")
-    _assert_throttled(_login(client, "10.1.0.9", username="ROOT ", password="x"), "for this username")  # as MySQL compares
-    _assert_throttled(client.get("/status.json", headers=_basic("root", "s3cret")), "for this username")
-    assert _login(client, "10.1.0.9", username="ops", password="opspw").status_code == 200
+    _assert_throttled(_login(client, "10.1.0.0"), "for this username")  # even the right password
+    _assert_throttled(_login(client, "10.1.0.1", username="ROOT ", password="x"), "for this username")  # the same row
+    _assert_throttled(
+        client.get("/status.json", headers=_basic("root", "s3cret"), environ_base={"REMOTE_ADDR": "10.1.0.2"}),
+        "for this username",
+    )
+    assert _login(client, "10.1.0.3", username="ops", password="opspw").status_code == 200
+
+
+def test_the_name_limit_counts_the_row_the_database_finds_so_collation_folding_cannot_dodge_it(app):
+    _add_admin(app, "bob", "bobpw")
+    client = app.test_client()
+    assert _login(client, "10.2.0.9", username="bób", password="bobpw").json["name"] == "bob"  # MariaDB folds it
+    for i in range(5):
+        _assert_401(_login(client, f"10.2.0.{i}", username="bob", password=f"guess{i}"))
+    for i, name in enumerate(("bób", "böb", "Bôb", "BOB")):
+        _assert_throttled(_login(client, f"10.2.0.{i}", username=name, password="bobpw"), "for this username")
+
+
+def test_the_right_password_from_a_clean_address_gets_through_a_name_lock_the_attacker_keeps_renewing(app):
+    client = app.test_client()
+    for window in range(3):  # 5 guesses a window keep the name over its limit
+        app.extensions["team03"].clock.advance(15 * 60 if window else 0)
+        for i in range(5):
+            address = f"10.3.{window}.{i}"
+            response = _login(client, address, username="root", password=f"guess{i}")
+            assert response.status_code in (401, 429), response.json
+        assert _login(client, "10.3.9.9").status_code == 200  # the real admin, from an address with no failure
+    # A clean address gets one check through the name lock; its failure makes it unclean.
+    _assert_401(_login(client, "10.3.9.8", username="root", password="guess"))
+    _assert_throttled(_login(client, "10.3.9.8"), "for this username")
+    _assert_throttled(_login(client, "10.3.2.0"), "for this username")  # an address that failed this window
+
+
+def test_a_memcached_that_is_down_counts_nothing_and_refuses_no_login(make_app, caplog):
+    server = Memcached().start()
+    app = make_app(MEMCACHED_SERVERS=(server.address,), CACHE_PREFIX="down:")
+    server.stop()
+    client = app.test_client()
+    for i in range(7):
+        _assert_401(_login(client, "10.5.0.1", username="root", password=f"guess{i}"))
+    assert _login(client, "10.5.0.1").status_code == 200
+    assert "login throttle: memcached unavailable, not counting" in caplog.text
+
+
+def _concurrent_guesses(app: Flask, count: int) -> list[int]:
+    """`count` wrong passwords for root from one address, sent at once from as many threads."""
+    start = threading.Barrier(count)
+
+    def guess(i: int) -> int:
+        client = app.test_client()
+        start.wait()
+        return _login(client, "10.4.0.1", username="root", password=f"guess{i}").status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(guess, range(count)))
+
+
+@pytest.mark.parametrize("store", ["in-process", "memcached"])
+def test_concurrent_wrong_passwords_get_no_more_password_checks_than_the_limit(make_app, store):
+    server = Memcached().start() if store == "memcached" else None
+    try:
+        app = make_app(**({"MEMCACHED_SERVERS": (server.address,), "CACHE_PREFIX": "race:"} if server else {}))
+        codes = _concurrent_guesses(app, 40)
+        assert (codes.count(401), codes.count(429)) == (5, 35), codes  # a 401 is a password checked
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def test_a_success_does_not_reset_the_failures_counted_so_far(app):
@@ -300,6 +374,85 @@ def test_failure_counts_are_shared_by_every_process_through_memcached(make_app):
         _assert_throttled(_login(two, "10.0.0.5"), "from this address")
     finally:
         server.stop()
+
+
+# --- the admin commands end sessions (python -m server.cli admin ...) ---
+
+
+def _cli(database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the operator CLI as an operator does, on the test database."""
+    env = {**os.environ, "DATABASE_URL": database_url, "MEMCACHED_SERVERS": "", "GEARMAN_SERVERS": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], input=stdin, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _two_admins_logged_in(app: Flask) -> tuple[list[FlaskClient], FlaskClient]:
+    """Two sessions of root and one of ops (password opspw)."""
+    _add_admin(app, "ops", "opspw")
+    roots = [_logged_in(app)[0], _logged_in(app)[0]]
+    ops = app.test_client()
+    assert _login(ops, username="ops", password="opspw").status_code == 200
+    return roots, ops
+
+
+def test_a_new_password_ends_every_session_of_that_admin_and_no_other(app, database_url):
+    roots, ops = _two_admins_logged_in(app)
+    done = _cli(database_url, "admin", "create", "root", stdin="n3w-pass\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "admin 'root' saved; 2 session(s) ended\n"
+    for client in roots:
+        _assert_401(client.get("/api/admin/me"))
+    assert ops.get("/api/admin/me").status_code == 200
+    _assert_401(_login(app.test_client(), "10.0.0.7"))  # the old password
+    assert _login(app.test_client(), "10.0.0.7", username="root", password="n3w-pass").status_code == 200
+
+
+def test_logout_all_ends_every_session_of_that_admin_and_keeps_the_password(app, database_url):
+    roots, ops = _two_admins_logged_in(app)
+    done = _cli(database_url, "admin", "logout-all", "root")
+    assert (done.returncode, done.stdout) == (0, "admin 'root': 2 session(s) ended\n"), done.stderr
+    for client in roots:
+        _assert_401(client.get("/api/admin/me"))
+    assert ops.get("/api/admin/me").status_code == 200
+    assert _login(app.test_client()).status_code == 200
+
+
+def test_delete_removes_the_admin_and_its_sessions(app, database_url):
+    roots, ops = _two_admins_logged_in(app)
+    done = _cli(database_url, "admin", "delete", "root")
+    assert (done.returncode, done.stdout) == (0, "admin 'root' deleted; 2 session(s) ended\n"), done.stderr
+    for client in roots:
+        _assert_401(client.get("/api/admin/me"))
+    assert {row.admin_id for row in _sessions(app)} == {_admin_id(app, "ops")}
+    _assert_401(_login(app.test_client()))
+    assert ops.get("/api/admin/me").status_code == 200
+
+
+def test_the_admin_commands_name_an_unknown_admin_on_stderr_and_exit_1(database_url):
+    for action in ("logout-all", "delete"):
+        done = _cli(database_url, "admin", action, "nobody")
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", "error: no admin named 'nobody'\n")
+
+
+def test_a_login_whose_password_was_changed_after_its_check_opens_no_session(app):
+    """open_session asks admins.unchanged, reading the row under a share lock, before it inserts."""
+    services = app.extensions["team03"]
+    with services.sessions() as login, services.sessions() as other:
+        checked = login.scalars(select(Admin).where(Admin.name == "root")).one()  # as check_password loaded it
+        assert admins.set_password(other, "root", "n3w-pass") == ("root", 0)
+        assert not admins.unchanged(login, checked)
+        login.rollback()  # releases the share lock (and reloads the row)
+        assert admins.unchanged(login, checked)
+        login.rollback()
+        checked = login.scalars(select(Admin).where(Admin.name == "root")).one()
+        admins.delete_admin(other, "root")
+        assert not admins.unchanged(login, checked)
+
+
+def _admin_id(app: Flask, name: str) -> int:
+    with app.extensions["team03"].sessions() as db:
+        return db.scalar(select(Admin.id).where(Admin.name == name))  # type: ignore[return-value]
 
 
 # --- the auth walk over the route table ---

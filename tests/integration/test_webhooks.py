@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
@@ -614,10 +615,10 @@ def test_the_cli(services, receiver, dispatcher, database_url, monkeypatch, caps
     assert "url: its host resolves to a loopback address" in capsys.readouterr().err
     monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "true")
     assert cli.main(["webhook", "add", receiver.url("/cli"), "--events", "worker.lost,video.vod"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    hook_id = int(out[0].split()[1].rstrip(":"))
-    assert out[0].endswith("(worker.lost,video.vod)") and out[1].startswith("secret: ")
-    receiver.secrets["/cli"] = out[1].removeprefix("secret: ")
+    made = capsys.readouterr()  # the secret alone on stdout, the hook on stderr
+    hook_id = int(made.err.split()[1].rstrip(":"))
+    assert "(worker.lost,video.vod)" in made.err and re.fullmatch(r"[0-9a-f]{64}\n", made.out)
+    receiver.secrets["/cli"] = made.out.strip()
     assert cli.main(["webhook", "add", "ftp://x/", "--events", "worker.lost"]) == 1
     assert "url: only http and https" in capsys.readouterr().err
     assert cli.main(["webhook", "add", receiver.url("/x"), "--events", "video.gone"]) == 1

@@ -13,8 +13,9 @@ Two ways in:
 
 Either way a password is checked by `check_password`: scrypt (werkzeug), against a dummy hash when the
 name is unknown (the answer takes as long and says the same), and only after the failed-login throttle
-(per address and per name, server/web/api/limits.py) let the attempt through, so Basic is no way around it.
-Expired sessions are deleted at login, a bounded batch at a time (`open_session`), and nowhere else.
+(per address and per admin, server/web/api/login_throttle.py) gave the attempt a slot, so Basic is no way around it.
+Expired sessions are deleted at login, a bounded batch at a time (`open_session`), and nowhere else;
+a new password, `admin logout-all` and `admin delete` end an admin's sessions (server/domain/admins.py).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.core.errors import Forbidden, Unauthorized
+from server.domain import admins
 from server.infra.models import Admin, AdminSession
 from server.ops.purge import expired_sessions
 from server.web.api.context import services
-from server.web.api.limits import client_address, login_throttle
+from server.web.api.limits import client_address
+from server.web.api.login_throttle import login_throttle, subject
 
 COOKIE = "team03_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -74,19 +77,23 @@ def authenticate(session: Session) -> Login:
 
 def check_password(session: Session, name: str, password: str) -> Admin:
     """Return the admin `name` if `password` is theirs; raise TooManyRequests or Unauthorized, counting a failure."""
-    throttle, address = login_throttle(), client_address()
-    throttle.check(address, name)
+    # The row first: the throttle counts the admin the database finds, however its collation folded the name.
     admin = session.scalars(select(Admin).where(Admin.name == name)).one_or_none()
+    throttle = login_throttle()
+    slots = throttle.reserve(client_address(), subject(admin.id if admin else None, name), services().clock.time())
     # Check a hash either way so timing does not reveal which names exist.
     if not check_password_hash(admin.password_hash if admin else _DUMMY_HASH, password) or admin is None:
-        throttle.failed(address, name)
-        raise Unauthorized(WRONG_PASSWORD)
+        raise Unauthorized(WRONG_PASSWORD)  # its slots stay taken: they are its failures
+    throttle.release(slots)
     return admin
 
 
 def open_session(session: Session, admin: Admin) -> tuple[str, AdminSession]:
     """Start a session for `admin`; return the cookie's token (never stored) and the committed row."""
     now = services().clock.now()
+    if not admins.unchanged(session, admin):  # its password changed (or it was deleted) since it was checked
+        session.rollback()
+        raise Unauthorized(WRONG_PASSWORD)
     _prune(session, now)
     token = secrets.token_urlsafe(32)
     row = AdminSession(

@@ -8,10 +8,8 @@ The limits (README, Environment) are per client address, and per video for uploa
 create per recording and about one upload per 3 s (plus retries), so the defaults let 100 phones behind
 one NAT record at once with room to spare, while one video cannot upload faster than 3x real time.
 
-Failed admin logins (the login form and HTTP Basic alike, server/web/api/auth.py) are counted in the same store,
-per client address and per admin name (LoginThrottle): only failures count, a success resets nothing (so an
-attacker who also knows one password cannot reset their budget), and past RATE_LIMIT_LOGIN_FAILURES every
-attempt is a 429 before its password is even checked.
+Failed admin logins (the login form and HTTP Basic alike) are counted in the same store by their own rule,
+server/web/api/login_throttle.py, built here.
 
 The client address is the TCP peer's, unless TRUSTED_PROXIES says how many proxies (nginx, a load balancer)
 stand in front: then it is taken from X-Forwarded-For, counting that many hops from the right, so a client
@@ -21,24 +19,22 @@ cannot spoof it; with the default 0 the header is ignored. X-Forwarded-Proto is 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
-from limits import RateLimitItem, parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from server.core.errors import TooManyRequests
 from server.infra.cache import MemcachedCache
 from server.infra.services import Services
+from server.web.api.login_throttle import EXTENSION as LOGIN_EXTENSION
+from server.web.api.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 EXTENSION = "team03.limiter"
 FAILED_WORKER_AUTH = "team03.failed_worker_auth"
-LOGIN_EXTENSION = "team03.login_throttle"
 # Resources (by flask-restful endpoint) whose POST is limited: creating a video, uploading a segment.
 CREATE_ENDPOINT = "videolist"
 UPLOAD_ENDPOINT = "segmentlist"
@@ -85,7 +81,7 @@ def init_limits(app: Flask, services: Services) -> Limiter:
 
     app.before_request(check_limits)
     app.extensions[EXTENSION] = limiter
-    app.extensions[LOGIN_EXTENSION] = LoginThrottle(limiter, config.RATE_LIMIT_LOGIN_FAILURES, config.CACHE_PREFIX)
+    app.extensions[LOGIN_EXTENSION] = LoginThrottle.build(services)
     # Counted only when a worker token is refused (server/web/api/worker_api.py): valid tokens are never limited.
     app.extensions[FAILED_WORKER_AUTH] = limiter.limit(
         config.RATE_LIMIT_WORKER_AUTH, key_func=client_address, scope="worker-auth"
@@ -97,53 +93,6 @@ def count_failed_worker_auth() -> None:
     """Count one refused worker token from this address; raise RateLimitExceeded (429) past the limit."""
     with current_app.extensions[FAILED_WORKER_AUTH]:
         pass
-
-
-class LoginThrottle:
-    """Failed admin logins, counted per client address and per admin name in the limiter's store."""
-
-    def __init__(self, limiter: Limiter, limits: str, prefix: str) -> None:
-        self.limiter = limiter
-        self.items: list[RateLimitItem] = parse_many(limits)
-        self.prefix = f"{prefix}login"
-
-    def _keys(self, address: str, name: str) -> tuple[tuple[str, str], ...]:
-        # Names compare as MySQL's collation does (case and trailing spaces ignored), so "Admin " is
-        # counted with "admin"; hashed, because memcached keys take no spaces or arbitrary Unicode.
-        folded = name.rstrip(" ").casefold().encode("utf-8", "surrogatepass")
-        return (
-            ("from this address", f"address/{address}"),
-            ("for this username", f"name/{hashlib.sha256(folded).hexdigest()[:32]}"),
-        )
-
-    def check(self, address: str, name: str) -> None:
-        """Raise TooManyRequests naming the reason if `address` or `name` has used up its failures."""
-        for reason, key in self._keys(address, name):
-            for item in self.items:
-                try:
-                    allowed = self.limiter.limiter.test(item, self.prefix, key)
-                    reset_at = None if allowed else self.limiter.limiter.get_window_stats(item, self.prefix, key).reset_time
-                except Exception as exc:  # noqa: BLE001 - a dead store counts nothing, as for every limit here
-                    log.warning("login throttle unavailable, not counting: %s", exc)
-                    return
-                if not allowed:
-                    wait = 60 if reset_at is None else max(1, math.ceil(reset_at - time.time()))
-                    raise TooManyRequests(f"too many failed logins {reason}; retry in {wait} s", retry_after=wait)
-
-    def failed(self, address: str, name: str) -> None:
-        """Count one failed login against `address` and against `name`."""
-        for _reason, key in self._keys(address, name):
-            for item in self.items:
-                try:
-                    self.limiter.limiter.hit(item, self.prefix, key)
-                except Exception as exc:  # noqa: BLE001 - see check()
-                    log.warning("login throttle unavailable, not counting: %s", exc)
-                    return
-
-
-def login_throttle() -> LoginThrottle:
-    """Return this app's failed-login throttle (built by init_limits)."""
-    return current_app.extensions[LOGIN_EXTENSION]
 
 
 def retry_after() -> int:
