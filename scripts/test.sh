@@ -35,9 +35,9 @@ else
     log "ruff is not in .venv: lint skipped"
 fi
 
-log "pytest -W error -q $*"
+log "pytest -W error -q --durations=20 $*"
 rc=0
-.venv/bin/python -m pytest -W error -q "$@" || rc=$?
+.venv/bin/python -m pytest -W error -q --durations=20 "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then
     log "FAILED: pytest collected no tests (exit 5); a run that tests nothing is not a pass"
     exit 1
