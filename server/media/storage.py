@@ -47,6 +47,15 @@ class MediaStore:
     def file(self, video_id: int, folder: str, segment_id: int, extension: str) -> Path:
         return self.video_dir(video_id) / _checked(folder) / f"{int(segment_id):06d}.{_checked(extension)}"
 
+    def served_file(self, video_id: int, relative: str) -> Path | None:
+        """The regular file at `relative` in the video's folder, reached through no symlink; else None.
+
+        A link planted in the tree never serves what it points at (deploy/nginx/team03.conf refuses the
+        same with disable_symlinks); MEDIA_ROOT itself may be reached through one.
+        """
+        target = self.video_dir(video_id).resolve() / relative
+        return target if target.resolve() == target and target.is_file() else None
+
     def attempt_dir(self, video_id: int, attempt_id: int) -> Path:
         """Where one attempt's outputs are staged until complete_attempt renames them into place."""
         return self.video_dir(video_id) / "attempts" / str(int(attempt_id))

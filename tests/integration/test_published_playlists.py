@@ -245,3 +245,29 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
         gone = requests.get(url + path, timeout=10)
         assert gone.status_code == 503 and json.loads(gone.content)["code"] == "service_unavailable", path
         assert gone.headers["Retry-After"] == "5"
+
+
+def test_nginx_serves_only_the_layouts_names_and_never_a_symlink(front: Front) -> None:
+    """A stray file or a planted symlink in a video's folder is the app's JSON 404 through nginx, not its bytes."""
+    media = front.stack.services.media
+    folder = media.video_dir(4242)
+    (folder / "HIGH").mkdir(parents=True)
+    (folder / "HIGH/000000.m4s").write_bytes(b"a segment")
+    outside = media.root / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"not media")
+    (outside / "000000.jpg").write_bytes(b"not media")
+    (folder / "HIGH/000001.m4s").symlink_to(outside / "secret.txt")  # a file link with a name the layout allows
+    (folder / "thumbnails").symlink_to(outside)  # a folder link
+    (folder / "manifest.mpd").symlink_to(outside / "secret.txt")  # a playlist the app reads too
+    (folder / "live_m3u8").mkdir()
+    (folder / "live_m3u8/root.m3u8").symlink_to(outside / "secret.txt")
+    strays = ("notes.txt", "manifest.mpd.orig", "HIGH/000000.m4s.bak", "HIGH/debug.log", "HIGH/playlist.json")
+    for name in strays:
+        (folder / name).write_bytes(b"not media")
+    served = requests.get(f"{front.url}/video_files/4242/HIGH/000000.m4s", timeout=10)
+    assert (served.status_code, served.content) == (200, b"a segment")
+    paths = [f"/video_files/4242/{name}" for name in ("HIGH/000001.m4s", "thumbnails/000000.jpg", "manifest.mpd", *strays)]
+    for path in (*paths, "/live_m3u8/4242/root.m3u8"):
+        answer = requests.get(front.url + path, timeout=10)
+        assert answer.status_code == 404 and answer.headers["Content-Type"] == "application/json", (path, answer.content)
