@@ -352,7 +352,9 @@ IDLE = 1600  # idle connections from one address: enough to take down Debian's d
 def _held(port: int, source: str = "127.0.0.1") -> socket.socket:
     """A request whose headers are whole and whose body never comes: what nginx counts against an address."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=ANDROID_TIMEOUT, source_address=(source, 0))
-    sock.sendall(b"POST /video_segment/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n")
+    sock.sendall(
+        b"POST /video_segment/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n"
+    )
     return sock
 
 
