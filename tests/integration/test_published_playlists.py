@@ -271,3 +271,17 @@ def test_nginx_serves_only_the_layouts_names_and_never_a_symlink(front: Front) -
     for path in (*paths, "/live_m3u8/4242/root.m3u8"):
         answer = requests.get(front.url + path, timeout=10)
         assert answer.status_code == 404 and answer.headers["Content-Type"] == "application/json", (path, answer.content)
+
+
+def test_nginx_answers_one_range_at_most(front: Front) -> None:
+    """A request for many ranges of a media file gets the whole file once (max_ranges 1), not a multipart answer."""
+    folder = front.stack.services.media.video_dir(4343)
+    (folder / "HIGH").mkdir(parents=True)
+    (folder / "HIGH/000000.m4s").write_bytes(bytes(range(256)) * 4)
+    url = f"{front.url}/video_files/4343/HIGH/000000.m4s"
+    one = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert (one.status_code, one.content) == (206, bytes(range(10, 20)))
+    many = requests.get(
+        url, headers={"Range": ",".join(f"bytes={k}-{k}" if k == 0 else f"{k}-{k}" for k in range(0, 200, 2))}, timeout=10
+    )
+    assert (many.status_code, len(many.content)) == (200, 1024), many.headers.get("Content-Type")

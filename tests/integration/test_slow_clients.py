@@ -398,3 +398,48 @@ def test_one_address_cannot_take_the_front_down(gunicorn, nginx_front) -> None: 
     finally:
         for sock in idle + held:
             sock.close()
+
+
+def _raw(port: int, request: bytes) -> tuple[int, object, str | None]:
+    """Send `request` as it is; return the status, the JSON body's code (else the body's start) and Server."""
+    with socket.create_connection(("127.0.0.1", port), timeout=ANDROID_TIMEOUT) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+        json_body = response.getheader("Content-Type") == "application/json"
+        return response.status, json.loads(body).get("code") if json_body else body[:60], response.getheader("Server")
+
+
+MALFORMED = {  # what a server refuses before any route: the status and the API's code for it
+    "not http": (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    "long request line": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_uri_too_long"),
+    "long header": (b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 400, "bad_request"),
+    "HTTP/2 as text": (b"GET /ping HTTP/2.5\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"),
+    "a method a file has not": (b"DELETE /video_files/1/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+}
+GUNICORN_MALFORMED = {
+    "not http": (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    "long request line": (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_uri_too_long"),
+    "too many headers": (
+        b"GET /ping HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % k for k in range(150)) + b"\r\n",
+        431,
+        "request_header_fields_too_large",
+    ),
+}
+
+
+def test_refusals_before_the_app_are_json_and_name_no_version(gunicorn, nginx_front, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """nginx's and gunicorn's own refusals (malformed, too long, a version or method they refuse) are the API's JSON."""
+    app = gunicorn(threads=2)
+    served, _ = nginx_front(app)
+    seen = {}
+    for server, port, cases in (("nginx", served.port, MALFORMED), ("gunicorn", app.port, GUNICORN_MALFORMED)):
+        for name, (request, _, _) in cases.items():
+            status, code, software = _raw(port, request)
+            seen[server, name] = (status, code)
+            assert software in (None, "nginx", "gunicorn"), software
+    expected = {("nginx", n): (s, c) for n, (_, s, c) in MALFORMED.items()}
+    expected |= {("gunicorn", n): (s, c) for n, (_, s, c) in GUNICORN_MALFORMED.items()}
+    assert seen == expected
+    assert requests.get(f"{served.base}/ping", timeout=10).headers["Server"] == "nginx"
