@@ -260,7 +260,11 @@ def test_readyz_names_each_dependency_that_is_down(make_config, gearmand, memcac
     try:
         response = full.test_client().get("/readyz")
         assert response.status_code == 503 and response.json["down"] == ["disk"]
-        assert response.json["checks"] == {"database": {"ok": True}, "cache": {"ok": True}, "disk": {"ok": False}}  # no gearman: not asked
+        assert response.json["checks"] == {
+            "database": {"ok": True},
+            "cache": {"ok": True},
+            "disk": {"ok": False},
+        }  # no gearman: not asked
     finally:
         full.extensions["team03"].close()
 
