@@ -244,7 +244,7 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
     for path in (f"/live_mpd/{vid}.mpd", f"/video_files/{vid}/originals/000000.mp4", "/video_files/999999/manifest.mpd"):
         gone = requests.get(url + path, timeout=10)
         assert gone.status_code == 503 and json.loads(gone.content)["code"] == "service_unavailable", path
-        assert gone.headers["Retry-After"] == "5"
+        assert gone.headers["Retry-After"] == "5" and gone.headers["Content-Type"] == "application/json", path
 
 
 def test_nginx_serves_only_the_layouts_names_and_never_a_symlink(front: Front) -> None:

@@ -394,6 +394,8 @@ def test_one_address_cannot_take_the_front_down(gunicorn, nginx_front) -> None: 
             response.begin()
             assert (response.status, response.getheader("Content-Type")) == (429, "application/json")
             assert json.loads(response.read())["code"] == "too_many_requests"
+        full = _raw(served.port, b"GET /video_files/1/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n")  # players' files too
+        assert full[:2] == (429, "too_many_requests"), full
         assert _ping_from("127.0.0.2", served.port) == 200  # another address is served at once
     finally:
         for sock in idle + held:
