@@ -19,6 +19,29 @@ graceful_timeout = 30
 keepalive = 5
 
 
+# gunicorn refuses some requests before the app sees them (a malformed request line, one longer than
+# limit_request_line, more than limit_request_fields headers or one over limit_request_field_size): its own
+# page for those is HTML, so each worker writes them in the API's JSON shape instead, the code named as the
+# app's error mapper names it (werkzeug's reason, snake_case). gunicorn has no setting for its error pages:
+# util.write_error is the one function they all go through (gunicorn/workers/base.py, handle_error).
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    from gunicorn import util
+
+    util.write_error = _json_error_page
+
+
+def _json_error_page(sock, status_int, reason, mesg):  # type: ignore[no-untyped-def]
+    import json
+
+    from gunicorn import util
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    name = HTTP_STATUS_CODES.get(status_int, reason)
+    body = json.dumps({"code": name.lower().replace(" ", "_"), "message": name, "description": f"gunicorn: {mesg[:200]}"})
+    head = f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    util.write_nonblock(sock, f"{head}Content-Length: {len(body) + 1}\r\n\r\n{body}\n".encode("latin-1"))
+
+
 # Prometheus (README "Metrics"): with PROMETHEUS_MULTIPROC_DIR set, each process writes its counters to files
 # there and /metrics sums them. The files of a previous run are removed before the first process starts (they
 # would be summed too); a process that exits is marked dead, so its gauges leave while its counters still count.

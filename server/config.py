@@ -46,6 +46,9 @@ class Config:
     EVENT_RETENTION: float = 7 * 24 * 3600.0
     WORKER_NAME: str = ""  # how this segment_processor is named in the workers table; default host-pid
     REAPER_INTERVAL: float = 5.0
+    # How often a reaper searches the whole media tree for what dead writers left; between, each pass
+    # searches only the folders of videos written lately (server/ops/reaper.py TempSweep).
+    TEMP_SWEEP_INTERVAL: float = 3600.0
     GAP_TIMEOUT: float = 10.0
     FIRST_SEGMENT_WAIT: float = 8.0
     FIRST_SEGMENT_WAITERS: int = 4

@@ -40,7 +40,17 @@ def get_video(session: Session, video_id: int) -> Video:
     return video
 
 
+# Bidirectional embeddings, overrides and isolates (U+202A-202E, U+2066-2069): one in a title reverses how
+# every reader shows what follows it (the dashboard, the Android app, the MPD's <Title>, logs, a terminal),
+# so "invoice\u202egpj.exe" reads "invoiceexe.jpg". Dropped here, where a title is made, so no reader has to
+# defend itself; dropped rather than refused, so an app that sends one still creates its video.
+# Right-to-left text itself needs none of them.
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
 def validate_title(value: object) -> str:
+    if isinstance(value, str):
+        value = value.translate(_BIDI_CONTROLS)
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput("title", "a non-empty string is required")
     if not _is_unicode_text(value):

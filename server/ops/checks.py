@@ -126,6 +126,8 @@ def readiness(services: Services) -> dict[str, Any]:
 
     A load balancer takes the process out while any is down ("ok" false, each one "down" named); unlike
     `status`, a queue without workers or a segment waiting is no reason: those delay work, they refuse none.
+    Anyone may ask, so each check says up or down and nothing else (no addresses, no free bytes: admins
+    read those in `status`).
     """
     found = {
         "database": _database_answers(services),
@@ -133,7 +135,7 @@ def readiness(services: Services) -> dict[str, Any]:
         "cache": _cache(services, []),
         "disk": _media(services, []),
     }
-    found = {name: check for name, check in found.items() if check is not None}
+    found = {name: {"ok": bool(check["ok"])} for name, check in found.items() if check is not None}
     down = [name for name, check in found.items() if not check["ok"]]
     return {"ok": not down, "down": down, "checks": found}
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from server.config import Config
 from server.domain import eventlog
 from server.infra.models import AdminSession, Attempt, Event, Video
 from server.infra.services import Services
@@ -38,11 +39,37 @@ def _idle(path: Path, quiet: float) -> bool:
         return False
 
 
-def stale_staging(services: Services, session: Session, limit: int = PURGE_MAX) -> list[Path]:
-    """Staging directories of attempts not running, untouched for twice the lease."""
-    quiet = 2 * services.config.LEASE_SECONDS
+def _staging_quiet(config: Config) -> float:
+    return 2 * config.LEASE_SECONDS
+
+
+def _temp_quiet(config: Config) -> float:
+    return 2 * config.PROCESSING_DEADLINE
+
+
+def look_back(config: Config) -> timedelta:
+    """How long before its previous pass a reaper pass that searches only videos written lately must look.
+
+    A dead writer's file is taken by the first pass after it has been idle for its quiet period; the
+    event that announced the write may precede it (an attempt started, then encoded; a change logged,
+    then published), so twice the longer quiet period covers both.
+    """
+    return timedelta(seconds=2 * max(_staging_quiet(config), _temp_quiet(config)))
+
+
+def written_since(session: Session, since: datetime) -> list[int]:
+    """The videos with an event at or after `since`: every write into a video's folder is logged with one."""
+    query = select(Event.video_id).where(Event.at >= since, Event.video_id.is_not(None)).distinct()
+    found = [int(video_id) for video_id in session.scalars(query)]
+    session.rollback()
+    return found
+
+
+def stale_staging(services: Services, session: Session, limit: int = PURGE_MAX, videos: list[int] | None = None) -> list[Path]:
+    """Staging directories of attempts not running, untouched for twice the lease (of every video, or of `videos`)."""
+    quiet = _staging_quiet(services.config)
     stale = []
-    for _video_id, attempt_id, path in services.media.attempt_dirs()[:limit]:
+    for _video_id, attempt_id, path in services.media.attempt_dirs(videos)[:limit]:
         running = session.scalar(select(Attempt.id).where(Attempt.id == attempt_id, Attempt.outcome.is_(None)))
         if running is None and _idle(path, quiet):
             stale.append(path)
@@ -50,10 +77,10 @@ def stale_staging(services: Services, session: Session, limit: int = PURGE_MAX) 
     return stale
 
 
-def stale_temps(services: Services, limit: int = PURGE_MAX) -> list[Path]:
-    """Temp files untouched for twice the processing deadline (their writer died)."""
-    quiet = 2 * services.config.PROCESSING_DEADLINE
-    return [p for p in services.media.temp_files()[:limit] if _idle(p, quiet)]
+def stale_temps(services: Services, limit: int = PURGE_MAX, videos: list[int] | None = None) -> list[Path]:
+    """Temp files untouched for twice the processing deadline (their writer died), anywhere or in `videos`' folders."""
+    quiet = _temp_quiet(services.config)
+    return [p for p in services.media.temp_files(videos)[:limit] if _idle(p, quiet)]
 
 
 def orphan_videos(services: Services, session: Session, limit: int = PURGE_MAX) -> list[Path]:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from server.config import Config
 from server.core.errors import Conflict, NotFound, disk_full
 from server.core.ingest_health import is_stalled
 from server.domain import eventlog, lifecycle, publishing, registry
@@ -34,12 +35,39 @@ log = logging.getLogger(__name__)
 SUBMIT_BATCH = 500
 
 
+class TempSweep:
+    """Where a reaper's passes look for what dead writers left (temp files, staging folders of attempts).
+
+    Searching the whole media tree costs every file in it (3.3 us an entry: 8.6 s a pass at 10,000 videos
+    of 20 segments, longer than REAPER_INTERVAL). Every write into a video's folder is logged with an
+    event of that video (purge.written_since), so a pass searches only the folders of videos with an
+    event since its previous pass, less purge.look_back. The first pass, and one every
+    TEMP_SWEEP_INTERVAL, search the whole tree: a writer that died far from any event of its video (an
+    upload cut mid-body on a video silent for long) is found there.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.every = timedelta(seconds=config.TEMP_SWEEP_INTERVAL)
+        self.look_back = purge.look_back(config)
+        self.whole_at: datetime | None = None
+        self.previous: datetime | None = None
+
+    def since(self, now: datetime) -> datetime | None:
+        """Decide this pass (at `now`): None to search the whole tree, else the time from which videos' events count."""
+        previous, self.previous = self.previous, now
+        if previous is None or self.whole_at is None or now - self.whole_at >= self.every:
+            self.whole_at = now
+            return None
+        return previous - self.look_back
+
+
 class Reaper(threading.Thread):
     def __init__(self, services: Services, stop: threading.Event) -> None:
         super().__init__(name="reaper", daemon=True)
         self.services = services
         self.stop = stop
         self.webhooks = Dispatcher(services)
+        self.sweep = TempSweep(services.config)
 
     def run(self) -> None:
         try:
@@ -50,7 +78,7 @@ class Reaper(threading.Thread):
 
     def _pass(self) -> None:
         try:
-            reap(self.services)
+            reap(self.services, self.sweep)
         except Exception as exc:  # a database restart or a full disk must not kill the loop
             if disk_full(exc):  # the operator's to fix; one line per pass, not a traceback
                 log.error("reaper pass stopped, disk full: %s; retrying next interval", exc)
@@ -69,10 +97,13 @@ def due(now: datetime, deadline: timedelta):  # type: ignore[no-untyped-def]
     return or_(waiting, lost)
 
 
-def reap(services: Services) -> int:
-    """Run one pass; return how many segments were handed to the queue."""
+def reap(services: Services, sweep: TempSweep | None = None) -> int:
+    """Run one pass; return how many segments were handed to the queue. Without `sweep` (a one-off pass),
+    the whole media tree is searched for what dead writers left."""
     deadline = timedelta(seconds=services.config.PROCESSING_DEADLINE)
+    since = None if sweep is None else sweep.since(services.clock.now())
     with services.sessions() as session:
+        searched = None if since is None else purge.written_since(session, since)  # before this pass's own writes
         expired = lifecycle.expire_leases(services, session)
         now = services.clock.now()
         candidates = session.execute(
@@ -86,13 +117,13 @@ def reap(services: Services) -> int:
             lifecycle.settle(services, session, video_id, inline=True)  # gap timeouts: packages, finishes, publishes
         republished = _republish(services, session)
         pruned = eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION)
-        staged = _sweep_staging(services, session)
+        staged = sum(purge.remove(path) for path in purge.stale_staging(services, session, SUBMIT_BATCH, searched))
     end_idle_videos(services, services.clock.now())
     report_stalls(services, services.clock.now())
     with services.sessions() as session:
         config = services.config
         registry.mark_lost(session, now=services.clock.now(), lease_seconds=config.LEASE_SECONDS, horizon=config.EVENT_RETENTION)
-    swept = sum(purge.remove(path) for path in purge.stale_temps(services, limit=SUBMIT_BATCH))
+    swept = sum(purge.remove(path) for path in purge.stale_temps(services, SUBMIT_BATCH, searched))
     if expired or submitted or swept or staged or pruned or republished:
         log.info(
             "reaper: %d lease(s) expired, %d segment(s) queued, %d video(s) republished, %d temp file(s) and %d staging dir(s) removed, %d event(s) pruned",
@@ -113,11 +144,6 @@ def _republish(services: Services, session: Session) -> int:
     lagging = publishing.lagging(session, SUBMIT_BATCH)
     session.rollback()
     return sum(publishing.publish(services, session, video_id) for video_id in lagging)
-
-
-def _sweep_staging(services: Services, session: Session) -> int:
-    """Delete staging directories of attempts that are not running (a worker died between writing and reporting)."""
-    return sum(purge.remove(path) for path in purge.stale_staging(services, session, limit=SUBMIT_BATCH))
 
 
 IDLE_BATCH = 100

@@ -20,7 +20,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -47,14 +47,34 @@ class MediaStore:
     def file(self, video_id: int, folder: str, segment_id: int, extension: str) -> Path:
         return self.video_dir(video_id) / _checked(folder) / f"{int(segment_id):06d}.{_checked(extension)}"
 
+    def served_file(self, video_id: int, relative: str) -> Path | None:
+        """The regular file at `relative` in the video's folder, reached through no symlink; else None.
+
+        A link planted in the tree never serves what it points at (deploy/nginx/team03.conf refuses the
+        same with disable_symlinks); MEDIA_ROOT itself may be reached through one.
+        """
+        target = self.video_dir(video_id).resolve() / relative
+        return target if target.resolve() == target and target.is_file() else None
+
     def attempt_dir(self, video_id: int, attempt_id: int) -> Path:
         """Where one attempt's outputs are staged until complete_attempt renames them into place."""
         return self.video_dir(video_id) / "attempts" / str(int(attempt_id))
 
-    def attempt_dirs(self) -> list[tuple[int, int, Path]]:
-        """Every staging directory as (video_id, attempt_id, path): the reaper removes those of finished attempts."""
+    def _folders(self, video_ids: Iterable[int] | None) -> list[Path]:
+        """The whole tree (None), or the folders of these videos that exist."""
+        if video_ids is None:
+            return [self.root] if self.root.is_dir() else []
+        return [folder for folder in map(self.video_dir, video_ids) if folder.is_dir()]
+
+    def attempt_dirs(self, video_ids: Iterable[int] | None = None) -> list[tuple[int, int, Path]]:
+        """Staging directories as (video_id, attempt_id, path), of every video or of these: the reaper removes
+        those of finished attempts."""
         found = []
-        for path in self.root.glob("videos/*/attempts/*"):
+        if video_ids is None:
+            paths: Iterable[Path] = self.root.glob("videos/*/attempts/*")
+        else:
+            paths = (path for folder in self._folders(video_ids) for path in folder.glob("attempts/*"))
+        for path in paths:
             if path.parent.parent.name.isdigit() and path.name.isdigit():
                 found.append((int(path.parent.parent.name), int(path.name), path))
         return found
@@ -88,9 +108,10 @@ class MediaStore:
             path.unlink(missing_ok=True)
         return len(stale)
 
-    def temp_files(self) -> list[Path]:
-        """List leftover temp files (tests and the operator check this stays empty)."""
-        return [p for p in self.root.rglob(".*") if p.is_file()] if self.root.exists() else []
+    def temp_files(self, video_ids: Iterable[int] | None = None) -> list[Path]:
+        """List leftover temp files in the whole tree, or in these videos' folders (tests and the operator check
+        this stays empty)."""
+        return [p for folder in self._folders(video_ids) for p in folder.rglob(".*") if p.is_file()]
 
 
 def _checked(name: str) -> str:

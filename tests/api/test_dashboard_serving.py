@@ -10,6 +10,15 @@ INDEX = "<!doctype html><title>dashboard</title><script type=module src=/assets/
 ASSET = "console.log('dashboard')"
 
 
+def assert_hardened(headers) -> None:  # type: ignore[no-untyped-def]
+    """The dashboard's page runs only its own files, in no frame, and leaks no URL to other sites."""
+    policy = dict(part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";") if part.strip())
+    assert policy["default-src"] == "'self'" and policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    assert "unsafe-inline" not in policy.get("script-src", policy["default-src"])
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 @pytest.fixture
 def dist(app, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     """A build in a temp dir: these tests are about serving it, whatever the app in it does."""
@@ -27,6 +36,7 @@ def test_client_routes_get_index_html_revalidated_every_time(client, dist, path:
         assert response.get_data(as_text=True) == INDEX
         assert response.mimetype == "text/html"
         assert response.headers["Cache-Control"] == "no-cache"
+        assert_hardened(response.headers)
         etag = response.headers["ETag"]
     with client.get(path, headers={"If-None-Match": etag}) as again:
         assert again.status_code == 304
@@ -38,6 +48,7 @@ def test_hashed_assets_are_cached_for_a_year(client, dist) -> None:
         assert response.get_data(as_text=True) == ASSET
         assert response.mimetype == "text/javascript"
         assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize(
@@ -89,4 +100,5 @@ def test_without_a_build_the_root_says_how_to_make_one(client, app, tmp_path: Pa
         assert response.status_code == 503
         assert response.mimetype == "text/html"
         assert "npm ci &amp;&amp; npm run build" in response.get_data(as_text=True)
+        assert_hardened(response.headers)
     assert client.get("/assets/index-Ab12_x.js").status_code == 404

@@ -140,3 +140,14 @@ def test_bad_list_parameters_name_the_field(client):
         response = client.get(f"/videos?{query}")
         assert response.status_code == 400, query
         assert response.json["field"] == field
+
+
+def test_bidi_controls_in_a_title_are_dropped_so_it_reads_as_typed(client, video_id, admin_auth):
+    """U+202A-202E and U+2066-2069 would reverse what every reader (dashboard, Android, MPD, logs) shows after them."""
+    overrides = "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+    created = client.post("/videos", json={"title": "invoice\u202egpj.exe"})
+    assert created.status_code == 201 and created.json["title"] == "invoicegpj.exe"
+    renamed = client.put(f"/video/{video_id}", json={"title": f"\u2067שלום\u2069 {overrides}world"}, headers=admin_auth)
+    assert renamed.status_code == 200 and renamed.json["title"] == "שלום world"  # right-to-left text itself stays
+    only = client.post("/videos", json={"title": overrides})
+    assert only.status_code == 400 and only.json["field"] == "title"

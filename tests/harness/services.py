@@ -156,13 +156,14 @@ def render_nginx(
 
 
 def nginx_conf(prefix: Path, http_body: str, *, workers: int = 1) -> str:
-    """A minimal nginx.conf under `prefix` (foreground, no access log, its temp files inside) around `http_body`."""
+    """A minimal nginx.conf under `prefix` (foreground, no access log, its temp files inside) around `http_body`;
+    its main context is the shipped deploy/nginx/main.conf (connection slots and file limit)."""
     return f"""\
 worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
+include {ROOT}/deploy/nginx/main.conf;
 http {{
     access_log off;
     client_body_temp_path {prefix}/client_body;

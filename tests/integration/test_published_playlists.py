@@ -245,4 +245,44 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
     for path in (f"/live_mpd/{vid}.mpd", f"/video_files/{vid}/originals/000000.mp4", "/video_files/999999/manifest.mpd"):
         gone = requests.get(url + path, timeout=10)
         assert gone.status_code == 503 and json.loads(gone.content)["code"] == "service_unavailable", path
-        assert gone.headers["Retry-After"] == "5"
+        assert gone.headers["Retry-After"] == "5" and gone.headers["Content-Type"] == "application/json", path
+
+
+def test_nginx_serves_only_the_layouts_names_and_never_a_symlink(front: Front) -> None:
+    """A stray file or a planted symlink in a video's folder is the app's JSON 404 through nginx, not its bytes."""
+    media = front.stack.services.media
+    folder = media.video_dir(4242)
+    (folder / "HIGH").mkdir(parents=True)
+    (folder / "HIGH/000000.m4s").write_bytes(b"a segment")
+    outside = media.root / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"not media")
+    (outside / "000000.jpg").write_bytes(b"not media")
+    (folder / "HIGH/000001.m4s").symlink_to(outside / "secret.txt")  # a file link with a name the layout allows
+    (folder / "thumbnails").symlink_to(outside)  # a folder link
+    (folder / "manifest.mpd").symlink_to(outside / "secret.txt")  # a playlist the app reads too
+    (folder / "live_m3u8").mkdir()
+    (folder / "live_m3u8/root.m3u8").symlink_to(outside / "secret.txt")
+    strays = ("notes.txt", "manifest.mpd.orig", "HIGH/000000.m4s.bak", "HIGH/debug.log", "HIGH/playlist.json")
+    for name in strays:
+        (folder / name).write_bytes(b"not media")
+    served = requests.get(f"{front.url}/video_files/4242/HIGH/000000.m4s", timeout=10)
+    assert (served.status_code, served.content) == (200, b"a segment")
+    paths = [f"/video_files/4242/{name}" for name in ("HIGH/000001.m4s", "thumbnails/000000.jpg", "manifest.mpd", *strays)]
+    for path in (*paths, "/live_m3u8/4242/root.m3u8"):
+        answer = requests.get(front.url + path, timeout=10)
+        assert answer.status_code == 404 and answer.headers["Content-Type"] == "application/json", (path, answer.content)
+
+
+def test_nginx_answers_one_range_at_most(front: Front) -> None:
+    """A request for many ranges of a media file gets the whole file once (max_ranges 1), not a multipart answer."""
+    folder = front.stack.services.media.video_dir(4343)
+    (folder / "HIGH").mkdir(parents=True)
+    (folder / "HIGH/000000.m4s").write_bytes(bytes(range(256)) * 4)
+    url = f"{front.url}/video_files/4343/HIGH/000000.m4s"
+    one = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert (one.status_code, one.content) == (206, bytes(range(10, 20)))
+    many = requests.get(
+        url, headers={"Range": ",".join(f"bytes={k}-{k}" if k == 0 else f"{k}-{k}" for k in range(0, 200, 2))}, timeout=10
+    )
+    assert (many.status_code, len(many.content)) == (200, 1024), many.headers.get("Content-Type")

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import selectors
 import socket
 import subprocess
 import sys
@@ -343,3 +344,104 @@ def test_a_refused_upload_leaves_its_keep_alive_connection_usable(gunicorn, segm
             )
             answers.append((refused.status_code, client.get(f"{served.base}/ping", timeout=ANDROID_TIMEOUT).status_code))
     assert answers == [(404, 200)] * 10
+
+
+IDLE = 1600  # idle connections from one address: enough to take down Debian's default (768 worker_connections)
+
+
+def _held(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A request whose headers are whole and whose body never comes: what nginx counts against an address."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=ANDROID_TIMEOUT, source_address=(source, 0))
+    sock.sendall(
+        b"POST /video_segment/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n"
+    )
+    return sock
+
+
+def _ping_from(source: str, port: int) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        connection.request("GET", "/ping")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_one_address_cannot_take_the_front_down(gunicorn, nginx_front) -> None:  # type: ignore[no-untyped-def]
+    """1,600 idle connections and more held requests than limit_conn allows from 127.0.0.1: 127.0.0.2 still gets answers."""
+    limit = re.search(r"limit_conn team03_addr (\d+);", real.NGINX_SITE.read_text())
+    assert limit is not None, "no per-address limit_conn in the shipped config"
+    over = 5
+    served, connections = nginx_front(gunicorn(threads=2))
+    idle: list[socket.socket] = []
+    held: list[socket.socket] = []
+    try:
+        idle = [socket.create_connection(("127.0.0.1", served.port), timeout=ANDROID_TIMEOUT) for _ in range(IDLE)]
+        held = [_held(served.port) for _ in range(int(limit[1]) + over)]
+        real.wait_for(lambda: connections() > IDLE + int(limit[1]), 15, "nginx accepting every connection")
+        refused: list[socket.socket] = []
+        with selectors.DefaultSelector() as answered:  # epoll: these descriptors are past select()'s 1024
+            for sock in held:
+                answered.register(sock, selectors.EVENT_READ)
+            deadline = time.monotonic() + 10
+            while len(refused) < over and time.monotonic() < deadline:
+                for key, _ in answered.select(timeout=1.0):
+                    answered.unregister(key.fileobj)
+                    refused.append(key.fileobj)  # type: ignore[arg-type]
+        assert len(refused) == over, "held requests beyond the limit were not refused"
+        for sock in refused:
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            assert (response.status, response.getheader("Content-Type")) == (429, "application/json")
+            assert json.loads(response.read())["code"] == "too_many_requests"
+        full = _raw(served.port, b"GET /video_files/1/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n")  # players' files too
+        assert full[:2] == (429, "too_many_requests"), full
+        assert _ping_from("127.0.0.2", served.port) == 200  # another address is served at once
+    finally:
+        for sock in idle + held:
+            sock.close()
+
+
+def _raw(port: int, request: bytes) -> tuple[int, object, str | None]:
+    """Send `request` as it is; return the status, the JSON body's code (else the body's start) and Server."""
+    with socket.create_connection(("127.0.0.1", port), timeout=ANDROID_TIMEOUT) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+        json_body = response.getheader("Content-Type") == "application/json"
+        return response.status, json.loads(body).get("code") if json_body else body[:60], response.getheader("Server")
+
+
+MALFORMED = {  # what a server refuses before any route: the status and the API's code for it
+    "not http": (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    "long request line": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_uri_too_long"),
+    "long header": (b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 400, "bad_request"),
+    "HTTP/2 as text": (b"GET /ping HTTP/2.5\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"),
+    "a method a file has not": (b"DELETE /video_files/1/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+}
+GUNICORN_MALFORMED = {
+    "not http": (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    "long request line": (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_uri_too_long"),
+    "too many headers": (
+        b"GET /ping HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % k for k in range(150)) + b"\r\n",
+        431,
+        "request_header_fields_too_large",
+    ),
+}
+
+
+def test_refusals_before_the_app_are_json_and_name_no_version(gunicorn, nginx_front, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """nginx's and gunicorn's own refusals (malformed, too long, a version or method they refuse) are the API's JSON."""
+    app = gunicorn(threads=2)
+    served, _ = nginx_front(app)
+    seen = {}
+    for server, port, cases in (("nginx", served.port, MALFORMED), ("gunicorn", app.port, GUNICORN_MALFORMED)):
+        for name, (request, _, _) in cases.items():
+            status, code, software = _raw(port, request)
+            seen[server, name] = (status, code)
+            assert software in (None, "nginx", "gunicorn"), software
+    expected = {("nginx", n): (s, c) for n, (_, s, c) in MALFORMED.items()}
+    expected |= {("gunicorn", n): (s, c) for n, (_, s, c) in GUNICORN_MALFORMED.items()}
+    assert seen == expected
+    assert requests.get(f"{served.base}/ping", timeout=10).headers["Server"] == "nginx"

@@ -56,9 +56,12 @@ def _published(video_id: int, name: str) -> Response | None:
     The same bytes, type and Cache-Control as deploy/nginx/team03.conf: 1 s, live or not (a finished
     playlist is revalidated by its ETag), which keeps nginx's answer a bare static file.
     """
+    path = services().media.served_file(video_id, name)
+    if path is None:
+        return None
     try:
-        body = (services().media.video_dir(video_id) / name).read_bytes()  # small, replaced whole: never torn
-    except (FileNotFoundError, NotADirectoryError):
+        body = path.read_bytes()  # small, replaced whole: never torn
+    except FileNotFoundError:  # the video removed since
         return None
     return _answer(answers.Rendered(body, finished=False), name.rsplit(".", 1)[1])
 
@@ -120,9 +123,8 @@ class MediaFile(Resource):
     def get(self, video_id: int, path: str):  # type: ignore[no-untyped-def]
         if not MEDIA_PATH.match(path):
             raise NotFound(f"no such file: {path[:80]}")
-        root = services().media.video_dir(video_id).resolve()
-        target = (root / path).resolve()
-        if root not in target.parents or not target.is_file():
+        target = services().media.served_file(video_id, path)
+        if target is None:
             raise NotFound(f"no such file: {path[:80]}")
         # Media never changes once written (renamed into place whole), hence immutable.
         response = send_file(target, mimetype=MIME[path.rsplit(".", 1)[1]], conditional=True, etag=True, max_age=31536000)
