@@ -20,7 +20,7 @@ from server.api.admin import (
 )
 from server.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.api.admin_webhooks import AdminWebhook, AdminWebhookDeliveries, AdminWebhooks
-from server.api.context import close_session
+from server.api.context import FEED, close_session
 from server.api.dashboard import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
 from server.api.health import Healthz, Ping, Readyz, Status
 from server.api.limits import init_limits
@@ -53,6 +53,7 @@ from server.api.worker_api import (
     WorkerHello,
     authenticate_worker,
 )
+from server.eventfeed import Feed
 from server.models import MAX_ID
 
 
@@ -134,12 +135,18 @@ ROUTES = [
 ]
 
 
-def init_app(app: Flask) -> None:
+# The event-stream server (deploy/gunicorn-events.conf.py, server.create_events_app): the dashboard's
+# streams, which nginx sends there, and a health check.
+EVENT_ROUTES = [(Ping, "/ping"), (AdminEvents, "/api/admin/events")]
+
+
+def init_app(app: Flask, routes: list[tuple[type, str]] = ROUTES) -> None:
     app.url_map.converters["int"] = DatabaseId
     app.url_map.converters["spa"] = SpaPath
     app.json = JsonProvider(app)
+    app.extensions[FEED] = Feed(app.extensions["team03"])
     api = Api(app)
-    for resource, path in ROUTES:
+    for resource, path in routes:
         api.add_resource(resource, path)
     init_limits(app, app.extensions["team03"])
     errors.register(app)

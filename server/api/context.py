@@ -5,11 +5,19 @@ from __future__ import annotations
 from flask import current_app, g
 from sqlalchemy.orm import Session
 
+from server.eventfeed import Feed
 from server.services import Services
+
+FEED = "team03.feed"
 
 
 def services() -> Services:
     return current_app.extensions["team03"]
+
+
+def feed() -> Feed:
+    """The process's one reader of the event log, fanned out to its open event streams (made by init_app)."""
+    return current_app.extensions[FEED]
 
 
 def session() -> Session:

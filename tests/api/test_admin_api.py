@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from server import create_app, ingest, lifecycle
+from server import create_app, eventfeed, ingest, lifecycle
 from server.api import admin
 from server.eventlog import record
 from server.models import Attempt, AttemptOutcome, Event, Segment, SegmentRendition, SegmentState, Video, VideoType, Worker
@@ -582,7 +582,7 @@ def test_a_committed_event_behind_a_later_one_is_not_skipped(
         assert newest_event(services) > held.id  # committed first, with the higher id
         # Three polls see "fast" committed behind the open "slow": the stream holds it back, sends nothing.
         with pytest.raises(AssertionError, match="no event-stream message"):
-            stream.next(timeout=3 * admin.POLL_SECONDS)
+            stream.next(timeout=3 * eventfeed.POLL_SECONDS)
         slow.commit()
         messages = stream.events(2, timeout=5)
         assert [m.data["data"]["title"] for m in messages] == ["slow", "fast"]

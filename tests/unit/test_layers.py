@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "server.answers",
             "server.checks",
             "server.dashboard",
+            "server.eventfeed",
             "server.phone",
             "server.purge",
             "server.webhooks",
