@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -639,6 +641,35 @@ def test_streams_per_process_are_capped(base_url: str, services: Services, admin
     finally:
         fourth.close()
         first.close()
+
+
+def test_open_streams_share_one_reader_of_the_log(make_config, gearmand, admin_auth: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """However many streams are open, one thread of the process reads the event log for them all (server/eventfeed.py)."""
+    tabs = 10
+    services = Services.build(make_config(GEARMAN_SERVERS=(gearmand.address,), ADMIN_STREAMS=tabs))
+    readers: list[int] = []  # the thread of each read of the log after an id (a stream's start reads the newest id)
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "FROM events WHERE events.id >" in " ".join(statement.split()):
+            readers.append(threading.get_ident())
+
+    sqlalchemy.event.listen(services.engine, "before_cursor_execute", count)
+    try:
+        with http_server(create_app(services.config, services=services)) as url:
+            streams = [SseClient(f"{url}/api/admin/events", admin_auth) for _ in range(tabs)]
+            try:
+                video_id = new_video(services)
+                for stream in streams:  # every stream follows the log
+                    (message,) = stream.events(1, timeout=5)
+                    assert (message.event, message.data["video_id"]) == ("video.created", video_id)  # type: ignore[index]
+                readers.clear()
+                wait_for(lambda: len(readers) >= 6, 30, "6 reads of the log")  # each stream would read every 0.5 s
+                assert len(set(readers)) == 1, f"{len(set(readers))} threads read the log for {tabs} streams"
+            finally:
+                for stream in streams:
+                    stream.close()
+    finally:
+        services.close()
 
 
 @pytest.mark.parametrize("query", ["after=x", "after=-1", "after=99999999999999999999"])
