@@ -119,14 +119,16 @@ class Feed:
             ready = sequencer.take(events, time.monotonic(), self.services.clock.now())
             frames = [frame(e) for e in ready]
         with self._cond:
-            if self._sequencer is None:
+            started = self._sequencer is None
+            if started:
                 self._sequencer, self._floor = sequencer, start
             self._ids += [e.id for e in ready]
             self._frames += frames
             if len(self._ids) > BACKLOG:
                 self._floor = self._ids[-BACKLOG - 1]
                 del self._ids[:-BACKLOG], self._frames[:-BACKLOG]
-            self._cond.notify_all()
+            if started or ready:  # a quiet tick wakes no stream
+                self._cond.notify_all()
         return len(events) == EVENT_BATCH and bool(ready)
 
 
