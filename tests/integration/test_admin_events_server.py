@@ -10,6 +10,7 @@ at once, in JSON, rather than queued behind the others.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -27,6 +28,7 @@ from tests.harness.android import new_video_body, segment_upload
 from tests.harness.sse import SseClient
 
 TABS = 100  # open dashboard tabs, each one event stream
+WEB_PROCESSES = 2
 PROMPT = 5.0  # seconds: "at once" for a request on loopback, far below nginx's 60 s and the phone's 20 s
 OPENING = 15.0  # seconds the hundred streams may take to open, together
 STREAM_TIMEOUT = 30.0  # an open stream's reads (keep-alives come every 15 s)
@@ -34,7 +36,8 @@ STREAM_TIMEOUT = 30.0  # an open stream's reads (keep-alives come every 15 s)
 
 @dataclass
 class Front:
-    base: str
+    base: str  # nginx
+    app: str  # the web app's own gunicorn, as an nginx site from before the event-stream server reaches it
     config: Config
 
 
@@ -46,7 +49,7 @@ def front(make_config, gearmand, tmp_path: Path) -> Iterator[Front]:  # type: ig
     env = {**os.environ, **config.to_env(), "LOG_LEVEL": "WARNING"}
     app_port, events_port, port = real.free_port(), real.free_port(), real.free_port()
     app_log, events_log = tmp_path / "gunicorn.log", tmp_path / "gunicorn-events.log"
-    procs = [real.start_gunicorn(env, app_port, app_log, "-w", "2")]
+    procs = [real.start_gunicorn(env, app_port, app_log, "-w", str(WEB_PROCESSES))]
     prefix = real.nginx_prefix()
     try:
         real.wait_http(f"http://127.0.0.1:{app_port}/ping", procs[0], app_log)
@@ -55,7 +58,7 @@ def front(make_config, gearmand, tmp_path: Path) -> Iterator[Front]:  # type: ig
         real.wait_http(f"http://127.0.0.1:{events_port}/ping", procs[1], events_log)
         procs.append(real.start_nginx(prefix, real.render_nginx(prefix, app_port, port, events_port=events_port)))
         real.wait_http(f"http://127.0.0.1:{port}/ping", procs[2], prefix / "nginx.out")
-        yield Front(f"http://127.0.0.1:{port}", config)
+        yield Front(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{app_port}", config)
     finally:
         real.stop_gracefully(procs, timeout=20)
         subprocess.run(["rm", "-rf", str(prefix)], check=False)
@@ -131,3 +134,18 @@ def test_a_hundred_dashboard_tabs_slow_no_upload(front: Front, admin_auth: dict[
                 with contextlib.suppress(OSError):
                     stream.close()
         pool.shutdown()
+
+
+def test_streams_that_reach_the_web_app_take_at_most_two_threads_of_a_process(front: Front, admin_auth: dict[str, str]) -> None:
+    """An nginx site from before the event-stream server sends the streams to the web app: it refuses all but 2 per process."""
+    cookie = login(front.base)
+    streams: list[SseClient] = []
+    try:
+        while len(streams) <= 2 * WEB_PROCESSES and (not streams or streams[-1].status == 200):
+            streams.append(SseClient(f"{front.app}/api/admin/events", cookie, timeout=PROMPT))  # each answers within PROMPT
+        refused = streams[-1]
+        assert (refused.status, refused.headers.get("retry-after")) == (503, "5")
+        assert json.loads(refused.response.read())["code"] == "too_many_streams"
+    finally:
+        for stream in streams:
+            stream.close()
