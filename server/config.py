@@ -77,8 +77,9 @@ class Config:
     METRICS_HOST: str = "127.0.0.1"
     # The dashboard's event stream (GET /api/admin/events) holds a thread of the process that serves it (in
     # production the event-stream server, deploy/gunicorn-events.conf.py, whose thread count is this cap plus
-    # spares, never the web app's): it ends after this many seconds (the browser reconnects where it left
-    # off), at most ADMIN_STREAMS at once per process (beyond: an immediate 503 with Retry-After).
+    # spares; deploy/gunicorn.conf.py sets 2 for the web app's processes, which nginx sends no stream): it ends
+    # after this many seconds (the browser reconnects where it left off), at most ADMIN_STREAMS at once per
+    # process (beyond: an immediate 503 with Retry-After).
     ADMIN_STREAM_SECONDS: float = 300.0
     ADMIN_STREAMS: int = 100
     # Webhooks (README "Webhooks"): each delivery try waits at most WEBHOOK_TIMEOUT seconds for its receiver;
