@@ -17,6 +17,11 @@ timeout = 30
 graceful_timeout = 30
 # Idle keep-alive connections (nginx's upstream pool) are closed after this; longer than nginx's 4 s reuse window.
 keepalive = 5
+# The dashboard's event streams are the event-stream server's (deploy/gunicorn-events.conf.py), where nginx sends
+# them. Should one reach a web process anyway (an nginx site from before that server), it may hold at most 2 of
+# the process's 8 threads; the next gets 503 too_many_streams at once. (ADMIN_STREAMS set here wins over the
+# environment's, which is the event-stream server's cap.)
+raw_env = ["ADMIN_STREAMS=2"]
 
 
 # gunicorn refuses some requests before the app sees them (a malformed request line, one longer than

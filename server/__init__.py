@@ -21,3 +21,10 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     from server.web.app import create_app as build
 
     return build(config, services=services, local_runner=local_runner)
+
+
+def create_events_app(config: Config | None = None) -> Flask:
+    """Build the event-stream server (server/web/app.py); `'server:create_events_app()'` is what its gunicorn names."""
+    from server.web.app import create_events_app as build
+
+    return build(config)

@@ -79,11 +79,13 @@ class Config:
     METRICS_TOKEN: str = ""
     METRICS_PORT: int = 0
     METRICS_HOST: str = "127.0.0.1"
-    # The dashboard's event stream (GET /api/admin/events) holds one gunicorn thread while it is open:
-    # it ends after this many seconds (the browser reconnects where it left off), at most ADMIN_STREAMS
-    # at once per process (beyond: 503 with Retry-After), so streams never take every thread.
+    # The dashboard's event stream (GET /api/admin/events) holds a thread of the process that serves it (in
+    # production the event-stream server, deploy/gunicorn-events.conf.py, whose thread count is this cap plus
+    # spares; deploy/gunicorn.conf.py sets 2 for the web app's processes, which nginx sends no stream): it ends
+    # after this many seconds (the browser reconnects where it left off), at most ADMIN_STREAMS at once per
+    # process (beyond: an immediate 503 with Retry-After).
     ADMIN_STREAM_SECONDS: float = 300.0
-    ADMIN_STREAMS: int = 8
+    ADMIN_STREAMS: int = 100
     # Webhooks (README "Webhooks"): each delivery try waits at most WEBHOOK_TIMEOUT seconds for its receiver;
     # a failed one is tried again after WEBHOOK_BACKOFF seconds, doubling up to WEBHOOK_BACKOFF_MAX, until
     # WEBHOOK_GIVE_UP seconds after the event; WEBHOOK_THREADS send at once per reaper process. A hook's host

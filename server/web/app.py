@@ -1,4 +1,4 @@
-"""The web app factory: config, services, the route table, the body deadline; no other side effect."""
+"""The web app factories: config, services, the route table, the body deadline; no other side effect."""
 
 from __future__ import annotations
 
@@ -19,6 +19,33 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     """
     config = config or Config.from_env()
     configure_logging(config.LOG_LEVEL)
+    services = services or Services.build(config)
+    if services.queue is None:
+        _attach_runner(services, local_runner)
+    from server.web.api import ROUTES
+
+    return _flask_app(config, services, ROUTES)
+
+
+def create_events_app(config: Config | None = None) -> Flask:
+    """Build the event-stream server: only the dashboard's GET /api/admin/events (and /ping), same login.
+
+    Production runs it apart from the web app (deploy/gunicorn-events.conf.py; nginx routes the streams to
+    it), so open dashboard tabs hold its threads, never the ones phones and players need. It runs no jobs.
+    """
+    config = config or Config.from_env()
+    configure_logging(config.LOG_LEVEL)
+    services = Services.build(config)
+    if services.queue is None:
+        from server.infra.queue import NoQueue
+
+        services.queue = NoQueue()
+    from server.web.api import EVENT_ROUTES
+
+    return _flask_app(config, services, EVENT_ROUTES)
+
+
+def _flask_app(config: Config, services: Services, routes: list[tuple[type, str]]) -> Flask:
     from server.web.api import init_app
     from server.web.api.uploads import BodyDeadline, Request
 
@@ -30,11 +57,8 @@ def create_app(config: Config | None = None, *, services: Services | None = None
         MAX_CONTENT_LENGTH=config.MAX_SEGMENT_BYTES + 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
-    services = services or Services.build(config)
-    if services.queue is None:
-        _attach_runner(services, local_runner)
     app.extensions["team03"] = services
-    init_app(app)
+    init_app(app, routes)
     # The body limit plus the multipart envelope (deploy/nginx/team03.conf's client_max_body_size).
     drain_limit = config.MAX_SEGMENT_BYTES + 1024 * 1024
     app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT, drain_limit)  # type: ignore[method-assign]

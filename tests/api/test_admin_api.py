@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -18,6 +20,7 @@ from server.domain import ingest, lifecycle
 from server.domain.eventlog import record
 from server.infra.models import Attempt, AttemptOutcome, Event, Segment, SegmentRendition, SegmentState, Video, VideoType, Worker
 from server.infra.services import Services
+from server.web import eventfeed
 from server.web.api import admin
 from tests.harness.clock import FakeClock
 from tests.harness.services import wait_for
@@ -583,7 +586,7 @@ def test_a_committed_event_behind_a_later_one_is_not_skipped(
         assert newest_event(services) > held.id  # committed first, with the higher id
         # Three polls see "fast" committed behind the open "slow": the stream holds it back, sends nothing.
         with pytest.raises(AssertionError, match="no event-stream message"):
-            stream.next(timeout=3 * admin.POLL_SECONDS)
+            stream.next(timeout=3 * eventfeed.POLL_SECONDS)
         slow.commit()
         messages = stream.events(2, timeout=5)
         assert [m.data["data"]["title"] for m in messages] == ["slow", "fast"]
@@ -640,6 +643,35 @@ def test_streams_per_process_are_capped(base_url: str, services: Services, admin
     finally:
         fourth.close()
         first.close()
+
+
+def test_open_streams_share_one_reader_of_the_log(make_config, gearmand, admin_auth: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """However many streams are open, one thread of the process reads the event log for them all (server/web/eventfeed.py)."""
+    tabs = 10
+    services = Services.build(make_config(GEARMAN_SERVERS=(gearmand.address,), ADMIN_STREAMS=tabs))
+    readers: list[int] = []  # the thread of each read of the log after an id (a stream's start reads the newest id)
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "FROM events WHERE events.id >" in " ".join(statement.split()):
+            readers.append(threading.get_ident())
+
+    sqlalchemy.event.listen(services.engine, "before_cursor_execute", count)
+    try:
+        with http_server(create_app(services.config, services=services)) as url:
+            streams = [SseClient(f"{url}/api/admin/events", admin_auth) for _ in range(tabs)]
+            try:
+                video_id = new_video(services)
+                for stream in streams:  # every stream follows the log
+                    (message,) = stream.events(1, timeout=5)
+                    assert (message.event, message.data["video_id"]) == ("video.created", video_id)  # type: ignore[index]
+                readers.clear()
+                wait_for(lambda: len(readers) >= 6, 30, "6 reads of the log")  # each stream would read every 0.5 s
+                assert len(set(readers)) == 1, f"{len(set(readers))} threads read the log for {tabs} streams"
+            finally:
+                for stream in streams:
+                    stream.close()
+    finally:
+        services.close()
 
 
 @pytest.mark.parametrize("query", ["after=x", "after=-1", "after=99999999999999999999"])

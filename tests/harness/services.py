@@ -119,11 +119,21 @@ def stop_gracefully(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0)
             proc.wait()
 
 
-def start_gunicorn(env: dict[str, str], port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
-    """Run the production server: gunicorn with deploy/gunicorn.conf.py on 127.0.0.1:`port`; `flags` override the file."""
-    argv = [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py"), "-b", f"127.0.0.1:{port}", *flags]
+def start_gunicorn(
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    *flags: str,
+    conf: str = "deploy/gunicorn.conf.py",
+    app: str = "server:create_app()",
+) -> subprocess.Popen[bytes]:
+    """Run a production server: gunicorn with `conf` on 127.0.0.1:`port`; `flags` override the file.
+
+    The web app by default; the event-stream server is conf="deploy/gunicorn-events.conf.py", app="server:create_events_app()".
+    """
+    argv = [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / conf), "-b", f"127.0.0.1:{port}", *flags]
     with open(log, "ab") as out:
-        return subprocess.Popen([*argv, "server:create_app()"], cwd=ROOT, env=env, stdout=out, stderr=out)
+        return subprocess.Popen([*argv, app], cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
 def nginx_prefix() -> Path:
@@ -137,12 +147,23 @@ NGINX_SITE = ROOT / "deploy/nginx/team03.conf"
 
 
 def render_nginx(
-    prefix: Path, app_port: int, port: int, *, media_root: Path | None = None, status_port: int | None = None, workers: int = 1
+    prefix: Path,
+    app_port: int,
+    port: int,
+    *,
+    media_root: Path | None = None,
+    status_port: int | None = None,
+    workers: int = 1,
+    events_port: int | None = None,
 ) -> str:
-    """deploy/nginx/team03.conf as shipped, its addresses (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf."""
+    """deploy/nginx/team03.conf as shipped, its addresses (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
+
+    The event-stream server's upstream goes to `events_port`, or without one (no events server started) to the app's.
+    """
     site = NGINX_SITE.read_text()
     replacements = [
         ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};", 1),
+        ("server 127.0.0.1:8001;", f"server 127.0.0.1:{events_port or app_port};", 1),
         ("listen 80;", f"listen 127.0.0.1:{port};", 1),
     ]
     if media_root is not None:

@@ -33,9 +33,13 @@ class SseClient:
     def __init__(self, url: str, headers: dict[str, str], timeout: float = 30.0) -> None:
         parts = urlsplit(url)
         self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-        self._conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
-        self._sock = self._conn.sock  # kept: close() shuts it down to wake the reader
-        self.response = self._conn.getresponse()
+        try:
+            self._conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+            self._sock = self._conn.sock  # kept: close() shuts it down to wake the reader
+            self.response = self._conn.getresponse()
+        except BaseException:
+            self._conn.close()  # no answer before `timeout`: nothing left open
+            raise
         self.status = self.response.status
         self.headers = {k.lower(): v for k, v in self.response.getheaders()}
         self._messages: queue.Queue[Message | str] = queue.Queue()

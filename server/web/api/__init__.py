@@ -21,7 +21,7 @@ from server.web.api.admin import (
 )
 from server.web.api.admin_auth import AdminLogin, AdminLogout, AdminMe
 from server.web.api.admin_webhooks import AdminWebhook, AdminWebhookDeliveries, AdminWebhooks
-from server.web.api.context import close_session
+from server.web.api.context import FEED, close_session
 from server.web.api.health import Healthz, Ping, Readyz, Status
 from server.web.api.limits import init_limits
 from server.web.api.metrics import Metrics
@@ -54,6 +54,7 @@ from server.web.api.worker_api import (
     WorkerHello,
     authenticate_worker,
 )
+from server.web.eventfeed import Feed
 
 
 class DatabaseId(IntegerConverter):
@@ -134,12 +135,18 @@ ROUTES = [
 ]
 
 
-def init_app(app: Flask) -> None:
+# The event-stream server (deploy/gunicorn-events.conf.py, server.create_events_app): the dashboard's
+# streams, which nginx sends there, and a health check.
+EVENT_ROUTES = [(Ping, "/ping"), (AdminEvents, "/api/admin/events")]
+
+
+def init_app(app: Flask, routes: list[tuple[type, str]] = ROUTES) -> None:
     app.url_map.converters["int"] = DatabaseId
     app.url_map.converters["spa"] = SpaPath
     app.json = JsonProvider(app)
+    app.extensions[FEED] = Feed(app.extensions["team03"])
     api = Api(app)
-    for resource, path in ROUTES:
+    for resource, path in routes:
         api.add_resource(resource, path)
     init_limits(app, app.extensions["team03"])
     errors.register(app)

@@ -6,7 +6,6 @@ server/domain/lifecycle.py. Login (/api/admin/login, logout, me) is server/web/a
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
@@ -15,19 +14,19 @@ from flask_restful import Resource
 
 from server.core.errors import Conflict, InvalidInput, TooManyStreams
 from server.domain import ingest, lifecycle
-from server.domain.eventlog import Sequencer, newest_id, read_after
+from server.domain.eventlog import newest_id
 from server.infra.models import MAX_ID
 from server.infra.services import Holds, Services
 from server.web import admin_views
 from server.web.api.auth import require_admin
-from server.web.api.context import services, session
+from server.web.api.context import feed, services, session
 from server.web.api.videos import _json_object, _query_int
+from server.web.eventfeed import Feed
 
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_EVENT_ID = 2**63 - 1
 KEEPALIVE_SECONDS = 15.0  # a comment line when nothing else was sent for this long (proxies drop idle streams)
-POLL_SECONDS = 0.5  # how often an open stream reads the events table
-EVENT_BATCH = 500  # events read per poll; a full batch is followed by the next at once
+WAKE_SECONDS = 1.0  # an open stream looks at least this often at its keep-alive, its end and the process stopping
 RETRY_MS = 1000  # EventSource waits this long before it reconnects (after the stream ends)
 
 
@@ -125,12 +124,13 @@ class AdminEvents(Resource):
             after = _event_id(request.args.get("after"), "after")
         if after is None:
             after = newest_id(session())
-        session().rollback()  # no connection is held while the stream is open: each poll takes one
+        session().rollback()  # no connection is held while the stream is open: the feed reads for it
         slots = services().streams
         if not slots.take():
             raise TooManyStreams(f"this process already streams to {slots.slots} dashboards (ADMIN_STREAMS)")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return Response(EventStream(services(), after, slots), mimetype="text/event-stream", headers=headers)
+        body = EventStream(services(), feed(), after, slots)
+        return Response(body, mimetype="text/event-stream", headers=headers)
 
 
 def _event_id(raw: str | None, name: str) -> int | None:
@@ -147,18 +147,18 @@ def _row(video_id: int) -> dict[str, object]:
 
 
 class EventStream:
-    """The body of one event stream: polls the events table until ADMIN_STREAM_SECONDS, then ends.
+    """The body of one event stream: follows the process's event feed until ADMIN_STREAM_SECONDS, then ends.
 
-    It holds one of the process's stream slots from its creation until `close()` (which the WSGI server
-    calls when the stream ends or the client goes, started or not) and a database connection only
-    while it reads.
+    It holds one of the process's stream slots (and a place in the feed) from its creation until `close()`
+    (which the WSGI server calls when the stream ends or the client goes, started or not), and no
+    database connection: the feed reads the log once for every open stream.
     """
 
-    def __init__(self, services: Services, after: int, slots: Holds) -> None:
+    def __init__(self, services: Services, feed: Feed, after: int, slots: Holds) -> None:
         self._services = services
         self._slots = slots
         self._released = False
-        self._sequencer = Sequencer(after)
+        self._reader = feed.reader(after)
         self._body = self._run()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -166,6 +166,7 @@ class EventStream:
 
     def close(self) -> None:
         self._body.close()
+        self._reader.close()
         if not self._released:
             self._released = True
             self._slots.release()
@@ -176,26 +177,12 @@ class EventStream:
         deadline = started + services.config.ADMIN_STREAM_SECONDS
         last_write = started
         yield f"retry: {RETRY_MS}\n\n".encode()  # also sends the headers at once
-        while (now := time.monotonic()) < deadline:
-            chunk, full = self._poll(now)
+        while (now := time.monotonic()) < deadline and not services.stopping.is_set():
+            wait = min(WAKE_SECONDS, deadline - now, last_write + KEEPALIVE_SECONDS - now)
+            chunk = self._reader.next(max(0.0, wait))
             if chunk:
                 yield chunk
-                last_write = now
-            elif now - last_write >= KEEPALIVE_SECONDS:
+                last_write = time.monotonic()
+            elif time.monotonic() - last_write >= KEEPALIVE_SECONDS:
                 yield b": keep-alive\n\n"
-                last_write = now
-            if not full and services.stopping.wait(max(0.0, min(POLL_SECONDS, deadline - now))):
-                return  # the process is shutting down
-
-    def _poll(self, now: float) -> tuple[bytes, bool]:
-        """The events ready now, formatted; whether a whole batch came back (read again at once)."""
-        with self._services.sessions() as db:
-            events = read_after(db, self._sequencer.last, EVENT_BATCH)
-            ready = self._sequencer.take(events, now, self._services.clock.now())
-            text = "".join(_frame(admin_views.event_json(e)) for e in ready)
-        return text.encode(), len(events) == EVENT_BATCH and bool(ready)
-
-
-def _frame(event: dict[str, object]) -> str:
-    data = json.dumps(event, separators=(",", ":"), ensure_ascii=True)
-    return f"id: {event['id']}\nevent: {event['kind']}\ndata: {data}\n\n"
+                last_write = time.monotonic()

@@ -6,10 +6,18 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from server.infra.services import Services
+from server.web.eventfeed import Feed
+
+FEED = "team03.feed"
 
 
 def services() -> Services:
     return current_app.extensions["team03"]
+
+
+def feed() -> Feed:
+    """The process's one reader of the event log, fanned out to its open event streams (made by init_app)."""
+    return current_app.extensions[FEED]
 
 
 def session() -> Session:
