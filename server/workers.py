@@ -34,6 +34,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 TOKEN_BYTES = 32
 FUNCTION_NAMES = re.compile(r"^[a-z0-9_.]{1,64}$")
+# A worker's capabilities are ffmpeg's version and encoder names (about 2 KB); stored as JSON in a TEXT column.
+CAPABILITIES_MAX_BYTES = 16 * 1024
 LOST_FACTOR = 3  # silent for this many leases: lost (the dashboard's `alive` uses the same bound)
 LOST_BATCH = 100
 
@@ -106,6 +108,8 @@ class Registration:
         capabilities = raw.get("capabilities", {})
         if not isinstance(capabilities, dict):
             raise InvalidInput("capabilities", "a JSON object is required")
+        if len(json.dumps(capabilities, separators=(",", ":")).encode()) > CAPABILITIES_MAX_BYTES:
+            raise InvalidInput("capabilities", f"at most {CAPABILITIES_MAX_BYTES} bytes of JSON")
         concurrency = raw.get("concurrency")
         if type(concurrency) is not int or not 1 <= concurrency <= 256:
             raise InvalidInput("concurrency", "an integer from 1 to 256 is required")

@@ -156,6 +156,35 @@ def test_hello_names_a_bad_field(client, auth):
     assert (response.status_code, response.json["field"]) == (400, "concurrency")
 
 
+def test_hello_with_oversized_capabilities_is_a_400_naming_the_field(client, auth):
+    huge = {**hello_body(), "capabilities": {"encoders": ["x" * 1000] * 70}}  # > 64 KB: past a MariaDB TEXT
+    response = client.post("/api/worker/hello", json=huge, headers=auth)
+    assert (response.status_code, response.json["field"]) == (400, "capabilities")
+
+
+def test_a_database_data_error_is_a_400_not_a_500(make_config, gearmand):  # type: ignore[no-untyped-def]
+    """The one error mapper answers a value the database refuses (too long, out of range) as bad input."""
+    from sqlalchemy import text
+
+    from server import create_app
+    from server.api.context import session
+
+    app = create_app(make_config(GEARMAN_SERVERS=(gearmand.address,)))
+    try:
+
+        @app.route("/too-long")
+        def too_long():  # type: ignore[no-untyped-def]
+            session().execute(text("UPDATE workers SET name = :name"), {"name": "x" * 100_000})
+            return "unreachable"
+
+        with app.extensions["team03"].sessions() as db:
+            workers.mint_token(db, "w1", now=SystemClock().now())
+        response = app.test_client().get("/too-long")
+        assert (response.status_code, response.json["code"]) == (400, "invalid_input")
+    finally:
+        app.extensions["team03"].close()
+
+
 def test_a_claim_answers_what_the_worker_needs_and_a_second_is_a_skip(client, claim, video_id, auth):
     assert {"attempt_id", "source_size", "source_sha256", "outputs", "renditions"} <= set(claim)
     again = client.post("/api/worker/attempts", json={"video_id": video_id, "segment_id": 0}, headers=auth)
