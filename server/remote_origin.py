@@ -116,7 +116,7 @@ class RemoteOrigin:
     # --- Origin ----------------------------------------------------------------------------------
 
     def workdir(self, claim: Claim) -> Path:
-        """A private, empty directory under this worker's own MEDIA_ROOT (the encoder removes it after)."""
+        """A private, empty directory in this worker's scratch tree (encoding.Scratch; the encoder removes it after)."""
         return workdir_for(self.scratch, claim)
 
     def claim(self, job: SegmentJob) -> Claim | Skip:

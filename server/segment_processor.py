@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # also runnable as `python server/segment_process
 
 from server import configure_logging, metrics, workers
 from server.config import Config, database_configured
+from server.encoding import Scratch
 from server.errors import WorkerUnauthorized
 from server.jobs import PACKAGE_VIDEO, SHORT_NAMES, TRANSCODE_SEGMENT
 from server.lifecycle import WorkerRef
@@ -72,7 +73,10 @@ class RemoteRegistry:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.origin = RemoteOrigin(config.API_URL, config.WORKER_TOKEN, scratch=config.MEDIA_ROOT)
+        # Its own scratch tree under its MEDIA_ROOT (held, with its lock, as long as the process lives); a
+        # previous run's, killed with -9, is swept first.
+        self.scratch = Scratch(config.MEDIA_ROOT)
+        self.origin = RemoteOrigin(config.API_URL, config.WORKER_TOKEN, scratch=self.scratch.path)
 
     def hello(self, functions: tuple[str, ...]) -> float:
         return float(self.origin.hello(registration(self.config, functions).to_json())["lease_seconds"])
@@ -81,7 +85,10 @@ class RemoteRegistry:
         self.origin.alive()
 
     def bye(self) -> None:
-        self.origin.bye()
+        try:
+            self.origin.bye()
+        finally:
+            self.scratch.close()
 
 
 class LocalRegistry:
