@@ -23,7 +23,7 @@ from server.jobs import SegmentJob
 from server.lifecycle import AttemptGone, Claim, Skip
 from server.origin import Origin
 from server.retry import Failure
-from server.transcode import ffmpeg
+from server.transcode import ffmpeg, outputs
 from server.transcode.ladder import SourceInfo
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,13 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
             width=THUMBNAIL_WIDTH,
             tile_height=tile,
         )
-        argv = ffmpeg.transcode_argv(source, plan, {r.name: files[f"{r.name}.mp4"] for r in plan}, source=info, pictures=pictures)
+        bounds = ffmpeg.Bounds(seconds=config.MAX_SEGMENT_SECONDS, pixels=config.MAX_SOURCE_PIXELS)
+        mp4s = {r.name: files[f"{r.name}.mp4"] for r in plan}
+        argv = ffmpeg.transcode_argv(source, plan, mp4s, source=info, pictures=pictures, bounds=bounds)
         encode_started = time.monotonic()
         ffmpeg.run_with_progress(ffmpeg.with_progress(argv), config.FFMPEG_TIMEOUT, info.duration, lease.on_progress)
+        # What the origin will check on completion, checked here first: bad media fails here, for good.
+        outputs.Plan(plan, info.duration).check_all({name: path.read_bytes() for name, path in files.items()})
         sizes = {r.name: files[f"{r.name}.mp4"].stat().st_size for r in plan}
         metrics.encoded(time.monotonic() - encode_started, info.duration, sizes)
         for name, path in files.items():
