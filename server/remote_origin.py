@@ -25,7 +25,7 @@ from typing import Any
 import requests
 
 from server.encoding import workdir_for
-from server.errors import Conflict, ServiceError, WorkerUnauthorized
+from server.errors import Conflict, ServiceError, UnprocessableMedia, WorkerUnauthorized
 from server.jobs import SegmentJob
 from server.lifecycle import ERROR_TAIL, AttemptGone, Claim, Skip
 from server.retry import Failure
@@ -121,7 +121,10 @@ class RemoteOrigin:
 
     def claim(self, job: SegmentJob) -> Claim | Skip:
         """Start an attempt at the job's segment, or learn there is nothing to do."""
-        response = self._json("POST", "/attempts", {"video_id": job.video_id, "segment_id": job.segment_id}, ok=(201, 409))
+        body = {"video_id": job.video_id, "segment_id": job.segment_id, "issued": job.issued, "ticket": job.ticket}
+        response = self._json("POST", "/attempts", body, ok=(201, 403, 409))
+        if response.status_code == 403:  # the job's ticket was refused (expired, or not the origin's): drop the job
+            return Skip(f"ticket refused: {_message(response)}")
         if response.status_code == 409:
             return Skip(str(response.json().get("skip", "nothing to do")))
         return Claim.from_json(response.json())
@@ -239,6 +242,8 @@ class RemoteOrigin:
             raise AttemptGone(message)
         if response.status_code == 409:
             raise Conflict(message)
+        if response.status_code == 422:  # outputs the origin refused (not what the plan asks): bad media, for good
+            raise UnprocessableMedia(message)
         raise OriginUnavailable(f"{response.request.method} {response.url}: {response.status_code} {message}")
 
 

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from server import lifecycle, workers
 from server.api.context import services, session
 from server.api.limits import count_failed_worker_auth
-from server.errors import Conflict, Gone, InvalidInput, NotFound, UnprocessableMedia, WorkerUnauthorized
+from server.errors import Conflict, Gone, InvalidInput, NotFound, TicketRefused, UnprocessableMedia, WorkerUnauthorized
+from server.jobs import SegmentJob
 from server.media.storage import UploadFile, file_sha256
 from server.models import Attempt, Segment
 from server.retry import Failure
@@ -32,8 +33,11 @@ from server.state import rendition_plan
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NO_STORE = {"Cache-Control": "no-store"}
-# What a worker may report; LOST is the reaper's word for an expired lease, never a worker's.
-WORKER_FAILURES = {f.value: f for f in (Failure.MEDIA, Failure.CRASH, Failure.DISK_FULL)}
+# What a worker may report; LOST is the reaper's word for an expired lease, never a worker's. A remote
+# worker's full disk is its own, not the origin's: a crash of that worker for the retry policy (an attempt
+# spent, the usual backoff; another worker may take it), never the origin's DISK_FULL (no attempt spent,
+# the longest wait), which any token holder could otherwise report forever.
+WORKER_FAILURES = {"media": Failure.MEDIA, "crash": Failure.CRASH, "disk_full": Failure.CRASH}
 
 
 def _now() -> datetime:
@@ -115,6 +119,12 @@ class AttemptList(WorkerResource):
         """Claim a segment: 201 with the Claim, or 409 with the reason there is nothing to do."""
         body = _json_object()
         video_id, segment_id = _id(body, "video_id"), _id(body, "segment_id")
+        ticket = body.get("ticket")
+        if not isinstance(ticket, str) or type(body.get("issued")) is not int:
+            raise InvalidInput("ticket", "the job's ticket and issued time are required")
+        job = SegmentJob(video_id, segment_id, body["issued"], ticket)
+        if not job.valid(lifecycle.ticket_key(services()), services().clock.time()):
+            raise TicketRefused(f"no valid ticket for segment {segment_id} of video {video_id}: claim only the jobs handed out")
         claim = lifecycle.start_attempt(services(), session(), video_id, segment_id, g.worker)
         if isinstance(claim, lifecycle.Skip):
             message = f"nothing to do: {claim.reason}"
