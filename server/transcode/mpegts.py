@@ -11,6 +11,8 @@ decodes them all, stitched together. ``timestamps_go_back`` finds that without d
 
 from __future__ import annotations
 
+import mmap
+import os
 from pathlib import Path
 
 PACKET = 188
@@ -82,9 +84,17 @@ def timestamps_go_back(path: Path, tolerance: float = 0.05) -> str | None:
     """Say where a stream's clock runs back by more than `tolerance` seconds in this TS file; None if it never does
     (or the file is no TS).
 
-    Only PES headers are read (one per frame), never the payload. A 33-bit wrap is a step forward.
+    Only PES headers are read (one per frame), never the payload; the file is mapped, not copied into
+    memory (an upload may be MAX_SEGMENT_BYTES). A 33-bit wrap is a step forward.
     """
-    data = path.read_bytes()
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size < PACKET * _PROBE_PACKETS:
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _first_step_back(data, tolerance)  # type: ignore[arg-type]  # an mmap slices as bytes do
+
+
+def _first_step_back(data: bytes, tolerance: float) -> str | None:
     layout = _layout(data)
     if layout is None:
         return None
