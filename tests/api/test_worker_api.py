@@ -355,7 +355,9 @@ def test_a_picture_that_is_no_jpeg_is_refused_by_name(client, services, claim, a
 
 def test_a_remote_workers_full_disk_is_its_own_not_the_origins(client, services, claim, auth):
     failed = client.post(
-        f"/api/worker/attempts/{claim['attempt_id']}/fail", json={"error": "No space left on device", "kind": "disk_full"}, headers=auth
+        f"/api/worker/attempts/{claim['attempt_id']}/fail",
+        json={"error": "No space left on device", "kind": "disk_full"},
+        headers=auth,
     )
     assert failed.status_code == 200
     with services.sessions() as session:
