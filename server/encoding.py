@@ -74,7 +74,7 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
         encode_started = time.monotonic()
         ffmpeg.run_with_progress(ffmpeg.with_progress(argv), config.FFMPEG_TIMEOUT, info.duration, lease.on_progress)
         # What the origin will check on completion, checked here first: bad media fails here, for good.
-        outputs.Plan(plan, info.duration).check_all({name: path.read_bytes() for name, path in files.items()})
+        outputs.Plan(plan, info.duration).check_files(files)
         sizes = {r.name: files[f"{r.name}.mp4"].stat().st_size for r in plan}
         metrics.encoded(time.monotonic() - encode_started, info.duration, sizes)
         for name, path in files.items():
