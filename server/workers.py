@@ -140,6 +140,8 @@ class Registration:
         functions = raw.get("functions")
         if not isinstance(functions, list) or not all(isinstance(f, str) and FUNCTION_NAMES.match(f) for f in functions):
             raise InvalidInput("functions", "a list of job function names is required")
+        if len(",".join(functions)) > 255:  # stored comma-separated in a VARCHAR(255)
+            raise InvalidInput("functions", "at most 255 characters of names, comma-separated")
         return cls(host, version, capabilities, concurrency, tuple(functions))
 
     def to_json(self) -> dict[str, Any]:

@@ -163,10 +163,16 @@ def test_hello_names_a_bad_field(client, auth):
     assert (response.status_code, response.json["field"]) == (400, "concurrency")
 
 
-def test_hello_with_oversized_capabilities_is_a_400_naming_the_field(client, auth):
-    huge = {**hello_body(), "capabilities": {"encoders": ["x" * 1000] * 70}}  # > 64 KB: past a MariaDB TEXT
-    response = client.post("/api/worker/hello", json=huge, headers=auth)
-    assert (response.status_code, response.json["field"]) == (400, "capabilities")
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("capabilities", {"encoders": ["x" * 1000] * 70}),  # > 64 KB: past a MariaDB TEXT
+        ("functions", ["team03.transcode_segment"] * 20),  # past its VARCHAR(255)
+    ],
+)
+def test_hello_with_an_oversized_field_is_a_400_naming_it(client, auth, field, value):  # type: ignore[no-untyped-def]
+    response = client.post("/api/worker/hello", json={**hello_body(), field: value}, headers=auth)
+    assert (response.status_code, response.json["field"]) == (400, field)
 
 
 def test_a_database_data_error_is_a_400_not_a_500(make_config, gearmand):  # type: ignore[no-untyped-def]
