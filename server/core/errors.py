@@ -109,6 +109,12 @@ class Forbidden(ServiceError):
     code = "forbidden"
 
 
+class TicketRefused(Forbidden):
+    """A claim without a valid ticket: the origin did not hand this segment out (or the ticket expired)."""
+
+    code = "ticket_refused"
+
+
 class TooManyRequests(ServiceError):
     """Refused for now (too many failed logins); retry after Retry-After seconds."""
 

@@ -6,6 +6,7 @@ and a remote worker (server/worker/remote.py) reads them off the worker API with
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -16,6 +17,8 @@ from server.core.transcode.ladder import RenditionPlan
 
 PICTURES = ("thumbnail.jpg", "storyboard.jpg")
 FUNCTION_NAMES = re.compile(r"^[a-z0-9_.]{1,64}$")
+# A worker's capabilities are ffmpeg's version and encoder names (about 2 KB); stored as JSON in a TEXT column.
+CAPABILITIES_MAX_BYTES = 16 * 1024
 ERROR_TAIL = 4000  # characters of an error (ffmpeg's stderr tail) kept on the attempt and the segment
 
 
@@ -96,12 +99,16 @@ class Registration:
         capabilities = raw.get("capabilities", {})
         if not isinstance(capabilities, dict):
             raise InvalidInput("capabilities", "a JSON object is required")
+        if len(json.dumps(capabilities, separators=(",", ":")).encode()) > CAPABILITIES_MAX_BYTES:
+            raise InvalidInput("capabilities", f"at most {CAPABILITIES_MAX_BYTES} bytes of JSON")
         concurrency = raw.get("concurrency")
         if type(concurrency) is not int or not 1 <= concurrency <= 256:
             raise InvalidInput("concurrency", "an integer from 1 to 256 is required")
         functions = raw.get("functions")
         if not isinstance(functions, list) or not all(isinstance(f, str) and FUNCTION_NAMES.match(f) for f in functions):
             raise InvalidInput("functions", "a list of job function names is required")
+        if len(",".join(functions)) > 255:  # stored comma-separated in a VARCHAR(255)
+            raise InvalidInput("functions", "at most 255 characters of names, comma-separated")
         return cls(host, version, capabilities, concurrency, tuple(functions))
 
     def to_json(self) -> dict[str, Any]:

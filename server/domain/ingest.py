@@ -7,6 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,7 @@ from server.core.errors import Conflict, InvalidInput, NotFound, UnprocessableMe
 from server.core.playlists.model import MAX_SEGMENT_ID
 from server.core.transcode.ffmpeg import probe
 from server.core.transcode.ladder import SourceInfo, plan_ladder
+from server.core.transcode.mpegts import timestamps_go_back
 from server.domain import eventlog, lifecycle, publishing, transitions
 from server.domain.changes import video_change
 from server.infra import metrics
@@ -152,6 +154,7 @@ def accept_segment(
     # ffprobe runs before the video's row lock is taken: workers wait on that lock.
     info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
     check_source_limits(info, services.config)
+    check_one_piece(upload.path)
     final = services.media.original(video.id, segment_id, ext)
     old_original = None
     in_place = False  # the file is at `final` and durable: from here on only the database can fail
@@ -225,6 +228,13 @@ def check_source_limits(info: SourceInfo, config: Config) -> None:
         raise UnprocessableMedia(
             f"frame of {info.width}x{info.height} has more pixels than MAX_SOURCE_PIXELS ({config.MAX_SOURCE_PIXELS})"
         )
+
+
+def check_one_piece(path: Path) -> None:
+    """Refuse (422) a TS whose clock runs back: pieces concatenated probe as the first and encode as all of them."""
+    jump = timestamps_go_back(path)
+    if jump is not None:
+        raise UnprocessableMedia(f"not one recording: {jump}")
 
 
 def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile) -> Segment | None:

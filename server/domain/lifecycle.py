@@ -19,14 +19,14 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from server.core.errors import Conflict, NotFound, UnprocessableMedia
+from server.core.errors import Conflict, NotFound
 from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, SegmentJob
 from server.core.playlists import VIDEO_TIMESCALE
 from server.core.playlists.publish import packagable, ready_for_vod
 from server.core.retry import Failure, Policy, after_failure
-from server.core.transcode.cmaf import track_durations
+from server.core.transcode import outputs
 from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip, WorkerRef, outputs_of
-from server.domain import eventlog, publishing
+from server.domain import eventlog, publishing, registry
 from server.domain.changes import Change, video_change
 from server.domain.packaging import package_placeable
 from server.domain.state import load_view, rendition_plan
@@ -59,7 +59,7 @@ def submit(services: Services, session: Session, video_id: int, segment_id: int)
     """Hand a RECEIVED (or lost QUEUED) segment to the queue, live ones first; False leaves it to the reaper."""
     video_type = session.scalar(select(Video.type).where(Video.id == video_id))
     session.rollback()  # hold no transaction while the queue answers
-    job = SegmentJob(video_id, segment_id)
+    job = SegmentJob(video_id, segment_id).signed(ticket_key(services), services.clock.time())
     try:
         assert services.queue is not None, "no job queue attached"
         services.queue.submit(
@@ -80,6 +80,14 @@ def submit(services: Services, session: Session, video_id: int, segment_id: int)
     except NotFound:
         pass
     return True
+
+
+def ticket_key(services: Services) -> bytes:
+    """The key of segment job tickets (server/core/jobs SegmentJob.signed), shared through the database; loaded once."""
+    if services.ticket_key is None:
+        with services.sessions() as session:
+            services.ticket_key = registry.ticket_key(session)
+    return services.ticket_key
 
 
 # -- attempts --------------------------------------------------------------------------------------
@@ -200,17 +208,14 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
             missing = [n for n, path in handed.items() if path is None]
             if missing:
                 raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
-            try:
-                tracks = track_durations(handed[names[0]].read_bytes())  # type: ignore[union-attr]  # every rung has the same frames
-            except ValueError as exc:  # the MP4 parser's word for bytes that are no MP4
-                raise UnprocessableMedia(
-                    f"{names[0]} of attempt {attempt_id} is not a readable MP4; nothing was committed"
-                ) from exc
+            # Whoever encoded them, the outputs are what the plan asks (422 naming the first that is not).
+            plan = outputs.Plan(tuple(rendition_plan(r.rendition) for r in rungs), (segment.duration_ms or 0) / 1000)
+            videos = plan.check_files(handed)  # type: ignore[arg-type]  # none is missing (above)
             _commit_outputs(places, staging)
             for rung in rungs:
                 rung.size = media.file(video_id, rung.rendition.name, segment.segment_id, "mp4").stat().st_size
-            duration, timescale = tracks["vide"]
-            segment.duration_ticks = duration * VIDEO_TIMESCALE // timescale
+            video = videos[names[0]]  # every rung has the same frames
+            segment.duration_ticks = video.duration * VIDEO_TIMESCALE // video.timescale
             segment.audio_duration_ticks = None  # whole AAC frames, fixed by the packager with the audio start
             segment.error = None
             segment.ready_at = change.now

@@ -174,6 +174,15 @@ class Worker(Base):
     attempts_failed: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class Setting(Base):
+    """A value every process with the database shares, made once by the first that needs it (the ticket key)."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class Attempt(Base):
     """One encode of one segment by one worker, under a lease the worker renews while it works."""
 

@@ -72,6 +72,7 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)  # set by close(): the local reaper ends
     holds: Holds = field(init=False)
     streams: Holds = field(init=False)  # the dashboard's open event streams (ADMIN_STREAMS), each a thread
+    ticket_key: bytes | None = None  # segment job tickets' key, loaded once from the database (lifecycle.ticket_key)
 
     def __post_init__(self) -> None:
         self.holds = Holds(self.config.FIRST_SEGMENT_WAITERS)

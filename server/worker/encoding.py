@@ -7,7 +7,10 @@ state is server/domain/lifecycle.py's; here we only do the work and report it.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import secrets
 import shutil
 import threading
 import time
@@ -17,7 +20,7 @@ from server.config import Config
 from server.core.errors import Conflict, FFmpegError, ServiceError, disk_full
 from server.core.jobs import SegmentJob
 from server.core.retry import Failure
-from server.core.transcode import ffmpeg
+from server.core.transcode import ffmpeg, outputs
 from server.core.transcode.ladder import SourceInfo
 from server.core.wire import AttemptGone, Claim, Skip
 from server.infra import metrics
@@ -65,9 +68,13 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
             width=THUMBNAIL_WIDTH,
             tile_height=tile,
         )
-        argv = ffmpeg.transcode_argv(source, plan, {r.name: files[f"{r.name}.mp4"] for r in plan}, source=info, pictures=pictures)
+        bounds = ffmpeg.Bounds(seconds=config.MAX_SEGMENT_SECONDS, pixels=config.MAX_SOURCE_PIXELS)
+        mp4s = {r.name: files[f"{r.name}.mp4"] for r in plan}
+        argv = ffmpeg.transcode_argv(source, plan, mp4s, source=info, pictures=pictures, bounds=bounds)
         encode_started = time.monotonic()
         ffmpeg.run_with_progress(ffmpeg.with_progress(argv), config.FFMPEG_TIMEOUT, info.duration, lease.on_progress)
+        # What the origin will check on completion, checked here first: bad media fails here, for good.
+        outputs.Plan(plan, info.duration).check_files(files)
         sizes = {r.name: files[f"{r.name}.mp4"].stat().st_size for r in plan}
         metrics.encoded(time.monotonic() - encode_started, info.duration, sizes)
         for name, path in files.items():
@@ -138,8 +145,66 @@ class _Lease(threading.Thread):
 
 
 def workdir_for(root: Path, claim: Claim) -> Path:
-    """A remote worker's private directory for one attempt, under its own MEDIA_ROOT."""
-    path = root / "work" / str(int(claim.attempt_id))
+    """A private, empty directory for one attempt under `root` (a remote worker's scratch tree)."""
+    path = root / str(int(claim.attempt_id))
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+class Scratch:
+    """A remote worker's own scratch tree, MEDIA_ROOT/work/<pid>-<random>/; dead workers' trees are swept at start.
+
+    Each tree has a lock file beside it (`<name>.lock`), flock'ed for as long as its process lives: the
+    kernel releases it when the process dies, `kill -9` included. A starting worker makes its own tree,
+    then removes every other entry of work/ whose lock it can take (its worker is gone) or that has none
+    (an older layout). Several workers may share a MEDIA_ROOT: making and sweeping happen under one more
+    lock (work/.sweep), so no worker sweeps a tree another is still making. Nothing outside work/ is touched.
+    Keep the object for the life of the process: its lock is released when it is collected.
+    """
+
+    def __init__(self, media_root: Path) -> None:
+        base = Path(media_root) / "work"
+        base.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        with open(base / ".sweep", "a") as gate:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            self._lock = open(base / f"{name}.lock", "a")  # noqa: SIM115 - held until the process exits
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            swept = [entry.name for entry in base.iterdir() if _sweep(base, entry, keep=(".sweep", name, f"{name}.lock"))]
+            self.path = base / name
+            self.path.mkdir()
+        if swept:
+            log.info("swept %d scratch entries of dead workers from %s", len(swept), base)
+
+    def close(self) -> None:
+        """Remove this tree and release its lock (a worker exiting normally)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        Path(self._lock.name).unlink(missing_ok=True)
+        self._lock.close()
+
+
+def _sweep(base: Path, entry: Path, keep: tuple[str, ...]) -> bool:
+    """Remove `entry` of the scratch root unless it is kept or belongs to a live worker; whether it was removed."""
+    if entry.name in keep or _held(base / f"{entry.name.removesuffix('.lock')}.lock"):
+        return False
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+    return True
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live process holds this lock file (False when there is none)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the lock if it was taken here
+    return False

@@ -29,6 +29,7 @@ from server.config import Config, configure_logging, database_configured
 from server.core.errors import WorkerUnauthorized
 from server.core.jobs import PACKAGE_VIDEO, SHORT_NAMES, TRANSCODE_SEGMENT
 from server.infra import metrics
+from server.worker.encoding import Scratch
 from server.worker.remote import RemoteOrigin
 from server.worker.runner import handlers_for, registration, start_workers
 
@@ -75,7 +76,10 @@ class RemoteRegistry:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.origin = RemoteOrigin(config.API_URL, config.WORKER_TOKEN, scratch=config.MEDIA_ROOT)
+        # Its own scratch tree under its MEDIA_ROOT (held, with its lock, as long as the process lives); a
+        # previous run's, killed with -9, is swept first.
+        self.scratch = Scratch(config.MEDIA_ROOT)
+        self.origin = RemoteOrigin(config.API_URL, config.WORKER_TOKEN, scratch=self.scratch.path)
 
     def hello(self, functions: tuple[str, ...]) -> float:
         return float(self.origin.hello(registration(self.config, functions).to_json())["lease_seconds"])
@@ -84,7 +88,10 @@ class RemoteRegistry:
         self.origin.alive()
 
     def bye(self) -> None:
-        self.origin.bye()
+        try:
+            self.origin.bye()
+        finally:
+            self.scratch.close()
 
     def start(self, config: Config, functions: tuple[str, ...], stop: threading.Event) -> list[threading.Thread]:
         """The Gearman threads of `functions` (a remote worker only transcodes)."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from server.core.errors import Conflict, ServiceError, WorkerUnauthorized
+from server.core.errors import Conflict, ServiceError, UnprocessableMedia, WorkerUnauthorized
 from server.core.jobs import SegmentJob
 from server.core.retry import Failure
 from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip
@@ -116,12 +116,15 @@ class RemoteOrigin:
     # --- Origin ----------------------------------------------------------------------------------
 
     def workdir(self, claim: Claim) -> Path:
-        """A private, empty directory under this worker's own MEDIA_ROOT (the encoder removes it after)."""
+        """A private, empty directory in this worker's scratch tree (encoding.Scratch; the encoder removes it after)."""
         return workdir_for(self.scratch, claim)
 
     def claim(self, job: SegmentJob) -> Claim | Skip:
         """Start an attempt at the job's segment, or learn there is nothing to do."""
-        response = self._json("POST", "/attempts", {"video_id": job.video_id, "segment_id": job.segment_id}, ok=(201, 409))
+        body = {"video_id": job.video_id, "segment_id": job.segment_id, "issued": job.issued, "ticket": job.ticket}
+        response = self._json("POST", "/attempts", body, ok=(201, 403, 409))
+        if response.status_code == 403:  # the job's ticket was refused (expired, or not the origin's): drop the job
+            return Skip(f"ticket refused: {_message(response)}")
         if response.status_code == 409:
             return Skip(str(response.json().get("skip", "nothing to do")))
         return Claim.from_json(response.json())
@@ -239,6 +242,8 @@ class RemoteOrigin:
             raise AttemptGone(message)
         if response.status_code == 409:
             raise Conflict(message)
+        if response.status_code == 422:  # outputs the origin refused (not what the plan asks): bad media, for good
+            raise UnprocessableMedia(message)
         raise OriginUnavailable(f"{response.request.method} {response.url}: {response.status_code} {message}")
 
 

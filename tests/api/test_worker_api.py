@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from server.core.clock import SystemClock
+from server.core.jobs import TICKET_LIFETIME, SegmentJob
 from server.core.wire import Claim
 from server.domain import lifecycle, registry
 from server.infra.models import Attempt, AttemptOutcome, Worker
@@ -65,11 +66,17 @@ def auth(mint) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return mint("w1")
 
 
+def ticketed(services, video_id: int, segment_id: int, *, now: float | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """A claim body with the ticket the origin puts in the job it hands out (lifecycle.submit)."""
+    job = SegmentJob(video_id, segment_id).signed(lifecycle.ticket_key(services), services.clock.time() if now is None else now)
+    return {"video_id": video_id, "segment_id": segment_id, "issued": job.issued, "ticket": job.ticket}
+
+
 @pytest.fixture
-def claim(client: FlaskClient, video_id: int, segment_files, auth) -> dict:  # type: ignore[no-untyped-def]
+def claim(client: FlaskClient, services, video_id: int, segment_files, auth) -> dict:  # type: ignore[no-untyped-def]
     """A running attempt of this worker at segment 0 (uploaded)."""
     assert upload(client, video_id, 0, segment_files[0].read_bytes()).status_code == 201
-    response = client.post("/api/worker/attempts", json={"video_id": video_id, "segment_id": 0}, headers=auth)
+    response = client.post("/api/worker/attempts", json=ticketed(services, video_id, 0), headers=auth)
     assert response.status_code == 201, response.json
     return response.json
 
@@ -156,9 +163,44 @@ def test_hello_names_a_bad_field(client, auth):
     assert (response.status_code, response.json["field"]) == (400, "concurrency")
 
 
-def test_a_claim_answers_what_the_worker_needs_and_a_second_is_a_skip(client, claim, video_id, auth):
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("capabilities", {"encoders": ["x" * 1000] * 70}),  # > 64 KB: past a MariaDB TEXT
+        ("functions", ["team03.transcode_segment"] * 20),  # past its VARCHAR(255)
+    ],
+)
+def test_hello_with_an_oversized_field_is_a_400_naming_it(client, auth, field, value):  # type: ignore[no-untyped-def]
+    response = client.post("/api/worker/hello", json={**hello_body(), field: value}, headers=auth)
+    assert (response.status_code, response.json["field"]) == (400, field)
+
+
+def test_a_database_data_error_is_a_400_not_a_500(make_config, gearmand):  # type: ignore[no-untyped-def]
+    """The one error mapper answers a value the database refuses (too long, out of range) as bad input."""
+    from sqlalchemy import text
+
+    from server import create_app
+    from server.web.api.context import session
+
+    app = create_app(make_config(GEARMAN_SERVERS=(gearmand.address,)))
+    try:
+
+        @app.route("/too-long")
+        def too_long():  # type: ignore[no-untyped-def]
+            session().execute(text("UPDATE workers SET name = :name"), {"name": "x" * 100_000})
+            return "unreachable"
+
+        with app.extensions["team03"].sessions() as db:
+            registry.mint_token(db, "w1", now=SystemClock().now())
+        response = app.test_client().get("/too-long")
+        assert (response.status_code, response.json["code"]) == (400, "invalid_input")
+    finally:
+        app.extensions["team03"].close()
+
+
+def test_a_claim_answers_what_the_worker_needs_and_a_second_is_a_skip(client, services, claim, video_id, auth):
     assert {"attempt_id", "source_size", "source_sha256", "outputs", "renditions"} <= set(claim)
-    again = client.post("/api/worker/attempts", json={"video_id": video_id, "segment_id": 0}, headers=auth)
+    again = client.post("/api/worker/attempts", json=ticketed(services, video_id, 0), headers=auth)
     assert again.status_code == 409
     assert again.json["skip"]
 
@@ -273,3 +315,68 @@ def test_outputs_that_are_no_mp4_are_refused_at_completion_not_a_500(client, ser
     assert (refused.status_code, refused.json["code"]) == (422, "unprocessable_media")
     with services.sessions() as session:
         assert session.get(Attempt, claim["attempt_id"]).outcome is None  # nothing committed; the worker may fail it
+
+
+def test_a_claim_needs_the_ticket_of_a_job_handed_out_for_that_very_segment(client, services, video_id, segment_files, auth):
+    for segment_id in (0, 1):
+        assert upload(client, video_id, segment_id, segment_files[segment_id].read_bytes()).status_code == 201
+    url, now = "/api/worker/attempts", services.clock.time()
+    bare = client.post(url, json={"video_id": video_id, "segment_id": 0}, headers=auth)
+    assert (bare.status_code, bare.json["field"]) == (400, "ticket")
+    forged = {**ticketed(services, video_id, 0), "ticket": "0" * 64}
+    other = {**ticketed(services, video_id, 1), "segment_id": 0}  # segment 1's ticket shown for segment 0
+    expired = ticketed(services, video_id, 0, now=now - TICKET_LIFETIME - 1)
+    for body in (forged, other, expired):
+        refused = client.post(url, json=body, headers=auth)
+        assert (refused.status_code, refused.json["code"]) == (403, "ticket_refused"), body
+    with services.sessions() as session:
+        assert session.scalars(select(Attempt)).all() == []  # nothing was claimed
+    assert client.post(url, json=ticketed(services, video_id, 0), headers=auth).status_code == 201
+
+
+def test_outputs_that_are_not_what_the_plan_asks_are_refused_by_name(client, services, claim, auth, outputs, tmp_path):
+    """A token holder's 320x240 file as every rung, or a web page as the thumbnail, is never committed."""
+    from tests.harness.media import make_segment
+
+    small = make_segment(tmp_path / "small.mp4", seconds=3.0, size="320x240").read_bytes()
+    page = b"<html><script>alert(document.cookie)</script></html>"
+    url = f"/api/worker/attempts/{claim['attempt_id']}/complete"
+    for name in outputs:
+        assert put(client, claim, name, small if name.endswith(".mp4") else page, auth).status_code == 201
+    refused = client.post(url, headers=auth)
+    assert refused.status_code == 422, refused.json
+    assert refused.json["message"].startswith("HIGH.mp4: 320x240, not the rung's 720x480"), refused.json
+    with services.sessions() as session:
+        assert session.get(Attempt, claim["attempt_id"]).outcome is None  # nothing committed
+
+
+def test_a_picture_that_is_no_jpeg_is_refused_by_name(client, services, claim, auth, outputs):
+    url = f"/api/worker/attempts/{claim['attempt_id']}/complete"
+    for name, data in outputs.items():
+        body = b"<html><script>alert(1)</script></html>" if name == "thumbnail.jpg" else data
+        assert put(client, claim, name, body, auth).status_code == 201
+    refused = client.post(url, headers=auth)
+    assert (refused.status_code, refused.json["message"]) == (422, "thumbnail.jpg: not a JPEG picture")
+
+
+def test_a_remote_workers_full_disk_is_its_own_not_the_origins(client, services, claim, auth):
+    failed = client.post(
+        f"/api/worker/attempts/{claim['attempt_id']}/fail",
+        json={"error": "No space left on device", "kind": "disk_full"},
+        headers=auth,
+    )
+    assert failed.status_code == 200
+    with services.sessions() as session:
+        segment = session.get(Attempt, claim["attempt_id"]).segment
+        # An attempt spent and the usual first backoff, not the origin's longest wait with none spent.
+        assert segment.attempts == 1
+        assert (segment.retry_at - services.clock.now()).total_seconds() <= services.config.RETRY_BACKOFF + 1
+
+
+def test_media_served_by_the_app_is_never_sniffed(client, services, video_id):
+    picture = services.media.file(video_id, "thumbnails", 0, "jpg")
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    picture.write_bytes(b"<html><script>alert(1)</script></html>")
+    with client.get(f"/video_files/{video_id}/thumbnails/000000.jpg") as response:
+        assert response.status_code == 200
+        assert (response.headers["Content-Type"], response.headers["X-Content-Type-Options"]) == ("image/jpeg", "nosniff")

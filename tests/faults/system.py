@@ -194,7 +194,9 @@ class System:
     def temp_files(self) -> list[Path]:
         media = self.stack.services.media
         staging = [p for p in self.config.MEDIA_ROOT.glob("videos/*/attempts/*")]
-        remote = [p for p in (self.tmp / "remote-media").rglob("*") if p.is_file()]
+        scratch = self.tmp / "remote-media" / "work"  # encoding.Scratch: a live worker's lock file and the sweep gate stay
+        locks = {p for p in scratch.glob("*") if p.name == ".sweep" or p.suffix == ".lock"}
+        remote = [p for p in (self.tmp / "remote-media").rglob("*") if p.is_file() and p not in locks]
         return media.temp_files() + staging + remote
 
     def close(self) -> None:

@@ -203,6 +203,9 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
         assert ours.content == theirs.content, path
         for header in ("Content-Type", "Cache-Control", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers"):
             assert ours.headers[header] == theirs.headers[header], (path, header, ours.headers.get(header))
+        if path.startswith("/video_files/"):  # media and playlists are never sniffed, from nginx or the app
+            sniff = (ours.headers.get("X-Content-Type-Options"), theirs.headers.get("X-Content-Type-Options"))
+            assert sniff == ("nosniff", "nosniff"), (path, sniff)
         assert requests.get(url + path, headers={"If-None-Match": ours.headers["ETag"]}, timeout=10).status_code == 304
     assert requests.get(f"{url}/video_files/{vid}/master.m3u8", timeout=10).headers["Cache-Control"] == "public, max-age=1"
     part = requests.get(f"{url}/video_files/{vid}/HIGH/000001.m4s", headers={"Range": "bytes=10-109"}, timeout=10)

@@ -87,13 +87,19 @@ class RemoteStack:
             registry.revoke(session, name, now=SystemClock().now())
 
     def start_remote(
-        self, name: str, *, api_url: str | None = None, token: str | None = None, modules_out: Path | None = None
+        self,
+        name: str,
+        *,
+        api_url: str | None = None,
+        token: str | None = None,
+        media_of: str | None = None,
+        modules_out: Path | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start a remote worker in the namespace: no DATABASE_URL, its own empty MEDIA_ROOT.
+        """Start a remote worker in the namespace: no DATABASE_URL, its own MEDIA_ROOT (`media_of` another's: restarted there).
 
         With `modules_out`, the worker writes the names of every module it loaded there when it exits.
         """
-        media = self.tmp / f"remote-{name}"
+        media = self.tmp / f"remote-{media_of or name}"
         media.mkdir(exist_ok=True)
         env = {
             "PATH": os.environ["PATH"],
@@ -182,8 +188,13 @@ def assert_clean(stack: RemoteStack, video_id: int) -> None:
     assert stack.services.media.temp_files() == []
     staging = stack.services.media.video_dir(video_id) / "attempts"
     assert not staging.exists() or list(staging.iterdir()) == []
-    leftovers = [p for p in stack.tmp.glob("remote-*/**/*") if p.is_file()]
-    assert leftovers == []
+    assert scratch_files(stack.tmp) == []
+
+
+def scratch_files(tmp: Path) -> list[Path]:
+    """Files in the remote workers' MEDIA_ROOTs but a live worker's lock file and the sweep gate (encoding.Scratch)."""
+    locks = {p for p in tmp.glob("remote-*/work/*") if p.name == ".sweep" or p.suffix == ".lock"}
+    return [p for p in tmp.glob("remote-*/**/*") if p.is_file() and p not in locks]
 
 
 def packaged_events(stack: RemoteStack, video_id: int) -> int:
@@ -222,14 +233,17 @@ def test_kill_9_of_a_remote_worker_mid_encode_another_finishes_once(remote_stack
     video_id = remote_stack.new_video()
     remote_stack.upload(video_id, 0, segment_files[0].read_bytes())
     wait_for(lambda: (0, "doomed", None) in remote_stack.attempts(video_id), 60, "doomed's attempt running")
+    wait_for(lambda: scratch_files(remote_stack.tmp) != [], 60, "doomed's source arriving in its scratch")
     doomed.kill()
     doomed.wait()
-    remote_stack.start_remote("survivor")
+    assert scratch_files(remote_stack.tmp) != []  # what kill -9 leaves behind
+    # Restarted on the same machine (its MEDIA_ROOT), under another name: its first act sweeps the dead one's files.
+    remote_stack.start_remote("survivor", media_of="doomed")
     remote_stack.end(video_id, 0)
     remote_stack.wait_vod(video_id, timeout=120)
     assert remote_stack.attempts(video_id) == [(0, "doomed", "expired"), (0, "survivor", "ok")]
     assert packaged_events(remote_stack, video_id) == 1  # published once
-    assert remote_stack.services.media.temp_files() == []
+    assert_clean(remote_stack, video_id)
 
 
 def corrupting_proxy(upstream: str, seen: list[str]) -> Flask:

@@ -194,3 +194,11 @@ def test_split_init_rejects_what_is_not_fragmented_mp4(data: bytes) -> None:
 def test_iter_boxes_reads_64_bit_sizes() -> None:
     large = struct.pack(">I4sQ", 1, b"mdat", 20) + b"abcd"
     assert list(cmaf.iter_boxes(box(b"ftyp") + large)) == [("ftyp", 0, 8), ("mdat", 8, 20)]
+
+
+def test_transcode_argv_with_bounds_reads_no_further_than_the_limits() -> None:
+    bounds = ffmpeg.Bounds(seconds=20.0, pixels=3840 * 2160)
+    argv = ffmpeg.transcode_argv(Path("in.ts"), [HIGH], {"HIGH": Path("o.mp4")}, bounds=bounds)
+    unbounded = ffmpeg.transcode_argv(Path("in.ts"), [HIGH], {"HIGH": Path("o.mp4")})
+    # Input options, before -i: -t stops reading, -max_pixels makes the decoder refuse a larger frame (+1/8 margin).
+    assert argv == [*BASE, "-t", "20", "-max_pixels", "9331200", *unbounded[len(BASE) :]]

@@ -75,3 +75,15 @@ def test_counters_start_where_asked_and_other_bytes_are_untouched(tmp_path):
 def test_garbage_is_refused():
     with pytest.raises(ValueError):
         continue_counters(b"\x00" * 188, {})
+
+
+def test_a_clock_that_runs_back_is_found_and_one_that_goes_on_is_not(tmp_path: Path) -> None:
+    from server.core.transcode.mpegts import timestamps_go_back
+
+    piece = _ts(tmp_path / "a.ts", 1.0)
+    (tmp_path / "twice.ts").write_bytes(piece * 2)
+    found = timestamps_go_back(tmp_path / "twice.ts")
+    assert found is not None and "stream PID 256 go back" in found
+    assert timestamps_go_back(tmp_path / "a.ts") is None
+    (tmp_path / "not.ts").write_bytes(b"\0" * 4096)
+    assert timestamps_go_back(tmp_path / "not.ts") is None

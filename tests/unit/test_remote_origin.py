@@ -192,3 +192,11 @@ def test_nothing_listening_is_origin_unavailable_after_bounded_retries() -> None
     with pytest.raises(OriginUnavailable):
         remote.alive()
     assert len(remote.slept) == 2  # type: ignore[attr-defined]
+
+
+def test_a_claim_whose_ticket_is_refused_drops_the_job_as_a_skip(served) -> None:
+    from server.core.jobs import SegmentJob
+
+    script, url = served
+    script.json.append(403)
+    assert origin(url).claim(SegmentJob(1, 0, 1_700_000_000, "f" * 64)) == Skip("ticket refused: x")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 # 'styp' makes each media segment self-describing (ISO 23009-1 'msdh', CMAF 'cmfs').
 STYP = struct.pack(">I4s4sI4s4s", 24, b"styp", b"msdh", 0, b"msdh", b"cmfs")
@@ -68,6 +69,48 @@ def _walk_tfdt(data: bytes, start: int, end: int) -> Iterator[tuple[str, int]]:
             yield kind, struct.unpack_from(fmt, data, offset + 12)[0]
         elif kind.encode("latin-1") in _CONTAINERS:
             yield from _walk_tfdt(data, offset + 8, offset + size)
+
+
+@dataclass(frozen=True)
+class Track:
+    """One trak of an MP4's moov: its sample entry's codec (and picture size), its presented duration."""
+
+    codec: str  # the sample entry's four characters: 'avc1', 'mp4a'
+    width: int  # 0 for a track without pictures
+    height: int
+    duration: int
+    timescale: int
+
+    @property
+    def seconds(self) -> float:
+        return self.duration / self.timescale if self.timescale else 0.0
+
+
+def tracks(data: bytes) -> dict[str, Track]:
+    """Return {handler type ('vide', 'soun'): Track} of each trak of the moov (ValueError: not an MP4)."""
+    durations = track_durations(data)
+    entries: dict[str, tuple[str, int, int]] = {}
+    for kind, handler, at, size in _sample_descriptions(data, 0, len(data)):
+        if kind == "stsd" and size >= 16 + 36:
+            codec = data[at + 16 + 4 : at + 16 + 8].decode("latin-1")
+            width, height = struct.unpack_from(">HH", data, at + 16 + 32) if handler == "vide" else (0, 0)
+            entries[handler] = (codec, width, height)
+    if set(entries) != set(durations):
+        raise ValueError("a track without its sample description")
+    return {h: Track(*entries[h], *durations[h]) for h in durations}
+
+
+def _sample_descriptions(data: bytes, start: int, end: int, handler: str = "") -> Iterator[tuple[str, str, int, int]]:
+    """Yield ('stsd', handler, offset, size) of each track's sample description, descending moov > trak > mdia."""
+    for kind, at, size in iter_boxes(data, start, end):
+        if kind == "trak":
+            handler = ""
+        if kind == "mdia":
+            handler, _timing = _media_header(data, at + 8, at + size)
+        if kind == "stsd":
+            yield kind, handler, at, size
+        elif kind in ("moov", "trak", "mdia", "minf", "stbl"):
+            yield from _sample_descriptions(data, at + 8, at + size, handler)
 
 
 def track_durations(data: bytes) -> dict[str, tuple[int, int]]:

@@ -160,8 +160,7 @@ def run_with_progress(argv: list[str], timeout: float, total_seconds: float, on_
     text = _text(b"".join(stderr))
     if timed_out:
         raise FFmpegError(argv, None, text, timed_out=True)
-    if proc.returncode != 0 or _UNFINISHED_OUTPUT.search(text):
-        raise FFmpegError(argv, proc.returncode, text)
+    _check_exit(argv, proc.returncode, text)
     return text
 
 
@@ -194,14 +193,25 @@ def _execute(argv: list[str], timeout: float) -> tuple[str, str]:
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(argv, None, _text(exc.stderr), timed_out=True) from None
     stderr = _text(done.stderr)
-    if done.returncode != 0 or _UNFINISHED_OUTPUT.search(stderr):
-        raise FFmpegError(argv, done.returncode, stderr)
+    _check_exit(argv, done.returncode, stderr)
     return _text(done.stdout), stderr
 
 
 # ffmpeg 5.1 exits 0 when the trailer cannot be written (e.g. the disk filled during +faststart),
 # leaving an MP4 without its moov: its own message is the only sign.
 _UNFINISHED_OUTPUT = re.compile(r"^Error (?:writing trailer of|closing file) ", re.MULTILINE)
+# A frame past Bounds.pixels is refused by the decoder, which logs this and goes on without it (exit 0):
+# the media is at fault, the same way every time.
+_OVER_PIXEL_CAP = re.compile(r"Picture size (\d+x\d+) exceeds specified max pixel count")
+
+
+def _check_exit(argv: list[str], returncode: int | None, stderr: str) -> None:
+    """Raise what a finished run's exit code and stderr say went wrong, if anything."""
+    over = _OVER_PIXEL_CAP.search(stderr)
+    if over:
+        raise UnprocessableMedia(f"a frame of {over.group(1)} has more pixels than MAX_SOURCE_PIXELS allows")
+    if returncode != 0 or _UNFINISHED_OUTPUT.search(stderr):
+        raise FFmpegError(argv, returncode, stderr)
 
 
 def _text(data: bytes | str | None) -> str:
@@ -380,6 +390,26 @@ def _float(text: Any) -> float:
 # --- the one encode ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What one encode may decode, whatever the upload's probe said (a crafted file can lie to a probe).
+
+    ``seconds`` (MAX_SEGMENT_SECONDS): input is read that far and no further (``-t``): MPEG-TS pieces
+    concatenated with their timestamps restarting probe as one piece and decode as all of them.
+    ``pixels`` (MAX_SOURCE_PIXELS): the decoder refuses a bigger frame before allocating it
+    (``-max_pixels``; run() then raises UnprocessableMedia): a TS whose head is small and whose tail is
+    huge probes small. The output's size follows from both (rate-capped rungs, a fixed picture box).
+    """
+
+    seconds: float
+    pixels: int
+
+    def input_options(self) -> list[str]:
+        # libavcodec checks the width rounded up to 64 (its SIMD stride) times the height, and a coded
+        # picture may be larger than the displayed one the probe measured: an eighth more is the margin.
+        return ["-t", f"{self.seconds:g}", "-max_pixels", str(self.pixels + self.pixels // 8)]
+
+
 def transcode_argv(
     src: Path,
     renditions: Sequence[RenditionPlan],
@@ -387,17 +417,20 @@ def transcode_argv(
     *,
     source: SourceInfo | None = None,
     pictures: Pictures | None = None,
+    bounds: Bounds | None = None,
 ) -> list[str]:
     """Build the ONE ffmpeg run that decodes src once and writes one MP4 per rendition.
 
     Pass ``source`` (what ``probe`` returned): the audio is then cut/padded to the video's length,
     and an upload without audio gets that much silence so every output has the same two tracks.
     Without it the upload MUST have an audio stream. Pass ``pictures`` to also write the segment's
-    thumbnail and storyboard strip from the same decode (two more branches of the split).
+    thumbnail and storyboard strip from the same decode (two more branches of the split). Workers
+    pass ``bounds`` (see Bounds).
     """
     video = _video_graph(renditions, pictures)
     graph = ";".join([video, _audio_graph(len(renditions), source)])
-    argv = [*_FFMPEG, "-i", str(src), "-filter_complex", graph]
+    limits = bounds.input_options() if bounds is not None else []
+    argv = [*_FFMPEG, *limits, "-i", str(src), "-filter_complex", graph]
     for index, rendition in enumerate(renditions):
         argv += _rendition_output(index, rendition, outputs[rendition.name])
     if pictures is not None:

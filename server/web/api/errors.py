@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, jsonify, request
 from flask_limiter import RateLimitExceeded
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -74,6 +74,13 @@ def register(app: Flask) -> None:
         response = _body(503, "database_unavailable", "the database is unavailable; retry shortly", type(exc).__name__)
         response.headers["Retry-After"] = "5"
         return response
+
+    @app.errorhandler(DataError)
+    def data_error(exc: DataError):  # type: ignore[no-untyped-def]
+        # A value the database refuses (too long for its column, out of range): the request's fault, and
+        # nothing was stored (the statement failed). The SQL and its parameters are logged, not answered.
+        log.warning("%s: database refused a value: %s", request.path[:200], str(exc.orig)[:300])
+        return _body(400, "invalid_input", "a value in the request is too long or out of range", "bad request")
 
     @app.errorhandler(ValueError)
     def value_error(exc: ValueError):  # type: ignore[no-untyped-def]

@@ -146,8 +146,10 @@ PLAYER_PATHS = ("/live_mpd/", "/live_m3u8/", "/video_files/", "/time")
 
 
 def add_cors(response: Response) -> Response:
-    """Let web players on other origins read playlists, media and the Android headers."""
+    """Let web players on other origins read playlists, media and the Android headers; browsers never sniff them."""
     if request.path.startswith(PLAYER_PATHS):
+        # A picture or segment is what its Content-Type says: bytes that look like HTML are never run as a page.
+        response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Allow-Headers"] = "Range, If-None-Match, If-Modified-Since"
         response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"

@@ -1,4 +1,4 @@
-"""The worker API (docs/workers.md): what a worker without the database asks for and hands back.
+"""The worker API (docs/registry.md): what a worker without the database asks for and hands back.
 
 Every route needs `Authorization: Bearer <WORKER_TOKEN>`; `authenticate_worker` (a before_request hook
 that runs before the body is read) answers 401 otherwise, a revoked token included, and counts the
@@ -22,7 +22,8 @@ from flask_restful import Resource
 from sqlalchemy.orm import Session
 
 from server.core import wire
-from server.core.errors import Conflict, Gone, InvalidInput, NotFound, UnprocessableMedia, WorkerUnauthorized
+from server.core.errors import Conflict, Gone, InvalidInput, NotFound, TicketRefused, UnprocessableMedia, WorkerUnauthorized
+from server.core.jobs import SegmentJob
 from server.core.retry import Failure
 from server.domain import lifecycle, registry
 from server.domain.state import rendition_plan
@@ -33,8 +34,11 @@ from server.web.api.limits import count_failed_worker_auth
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NO_STORE = {"Cache-Control": "no-store"}
-# What a worker may report; LOST is the reaper's word for an expired lease, never a worker's.
-WORKER_FAILURES = {f.value: f for f in (Failure.MEDIA, Failure.CRASH, Failure.DISK_FULL)}
+# What a worker may report; LOST is the reaper's word for an expired lease, never a worker's. A remote
+# worker's full disk is its own, not the origin's: a crash of that worker for the retry policy (an attempt
+# spent, the usual backoff; another worker may take it), never the origin's DISK_FULL (no attempt spent,
+# the longest wait), which any token holder could otherwise report forever.
+WORKER_FAILURES = {"media": Failure.MEDIA, "crash": Failure.CRASH, "disk_full": Failure.CRASH}
 
 
 def _now() -> datetime:
@@ -116,6 +120,12 @@ class AttemptList(WorkerResource):
         """Claim a segment: 201 with the Claim, or 409 with the reason there is nothing to do."""
         body = _json_object()
         video_id, segment_id = _id(body, "video_id"), _id(body, "segment_id")
+        ticket = body.get("ticket")
+        if not isinstance(ticket, str) or type(body.get("issued")) is not int:
+            raise InvalidInput("ticket", "the job's ticket and issued time are required")
+        job = SegmentJob(video_id, segment_id, body["issued"], ticket)
+        if not job.valid(lifecycle.ticket_key(services()), services().clock.time()):
+            raise TicketRefused(f"no valid ticket for segment {segment_id} of video {video_id}: claim only the jobs handed out")
         claim = lifecycle.start_attempt(services(), session(), video_id, segment_id, g.worker)
         if isinstance(claim, wire.Skip):
             message = f"nothing to do: {claim.reason}"
