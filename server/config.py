@@ -46,6 +46,9 @@ class Config:
     WORKER_NAME: str = ""  # how this segment_processor is named in the workers table; default host-pid
     REAPER_INTERVAL: float = 5.0
     GAP_TIMEOUT: float = 10.0
+    # A live video refuses a segment_id (or a /video_end last_segment_id) more than this many ids past its
+    # highest stored one (from 0 before the first), and no skip jumps more ids at once (playlists/publish.py).
+    MAX_SEGMENT_AHEAD: int = 100
     FIRST_SEGMENT_WAIT: float = 8.0
     FIRST_SEGMENT_WAITERS: int = 4
     KEEP_ORIGINALS: bool = False

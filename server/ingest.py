@@ -133,7 +133,7 @@ def accept_segment(
     `started` is the request's start (time.monotonic()): the segment keeps how long its upload took,
     from then until it was stored (the dashboard's upload ratio).
     """
-    existing = _admissible(session, video, segment_id, upload)
+    existing = _admissible(session, video, segment_id, upload, services.config.MAX_SEGMENT_AHEAD)
     if existing is not None and existing.sha256 == upload.sha256:
         upload.discard()
         return Accepted(_count_duplicate(services, session, video.id, segment_id), created=False)  # a lost response
@@ -147,7 +147,7 @@ def accept_segment(
     try:
         with video_change(session, video.id, services.clock) as change:
             video = change.video
-            existing = _admissible(session, video, segment_id, upload)  # again, now that nothing can change
+            existing = _admissible(session, video, segment_id, upload, services.config.MAX_SEGMENT_AHEAD)  # again, locked
             if existing is not None and existing.sha256 == upload.sha256:
                 upload.discard()
                 existing.duplicates += 1
@@ -216,14 +216,29 @@ def check_source_limits(info: SourceInfo, config: Config) -> None:
         )
 
 
-def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile) -> Segment | None:
+def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile, ahead: int) -> Segment | None:
     """Return the stored segment this upload repeats or replaces (a failed one), or raise Conflict."""
     if video.last_segment_id is not None and segment_id > video.last_segment_id:
         raise Conflict(f"segment_id {segment_id} is after the last segment ({video.last_segment_id}) of this ended video")
+    if video.last_segment_id is None:
+        check_ahead(session, video.id, segment_id, ahead, "segment_id")
     existing = _find_segment(session, video.id, segment_id)
     if existing is not None and existing.sha256 != upload.sha256 and existing.status is not SegmentState.FAILED:
         raise Conflict(f"segment {segment_id} was already uploaded with different content")
     return existing
+
+
+def check_ahead(session: Session, video_id: int, segment_id: int, ahead: int, field: str) -> None:
+    """Refuse an id more than `ahead` past the highest stored one (past 0 before the first): a live stream's bound.
+
+    A single stray id far ahead (a stranger's 999999) would otherwise become the stream's end: the live
+    list skips up to it, the Android MPD's lastSegmentId jumps to it and the phone's own /video_end conflicts.
+    """
+    highest = _highest_segment(session, video_id)
+    limit = (highest or 0) + ahead
+    if segment_id > limit:
+        stored = "no segment is stored yet" if highest is None else f"the highest stored is {highest}"
+        raise Conflict(f"{field} {segment_id} is more than MAX_SEGMENT_AHEAD ({ahead}) past {stored}", field=field)
 
 
 def _find_segment(session: Session, video_id: int, segment_id: int) -> Segment | None:
@@ -261,6 +276,7 @@ def end_video(services: Services, session: Session, video_id: int, last_segment_
         highest = _highest_segment(session, video_id)
         if highest is not None and highest > last_segment_id:
             raise Conflict(f"segment {highest} is already stored, after last_segment_id {last_segment_id}")
+        check_ahead(session, video_id, last_segment_id, services.config.MAX_SEGMENT_AHEAD, "last_segment_id")
         video.last_segment_id = last_segment_id
         video.ended_at = change.now
         change.event("video.ended", last_segment_id=last_segment_id)

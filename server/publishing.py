@@ -84,12 +84,12 @@ class Snapshot:
         return listed_segments(self.state, now, gap_timeout, append_only=append_only)
 
 
-def snapshot(session: Session, video_id: int) -> Snapshot:
+def snapshot(session: Session, video_id: int, max_ahead: int) -> Snapshot:
     """Read `video_id` with everything its playlists need; NotFound if it is gone."""
     video = load_video(session, video_id)
     if video is None:
         raise NotFound(f"video {video_id} does not exist")
-    return Snapshot(to_view(video), video.revision, video.published_revision, video.published_key)
+    return Snapshot(to_view(video, max_ahead), video.revision, video.published_revision, video.published_key)
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def _publish_locked(services: Services, session: Session, video_id: int, folder_
     """Write the files of a fresh snapshot unless they show it already; record what they show."""
     session.rollback()  # a fresh read: everything committed before the lock was taken
     try:
-        snap = snapshot(session, video_id)
+        snap = snapshot(session, video_id, services.config.MAX_SEGMENT_AHEAD)
     except NotFound:
         return False
     finally:

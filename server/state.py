@@ -50,8 +50,8 @@ def _rendition_view(row: Rendition) -> RenditionView:
     )
 
 
-def to_view(video: Video) -> VideoView:
-    """Return what the playlist layer needs to know of `video` (renditions and segments loaded)."""
+def to_view(video: Video, max_ahead: int) -> VideoView:
+    """Return what the playlist layer needs to know of `video` (renditions and segments loaded); MAX_SEGMENT_AHEAD."""
     return VideoView(
         video_id=video.id,
         title=video.title,
@@ -63,6 +63,7 @@ def to_view(video: Video) -> VideoView:
         nominal_duration_ms=video.segment_duration_ms,
         is_vod=video.type is VideoType.VOD,
         audio_bandwidth=video.renditions[0].audio_bitrate if video.renditions else 128_000,
+        max_ahead=max_ahead,
     )
 
 
@@ -72,7 +73,7 @@ def load_video(session: Session, video_id: int) -> Video | None:
     return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
 
 
-def load_view(session: Session, video_id: int) -> VideoView | None:
+def load_view(session: Session, video_id: int, max_ahead: int) -> VideoView | None:
     """Load `video_id` with everything its playlists need, or None if it is gone."""
     video = load_video(session, video_id)
-    return None if video is None else to_view(video)
+    return None if video is None else to_view(video, max_ahead)

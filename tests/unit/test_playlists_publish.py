@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -149,6 +149,18 @@ def test_segments_past_the_last_id_are_ignored() -> None:
     assert [p.segment_id for p in vod_segments(v)] == [0]
 
 
+def test_no_skip_jumps_past_the_window_at_once() -> None:
+    # A stranger's segment 999999 once skipped 8..999998 and ended the phone's stream (issue 15 item 1).
+    phone = [ready(k, 5 + 3 * k) for k in range(8)]
+    v = replace(video(*phone, ready(999_999, 10)), max_ahead=100)
+    assert ids(v, 1000) == list(range(8))
+    assert android_segments(v, None, T0 + 1000, GAP)[-1].segment_id == 7
+    later = replace(video(*phone, ready(8, 60), ready(9, 63), ready(999_999, 10)), max_ahead=100)
+    assert ids(later, 1000) == list(range(10))
+    within = replace(video(ready(0, 5), ready(101, 8)), max_ahead=100)
+    assert ids(within, 18) == [0, 101]  # a run of exactly the window (1..100) is still skipped
+
+
 def test_android_segments_lists_only_ids_after_the_one_given() -> None:
     v = video(ready(0, 5), ready(1, 8), ready(2, 11))
     assert [p.segment_id for p in android_segments(v, None, T0 + 12, GAP)] == [0, 1, 2]
@@ -213,7 +225,8 @@ def random_history(rng: random.Random) -> History:
         elif fate == "failed":
             segments.append(SegmentView(k, "FAILED", failed_at=T0 + at))
     ended_at = T0 + n * 3 + rng.uniform(0, 20) if rng.random() < 0.8 else None
-    v = VideoView(7, "t", T0, RUNGS, tuple(segments), ended_at, n - 1 if ended_at else None)
+    ahead = rng.choice([None, None, 1, 2, 3, 5])
+    v = VideoView(7, "t", T0, RUNGS, tuple(segments), ended_at, n - 1 if ended_at else None, max_ahead=ahead)
     times = [s.ready_at or s.failed_at or 0.0 for s in segments] + ([ended_at] if ended_at else [])
     gap = rng.choice([0.0, 5.0, 10.0, 30.0])
     events = sorted({T0, *times} | {t + gap for t in times} | {t - 0.001 for t in times})
@@ -221,8 +234,9 @@ def random_history(rng: random.Random) -> History:
 
 
 def oracle(v: VideoView, gap: float) -> tuple[list[int], float]:
-    """Return the final live ids and the finish time, from the docstring's rule with every fact known."""
+    """Return the final live ids and the finish time (+inf: never), from the docstring's rule with every fact known."""
     assert v.ended_at is not None and v.last_segment_id is not None
+    ahead = v.last_segment_id + 1 if v.max_ahead is None else v.max_ahead
 
     def settled(j: int) -> float:
         s = v.by_id.get(j)
@@ -231,7 +245,12 @@ def oracle(v: VideoView, gap: float) -> tuple[list[int], float]:
     decided, included = -math.inf, []
     for k in range(v.last_segment_id + 1):
         s = v.by_id.get(k)
-        later = min((settled(j) for j in range(k + 1, v.last_segment_id + 1)), default=math.inf)
+        if s is None and (k == 0 or k - 1 in v.by_id):  # a run of missing ids starts: too long to skip?
+            after = [j for j in v.by_id if k < j <= v.last_segment_id]
+            if after and min(after) - k > ahead:
+                return included, math.inf
+        last = min(k + ahead, v.last_segment_id)
+        later = min((settled(j) for j in range(k + 1, last + 1)), default=math.inf)
         failed_at = s.failed_at if s and s.failed_at else math.inf
         deadline = max(decided, min(later + gap, v.ended_at + gap, failed_at))
         if s and s.ready_at is not None and s.ready_at <= deadline:
@@ -260,6 +279,9 @@ def test_live_list_only_grows_and_finishes_when_expected(seed: int) -> None:
         return
     expected_ids, finish_at = oracle(h.video, h.gap)
     assert [p.segment_id for p in previous] == expected_ids
+    if finish_at == math.inf:
+        assert not was_finished
+        return
     assert was_finished
     assert is_finished(h.video, finish_at, h.gap)
     assert not is_finished(h.video, finish_at - 0.0005, h.gap)
