@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from server import ingest
 from server.api.context import services, session
 from server.api.schemas import segment_json
-from server.api.uploads import request_started
+from server.api.uploads import request_started, request_started_at
 from server.errors import InvalidInput
 from server.media import UploadFile
 from server.models import Segment, SegmentRendition
@@ -46,8 +46,10 @@ class SegmentList(Resource):
         if part.stream.size == 0:
             raise InvalidInput("data", "empty file")
         video = ingest.get_video(session(), video_id)
-        started = request_started()
-        accepted = ingest.accept_segment(services(), session(), video, segment_id, ext, part.stream, started=started)
+        started, started_at = request_started(), request_started_at()
+        accepted = ingest.accept_segment(
+            services(), session(), video, segment_id, ext, part.stream, started=started, started_at=started_at
+        )
         return segment_json(accepted.segment), 201
 
 

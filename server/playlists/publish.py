@@ -3,7 +3,10 @@
 The skip rule (live lists are append-only, so every decision is final once taken):
 
 Only facts whose timestamp is <= now count (a segment is "ready" iff status READY and ready_at <= now;
-failed iff failed_at <= now; the end is known iff ended_at <= now). Walk k = 0, 1, ... up to
+failed iff failed_at <= now; the end is known iff ended_at <= now). uploaded_at is when the upload's
+request began: ingest records it before ffprobe (an upload still being probed is a PENDING segment that
+fails at its arrival's expiry, server/state.py), and only while the walk has not decided k yet, so a
+fact learnt late never reopens a decision (ingest.record_arrival). Walk k = 0, 1, ... up to
 last_segment_id (or, before the end is known, up to the highest id known) keeping r, the time at which
 the previous segment's fate was decided (r = -inf before segment 0):
 
@@ -57,6 +60,12 @@ def is_finished(video: VideoView, now: float, gap_timeout: float) -> bool:
         return False
     _, next_undecided = _walk(video, now, gap_timeout)
     return next_undecided > video.last_segment_id
+
+
+def decided(video: VideoView, segment_id: int, now: float, gap_timeout: float) -> bool:
+    """Return whether the live list has taken its (final) decision on `segment_id` at `now`: listed or skipped."""
+    _, next_undecided = _walk(video, now, gap_timeout)
+    return segment_id < next_undecided
 
 
 def packagable(video: VideoView, now: float, gap_timeout: float) -> list[Published]:

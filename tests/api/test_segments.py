@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
@@ -158,7 +159,8 @@ def test_a_failed_segment_is_replaced_by_new_bytes(client, app, video_id, segmen
     upload(client, video_id, 0, first)
     engine = create_engine(database_url)
     with Session(engine) as session:  # its transcode failed for good
-        session.execute(update(Segment).values(status=SegmentState.FAILED, attempts=4, error="FFmpegError: boom"))
+        failed = {"status": SegmentState.FAILED, "failed_at": datetime.now(UTC).replace(tzinfo=None)}  # as lifecycle writes it
+        session.execute(update(Segment).values(**failed, attempts=4, error="FFmpegError: boom"))
         session.commit()
     response = upload(client, video_id, 0, second)
     assert response.status_code == 201
