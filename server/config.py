@@ -50,6 +50,9 @@ class Config:
     # searches only the folders of videos written lately (server/ops/reaper.py TempSweep).
     TEMP_SWEEP_INTERVAL: float = 3600.0
     GAP_TIMEOUT: float = 10.0
+    # A live video refuses a segment_id (or a /video_end last_segment_id) more than this many ids past its
+    # highest stored one (from 0 before the first), and no skip jumps more ids at once (playlists/publish.py).
+    MAX_SEGMENT_AHEAD: int = 100
     FIRST_SEGMENT_WAIT: float = 8.0
     FIRST_SEGMENT_WAITERS: int = 4
     KEEP_ORIGINALS: bool = False

@@ -6,23 +6,26 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.config import Config
+from server.core.clock import epoch
 from server.core.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
 from server.core.playlists.model import MAX_SEGMENT_ID
+from server.core.playlists.publish import decided
 from server.core.transcode.ffmpeg import probe
 from server.core.transcode.ladder import SourceInfo, plan_ladder
 from server.core.transcode.mpegts import timestamps_go_back
 from server.domain import eventlog, lifecycle, publishing, transitions
 from server.domain.changes import video_change
+from server.domain.state import load_view
 from server.infra import metrics
-from server.infra.models import Rendition, Segment, SegmentRendition, SegmentState, Video, VideoStatus, VideoType
+from server.infra.models import Rendition, Segment, SegmentArrival, SegmentRendition, SegmentState, Video, VideoStatus, VideoType
 from server.infra.services import Services
 from server.store.local import UploadFile
 
@@ -140,17 +143,38 @@ def accept_segment(
     upload: UploadFile,
     *,
     started: float | None = None,
+    started_at: datetime | None = None,
 ) -> Accepted:
     """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error.
 
     `started` is the request's start (time.monotonic()): the segment keeps how long its upload took,
-    from then until it was stored (the dashboard's upload ratio).
+    from then until it was stored (the dashboard's upload ratio). `started_at` is the same instant on the
+    service's clock: the segment arrived then, for the skip rule (record_arrival), however long its probe waits.
     """
-    existing = _admissible(session, video, segment_id, upload)
+    existing = _admissible(session, video, segment_id, upload, services.config.MAX_SEGMENT_AHEAD)
     if existing is not None and existing.sha256 == upload.sha256:
         upload.discard()
         return Accepted(_count_duplicate(services, session, video.id, segment_id), created=False)  # a lost response
     session.rollback()
+    arrival = record_arrival(services, session, video.id, segment_id, started_at)
+    try:
+        return _probe_and_store(services, session, video, segment_id, ext, upload, started, arrival)
+    except BaseException:
+        drop_arrival(session, arrival)
+        raise
+
+
+def _probe_and_store(
+    services: Services,
+    session: Session,
+    video: Video,
+    segment_id: int,
+    ext: str,
+    upload: UploadFile,
+    started: float | None,
+    arrival: Arrival | None,
+) -> Accepted:
+    """Probe the upload, then store it under the video's lock: the second half of accept_segment."""
     # ffprobe runs before the video's row lock is taken: workers wait on that lock.
     info = probe(upload.path, timeout=services.config.PROBE_TIMEOUT)
     check_source_limits(info, services.config)
@@ -161,7 +185,11 @@ def accept_segment(
     try:
         with video_change(session, video.id, services.clock) as change:
             video = change.video
-            existing = _admissible(session, video, segment_id, upload)  # again, now that nothing can change
+            # Every path from here stores the segment or finds it stored: its arrivals are over.
+            session.execute(
+                delete(SegmentArrival).where(SegmentArrival.video_id == video.id, SegmentArrival.segment_id == segment_id)
+            )
+            existing = _admissible(session, video, segment_id, upload, services.config.MAX_SEGMENT_AHEAD)  # again, locked
             if existing is not None and existing.sha256 == upload.sha256:
                 upload.discard()
                 existing.duplicates += 1
@@ -175,7 +203,7 @@ def accept_segment(
             else:  # a FAILED segment uploaded again with new bytes: its life starts over
                 old_original = services.media.original(video.id, segment_id, existing.original_extension)
                 transitions.move(change, segment, SegmentState.RECEIVED, size=upload.size, reupload=True)
-            _fill(segment, ext, upload, info, change.now)
+            _fill(segment, ext, upload, info, arrival.arrived(change.now) if arrival else change.now)
             for rung in segment.renditions:
                 rung.size = None
             if video.status is VideoStatus.EMPTY:
@@ -203,6 +231,65 @@ def accept_segment(
     lifecycle.submit(services, session, video.id, segment_id)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))
     return Accepted(_find_segment(session, video.id, segment_id) or segment, created=True)
+
+
+ARRIVAL_GRACE = 30.0  # seconds past BODY_READ_TIMEOUT + PROBE_TIMEOUT: the database and the disk, under load
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A recorded arrival (a SegmentArrival row): when the upload began, and until when that counts."""
+
+    id: int
+    started_at: datetime
+    expires_at: datetime
+
+    def arrived(self, now: datetime) -> datetime:
+        """Return the segment's upload time when stored at `now`: the request's start, unless the arrival expired."""
+        return self.started_at if now <= self.expires_at else now
+
+
+def record_arrival(
+    services: Services, session: Session, video_id: int, segment_id: int, started_at: datetime | None
+) -> Arrival | None:
+    """Record, before the probe, that an upload of `segment_id` began at `started_at`: the live list waits for it.
+
+    The skip rule then counts the segment as uploaded at its request's start, not at its commit, which
+    ffprobe queued for the CPU can delay past the gap timeout (README "What is published when"). None (the
+    segment counts from its commit, as late) when the live list has already decided `segment_id`: a decision
+    taken is never revised. The arrival counts until BODY_READ_TIMEOUT + PROBE_TIMEOUT + a grace after the
+    start; a process that dies meanwhile leaves it to expire like a failed segment.
+    """
+    config = services.config
+    now = services.clock.now()
+    view = load_view(session, video_id, config.MAX_SEGMENT_AHEAD)
+    if view is None:
+        session.rollback()
+        raise NotFound(f"video {video_id} does not exist")
+    start = now if started_at is None else min(started_at, now)
+    if view.is_vod or decided(view, segment_id, epoch(now) or 0.0, config.GAP_TIMEOUT):
+        session.rollback()
+        return None
+    expires = start + timedelta(seconds=config.BODY_READ_TIMEOUT + config.PROBE_TIMEOUT + ARRIVAL_GRACE)
+    # Arrivals left by processes that died: expired, they only say what the segments' absence says.
+    session.execute(delete(SegmentArrival).where(SegmentArrival.video_id == video_id, SegmentArrival.expires_at < now))
+    row = SegmentArrival(video_id=video_id, segment_id=segment_id, started_at=start, expires_at=expires)
+    session.add(row)
+    session.commit()
+    return Arrival(row.id, start, expires)
+
+
+def drop_arrival(session: Session, arrival: Arrival | None) -> None:
+    """Delete a refused upload's arrival: its segment is missing again (kept until it expires if the database fails)."""
+    if arrival is None:
+        return
+    try:
+        session.rollback()
+        session.execute(delete(SegmentArrival).where(SegmentArrival.id == arrival.id))
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.warning("arrival %s not deleted (%s): it expires at %s", arrival.id, exc, arrival.expires_at)
 
 
 def _count_duplicate(services: Services, session: Session, video_id: int, segment_id: int) -> Segment:
@@ -237,14 +324,29 @@ def check_one_piece(path: Path) -> None:
         raise UnprocessableMedia(f"not one recording: {jump}")
 
 
-def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile) -> Segment | None:
+def _admissible(session: Session, video: Video, segment_id: int, upload: UploadFile, ahead: int) -> Segment | None:
     """Return the stored segment this upload repeats or replaces (a failed one), or raise Conflict."""
     if video.last_segment_id is not None and segment_id > video.last_segment_id:
         raise Conflict(f"segment_id {segment_id} is after the last segment ({video.last_segment_id}) of this ended video")
+    if video.last_segment_id is None:
+        check_ahead(session, video.id, segment_id, ahead, "segment_id")
     existing = _find_segment(session, video.id, segment_id)
     if existing is not None and existing.sha256 != upload.sha256 and existing.status is not SegmentState.FAILED:
         raise Conflict(f"segment {segment_id} was already uploaded with different content")
     return existing
+
+
+def check_ahead(session: Session, video_id: int, segment_id: int, ahead: int, field: str) -> None:
+    """Refuse an id more than `ahead` past the highest stored one (past 0 before the first): a live stream's bound.
+
+    A single stray id far ahead (a stranger's 999999) would otherwise become the stream's end: the live
+    list skips up to it, the Android MPD's lastSegmentId jumps to it and the phone's own /video_end conflicts.
+    """
+    highest = _highest_segment(session, video_id)
+    limit = (highest or 0) + ahead
+    if segment_id > limit:
+        stored = "no segment is stored yet" if highest is None else f"the highest stored is {highest}"
+        raise Conflict(f"{field} {segment_id} is more than MAX_SEGMENT_AHEAD ({ahead}) past {stored}", field=field)
 
 
 def _find_segment(session: Session, video_id: int, segment_id: int) -> Segment | None:
@@ -282,6 +384,7 @@ def end_video(services: Services, session: Session, video_id: int, last_segment_
         highest = _highest_segment(session, video_id)
         if highest is not None and highest > last_segment_id:
             raise Conflict(f"segment {highest} is already stored, after last_segment_id {last_segment_id}")
+        check_ahead(session, video_id, last_segment_id, services.config.MAX_SEGMENT_AHEAD, "last_segment_id")
         video.last_segment_id = last_segment_id
         video.ended_at = change.now
         change.event("video.ended", last_segment_id=last_segment_id)

@@ -427,7 +427,7 @@ def settle(services: Services, session: Session, video_id: int, *, inline: bool)
     `inline`: this process has the media tree (a local worker, the reaper, a package job) and packages
     at once; otherwise (the API answering a remote worker) a PACKAGE_VIDEO job does it where the media is.
     """
-    view = load_view(session, video_id)
+    view = load_view(session, video_id, services.config.MAX_SEGMENT_AHEAD)
     session.rollback()
     if view is None:
         return
@@ -466,7 +466,7 @@ def maybe_finish(services: Services, session: Session, video_id: int) -> bool:
 
 def _finish_if_over(services: Services, session: Session, video_id: int) -> bool:
     """Switch the video to VOD if it is over; True only for the one call that made the switch."""
-    view = load_view(session, video_id)
+    view = load_view(session, video_id, services.config.MAX_SEGMENT_AHEAD)
     session.rollback()
     # Not yet when the last remux is still to come: whoever does it settles again.
     if view is None or not ready_for_vod(view, services.clock.time(), services.config.GAP_TIMEOUT):

@@ -35,7 +35,7 @@ def package_placeable(services: Services, session: Session, video_id: int) -> in
     with _PACKAGING[video_id % len(_PACKAGING)]:
         try:
             with video_change(session, video_id, services.clock) as change:
-                view = load_view(session, video_id)  # read under the lock
+                view = load_view(session, video_id, services.config.MAX_SEGMENT_AHEAD)  # read under the lock
                 assert view is not None
                 pending = {s.segment_id: s for s in _encoded(session, video_id)}
                 done = 0

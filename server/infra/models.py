@@ -60,6 +60,10 @@ class Video(Base):
     segments: Mapped[list[Segment]] = relationship(
         back_populates="video", order_by="Segment.segment_id", cascade="all, delete-orphan", passive_deletes=True
     )
+    # No foreign key (see SegmentArrival): the ORM deletes a deleted video's arrivals itself.
+    arrivals: Mapped[list[SegmentArrival]] = relationship(
+        primaryjoin="Video.id == foreign(SegmentArrival.video_id)", cascade="all, delete-orphan"
+    )
 
     @property
     def segment_count(self) -> int:
@@ -135,6 +139,24 @@ class Segment(Base):
     @property
     def name(self) -> str:
         return f"{self.segment_id:06d}"
+
+
+class SegmentArrival(Base):
+    """An upload being probed and stored: the skip rule counts its segment as arrived at started_at.
+
+    Written before ffprobe (server/domain/ingest.py), deleted in the commit that stores the segment or when the
+    upload is refused; one left by a process that died counts, like a failed segment, until expires_at.
+    No foreign key: InnoDB's check would take a shared lock on the video's row, so recording an arrival
+    would wait behind whoever holds that row (a settle, another upload's commit), the very delay it is for.
+    """
+
+    __tablename__ = "segment_arrivals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(Integer, index=True)
+    segment_id: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the upload request began
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class SegmentRendition(Base):

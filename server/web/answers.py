@@ -64,7 +64,7 @@ def rendered(services: Services, session: Session, video_id: int, kind: str, ren
     hit = services.cache.get(key)
     if hit is not None:
         return _decode(hit)
-    snap = snapshot(session, video_id)
+    snap = snapshot(session, video_id, services.config.MAX_SEGMENT_AHEAD)
     result: Rendered = render(snap, time.time())
     services.cache.set(key, _encode(result), services.config.CACHE_TTL if result.finished else LIVE_TTL)
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
@@ -158,7 +159,8 @@ def test_a_failed_segment_is_replaced_by_new_bytes(client, app, video_id, segmen
     upload(client, video_id, 0, first)
     engine = create_engine(database_url)
     with Session(engine) as session:  # its transcode failed for good
-        session.execute(update(Segment).values(status=SegmentState.FAILED, attempts=4, error="FFmpegError: boom"))
+        failed = {"status": SegmentState.FAILED, "failed_at": datetime.now(UTC).replace(tzinfo=None)}  # as lifecycle writes it
+        session.execute(update(Segment).values(**failed, attempts=4, error="FFmpegError: boom"))
         session.commit()
     response = upload(client, video_id, 0, second)
     assert response.status_code == 201
@@ -170,3 +172,20 @@ def test_a_failed_segment_is_replaced_by_new_bytes(client, app, video_id, segmen
     engine.dispose()
     assert app.extensions["team03"].media.original(video_id, 0, "mp4").read_bytes() == second
     assert _files(app, video_id) == ["originals/000000.mp4"]
+
+
+def test_a_segment_id_far_past_the_highest_stored_is_refused_and_stores_nothing(
+    client, app, video_id, segment_files, database_url
+):
+    # One anonymous upload of segment 999999 used to end someone else's live stream (issue 15 item 1).
+    ahead = app.extensions["team03"].config.MAX_SEGMENT_AHEAD
+    data = segment_files[0].read_bytes()
+    refused = upload(client, video_id, ahead + 1, data)  # nothing stored yet: the window counts from 0
+    assert refused.status_code == 409, refused.json
+    assert refused.json["field"] == "segment_id" and str(ahead) in refused.json["message"]
+    assert _rows(database_url) == 0 and _files(app, video_id) == []
+    assert upload(client, video_id, ahead, data).status_code == 201  # the window's edge is accepted
+    far = upload(client, video_id, 2 * ahead + 1, segment_files[1].read_bytes())
+    assert far.status_code == 409 and far.json["field"] == "segment_id"
+    assert _rows(database_url) == 1 and _files(app, video_id) == [f"originals/{ahead:06d}.mp4"]
+    assert upload(client, video_id, 2 * ahead, segment_files[1].read_bytes()).status_code == 201

@@ -151,3 +151,13 @@ def test_bidi_controls_in_a_title_are_dropped_so_it_reads_as_typed(client, video
     assert renamed.status_code == 200 and renamed.json["title"] == "שלום world"  # right-to-left text itself stays
     only = client.post("/videos", json={"title": overrides})
     assert only.status_code == 400 and only.json["field"] == "title"
+
+
+def test_video_end_far_past_the_highest_stored_is_refused(client, app, video_id, segment_files):
+    ahead = app.extensions["team03"].config.MAX_SEGMENT_AHEAD
+    far = client.post(f"/video_end/{video_id}", data={"last_segment_id": str(ahead + 1)})
+    assert far.status_code == 409 and far.json["field"] == "last_segment_id"
+    assert client.get(f"/video/{video_id}").json["segment_count"] == -1
+    assert upload(client, video_id, 3, segment_files[0].read_bytes()).status_code == 201
+    assert client.post(f"/video_end/{video_id}", data={"last_segment_id": str(ahead + 4)}).status_code == 409
+    assert client.post(f"/video_end/{video_id}", data={"last_segment_id": str(ahead + 3)}).status_code == 200

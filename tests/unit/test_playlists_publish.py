@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -16,9 +16,8 @@ from server.core.playlists import (
     is_finished,
     live_segments,
     stream_ended,
-    vod_segments,
 )
-from server.core.playlists.publish import ready_for_vod
+from server.core.playlists.publish import listed_segments, packagable, ready_for_vod
 
 T0 = 1_795_000_000.0
 GAP = 10.0
@@ -89,8 +88,10 @@ def test_segment_arriving_after_its_skip_stays_out_of_the_live_list() -> None:
     v = video(ready(0, 5), ready(1, 30), ready(2, 11), ready(3, 14))
     assert ids(v, 22) == [0, 2, 3]
     assert ids(v, 40) == [0, 2, 3]
-    assert [p.segment_id for p in vod_segments(v)] == [0, 1, 2, 3]
-    assert [p.discontinuity for p in vod_segments(v)] == [False, False, False, False]
+    finished = video(*v.segments, ended_at=15, last=3, vod=True)  # the one list, live or finished
+    assert [p.segment_id for p in listed_segments(finished, T0 + 40, GAP)] == [0, 2, 3]
+    assert [p.segment_id for p in android_segments(finished, None, T0 + 40, GAP)] == [0, 2, 3]
+    assert [p.segment_id for p in packagable(finished, T0 + 40, GAP)] == [0, 2, 3]
 
 
 def test_segment_arriving_before_the_deadline_is_listed() -> None:
@@ -146,7 +147,18 @@ def test_not_finished_while_the_end_is_unknown() -> None:
 def test_segments_past_the_last_id_are_ignored() -> None:
     v = video(ready(0, 5), ready(1, 8), ended_at=9, last=0)
     assert ids(v, 10) == [0]
-    assert [p.segment_id for p in vod_segments(v)] == [0]
+
+
+def test_no_skip_jumps_past_the_window_at_once() -> None:
+    # A stranger's segment 999999 once skipped 8..999998 and ended the phone's stream (issue 15 item 1).
+    phone = [ready(k, 5 + 3 * k) for k in range(8)]
+    v = replace(video(*phone, ready(999_999, 10)), max_ahead=100)
+    assert ids(v, 1000) == list(range(8))
+    assert android_segments(v, None, T0 + 1000, GAP)[-1].segment_id == 7
+    later = replace(video(*phone, ready(8, 60), ready(9, 63), ready(999_999, 10)), max_ahead=100)
+    assert ids(later, 1000) == list(range(10))
+    within = replace(video(ready(0, 5), ready(101, 8)), max_ahead=100)
+    assert ids(within, 18) == [0, 101]  # a run of exactly the window (1..100) is still skipped
 
 
 def test_android_segments_lists_only_ids_after_the_one_given() -> None:
@@ -162,9 +174,9 @@ def test_android_stream_ended_is_true_even_when_nothing_new_is_listed() -> None:
     assert stream_ended(v)
 
 
-def test_android_segments_of_a_vod_include_late_ones() -> None:
+def test_android_segments_of_a_vod_are_its_live_list() -> None:
     v = video(ready(0, 5), ready(1, 30), ready(2, 11), ended_at=12, last=2, vod=True)
-    assert [p.segment_id for p in android_segments(v, None, T0 + 40, GAP)] == [0, 1, 2]
+    assert [p.segment_id for p in android_segments(v, None, T0 + 40, GAP)] == [0, 2]
     assert stream_ended(v)
 
 
@@ -174,7 +186,7 @@ def test_starts_are_derived_from_earlier_durations_when_unknown() -> None:
         SegmentView(2, "READY", ready_at=T0 + 11, duration_ticks=269_000),
     ]
     v = video(*segs)
-    assert [(p.segment_id, p.start_ticks) for p in vod_segments(v)] == [(0, 0), (2, 271_000 + D)]
+    assert [(p.segment_id, p.start_ticks) for p in live_segments(v, T0 + 100, GAP)] == [(0, 0), (2, 271_000 + D)]
 
 
 def test_invalid_states_are_refused() -> None:
@@ -213,7 +225,8 @@ def random_history(rng: random.Random) -> History:
         elif fate == "failed":
             segments.append(SegmentView(k, "FAILED", failed_at=T0 + at))
     ended_at = T0 + n * 3 + rng.uniform(0, 20) if rng.random() < 0.8 else None
-    v = VideoView(7, "t", T0, RUNGS, tuple(segments), ended_at, n - 1 if ended_at else None)
+    ahead = rng.choice([None, None, 1, 2, 3, 5])
+    v = VideoView(7, "t", T0, RUNGS, tuple(segments), ended_at, n - 1 if ended_at else None, max_ahead=ahead)
     times = [s.ready_at or s.failed_at or 0.0 for s in segments] + ([ended_at] if ended_at else [])
     gap = rng.choice([0.0, 5.0, 10.0, 30.0])
     events = sorted({T0, *times} | {t + gap for t in times} | {t - 0.001 for t in times})
@@ -221,8 +234,9 @@ def random_history(rng: random.Random) -> History:
 
 
 def oracle(v: VideoView, gap: float) -> tuple[list[int], float]:
-    """Return the final live ids and the finish time, from the docstring's rule with every fact known."""
+    """Return the final live ids and the finish time (+inf: never), from the docstring's rule with every fact known."""
     assert v.ended_at is not None and v.last_segment_id is not None
+    ahead = v.last_segment_id + 1 if v.max_ahead is None else v.max_ahead
 
     def settled(j: int) -> float:
         s = v.by_id.get(j)
@@ -231,7 +245,12 @@ def oracle(v: VideoView, gap: float) -> tuple[list[int], float]:
     decided, included = -math.inf, []
     for k in range(v.last_segment_id + 1):
         s = v.by_id.get(k)
-        later = min((settled(j) for j in range(k + 1, v.last_segment_id + 1)), default=math.inf)
+        if s is None and (k == 0 or k - 1 in v.by_id):  # a run of missing ids starts: too long to skip?
+            after = [j for j in v.by_id if k < j <= v.last_segment_id]
+            if after and min(after) - k > ahead:
+                return included, math.inf
+        last = min(k + ahead, v.last_segment_id)
+        later = min((settled(j) for j in range(k + 1, last + 1)), default=math.inf)
         failed_at = s.failed_at if s and s.failed_at else math.inf
         deadline = max(decided, min(later + gap, v.ended_at + gap, failed_at))
         if s and s.ready_at is not None and s.ready_at <= deadline:
@@ -253,13 +272,14 @@ def test_live_list_only_grows_and_finishes_when_expected(seed: int) -> None:
         finished = is_finished(h.video, now, h.gap)
         assert finished or not was_finished, "is_finished went back to false"
         previous, was_finished = current, finished
-    listed = {p.segment_id for p in previous}
-    assert listed <= {p.segment_id for p in vod_segments(h.video)}
     if h.video.ended_at is None:
         assert not was_finished
         return
     expected_ids, finish_at = oracle(h.video, h.gap)
     assert [p.segment_id for p in previous] == expected_ids
+    if finish_at == math.inf:
+        assert not was_finished
+        return
     assert was_finished
     assert is_finished(h.video, finish_at, h.gap)
     assert not is_finished(h.video, finish_at - 0.0005, h.gap)
@@ -273,7 +293,7 @@ def test_audio_is_laid_end_to_end_in_whole_frames_never_ahead_of_the_picture() -
         SegmentView(k, "READY", ready_at=T0 + k, start_ticks=s, duration_ticks=d)
         for k, (s, d) in enumerate(zip(starts, durations, strict=True))
     ]
-    published = vod_segments(video(*segments, ended_at=300, last=len(segments) - 1, vod=True))
+    published = live_segments(video(*segments, ended_at=300, last=len(segments) - 1, vod=True), T0 + 1000, GAP)
     audio_end = 0
     for p in published:
         assert p.audio_start_ticks == audio_end  # no overlap, no gap
@@ -287,7 +307,7 @@ def test_audio_restarts_level_with_the_picture_after_a_hole_and_keeps_what_was_p
     packaged = SegmentView(
         0, "READY", ready_at=T0 + 5, start_ticks=0, duration_ticks=D, audio_start_ticks=0, audio_duration_ticks=99_328
     )
-    published = vod_segments(video(packaged, ready(1, 8), ready(3, 14), ended_at=20, last=3, vod=True))
+    published = live_segments(video(packaged, ready(1, 8), ready(3, 14), ended_at=20, last=3, vod=True), T0 + 100, GAP)
     assert [(p.segment_id, p.audio_start_ticks, p.audio_duration_ticks) for p in published] == [
         (0, 0, 99_328),  # recorded by the packager: kept as it is
         (1, 99_328, 188_416),  # follows it: (288000 - 99328) // 1024 = 184 frames

@@ -36,7 +36,6 @@ from server.core.playlists import (
     render_legacy_hls_master,
     render_legacy_hls_media,
     render_storyboard_vtt,
-    vod_segments,
 )
 from server.core.playlists.render import decimal_seconds, iso_utc, live_timing, xs_duration
 
@@ -77,15 +76,13 @@ class Scenario:
 
     @property
     def live(self) -> list[Published]:
-        """Return what the server would publish now."""
-        if self.video.is_vod:
-            return vod_segments(self.video)
+        """Return what the server would publish now: the live list, also after the end (RFC 8216 6.2.1)."""
         return live_segments(self.video, self.now, GAP)
 
     @property
     def appended(self) -> list[Published]:
-        """Return what an HLS playlist lists now: the live list, also after the end (RFC 8216 6.2.1)."""
-        return live_segments(self.video, self.now, GAP)
+        """Return what an HLS playlist lists now: the same one list."""
+        return self.live
 
 
 SCENARIOS = {
@@ -198,7 +195,7 @@ DASH_EXPECTED = {
     "live_contiguous": ("dynamic", [DashPeriod("0", 0, 3)]),
     "live_gap_skipped": ("dynamic", [DashPeriod("0", 0, 2), DashPeriod("3", 3, 2)]),
     "live_gap_waiting": ("dynamic", [DashPeriod("0", 0, 1)]),
-    "vod_late": ("static", [DashPeriod("0", 0, 5)]),
+    "vod_late": ("static", [DashPeriod("0", 0, 2), DashPeriod("3", 3, 2)]),  # 2 came after its skip
 }
 
 
@@ -286,14 +283,24 @@ def assert_media_playlist(text: str, expected: HlsExpected, uri: Callable[[int],
     assert [s.uri for s in playlist.segments] == [uri(k) for k in expected.ids]
     assert [s.duration for s in playlist.segments] == durations
     assert [k for k, s in zip(expected.ids, playlist.segments, strict=True) if s.discontinuity] == expected.discontinuities
-    # RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer; 3 is the floor for 3 s segments.
-    assert playlist.target_duration == max(3, *(math.floor(d + 0.5) for d in durations))
+    # RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer; fixed at 3 for 3 s segments (6.2.1).
+    assert playlist.target_duration == 3
     assert all(round(d) <= playlist.target_duration for d in durations)
-    # Kept after the end: an EVENT playlist is only ever appended to (RFC 8216 6.2.1).
-    assert playlist.server_control.hold_back == 3 * playlist.target_duration
+    assert_no_low_latency_tags(text)
     assert playlist.media_sequence == 0
     assert playlist.is_endlist == expected.ended
     assert playlist.playlist_type == "event"  # from the first answer to the last
+
+
+def assert_no_low_latency_tags(text: str) -> None:
+    """Apply hls-parser's rule: EXT-X-SERVER-CONTROL makes a playlist Low-Latency HLS, where CAN-BLOCK-RELOAD=YES is mandatory.
+
+    hls-parser (a widely used playlist parser) rejected every live media playlist for HOLD-BACK=9 alone,
+    which only said what its absence means (3 x TARGETDURATION, RFC 8216bis 4.4.3.8).
+    """
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-SERVER-CONTROL:"):
+            assert "CAN-BLOCK-RELOAD=YES" in line, f"{line}: CAN-BLOCK-RELOAD is mandatory"
 
 
 @pytest.mark.parametrize("name", sorted(HLS_EXPECTED))
@@ -333,7 +340,6 @@ def test_hls_media_sequence_counts_entries_not_ids() -> None:
 def test_live_timing_keeps_the_spec_rules(nominal_ms: int) -> None:
     live = live_timing(nominal_ms)
     assert live.target_duration == math.floor(nominal_ms / 1000 + 0.5)
-    assert live.hold_back >= 3 * live.target_duration  # RFC 8216bis 4.4.3.8: MUST be at least 3 x target
     assert nominal_ms < live.latency_min_ms < live.latency_target_ms < live.latency_max_ms
     assert live.presentation_delay * 1000 == live.latency_target_ms
     assert 0 < live.update_period < live.presentation_delay
@@ -342,17 +348,23 @@ def test_live_timing_keeps_the_spec_rules(nominal_ms: int) -> None:
 
 def test_live_timing_of_three_second_segments() -> None:
     live = live_timing(3000)
-    assert (live.target_duration, live.hold_back) == (3, 9)
+    assert live.target_duration == 3
     assert (live.latency_min_ms, live.latency_target_ms, live.latency_max_ms) == (4500, 6000, 9000)
     assert (live.presentation_delay, live.update_period) == (6, 1)
 
 
-def test_a_long_segment_raises_the_target_and_the_hold_back_follows() -> None:
-    long_one = SegmentView(0, "READY", ready_at=T0 + 5, start_ticks=0, duration_ticks=333_000, packaged=True)  # 3.7 s
-    video = VideoView(7, "long", T0, RUNGS, (long_one,))
-    playlist = m3u8.loads(render_hls_media(video, RUNGS[0], live_segments(video, T0 + 6, GAP)))
-    assert playlist.target_duration == 4
-    assert playlist.server_control.hold_back == 12
+def test_the_target_duration_never_changes_when_a_long_segment_comes() -> None:
+    # RFC 8216 6.2.1: EXT-X-TARGETDURATION MUST NOT change; it was raised to 4 by one 3.7 s segment.
+    first = SegmentView(0, "READY", ready_at=T0 + 5, start_ticks=0, duration_ticks=270_000, packaged=True)
+    long_one = SegmentView(1, "READY", ready_at=T0 + 8, start_ticks=270_000, duration_ticks=333_000, packaged=True)  # 3.7 s
+    video = VideoView(7, "long", T0, RUNGS, (first, long_one))
+    for track in (RUNGS[0], AUDIO):
+        before = m3u8.loads(render_hls_media(video, track, live_segments(video, T0 + 6, GAP)))
+        after = m3u8.loads(render_hls_media(video, track, live_segments(video, T0 + 9, GAP)))
+        assert len(after.segments) == 2
+        assert before.target_duration == after.target_duration == 3  # 3 x 3 s behind the end, as before
+    legacy = m3u8.loads(render_legacy_hls_media(video, RUNGS[1], live_segments(video, T0 + 9, GAP)))
+    assert legacy.target_duration == 3
 
 
 def test_live_mpd_tells_the_latency_and_static_says_nothing_live() -> None:
@@ -415,7 +427,7 @@ ANDROID = {
     "android_all": (SCENARIOS["live_gap_skipped"], None, [0, 1, 3, 4]),
     "android_after_1": (SCENARIOS["live_gap_skipped"], 1, [3, 4]),
     "android_none": (SCENARIOS["vod_late"], 4, []),
-    "android_vod": (SCENARIOS["vod_late"], None, [0, 1, 2, 3, 4]),
+    "android_vod": (SCENARIOS["vod_late"], None, [0, 1, 3, 4]),  # the one list: 2 came after its skip
 }
 
 

@@ -37,3 +37,11 @@ def test_an_uploaded_segment_that_fails_for_good_is_skipped_at_its_failure():
     assert [p.segment_id for p in live_segments(video, 29.0, 3.0)] == [0]
     assert [p.segment_id for p in live_segments(video, 31.0, 3.0)] == [0, 2]
     assert is_finished(video, 31.0, 3.0)
+
+
+def test_an_upload_being_probed_is_waited_for_until_its_arrival_expires():
+    # ingest records an arrival before ffprobe; state.arriving_views shows it as PENDING, failing at its expiry.
+    probing = SegmentView(1, "PENDING", uploaded_at=4.0, failed_at=109.0)
+    video = _video(_ready(0, 1.0, 2.0), probing, _ready(2, 7.0, 8.0))
+    assert [p.segment_id for p in live_segments(video, 108.9, 3.0)] == [0]  # arrived in time: waited for
+    assert [p.segment_id for p in live_segments(video, 109.0, 3.0)] == [0, 2]  # its process died: skipped

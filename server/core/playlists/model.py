@@ -86,6 +86,7 @@ class VideoView:
     nominal_duration_ms: int = 3000
     is_vod: bool = False  # the server switched it LIVE -> VOD (once publish.is_finished said so)
     audio_bandwidth: int = 128_000
+    max_ahead: int | None = None  # MAX_SEGMENT_AHEAD: the most missing ids one skip may pass over (None: no bound)
 
     def __post_init__(self) -> None:
         if not self.renditions:

@@ -3,11 +3,14 @@
 The skip rule (live lists are append-only, so every decision is final once taken):
 
 Only facts whose timestamp is <= now count (a segment is "ready" iff status READY and ready_at <= now;
-failed iff failed_at <= now; the end is known iff ended_at <= now). Walk k = 0, 1, ... up to
+failed iff failed_at <= now; the end is known iff ended_at <= now). uploaded_at is when the upload's
+request began: ingest records it before ffprobe (an upload still being probed is a PENDING segment that
+fails at its arrival's expiry, server/domain/state.py), and only while the walk has not decided k yet, so a
+fact learnt late never reopens a decision (ingest.record_arrival). Walk k = 0, 1, ... up to
 last_segment_id (or, before the end is known, up to the highest id known) keeping r, the time at which
 the previous segment's fate was decided (r = -inf before segment 0):
 
-    later(k)    = min(ready_at(j) or failed_at(j) for j > k)          (+inf if none yet)
+    later(k)    = min(ready_at(j) or failed_at(j) for k < j <= k + W) (+inf if none yet; W: max_ahead, else no bound)
     deadline(k) = max(r, min(later(k) + gap_timeout,                  a later segment waited long enough
                              ended_at + gap_timeout,                  the end waited long enough
                              failed_at(k)))                           k itself failed
@@ -17,14 +20,26 @@ the previous segment's fate was decided (r = -inf before segment 0):
     k is skipped   iff not included and deadline(k) <= now; then r = deadline(k)
     otherwise the walk stops: the list waits at k.
 
+W is max_ahead (MAX_SEGMENT_AHEAD, the ingest bound): a segment more than W ids ahead says nothing about k,
+and a run of ids that never arrived and is longer than W is never skipped (the walk waits at its first
+id). So one stray id far ahead cannot end a stream's live list nor hurry its skips (ingest refuses such
+ids too; this keeps rows stored before that rule harmless).
+
 Facts learnt after `now` can only add terms greater than `now` to the min, so a deadline that has passed
 never moves and one still ahead stays ahead: a decision taken at some `now` is taken the same way at every
-later `now`. A segment that arrives after its deadline stays out of the live list (vod_segments has it).
+later `now`. A segment that arrives after its deadline stays out of the live list.
+
+One list for every player and for the recording's whole life: the live list is also what the finished
+(VOD) DASH MPD, HLS playlists and Android MPD list, and what is packaged. An HLS EVENT playlist may only be
+appended to (RFC 8216 section 6.2.1), so a segment skipped while live can never enter it; listing it in
+DASH VOD alone gave the two players of one recording two timelines. A segment that arrives after its
+deadline is therefore stored and encoded, but never listed.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 from server.core.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE, Published, SegmentView, VideoView
@@ -38,13 +53,6 @@ def live_segments(video: VideoView, now: float, gap_timeout: float) -> list[Publ
     return _publish(video, included)
 
 
-def vod_segments(video: VideoView) -> list[Published]:
-    """Return every READY segment in id order, late ones too, with a discontinuity after each hole."""
-    last = video.last_segment_id if video.last_segment_id is not None else _INF
-    ready = [s.segment_id for s in _in_order(video) if s.status == "READY" and s.segment_id <= last]
-    return _publish(video, ready)
-
-
 def is_finished(video: VideoView, now: float, gap_timeout: float) -> bool:
     """Return whether the end is known and every segment up to the last one is decided."""
     end = _known_end(video, now)
@@ -54,30 +62,29 @@ def is_finished(video: VideoView, now: float, gap_timeout: float) -> bool:
     return next_undecided > video.last_segment_id
 
 
+def decided(video: VideoView, segment_id: int, now: float, gap_timeout: float) -> bool:
+    """Return whether the live list has taken its (final) decision on `segment_id` at `now`: listed or skipped."""
+    _, next_undecided = _walk(video, now, gap_timeout)
+    return segment_id < next_undecided
+
+
 def packagable(video: VideoView, now: float, gap_timeout: float) -> list[Published]:
-    """Return the segments whose place on the timeline is decided: the live list, or every ready one once finished."""
-    if video.is_vod or is_finished(video, now, gap_timeout):
-        return vod_segments(video)
+    """Return the segments whose place on the timeline is decided: the live list (the one list, live or finished)."""
     return live_segments(video, now, gap_timeout)
 
 
 def ready_for_vod(video: VideoView, now: float, gap_timeout: float) -> bool:
-    """Return whether a LIVE video is over: finished, and every segment of its VOD list packaged."""
+    """Return whether a LIVE video is over: finished, and every segment of its list packaged."""
     if video.is_vod or not is_finished(video, now, gap_timeout):
         return False
-    return all(video.by_id[p.segment_id].packaged for p in vod_segments(video))
+    return all(video.by_id[p.segment_id].packaged for p in live_segments(video, now, gap_timeout))
 
 
-def listed_segments(video: VideoView, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
-    """Return what players are given: the packaged VOD list, or the live list up to its first unpackaged segment.
+def listed_segments(video: VideoView, now: float, gap_timeout: float) -> list[Published]:
+    """Return what every player is given, live or finished: the live list up to its first unpackaged segment.
 
     A live list only grows at its end, so it waits for a segment's remux rather than skip it.
-    `append_only` keeps the live list after the end too: an HLS EVENT playlist may only be appended to
-    (RFC 8216 section 6.2.1), so a segment that arrived after its live deadline is in DASH VOD and the
-    Android MPD only.
     """
-    if video.is_vod and not append_only:
-        return [p for p in vod_segments(video) if video.by_id[p.segment_id].packaged]
     listed: list[Published] = []
     for entry in live_segments(video, now, gap_timeout):
         if not video.by_id[entry.segment_id].packaged:
@@ -147,38 +154,54 @@ def _horizon(video: VideoView, now: float) -> int:
     return max(known, default=-1)
 
 
-def _later_settled(stored: list[SegmentView], now: float) -> list[float]:
-    """Return, for each stored[i], the earliest settle time of the stored segments after it."""
-    later = [_INF] * len(stored)
-    running = _INF
-    for i in range(len(stored) - 1, -1, -1):
-        later[i] = running
-        running = min(running, _settled_at(stored[i], now))
-    return later
+class _RangeMin:
+    """Earliest settle time among the stored segments whose ids lie in a range (a sparse table: O(1) a query)."""
+
+    def __init__(self, stored: list[SegmentView], now: float) -> None:
+        self.ids = [s.segment_id for s in stored]
+        self.table = [[_settled_at(s, now) for s in stored]]
+        width = 1
+        while 2 * width <= len(stored):
+            row = self.table[-1]
+            self.table.append([min(row[i], row[i + width]) for i in range(len(row) - width)])
+            width *= 2
+
+    def between(self, low: int, high: int | float) -> float:
+        """Return the earliest settle time of the stored ids in [low, high], +inf if none."""
+        i, j = bisect_left(self.ids, low), bisect_right(self.ids, high)
+        if i >= j:
+            return _INF
+        level = (j - i).bit_length() - 1
+        return min(self.table[level][i], self.table[level][j - (1 << level)])
 
 
 def _walk(video: VideoView, now: float, gap_timeout: float) -> tuple[list[int], int]:
     """Apply the skip rule; return the included ids and the first undecided id.
 
-    A run of ids with no segment shares one later(k) and has no upload, failure or readiness of its
-    own, so the rule takes the same decision for the whole run at its first id: skip it all at one
-    deadline, or wait there. Each run is therefore one step, and the walk is O(segments stored).
+    A run of ids with no segment has no upload, failure or readiness of its own, and every later id of
+    the run sees at least the segments its first id sees (its later(k) is no later), so the rule takes
+    the same decision for the whole run at its first id: skip it all at one deadline, or wait there.
+    Each run is therefore one step, and the walk is O(segments stored x log).
     """
     horizon = _horizon(video, now)
     stored = [s for s in _in_order(video) if s.segment_id <= horizon]
-    later = _later_settled(stored, now)
+    settled = _RangeMin(stored, now)
+    ahead = _INF if video.max_ahead is None else video.max_ahead
     end = _known_end(video, now)
     end_deadline = _INF if end is None else end + gap_timeout
     decided_at = -_INF
     included: list[int] = []
     expected = 0  # the first id not decided yet
-    for seg, after in zip(stored, later, strict=True):
+    for seg in stored:
         k = seg.segment_id
         if expected < k:  # ids expected..k-1 never arrived: the first later segment is k itself
-            deadline = max(decided_at, min(min(_settled_at(seg, now), after) + gap_timeout, end_deadline))
+            if k - expected > ahead:
+                return included, expected  # a stray id far ahead is no reason to skip a whole window
+            deadline = max(decided_at, min(settled.between(k, expected + ahead) + gap_timeout, end_deadline))
             if deadline > now:
                 return included, expected
             decided_at = deadline
+        after = settled.between(k + 1, k + ahead)
         deadline = max(decided_at, min(after + gap_timeout, end_deadline, _failed_at(seg, now)))
         if _uploaded_at(seg, now) <= deadline:
             deadline = _failed_at(seg, now)  # it arrived in time: wait for its fate, however long the encode

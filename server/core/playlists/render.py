@@ -12,6 +12,19 @@ segment id, so ids stay stable as the live MPD grows (periods are only ever appe
 there is exactly one Period, id "0", start PT0S. The hole itself is the tail of the previous Period: dash.js's
 GapController seeks to the Period's end when playback stalls before it. A time gap without a missing id
 just gets an explicit S@t.
+
+HLS EXT-X-TARGETDURATION is decided once per video, from its nominal segment duration D alone:
+round(D), 3 for 3 s segments (`live_timing`), never from the segments listed. RFC 8216 says it MUST NOT
+change (6.2.1) and that each EXTINF, rounded to the nearest integer, MUST be at most it (4.3.3.1).
+Players stay three target durations behind the playlist's end, so a target sized for the longest
+segment the server accepts (MAX_SEGMENT_SECONDS, 20 s) would cost every stream a minute of latency, and
+one sized from the segments seen so far rose mid-stream when a longer one came. Phones cut on a keyframe
+every ~3 s, which round(D) carries (segments up to D + 0.499 s). A longer one (a phone whose keyframes
+are further apart, a CLI cut) is still listed whole with its true EXTINF: the target stays put and the
+picture is kept, at the cost of that one entry exceeding the target. Making it valid means splitting it
+into entries of at most the target: its keyframes lie on the encoder's fixed GOP grid, so it could be
+listed as EXT-X-BYTERANGE parts (offsets per rendition, audio split on AAC frames, the TS playlist on
+packets); not done yet.
 """
 
 from __future__ import annotations
@@ -104,8 +117,7 @@ _env.filters.update(xs_duration=xs_duration, iso_utc=iso_utc, decimal=decimal)
 class LiveTiming:
     """What a live manifest tells players about how close to the camera they may play (see live_timing)."""
 
-    target_duration: int  # EXT-X-TARGETDURATION, s (at least; longer segments raise it)
-    hold_back: int  # EXT-X-SERVER-CONTROL HOLD-BACK, s
+    target_duration: int  # EXT-X-TARGETDURATION, s: the same for the video's whole life
     latency_target_ms: int  # DASH ServiceDescription Latency@target (wall clock: capture -> shown)
     latency_min_ms: int
     latency_max_ms: int
@@ -123,11 +135,11 @@ def live_timing(nominal_ms: int) -> LiveTiming:
 
     HLS (RFC 8216 section 4.3.3.1; 8216bis 4.4.3.1): "The EXTINF duration of each Media Segment in the
     Playlist file, when rounded to the nearest integer, MUST be less than or equal to the target
-    duration", so D = 3 s allows TARGETDURATION 3 for segments up to 3.499 s. 8216bis 4.4.3.8
-    (EXT-X-SERVER-CONTROL): HOLD-BACK "MUST be at least three times the Target Duration"; its absence
-    implies exactly that, and saying it makes hls.js, Shaka and video.js use it rather than their own
-    defaults. CAN-SKIP-UNTIL is left out: it promises delta updates, which the server does not implement;
-    CAN-BLOCK-RELOAD and PART-HOLD-BACK belong to Low-Latency HLS (parts), which it does not serve either.
+    duration", so D = 3 s allows TARGETDURATION 3 for segments up to 3.499 s, and section 6.2.1 says it
+    MUST NOT change: it is decided from D alone, once per video (see `_render_media`). Players stay 3
+    target durations behind the playlist's end, 9 s, what HOLD-BACK's absence means (8216bis 4.4.3.8).
+    No EXT-X-SERVER-CONTROL: hls-parser reads the tag as Low-Latency HLS and then requires CAN-BLOCK-RELOAD,
+    and the server serves neither blocking reloads, parts nor delta updates (CAN-SKIP-UNTIL).
 
     DASH (ISO 23009-1 5th ed. ServiceDescription, DASH-IF IOP low-latency): Latency@target = 2 D, one D
     for the segment to be recorded and uploaded and one for the encode, the remux and the player's next
@@ -142,7 +154,6 @@ def live_timing(nominal_ms: int) -> LiveTiming:
     target_duration = max(1, _round(seconds))
     return LiveTiming(
         target_duration=target_duration,
-        hold_back=3 * target_duration,
         latency_target_ms=2 * nominal_ms,
         latency_min_ms=nominal_ms * 3 // 2,
         latency_max_ms=3 * nominal_ms,
@@ -305,30 +316,14 @@ def render_legacy_hls_media(video: VideoView, rendition: RenditionView, segments
 def _render_media(template: str, video: VideoView, segments: list[Published], entries: list[_Entry]) -> str:
     """Render a media playlist with the header values every HLS media playlist shares."""
     first = segments[0] if segments else None
-    target = _target_duration(video, entries)
     return _env.get_template(template).render(
         video=video,
         entries=entries,
-        target=target,
-        # HOLD-BACK follows the target actually published, so it stays >= 3 x TARGETDURATION. It stays after
-        # the end too: RFC 8216 6.2.1 lets an EVENT playlist only be appended to (8216bis allows the tag in
-        # any media playlist, and players ignore it once EXT-X-ENDLIST is there).
-        hold_back=max(live_timing(video.nominal_duration_ms).hold_back, 3 * target),
+        target=live_timing(video.nominal_duration_ms).target_duration,
         media_sequence=first.sequence if first else 0,
         # Only a list that does not start at the first published entry needs it (never the case today).
         discontinuity_sequence=first.discontinuity_sequence - first.discontinuity if first and first.sequence else None,
     )
-
-
-def _target_duration(video: VideoView, entries: list[_Entry]) -> int:
-    """Return EXT-X-TARGETDURATION: the longest EXTINF rounded to the nearest integer, at least live_timing's.
-
-    RFC 8216 section 4.3.3.1 compares each EXTINF rounded to the nearest integer with it, and forbids
-    changing it in a live playlist: the floor keeps it stable while segments run up to half a second
-    longer than nominal.
-    """
-    longest = max((_round(Fraction(e.extinf)) for e in entries), default=0)
-    return max(longest, live_timing(video.nominal_duration_ms).target_duration)
 
 
 def render_android_mpd(video: VideoView, segments: list[Published], *, base_url: str | None = None) -> str:

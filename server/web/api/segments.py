@@ -15,7 +15,7 @@ from server.infra.models import Segment, SegmentRendition
 from server.store import UploadFile
 from server.web.api.context import services, session
 from server.web.api.schemas import segment_json
-from server.web.api.uploads import request_started
+from server.web.api.uploads import request_started, request_started_at
 
 
 def _with_renditions():  # type: ignore[no-untyped-def]
@@ -46,8 +46,10 @@ class SegmentList(Resource):
         if part.stream.size == 0:
             raise InvalidInput("data", "empty file")
         video = ingest.get_video(session(), video_id)
-        started = request_started()
-        accepted = ingest.accept_segment(services(), session(), video, segment_id, ext, part.stream, started=started)
+        started, started_at = request_started(), request_started_at()
+        accepted = ingest.accept_segment(
+            services(), session(), video, segment_id, ext, part.stream, started=started, started_at=started_at
+        )
         return segment_json(accepted.segment), 201
 
 

@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +39,11 @@ STARTED = "team03.started"  # environ key: when BodyDeadline saw the request beg
 def request_started() -> float | None:
     """When this request began (time.monotonic()), as BodyDeadline recorded it; None outside it."""
     return request.environ.get(STARTED)
+
+
+def request_started_at() -> datetime | None:
+    """When this request began on the service's clock (naive UTC), as receive_body noted it before the body."""
+    return g.get("started_at")
 
 
 class DeadlineInput:
@@ -159,6 +165,8 @@ def receive_body() -> None:
 
     A resource that takes uploads names where they go with `upload_dir(**view_args)` (it may refuse, e.g. 404).
     """
+    # Before any of the body: a segment arrives when its request began (ingest.record_arrival).
+    g.started_at = services().clock.now()
     if request.routing_exception is not None:
         return
     view_class = getattr(current_app.view_functions.get(request.endpoint or ""), "view_class", None)
