@@ -4,9 +4,12 @@ Counters live in memcached when MEMCACHED_SERVERS is set, so every web process a
 in memory otherwise (the embedded mode has one process). A memcached that is down counts nothing, like
 a cache miss: a limit is never a reason to refuse an upload the service could store.
 
-The limits (README, Environment) are per client address, and per video for uploads. A phone makes one
-create per recording and about one upload per 3 s (plus retries), so the defaults let 100 phones behind
-one NAT record at once with room to spare, while one video cannot upload faster than 3x real time.
+The limits (README, Environment) are per client address, and for uploads also per video and client
+address. Every create and every upload counts against its address (the flood limit); only a stored upload
+counts against its video and address, so refused requests (a 400, 404, 409, 422, 429...) never spend the
+phone's budget, whoever sends them. A phone makes one create per recording and about one upload per 3 s
+(plus retries): the create limit fits 100 phones behind one NAT, and no more; the upload limit leaves them
+3x room, while one video cannot be stored faster than 3x real time from one address.
 
 Failed admin logins (the login form and HTTP Basic alike, server/api/auth.py) are counted in the same store,
 per client address and per admin name (LoginThrottle): only failures count, a success resets nothing (so an
@@ -26,7 +29,7 @@ import logging
 import math
 import time
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -48,8 +51,13 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def video_key() -> str:
-    return f"video:{(request.view_args or {}).get('video_id')}"
+def video_client_key() -> str:
+    return f"video:{(request.view_args or {}).get('video_id')}/{client_address()}"
+
+
+def stored(response: Response) -> bool:
+    """Whether an upload's answer says its segment is stored (201, or 2xx for the bytes stored before)."""
+    return 200 <= response.status_code < 300
 
 
 def init_limits(app: Flask, services: Services) -> Limiter:
@@ -71,7 +79,11 @@ def init_limits(app: Flask, services: Services) -> Limiter:
     )
     create = limiter.limit(config.RATE_LIMIT_CREATE, key_func=client_address, methods=["POST"], scope="create")
     upload = limiter.limit(config.RATE_LIMIT_UPLOAD, key_func=client_address, methods=["POST"], scope="upload")
-    per_video = limiter.limit(config.RATE_LIMIT_UPLOAD_PER_VIDEO, key_func=video_key, methods=["POST"], scope="video")
+    # Only stored uploads spend a video's budget (tested before the body, counted after the answer), and
+    # per client: anyone's refused requests, a flood of empty ones included, cannot silence a live video.
+    per_video = limiter.limit(
+        config.RATE_LIMIT_UPLOAD_PER_VIDEO, key_func=video_client_key, methods=["POST"], scope="video", deduct_when=stored
+    )
     # Checked by a before_request hook registered before the one that receives the body
     # (server/api/uploads.py), so a refused request's body is never read: a 429 costs no
     # bandwidth and no temp file. Each limit is entered as a context manager (Flask-Limiter's

@@ -107,6 +107,29 @@ def test_uploading_past_the_per_video_limit_is_429_and_stores_nothing(make_app, 
     assert upload(client, second, 0, data[0]).status_code == 201  # the same phone's other video is not held back
 
 
+def _upload_from(client, address: str, video_id: int, segment_id: int, data: bytes | None):  # type: ignore[no-untyped-def]
+    body, content_type = segment_upload(segment_id, data, "mp4")
+    return client.post(f"/video_segment/{video_id}", data=body, content_type=content_type, environ_base={"REMOTE_ADDR": address})
+
+
+def test_refused_uploads_spend_no_budget_and_each_client_has_its_own_per_video(make_app, segment_files, database_url):
+    """Issue 15: 61 empty uploads to a live video made the phone's next segments 429 (the limit was a kill switch).
+
+    Only stored uploads count against a video's budget, and per client address: refusals (here 400s, from
+    the phone's own address and from another) cost nothing, and another address has its own budget.
+    """
+    client = make_app(RATE_LIMIT_UPLOAD_PER_VIDEO="3/minute").test_client()
+    vid = _create(client).json["video_id"]
+    data = [p.read_bytes() for p in segment_files]
+    for address in ("10.0.0.1", "10.0.0.66"):
+        assert {_upload_from(client, address, vid, 0, None).status_code for _ in range(61)} == {400}
+    stored = [_upload_from(client, "10.0.0.1", vid, k, data[k]).status_code for k in range(3)]
+    assert stored == [201, 201, 201]
+    _assert_429(_upload_from(client, "10.0.0.1", vid, 3, data[3]))
+    assert _upload_from(client, "10.0.0.2", vid, 3, data[3]).status_code == 201
+    assert _count(database_url, Segment) == 4
+
+
 def test_uploading_past_the_per_address_limit_is_429(make_app, segment_files, database_url):
     client = make_app(RATE_LIMIT_UPLOAD="3/minute").test_client()
     videos = [_create(client).json["video_id"] for _ in range(4)]
