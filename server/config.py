@@ -56,7 +56,7 @@ class Config:
     MAX_SOURCE_PIXELS: int = 3840 * 2160
     LIVE_IDLE_TIMEOUT: float = 600.0
     # Flask-Limiter rate strings ("N/second|minute|hour", ";"-separated); see the README for why these.
-    RATE_LIMIT_CREATE: str = "300/minute"
+    RATE_LIMIT_CREATE: str = "100/minute"  # 100 phones behind one NAT, one create per recording
     RATE_LIMIT_UPLOAD: str = "6000/minute"
     RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
     TRUSTED_PROXIES: int = 0

@@ -213,6 +213,7 @@ def test_the_default_limits_let_100_phones_behind_one_nat_record_for_a_minute(ma
             statuses.append(upload(client, vid, 0, None).status_code)
     assert 429 not in statuses
     assert statuses.count(201) == 100 and statuses.count(400) == 2000
+    _assert_429(_create(client))  # and no more: one address cannot refill the app's 100-video list (issue 15)
 
 
 def test_a_dead_memcached_never_refuses_a_request(make_app, memcached, database_url, caplog):
