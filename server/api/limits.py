@@ -17,17 +17,22 @@ attacker who also knows one password cannot reset their budget), and past RATE_L
 attempt is a 429 before its password is even checked.
 
 The client address is the TCP peer's, unless TRUSTED_PROXIES says how many proxies (nginx, a load balancer)
-stand in front: then it is taken from X-Forwarded-For, counting that many hops from the right, so a client
-cannot spoof it; with the default 0 the header is ignored. X-Forwarded-Proto is trusted the same way, so
-`request.is_secure` is true behind a TLS-terminating proxy (the login cookie's Secure flag).
+stand in front and the peer is one of TRUSTED_PROXY_ADDRESSES (default loopback, where nginx connects from):
+then it is taken from X-Forwarded-For, counting that many hops from the right, so a client behind the proxy
+cannot spoof it, and a caller reaching gunicorn directly cannot name itself anew for every request. With
+the default 0 the header is ignored. X-Forwarded-Proto is trusted the same way, so `request.is_secure` is
+true behind a TLS-terminating proxy (the login cookie's Secure flag).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
@@ -51,6 +56,36 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+class TrustedProxies:
+    """WSGI middleware: X-Forwarded-For and -Proto, `hops` deep (ProxyFix), from a TCP peer in `addresses` only."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], hops: int, addresses: Iterable[str]) -> None:
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops)
+        self.networks = tuple(_network(text) for text in addresses)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        trusted = self.trusts(environ.get("REMOTE_ADDR") or "")
+        return (self.fixed if trusted else self.app)(environ, start_response)
+
+    def trusts(self, peer: str) -> bool:
+        """Whether `peer` (a TCP peer's address as the server gives it) is one of the proxies."""
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:  # a Unix socket's peer, or nothing
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack listener's view of an IPv4 peer
+        return any(address in network for network in self.networks)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"TRUSTED_PROXY_ADDRESSES: {text!r} is not an IP address or network") from None
+
+
 def video_client_key() -> str:
     return f"video:{(request.view_args or {}).get('video_id')}/{client_address()}"
 
@@ -64,7 +99,7 @@ def init_limits(app: Flask, services: Services) -> Limiter:
     """Trust the configured proxies, then limit creates and uploads on `app` (after its routes exist)."""
     config = services.config
     if config.TRUSTED_PROXIES > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.TRUSTED_PROXIES, x_proto=config.TRUSTED_PROXIES)  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(app.wsgi_app, config.TRUSTED_PROXIES, config.TRUSTED_PROXY_ADDRESSES)  # type: ignore[method-assign]
     cache = services.cache
     shared = isinstance(cache, MemcachedCache)
     limiter = Limiter(

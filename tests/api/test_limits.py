@@ -190,14 +190,46 @@ def test_counters_are_shared_by_every_process_through_memcached(make_app, memcac
 
 def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(make_app):
     direct = make_app(RATE_LIMIT_CREATE="2/minute").test_client()
-    spoofed = [_create(direct, **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)]
+    spoofed = [_create(direct, "127.0.0.1", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)]
     assert spoofed == [201, 201, 429]  # without TRUSTED_PROXIES the header changes nothing
     proxied = make_app(RATE_LIMIT_CREATE="2/minute", TRUSTED_PROXIES=1).test_client()
-    behind_nat = [_create(proxied, **{"X-Forwarded-For": "198.51.100.7"}).status_code for _ in range(3)]
+    behind_nat = [_create(proxied, "127.0.0.1", **{"X-Forwarded-For": "198.51.100.7"}).status_code for _ in range(3)]
     assert behind_nat == [201, 201, 429]
     # One more hop than the proxy adds is the client's own claim: ignored, the proxy's view of it counts.
-    assert _create(proxied, **{"X-Forwarded-For": "203.0.113.1, 198.51.100.7"}).status_code == 429
-    assert _create(proxied, **{"X-Forwarded-For": "198.51.100.8"}).status_code == 201
+    assert _create(proxied, "127.0.0.1", **{"X-Forwarded-For": "203.0.113.1, 198.51.100.7"}).status_code == 429
+    assert _create(proxied, "127.0.0.1", **{"X-Forwarded-For": "198.51.100.8"}).status_code == 201
+
+
+def _secure_login(client, address: str, **headers: str) -> bool:  # type: ignore[no-untyped-def]
+    response = client.post(
+        "/api/admin/login",
+        json={"username": "root", "password": "s3cret"},
+        environ_base={"REMOTE_ADDR": address},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.json
+    return "; Secure" in response.headers["Set-Cookie"]
+
+
+@pytest.mark.usefixtures("admin_auth")
+def test_forwarded_headers_count_only_from_a_trusted_proxy_address(make_app):
+    """Issue 15: with TRUSTED_PROXIES set, any direct caller could name its own address (a fresh budget per request)
+    and claim https; the headers are believed only from a TCP peer in TRUSTED_PROXY_ADDRESSES (default: loopback)."""
+    client = make_app(RATE_LIMIT_CREATE="2/minute", TRUSTED_PROXIES=1).test_client()
+    spoofed = [_create(client, "203.0.113.5", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)]
+    assert spoofed == [201, 201, 429]
+    assert _create(client, "::1", **{"X-Forwarded-For": "192.0.2.9"}).status_code == 201  # loopback: nginx
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    assert not _secure_login(client, "203.0.113.5", **https)
+    assert _secure_login(client, "127.0.0.1", **https)
+    lan = make_app(RATE_LIMIT_CREATE="2/minute", TRUSTED_PROXIES=1, TRUSTED_PROXY_ADDRESSES=("10.1.0.0/16",)).test_client()
+    assert [_create(lan, "10.1.2.3", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)] == [201] * 3
+    assert [_create(lan, "127.0.0.1", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)] == [201, 201, 429]
+
+
+def test_a_trusted_proxy_address_that_is_not_one_stops_the_start(make_app):
+    with pytest.raises(ValueError, match="TRUSTED_PROXY_ADDRESSES.*'nginx'"):
+        make_app(TRUSTED_PROXIES=1, TRUSTED_PROXY_ADDRESSES=("127.0.0.1", "nginx"))
 
 
 def test_the_default_limits_let_100_phones_behind_one_nat_record_for_a_minute(make_app, memcached):

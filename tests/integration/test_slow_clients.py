@@ -1,4 +1,5 @@
-"""Slow clients: bodies that trickle in hold no database connection, are cut at a deadline, and leave nothing.
+"""Slow clients: bodies that trickle in hold no database connection, are cut at a deadline, and leave nothing;
+and what a caller reaching gunicorn directly may claim about itself (X-Forwarded-For).
 
 The app runs as in production, under gunicorn with deploy/gunicorn.conf.py, directly and behind
 deploy/nginx/team03.conf; the dev server (dev_run.py) gets the deadline test. Slow clients are raw
@@ -312,6 +313,20 @@ def test_a_body_dripping_in_is_cut_at_the_deadline(server: str, request, segment
     assert 2.0 <= waited < 4.0, f"answered after {waited:.1f} s, the body still dripping"
     real.wait_for(lambda: not served.temp_files(), 30, f"the dripping upload's temp file deleted: {served.temp_files()}")
     assert served.segment_ids(video_id) == set()
+
+
+def test_a_direct_caller_cannot_name_its_own_address(gunicorn) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: straight to gunicorn, any caller's X-Forwarded-For was believed (a fresh rate budget per request):
+    it counts only when the TCP peer is one of TRUSTED_PROXY_ADDRESSES (by default loopback, where nginx is)."""
+
+    def creates(served: Served) -> list[int]:
+        url = f"{served.base}/videos"
+        headers = [{"X-Forwarded-For": f"192.0.2.{i}"} for i in range(3)]
+        return [requests.post(url, json=new_video_body(), headers=h, timeout=ANDROID_TIMEOUT).status_code for h in headers]
+
+    limited = {"TRUSTED_PROXIES": "1", "RATE_LIMIT_CREATE": "2/minute"}
+    assert creates(gunicorn(threads=2, TRUSTED_PROXY_ADDRESSES="192.0.2.254", **limited)) == [201, 201, 429]
+    assert creates(gunicorn(threads=2, **limited)) == [201, 201, 201]  # this loopback caller stands where nginx would
 
 
 def test_nginx_refuses_what_the_app_would_in_json(gunicorn, nginx_front) -> None:  # type: ignore[no-untyped-def]
