@@ -115,43 +115,46 @@ class Cutoff:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._changed = threading.Condition()
-        self._due: list[tuple[float, int, DeadlineInput, socket.socket]] = []
-        self._armed: set[int] = set()  # id() of the bodies still watched
-        self._order = itertools.count()
+        self._due: list[tuple[float, int]] = []  # (deadline, token), a heap; a disarmed token's entry is skipped
+        self._armed: dict[int, tuple[DeadlineInput, socket.socket]] = {}  # the only references to what is watched
+        self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def arm(self, body: DeadlineInput, sock: socket.socket) -> None:
-        """Watch `body`, arriving on `sock`, until disarm(body)."""
+    def arm(self, body: DeadlineInput, sock: socket.socket) -> int:
+        """Watch `body`, arriving on `sock`, until disarm() with the token returned."""
         with self._changed:
-            self._armed.add(id(body))
-            heapq.heappush(self._due, (body.deadline, next(self._order), body, sock))
+            token = next(self._tokens)
+            self._armed[token] = (body, sock)
+            heapq.heappush(self._due, (body.deadline, token))
             if self._thread is None or not self._thread.is_alive():  # also after a fork
                 self._thread = threading.Thread(target=self._run, name="body-cutoff", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            elif self._due[0][1] == token:  # sooner than what the thread sleeps until (with one timeout, rarely)
+                self._changed.notify()
+        return token
 
-    def disarm(self, body: DeadlineInput) -> None:
-        """Stop watching `body`; from here on its socket is the server's alone."""
+    def disarm(self, token: int) -> None:
+        """Stop watching; from here on the body's socket is the server's alone."""
         with self._changed:
-            self._armed.discard(id(body))
+            self._armed.pop(token, None)
 
     def _run(self) -> None:
         with self._changed:
             while True:
-                while self._due and id(self._due[0][2]) not in self._armed:
+                while self._due and self._due[0][1] not in self._armed:
                     heapq.heappop(self._due)
                 if not self._due:
                     if not self._changed.wait(self.IDLE) and not self._due:
                         self._thread = None
                         return
                     continue
-                deadline, _, body, sock = self._due[0]
+                deadline, token = self._due[0]
                 left = deadline - self._clock()
                 if left > 0:
                     self._changed.wait(left)
                     continue
                 heapq.heappop(self._due)
-                self._armed.discard(id(body))
+                body, sock = self._armed.pop(token)
                 if not body.finished:
                     body.cut = True
                     with suppress(OSError):  # the client closed it meanwhile
@@ -179,16 +182,14 @@ class BodyDeadline:
         length = _declared_length(environ)
         body = DeadlineInput(environ["wsgi.input"], started + self.timeout, self.timeout, self.clock, length)
         environ["wsgi.input"] = body
-        watched = sock is not None and not body.finished
-        if watched:
-            self.cutoff.arm(body, sock)
+        watch = self.cutoff.arm(body, sock) if sock is not None and not body.finished else None
         try:
             response = self.app(environ, start_response)
             if length is not None and length <= self.drain_limit:  # beyond: a 413, whose connection the server closes
                 body.drain()
         finally:
-            if watched:
-                self.cutoff.disarm(body)
+            if watch is not None:
+                self.cutoff.disarm(watch)
         return response
 
 

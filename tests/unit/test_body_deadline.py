@@ -53,19 +53,18 @@ def test_lines_are_read_under_the_same_deadline() -> None:
         body.readline()
 
 
-def _watched(sock: socket.socket, cutoff: Cutoff, seconds: float, length: int) -> DeadlineInput:
+def _watched(sock: socket.socket, cutoff: Cutoff, seconds: float, length: int) -> tuple[DeadlineInput, int]:
     # Buffered, as werkzeug's dev server reads: read(n) loops over recv() until n bytes came (gunicorn's too).
     sock.settimeout(10)  # the test's own bound, far beyond every deadline here: each recv() waits at most that
     body = DeadlineInput(sock.makefile("rb"), time.monotonic() + seconds, seconds, time.monotonic, length)
-    cutoff.arm(body, sock)
-    return body
+    return body, cutoff.arm(body, sock)
 
 
 def test_a_body_dripping_in_is_cut_at_the_deadline(pair) -> None:  # type: ignore[no-untyped-def]
     """Issue 15: each byte within the socket's timeout, the body never timed out; read(n) waited for all n."""
     server, client = pair
     started = time.monotonic()
-    body = _watched(server, Cutoff(), 0.5, 10_000)
+    body, _ = _watched(server, Cutoff(), 0.5, 10_000)
     stop = threading.Event()
 
     def drip() -> None:  # 50 bytes a second: the whole body would take 200 s
@@ -91,7 +90,7 @@ def test_a_stalled_body_is_cut_and_a_finished_one_keeps_its_connection() -> None
         (done, _), (stalled, _) = listener.accept(), listener.accept()
     try:
         cutoff = Cutoff()
-        finished, stalling = _watched(done, cutoff, 0.3, 3), _watched(stalled, cutoff, 0.3, 3)
+        (finished, _), (stalling, _) = _watched(done, cutoff, 0.3, 3), _watched(stalled, cutoff, 0.3, 3)
         clients[0].sendall(b"abc")
         clients[1].sendall(b"ab")  # one byte short of what it declared
         assert finished.read(3) == b"abc" and finished.finished
@@ -110,11 +109,11 @@ def test_a_stalled_body_is_cut_and_a_finished_one_keeps_its_connection() -> None
 def test_a_disarmed_body_is_never_cut(pair) -> None:  # type: ignore[no-untyped-def]
     server, client = pair
     cutoff = Cutoff()
-    body = _watched(server, cutoff, 0.2, 10)
-    cutoff.disarm(body)  # its request ended (an answer without reading the body)
+    body, watch = _watched(server, cutoff, 0.2, 10)
+    cutoff.disarm(watch)  # its request ended (an answer without reading the body)
     other_server, other_client = socket.socketpair()
     try:
-        later = _watched(other_server, cutoff, 0.3, 1)
+        later, _ = _watched(other_server, cutoff, 0.3, 1)
         with pytest.raises(RequestTimeout):  # the cutoff's thread has passed both deadlines
             later.read(1)
     finally:
