@@ -248,12 +248,13 @@ def test_the_default_limits_let_100_phones_behind_one_nat_record_for_a_minute(ma
     _assert_429(_create(client))  # and no more: one address cannot refill the app's 100-video list (issue 15)
 
 
-def test_a_dead_memcached_never_refuses_a_request(make_app, memcached, database_url, caplog):
+def test_a_dead_memcached_never_refuses_a_request(make_app, memcached, segment_files, database_url, caplog):
     client = make_app(MEMCACHED_SERVERS=(memcached.address,), RATE_LIMIT_CREATE="2/minute").test_client()
-    assert _create(client).status_code == 201
+    vid = _create(client).json["video_id"]
     memcached.stop()
     assert [_create(client).status_code for _ in range(3)] == [201] * 3  # counts nothing, like a cache miss
     assert _count(database_url, Video) == 4
+    assert upload(client, vid, 0, segment_files[0].read_bytes()).status_code == 201  # counted after its answer: nothing
     assert "Traceback" not in caplog.text
 
 
