@@ -116,6 +116,7 @@ def init_limits(app: Flask, services: Services) -> Limiter:
     upload = limiter.limit(config.RATE_LIMIT_UPLOAD, key_func=client_address, methods=["POST"], scope="upload")
     # Only stored uploads spend a video's budget (tested before the body, counted after the answer), and
     # per client: anyone's refused requests, a flood of empty ones included, cannot silence a live video.
+    # Uploads in flight at once are all tested before any is counted: the limit may be passed by that many.
     per_video = limiter.limit(
         config.RATE_LIMIT_UPLOAD_PER_VIDEO, key_func=video_client_key, methods=["POST"], scope="video", deduct_when=stored
     )
