@@ -10,9 +10,10 @@ bind = "127.0.0.1:8000"  # loopback: only nginx talks to gunicorn
 workers = 4
 worker_class = "gthread"
 threads = 8
-# gthread reads a request's body on a blocking socket with no timeout of its own: the app sets one per read
-# (BODY_READ_TIMEOUT). `timeout` is the worker heartbeat: a process whose main loop is stuck this long is killed
-# and restarted (it never cuts a slow request); `graceful_timeout` is what SIGTERM leaves running requests.
+# gthread reads a request's body on a blocking socket with no timeout of its own: the app cuts a body still
+# arriving at BODY_READ_TIMEOUT (server/web/api/uploads.py). `timeout` is the worker heartbeat: a process whose
+# main loop is stuck this long is killed and restarted (it never cuts a slow request); `graceful_timeout` is
+# what SIGTERM leaves running requests.
 timeout = 30
 graceful_timeout = 30
 # Idle keep-alive connections (nginx's upstream pool) are closed after this; longer than nginx's 4 s reuse window.

@@ -63,10 +63,13 @@ class Config:
     MAX_SOURCE_PIXELS: int = 3840 * 2160
     LIVE_IDLE_TIMEOUT: float = 600.0
     # Flask-Limiter rate strings ("N/second|minute|hour", ";"-separated); see the README for why these.
-    RATE_LIMIT_CREATE: str = "300/minute"
+    RATE_LIMIT_CREATE: str = "100/minute"  # 100 phones behind one NAT, one create per recording
     RATE_LIMIT_UPLOAD: str = "6000/minute"
     RATE_LIMIT_UPLOAD_PER_VIDEO: str = "60/minute"
+    # X-Forwarded-For/-Proto are believed, TRUSTED_PROXIES hops deep, only from a TCP peer in these addresses or
+    # networks (server/web/api/limits.py): any other caller's headers are its own claim.
     TRUSTED_PROXIES: int = 0
+    TRUSTED_PROXY_ADDRESSES: tuple[str, ...] = ("127.0.0.0/8", "::1")
     # The dashboard's login (server/web/api/auth.py): a session ends after this long unused; failed logins
     # (and failed HTTP Basic checks) per client address and per admin name before a 429.
     ADMIN_SESSION_SECONDS: float = 8 * 3600.0

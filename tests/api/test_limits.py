@@ -107,6 +107,29 @@ def test_uploading_past_the_per_video_limit_is_429_and_stores_nothing(make_app, 
     assert upload(client, second, 0, data[0]).status_code == 201  # the same phone's other video is not held back
 
 
+def _upload_from(client, address: str, video_id: int, segment_id: int, data: bytes | None):  # type: ignore[no-untyped-def]
+    body, content_type = segment_upload(segment_id, data, "mp4")
+    return client.post(f"/video_segment/{video_id}", data=body, content_type=content_type, environ_base={"REMOTE_ADDR": address})
+
+
+def test_refused_uploads_spend_no_budget_and_each_client_has_its_own_per_video(make_app, segment_files, database_url):
+    """Issue 15: 61 empty uploads to a live video made the phone's next segments 429 (the limit was a kill switch).
+
+    Only stored uploads count against a video's budget, and per client address: refusals (here 400s, from
+    the phone's own address and from another) cost nothing, and another address has its own budget.
+    """
+    client = make_app(RATE_LIMIT_UPLOAD_PER_VIDEO="3/minute").test_client()
+    vid = _create(client).json["video_id"]
+    data = [p.read_bytes() for p in segment_files]
+    for address in ("10.0.0.1", "10.0.0.66"):
+        assert {_upload_from(client, address, vid, 0, None).status_code for _ in range(61)} == {400}
+    stored = [_upload_from(client, "10.0.0.1", vid, k, data[k]).status_code for k in range(3)]
+    assert stored == [201, 201, 201]
+    _assert_429(_upload_from(client, "10.0.0.1", vid, 3, data[3]))
+    assert _upload_from(client, "10.0.0.2", vid, 3, data[3]).status_code == 201
+    assert _count(database_url, Segment) == 4
+
+
 def test_uploading_past_the_per_address_limit_is_429(make_app, segment_files, database_url):
     client = make_app(RATE_LIMIT_UPLOAD="3/minute").test_client()
     videos = [_create(client).json["video_id"] for _ in range(4)]
@@ -167,14 +190,46 @@ def test_counters_are_shared_by_every_process_through_memcached(make_app, memcac
 
 def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(make_app):
     direct = make_app(RATE_LIMIT_CREATE="2/minute").test_client()
-    spoofed = [_create(direct, **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)]
+    spoofed = [_create(direct, "127.0.0.1", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)]
     assert spoofed == [201, 201, 429]  # without TRUSTED_PROXIES the header changes nothing
     proxied = make_app(RATE_LIMIT_CREATE="2/minute", TRUSTED_PROXIES=1).test_client()
-    behind_nat = [_create(proxied, **{"X-Forwarded-For": "198.51.100.7"}).status_code for _ in range(3)]
+    behind_nat = [_create(proxied, "127.0.0.1", **{"X-Forwarded-For": "198.51.100.7"}).status_code for _ in range(3)]
     assert behind_nat == [201, 201, 429]
     # One more hop than the proxy adds is the client's own claim: ignored, the proxy's view of it counts.
-    assert _create(proxied, **{"X-Forwarded-For": "203.0.113.1, 198.51.100.7"}).status_code == 429
-    assert _create(proxied, **{"X-Forwarded-For": "198.51.100.8"}).status_code == 201
+    assert _create(proxied, "127.0.0.1", **{"X-Forwarded-For": "203.0.113.1, 198.51.100.7"}).status_code == 429
+    assert _create(proxied, "127.0.0.1", **{"X-Forwarded-For": "198.51.100.8"}).status_code == 201
+
+
+def _secure_login(client, address: str, **headers: str) -> bool:  # type: ignore[no-untyped-def]
+    response = client.post(
+        "/api/admin/login",
+        json={"username": "root", "password": "s3cret"},
+        environ_base={"REMOTE_ADDR": address},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.json
+    return "; Secure" in response.headers["Set-Cookie"]
+
+
+@pytest.mark.usefixtures("admin_auth")
+def test_forwarded_headers_count_only_from_a_trusted_proxy_address(make_app):
+    """Issue 15: with TRUSTED_PROXIES set, any direct caller could name its own address (a fresh budget per request)
+    and claim https; the headers are believed only from a TCP peer in TRUSTED_PROXY_ADDRESSES (default: loopback)."""
+    client = make_app(RATE_LIMIT_CREATE="2/minute", TRUSTED_PROXIES=1).test_client()
+    spoofed = [_create(client, "203.0.113.5", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)]
+    assert spoofed == [201, 201, 429]
+    assert _create(client, "::1", **{"X-Forwarded-For": "192.0.2.9"}).status_code == 201  # loopback: nginx
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    assert not _secure_login(client, "203.0.113.5", **https)
+    assert _secure_login(client, "127.0.0.1", **https)
+    lan = make_app(RATE_LIMIT_CREATE="2/minute", TRUSTED_PROXIES=1, TRUSTED_PROXY_ADDRESSES=("10.1.0.0/16",)).test_client()
+    assert [_create(lan, "10.1.2.3", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)] == [201] * 3
+    assert [_create(lan, "127.0.0.1", **{"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(3)] == [201, 201, 429]
+
+
+def test_a_trusted_proxy_address_that_is_not_one_stops_the_start(make_app):
+    with pytest.raises(ValueError, match="TRUSTED_PROXY_ADDRESSES.*'nginx'"):
+        make_app(TRUSTED_PROXIES=1, TRUSTED_PROXY_ADDRESSES=("127.0.0.1", "nginx"))
 
 
 def test_the_default_limits_let_100_phones_behind_one_nat_record_for_a_minute(make_app, memcached):
@@ -190,14 +245,16 @@ def test_the_default_limits_let_100_phones_behind_one_nat_record_for_a_minute(ma
             statuses.append(upload(client, vid, 0, None).status_code)
     assert 429 not in statuses
     assert statuses.count(201) == 100 and statuses.count(400) == 2000
+    _assert_429(_create(client))  # and no more: one address cannot refill the app's 100-video list (issue 15)
 
 
-def test_a_dead_memcached_never_refuses_a_request(make_app, memcached, database_url, caplog):
+def test_a_dead_memcached_never_refuses_a_request(make_app, memcached, segment_files, database_url, caplog):
     client = make_app(MEMCACHED_SERVERS=(memcached.address,), RATE_LIMIT_CREATE="2/minute").test_client()
-    assert _create(client).status_code == 201
+    vid = _create(client).json["video_id"]
     memcached.stop()
     assert [_create(client).status_code for _ in range(3)] == [201] * 3  # counts nothing, like a cache miss
     assert _count(database_url, Video) == 4
+    assert upload(client, vid, 0, segment_files[0].read_bytes()).status_code == 201  # counted after its answer: nothing
     assert "Traceback" not in caplog.text
 
 

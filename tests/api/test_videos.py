@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
+from sqlalchemy import update
+
+from server.infra.models import Video, VideoStatus
 from tests.harness.android import VIDEO_KEYS, new_video_body
 from tests.harness.stack import upload
 
@@ -26,8 +29,10 @@ def test_create_video_answers_the_full_video_object(client):
     parsedate_to_datetime(body["created_at"])  # RFC 822, as Jackson reads it
 
 
-def test_list_is_newest_first_with_exact_keys(client):
+def test_list_is_newest_first_with_exact_keys(client, segment_files):
     ids = [client.post("/videos", json={"title": f"v{i}"}).json["video_id"] for i in range(3)]
+    for vid in ids:
+        assert upload(client, vid, 0, segment_files[0].read_bytes()).status_code == 201
     listed = client.get("/videos").json
     assert [v["video_id"] for v in listed] == ids[::-1]
     assert all(set(v) == VIDEO_KEYS for v in listed)
@@ -116,8 +121,32 @@ def test_errors_are_json_for_unknown_routes_and_methods(client):
     assert "code" in response.json
 
 
-def test_list_pages_newest_first_with_limit_and_before(client):
-    ids = [client.post("/videos", json={"title": f"v{i}"}).json["video_id"] for i in range(101)]
+def test_the_android_list_leaves_out_videos_that_never_got_a_segment(client, video_id, segment_files, admin_auth):
+    """Issue 15: one client's empty creates (300 a minute) pushed every recording out of the app's 100-video list.
+
+    A video is listed from its first stored segment on; until then its phone still has it (GET /video/<id>),
+    and the operator's list shows it.
+    """
+    ended_empty = client.post("/videos", json={"title": "ended before its segment"}).json["video_id"]
+    assert client.post(f"/video_end/{ended_empty}", data={"last_segment_id": "0"}).status_code == 200
+    recorded = client.post("/videos", json={"title": "recorded"}).json["video_id"]
+    assert upload(client, recorded, 0, segment_files[0].read_bytes()).status_code == 201
+    flood = [client.post("/videos", json={"title": f"empty {i}"}).json["video_id"] for i in range(5)]
+    assert [v["video_id"] for v in client.get("/videos").json] == [recorded]
+    assert [v["video_id"] for v in client.get("/videos?limit=1").json] == [recorded]
+    assert client.get(f"/video/{video_id}").json["status"] == "EMPTY"
+    assert upload(client, ended_empty, 0, segment_files[0].read_bytes()).status_code == 201  # its segment came late
+    assert [v["video_id"] for v in client.get("/videos").json] == [recorded, ended_empty]
+    operator = client.get("/api/admin/videos?limit=200", headers=admin_auth).json["videos"]
+    assert {row["id"] for row in operator} == {video_id, ended_empty, recorded, *flood}
+
+
+def test_list_pages_newest_first_with_limit_and_before(client, app):
+    phones = [{"REMOTE_ADDR": f"10.0.0.{i}"} for i in range(101)]  # RATE_LIMIT_CREATE is 100 a minute per address
+    ids = [client.post("/videos", json={"title": f"v{i}"}, environ_base=phones[i]).json["video_id"] for i in range(101)]
+    with app.extensions["team03"].sessions() as session:  # each as if its first segment were stored
+        session.execute(update(Video).values(status=VideoStatus.UPLOADING))
+        session.commit()
     newest_first = ids[::-1]
     default = client.get("/videos")
     assert [v["video_id"] for v in default.json] == newest_first[:100]

@@ -1,4 +1,5 @@
-"""Slow clients: bodies that trickle in hold no database connection, are cut at a deadline, and leave nothing.
+"""Slow clients: bodies that trickle in hold no database connection, are cut at a deadline, and leave nothing;
+and what a caller reaching gunicorn directly may claim about itself (X-Forwarded-For).
 
 The app runs as in production, under gunicorn with deploy/gunicorn.conf.py, directly and behind
 deploy/nginx/team03.conf; the dev server (dev_run.py) gets the deadline test. Slow clients are raw
@@ -172,17 +173,17 @@ def nginx_front() -> Iterator[Callable[[Served], tuple[Served, Callable[[], int]
 
 
 def probe(served: Served, video_id: int, data: bytes) -> dict[str, object]:
-    """What must keep working: /ping, the video list and a normal upload; each one's status, or that none came in 20 s."""
+    """What must keep working: /ping, a normal upload and the video list; each one's status, or that none came in 20 s."""
     body, content_type = segment_upload(0, data)
     calls = {
         "ping": lambda: requests.get(f"{served.base}/ping", timeout=ANDROID_TIMEOUT),
-        "videos": lambda: requests.get(f"{served.base}/videos", timeout=ANDROID_TIMEOUT),
         "upload": lambda: requests.post(
             f"{served.base}/video_segment/{video_id}",
             data=body,
             headers={"Content-Type": content_type},
             timeout=ANDROID_TIMEOUT,
         ),
+        "videos": lambda: requests.get(f"{served.base}/videos", timeout=ANDROID_TIMEOUT),  # listed from its first segment
     }
     seen: dict[str, object] = {}
     for name, call in calls.items():
@@ -279,6 +280,54 @@ def test_content_length_longer_than_the_body_gets_408(server: str, request, segm
     assert waited >= 2.0  # the deadline, not an early refusal
     real.wait_for(lambda: not served.temp_files(), 30, f"the stalled upload's temp file deleted: {served.temp_files()}")
     assert served.segment_ids(video_id) == set()
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "dev_server"])
+def test_a_body_dripping_in_is_cut_at_the_deadline(server: str, request, segment_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: a body sent a byte at a time outlived BODY_READ_TIMEOUT (each byte reset the socket's timeout, and
+    the server's read(n) loops until n bytes came): it is cut at the deadline, 408, while it is still dripping."""
+    start = request.getfixturevalue(server)
+    served = start(threads=4, BODY_READ_TIMEOUT="2") if server == "gunicorn" else start(BODY_READ_TIMEOUT="2")
+    video_id = served.new_video()
+    started = time.monotonic()
+    dripping = SlowUpload(served.port, video_id, 7, segment_files[0].read_bytes())
+    answered = threading.Event()
+
+    def drip() -> None:  # 20 bytes a second, for longer than the test waits for its answer
+        with contextlib.suppress(OSError):
+            while not answered.wait(0.05) and time.monotonic() - started < ANDROID_TIMEOUT:
+                dripping.trickle(1)
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        response = http.client.HTTPResponse(dripping.sock)
+        response.begin()  # the socket gives up after ANDROID_TIMEOUT
+        status, body = response.status, response.read()
+        waited = time.monotonic() - started
+    finally:
+        answered.set()
+        dripper.join(timeout=5)
+        dripping.cut()
+    assert status == 408, body
+    assert json.loads(body)["code"] == "request_timeout"
+    assert 2.0 <= waited < 4.0, f"answered after {waited:.1f} s, the body still dripping"
+    real.wait_for(lambda: not served.temp_files(), 30, f"the dripping upload's temp file deleted: {served.temp_files()}")
+    assert served.segment_ids(video_id) == set()
+
+
+def test_a_direct_caller_cannot_name_its_own_address(gunicorn) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: straight to gunicorn, any caller's X-Forwarded-For was believed (a fresh rate budget per request):
+    it counts only when the TCP peer is one of TRUSTED_PROXY_ADDRESSES (by default loopback, where nginx is)."""
+
+    def creates(served: Served) -> list[int]:
+        url = f"{served.base}/videos"
+        headers = [{"X-Forwarded-For": f"192.0.2.{i}"} for i in range(3)]
+        return [requests.post(url, json=new_video_body(), headers=h, timeout=ANDROID_TIMEOUT).status_code for h in headers]
+
+    limited = {"TRUSTED_PROXIES": "1", "RATE_LIMIT_CREATE": "2/minute"}
+    assert creates(gunicorn(threads=2, TRUSTED_PROXY_ADDRESSES="192.0.2.254", **limited)) == [201, 201, 429]
+    assert creates(gunicorn(threads=2, **limited)) == [201, 201, 201]  # this loopback caller stands where nginx would
 
 
 def test_nginx_refuses_what_the_app_would_in_json(gunicorn, nginx_front) -> None:  # type: ignore[no-untyped-def]

@@ -4,26 +4,34 @@ Counters live in memcached when MEMCACHED_SERVERS is set, so every web process a
 in memory otherwise (the embedded mode has one process). A memcached that is down counts nothing, like
 a cache miss: a limit is never a reason to refuse an upload the service could store.
 
-The limits (README, Environment) are per client address, and per video for uploads. A phone makes one
-create per recording and about one upload per 3 s (plus retries), so the defaults let 100 phones behind
-one NAT record at once with room to spare, while one video cannot upload faster than 3x real time.
+The limits (README, Environment) are per client address, and for uploads also per video and client
+address. Every create and every upload counts against its address (the flood limit); only a stored upload
+counts against its video and address, so refused requests (a 400, 404, 409, 422, 429...) never spend the
+phone's budget, whoever sends them. A phone makes one create per recording and about one upload per 3 s
+(plus retries): the create limit fits 100 phones behind one NAT, and no more; the upload limit leaves them
+3x room, while one video cannot be stored faster than 3x real time from one address.
 
 Failed admin logins (the login form and HTTP Basic alike) are counted in the same store by their own rule,
 server/web/api/login_throttle.py, built here.
 
 The client address is the TCP peer's, unless TRUSTED_PROXIES says how many proxies (nginx, a load balancer)
-stand in front: then it is taken from X-Forwarded-For, counting that many hops from the right, so a client
-cannot spoof it; with the default 0 the header is ignored. X-Forwarded-Proto is trusted the same way, so
-`request.is_secure` is true behind a TLS-terminating proxy (the login cookie's Secure flag).
+stand in front and the peer is one of TRUSTED_PROXY_ADDRESSES (default loopback, where nginx connects from):
+then it is taken from X-Forwarded-For, counting that many hops from the right, so a client behind the proxy
+cannot spoof it, and a caller reaching gunicorn directly cannot name itself anew for every request. With
+the default 0 the header is ignored. X-Forwarded-Proto is trusted the same way, so `request.is_secure` is
+true behind a TLS-terminating proxy (the login cookie's Secure flag).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -44,15 +52,50 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def video_key() -> str:
-    return f"video:{(request.view_args or {}).get('video_id')}"
+class TrustedProxies:
+    """WSGI middleware: X-Forwarded-For and -Proto, `hops` deep (ProxyFix), from a TCP peer in `addresses` only."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], hops: int, addresses: Iterable[str]) -> None:
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops)
+        self.networks = tuple(_network(text) for text in addresses)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        trusted = self.trusts(environ.get("REMOTE_ADDR") or "")
+        return (self.fixed if trusted else self.app)(environ, start_response)
+
+    def trusts(self, peer: str) -> bool:
+        """Whether `peer` (a TCP peer's address as the server gives it) is one of the proxies."""
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:  # a Unix socket's peer, or nothing
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack listener's view of an IPv4 peer
+        return any(address in network for network in self.networks)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"TRUSTED_PROXY_ADDRESSES: {text!r} is not an IP address or network") from None
+
+
+def video_client_key() -> str:
+    return f"video:{(request.view_args or {}).get('video_id')}/{client_address()}"
+
+
+def stored(response: Response) -> bool:
+    """Whether an upload's answer says its segment is stored (201, or 2xx for the bytes stored before)."""
+    return 200 <= response.status_code < 300
 
 
 def init_limits(app: Flask, services: Services) -> Limiter:
     """Trust the configured proxies, then limit creates and uploads on `app` (after its routes exist)."""
     config = services.config
     if config.TRUSTED_PROXIES > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.TRUSTED_PROXIES, x_proto=config.TRUSTED_PROXIES)  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(app.wsgi_app, config.TRUSTED_PROXIES, config.TRUSTED_PROXY_ADDRESSES)  # type: ignore[method-assign]
     cache = services.cache
     shared = isinstance(cache, MemcachedCache)
     limiter = Limiter(
@@ -67,7 +110,12 @@ def init_limits(app: Flask, services: Services) -> Limiter:
     )
     create = limiter.limit(config.RATE_LIMIT_CREATE, key_func=client_address, methods=["POST"], scope="create")
     upload = limiter.limit(config.RATE_LIMIT_UPLOAD, key_func=client_address, methods=["POST"], scope="upload")
-    per_video = limiter.limit(config.RATE_LIMIT_UPLOAD_PER_VIDEO, key_func=video_key, methods=["POST"], scope="video")
+    # Only stored uploads spend a video's budget (tested before the body, counted after the answer), and
+    # per client: anyone's refused requests, a flood of empty ones included, cannot silence a live video.
+    # Uploads in flight at once are all tested before any is counted: the limit may be passed by that many.
+    per_video = limiter.limit(
+        config.RATE_LIMIT_UPLOAD_PER_VIDEO, key_func=video_client_key, methods=["POST"], scope="video", deduct_when=stored
+    )
     # Checked by a before_request hook registered before the one that receives the body
     # (server/web/api/uploads.py), so a refused request's body is never read: a 429 costs no
     # bandwidth and no temp file. Each limit is entered as a context manager (Flask-Limiter's

@@ -4,8 +4,10 @@ The rule "no database connection is held while a body arrives" lives here: `rece
 every view and reads the whole body (a form is parsed, a file part streams to an UploadFile, any other
 body is cached for `get_json`), so a view's first `session()` comes after the last byte. A phone on a
 slow network then holds a thread, never one of the pool's connections. `BodyDeadline` bounds that
-thread: every read of the body waits on the socket at most until BODY_READ_TIMEOUT after the request
-began, then the request ends with 408 and teardown deletes what was received.
+thread: a body still arriving BODY_READ_TIMEOUT after the request began has its socket's reading side
+shut (`Cutoff`), whatever read is in progress, then the request ends with 408 and teardown deletes what
+was received. A socket timeout could not do it: it bounds one recv(), and a body dripping a byte a
+second inside the server's read(n) loop never waits that long.
 
 A request answered before its body was read (a refusal: no such video, the database down) has the rest
 of its body read and dropped before the answer goes out, under the same deadline: gunicorn drains at
@@ -15,7 +17,10 @@ next request on that keep-alive connection (nginx's upstream pool, a phone's OkH
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -47,56 +52,119 @@ def request_started_at() -> datetime | None:
 
 
 class DeadlineInput:
-    """A wsgi.input whose reads give up at `deadline` (on `clock`): the socket waits at most the time left."""
+    """A wsgi.input that refuses to read past `deadline` (on `clock`), and raises 408 for a read Cutoff cut short."""
 
-    def __init__(self, stream: IO[bytes], sock: socket.socket | None, deadline: float, timeout: float, clock: Clock) -> None:
+    def __init__(self, stream: IO[bytes], deadline: float, timeout: float, clock: Clock, length: int | None = 0) -> None:
         self._stream = stream
-        self._sock = sock
-        self._deadline = deadline
+        self.deadline = deadline
         self._timeout = timeout
         self._clock = clock
+        self.length = length  # bytes the body declares; None: until the server's stream ends (chunked)
         self.consumed = 0  # bytes of the body read so far
+        self.cut = False  # set by Cutoff when it shut the socket at the deadline
+        self._ended = False
+
+    @property
+    def finished(self) -> bool:
+        """Whether the whole body has been read."""
+        return self._ended or (self.length is not None and self.consumed >= self.length)
 
     def read(self, size: int = -1) -> bytes:
-        data = self._call(self._stream.read, size)
-        self.consumed += len(data)
-        return data
+        return self._take(self._stream.read, size)
 
     def readline(self, size: int = -1) -> bytes:
-        data = self._call(self._stream.readline, size)
-        self.consumed += len(data)
-        return data
+        return self._take(self._stream.readline, size)
 
-    def drain(self, length: int) -> None:
-        """Read and drop what is left of a body of `length` bytes; stop at the deadline or a closed socket."""
+    def drain(self) -> None:
+        """Read and drop what is left of the body; stop at the deadline or a closed socket."""
         with suppress(RequestTimeout, OSError):
-            while self.consumed < length:
-                if not self.read(min(DRAIN_CHUNK, length - self.consumed)):
-                    return
+            while not self.finished and self.read(DRAIN_CHUNK):
+                pass
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
 
-    def _call(self, read: Callable[[int], bytes], size: int) -> bytes:
-        left = self._deadline - self._clock()
-        if left <= 0:
+    def _take(self, read: Callable[[int], bytes], size: int) -> bytes:
+        if self.cut or self._clock() >= self.deadline:
             raise self._expired()
-        if self._sock is None:  # a server that hides its socket (mod_wsgi): its own timeout bounds each read
-            return read(size)
-        previous = self._sock.gettimeout()
-        self._sock.settimeout(left)
         try:
-            return read(size)
-        except TimeoutError as exc:  # socket.timeout: nothing arrived before the deadline
-            raise self._expired() from exc
-        finally:
-            with suppress(OSError):  # the server writes the answer with its own setting
-                self._sock.settimeout(previous)
+            data = read(size)
+        except Exception as exc:
+            if self.cut:  # the server's reader saw the end it did not expect (a chunked body cut short)
+                raise self._expired() from exc
+            raise
+        if self.cut:  # whatever this read returned, the body did not arrive in time
+            raise self._expired()
+        self.consumed += len(data)
+        if not data and size != 0:
+            self._ended = True
+        return data
 
     def _expired(self) -> RequestTimeout:
         return RequestTimeout(
             f"the request body did not arrive within BODY_READ_TIMEOUT ({self._timeout:g} s); nothing was stored"
         )
+
+
+class Cutoff:
+    """Shuts the reading side of a request's socket at its body's deadline, if the body is still arriving.
+
+    A socket timeout bounds one recv() only, and gunicorn's and werkzeug's read(n) loop over recv() until n
+    bytes came: a body dripping a byte a second never timed out. Shutting the socket makes the recv() in
+    progress return at once, wherever that loop is; DeadlineInput then answers 408. One thread per Cutoff
+    sleeps until the nearest deadline; it ends after IDLE seconds with nothing to watch, and starts again.
+    A body disarmed (read, or its request over) is never touched again: its keep-alive connection is reused.
+    """
+
+    IDLE = 30.0
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._due: list[tuple[float, int]] = []  # (deadline, token), a heap; a disarmed token's entry is skipped
+        self._armed: dict[int, tuple[DeadlineInput, socket.socket]] = {}  # the only references to what is watched
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, body: DeadlineInput, sock: socket.socket) -> int:
+        """Watch `body`, arriving on `sock`, until disarm() with the token returned."""
+        with self._changed:
+            token = next(self._tokens)
+            self._armed[token] = (body, sock)
+            heapq.heappush(self._due, (body.deadline, token))
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._run, name="body-cutoff", daemon=True)
+                self._thread.start()
+            elif self._due[0][1] == token:  # sooner than what the thread sleeps until (with one timeout, rarely)
+                self._changed.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        """Stop watching; from here on the body's socket is the server's alone."""
+        with self._changed:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                while self._due and self._due[0][1] not in self._armed:
+                    heapq.heappop(self._due)
+                if not self._due:
+                    if not self._changed.wait(self.IDLE) and not self._due:
+                        self._thread = None
+                        return
+                    continue
+                deadline, token = self._due[0]
+                left = deadline - self._clock()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                heapq.heappop(self._due)
+                body, sock = self._armed.pop(token)
+                if not body.finished:
+                    body.cut = True
+                    with suppress(OSError):  # the client closed it meanwhile
+                        sock.shutdown(socket.SHUT_RD)
 
 
 class BodyDeadline:
@@ -110,18 +178,33 @@ class BodyDeadline:
         self.timeout = timeout
         self.drain_limit = drain_limit
         self.clock = clock
+        self.cutoff = Cutoff(clock)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        # gunicorn's gthread worker and werkzeug's dev server read bodies from a blocking socket with no timeout.
+        # gunicorn's gthread worker and werkzeug's dev server read bodies from a blocking socket with no timeout;
+        # a server that hides its socket (mod_wsgi) bounds each read itself, and the deadline is checked between.
         sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
         environ[STARTED] = started = self.clock()
-        deadline = started + self.timeout
-        environ["wsgi.input"] = body = DeadlineInput(environ["wsgi.input"], sock, deadline, self.timeout, self.clock)
-        response = self.app(environ, start_response)
-        length = _content_length(environ)
-        if length <= self.drain_limit:  # beyond: a 413, whose connection the server closes
-            body.drain(length)
+        length = _declared_length(environ)
+        body = DeadlineInput(environ["wsgi.input"], started + self.timeout, self.timeout, self.clock, length)
+        environ["wsgi.input"] = body
+        watch = self.cutoff.arm(body, sock) if sock is not None and not body.finished else None
+        try:
+            response = self.app(environ, start_response)
+            if length is not None and length <= self.drain_limit:  # beyond: a 413, whose connection the server closes
+                body.drain()
+        finally:
+            if watch is not None:
+                self.cutoff.disarm(watch)
         return response
+
+
+def _declared_length(environ: dict[str, Any]) -> int | None:
+    """The request's declared body length; None for a chunked body (its end is the server's to find), else 0 when
+    absent or not a number."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    return _content_length(environ)
 
 
 def _content_length(environ: dict[str, Any]) -> int:

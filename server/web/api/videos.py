@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from server.core.errors import InvalidInput
 from server.domain import ingest
 from server.domain.lifecycle import maybe_finish
-from server.infra.models import MAX_ID, Video
+from server.infra.models import MAX_ID, Video, VideoStatus
 from server.web.api.auth import require_admin
 from server.web.api.context import services, session
 from server.web.api.schemas import video_json
@@ -37,11 +37,21 @@ def _query_int(name: str, default: int | None, low: int, high: int) -> int | Non
 
 class VideoList(Resource):
     def get(self):  # type: ignore[no-untyped-def]
-        """List newest first, a page at a time: ?limit= (default 100, max 1000), ?before=<video_id> for the next."""
+        """List newest first, a page at a time: ?limit= (default 100, max 1000), ?before=<video_id> for the next.
+
+        A video is listed from its first stored segment on (EMPTY until then): creates alone, which anyone can
+        send, cannot push recordings out of the app's list; the admin API lists every video.
+        """
         limit = _query_int("limit", PAGE_DEFAULT, 1, PAGE_MAX)
         before = _query_int("before", None, 1, MAX_ID)
         # Ids grow with creation, so id order is creation order, and a page boundary is stable under inserts.
-        query = select(Video).options(selectinload(Video.renditions)).order_by(Video.id.desc()).limit(limit)
+        query = (
+            select(Video)
+            .where(Video.status != VideoStatus.EMPTY)
+            .options(selectinload(Video.renditions))
+            .order_by(Video.id.desc())
+            .limit(limit)
+        )
         if before is not None:
             query = query.where(Video.id < before)
         videos = session().scalars(query).all()
