@@ -18,6 +18,14 @@ from tests.harness.stack import upload
 BAD_IDS = ["1000000", "١", "٣٤", "9" * 5000, "-1", "1.5", "+1", "1e3", ""]
 
 
+@pytest.fixture
+def app(make_config, gearmand):  # type: ignore[no-untyped-def]
+    """The app with an id window as wide as the ids (MAX_SEGMENT_AHEAD), so the largest id can be stored."""
+    application = create_app(make_config(GEARMAN_SERVERS=(gearmand.address,), MAX_SEGMENT_AHEAD=999_999))
+    yield application
+    application.extensions["team03"].close()
+
+
 def test_ids_above_six_digits_are_refused_on_every_route(client, video_id, segment_files):
     data = segment_files[0].read_bytes()
     refused = upload(client, video_id, "1000000", data)
