@@ -11,6 +11,7 @@ from flask_restful import Resource
 from server import answers, ingest, publishing
 from server.api.context import services, session
 from server.errors import NotFound
+from server.transcode.ladder import RUNG_NAME
 
 MIME = {
     "mpd": "application/dash+xml",
@@ -26,7 +27,7 @@ FINISHED_CACHE = "public, max-age=3600"
 MEDIA_CACHE = "public, max-age=31536000, immutable"
 # Only these files are served: never originals, logs, temp files or directory listings.
 MEDIA_PATH = re.compile(
-    r"^(?:(?P<rung>[A-Z0-9_]{1,16})/(?:\d{6}\.(?:mp4|m4s|ts)|init\.mp4)"
+    rf"^(?:(?P<rung>{RUNG_NAME})/(?:\d{{6}}\.(?:mp4|m4s|ts)|init\.mp4)"
     r"|audio/(?:\d{6}\.m4s|init\.mp4)"
     r"|(?:thumbnails|storyboard)/\d{6}\.jpg)$"
 )
@@ -46,7 +47,7 @@ def _gap() -> float:
 
 
 # A rendition name in a playlist path; anything else is never a file (and never reaches a path).
-TRACK = re.compile(r"^(?:[A-Z0-9_]{1,16}|audio)$")
+TRACK = re.compile(rf"^(?:{RUNG_NAME}|audio)$")
 
 
 def _published(video_id: int, name: str) -> Response | None:

@@ -6,8 +6,9 @@ from email.utils import format_datetime
 from typing import Any
 
 from server.models import Segment, SegmentState, Video
+from server.transcode.ladder import MIN_RUNGS
 
-LEGACY_RUNGS = 3
+LEGACY_RUNGS = MIN_RUNGS  # repr_1..3: every ladder has at least these (server/transcode/ladder.py)
 URI_MPD = "manifest.mpd"
 URI_M3U8 = "master.m3u8"
 

@@ -62,16 +62,15 @@ from pathlib import Path
 from typing import Any
 
 from server.errors import FFmpegError, UnprocessableMedia
+from server.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE
 from server.transcode.cmaf import split_init as split_init  # callers split what they remux
 from server.transcode.ladder import RenditionPlan, SourceInfo
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
 PRESET = "veryfast"
-VIDEO_TIMESCALE = 90_000
-AUDIO_RATE = 48_000
+AUDIO_RATE = AUDIO_TIMESCALE  # every audio track is resampled to its timescale (server/playlists/model.py)
 AAC_PRIMING = 1024
-AAC_FRAME = 1024  # samples per AAC-LC frame
 TS_PTS_OFFSET = 126_000
 PROBE_TIMEOUT = 30.0
 # Packets (of every stream) an upload's probe reads for its keyframe census, decoding only the keyframes:
