@@ -10,8 +10,7 @@ from pathlib import Path
 
 from server.jobs import TRANSCODE_SEGMENT, SegmentJob
 from server.models import AttemptOutcome, SegmentState
-from server.transcode.cmaf import box_types, decode_times
-from tests.harness.media import make_segment
+from tests.harness.media import box_types, decode_times, make_segment
 
 
 def ffprobe(path: Path) -> dict:

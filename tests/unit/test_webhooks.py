@@ -22,8 +22,8 @@ from server.webhooks import (
     payload,
     retry_delay,
     sign,
-    verify,
 )
+from tests.harness.receivers import verify
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 BODY = b'{"event":"video.live","video_id":7}'
