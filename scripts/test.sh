@@ -37,6 +37,7 @@ fi
 
 # The dashboard's own checks (fast: no browser): ESLint and its unit tests (vitest), which include
 # the check that src/openapi.gen.ts is what server/api/openapi.json generates.
+ensure_node_deps "$REPO_ROOT/static" # a current dist skips the install its build would have made
 log "dashboard: npm run lint && npm test"
 (cd "$REPO_ROOT/static" && npm run lint --silent && npm test --silent) || die "the dashboard's lint or unit tests failed (cd static && npm run lint && npm test)"
 
