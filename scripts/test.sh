@@ -35,6 +35,12 @@ else
     log "ruff is not in .venv: lint skipped"
 fi
 
+# The dashboard's own checks (fast: no browser): ESLint and its unit tests (vitest), which include
+# the check that src/openapi.gen.ts is what server/web/api/openapi.json generates.
+ensure_node_deps "$REPO_ROOT/static" # a current dist skips the install its build would have made
+log "dashboard: npm run lint && npm test"
+(cd "$REPO_ROOT/static" && npm run lint --silent && npm test --silent) || die "the dashboard's lint or unit tests failed (cd static && npm run lint && npm test)"
+
 log "pytest -W error -q --durations=20 $*"
 rc=0
 .venv/bin/python -m pytest -W error -q --durations=20 "$@" || rc=$?

@@ -13,10 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default).strip() or default
-
-
 def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 

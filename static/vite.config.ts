@@ -24,6 +24,7 @@ export default defineConfig({
   },
   test: {
     environment: 'node',
-    include: ['src/**/*.test.ts'],
+    // src/: the app's own modules (type-checked with it); test/: checks that run node tools.
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
   },
 });

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """Base of every error the service reports to a client or an operator."""
+    """The server failed in a way its log explains (every error here is a kind of this one)."""
 
     status = 500
     code = "internal_error"
@@ -22,6 +22,8 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
+    """A part of the request is malformed or out of range (`field` names it); nothing was changed."""
+
     status = 400
     code = "invalid_input"
 
@@ -30,11 +32,15 @@ class InvalidInput(ServiceError):
 
 
 class NotFound(ServiceError):
+    """No such video, segment, rendition, attempt, worker or webhook: never created, or deleted."""
+
     status = 404
     code = "not_found"
 
 
 class Conflict(ServiceError):
+    """The request contradicts what is already stored (other bytes for the same segment, an ended video); nothing was changed."""
+
     status = 409
     code = "conflict"
 
@@ -66,16 +72,22 @@ class TooManyStreams(ServiceError):
 
 
 class PayloadTooLarge(ServiceError):
+    """The body is larger than the server accepts (MAX_SEGMENT_BYTES for a segment); nothing was stored."""
+
     status = 413
     code = "payload_too_large"
 
 
 class UnprocessableMedia(ServiceError):
+    """The file is not media the server can use (no video stream, undecodable, damaged on the way)."""
+
     status = 422
     code = "unprocessable_media"
 
 
 class InsufficientStorage(ServiceError):
+    """The server ran out of disk space; nothing was stored, and the same request can succeed later."""
+
     status = 507
     code = "insufficient_storage"
 
@@ -148,7 +160,7 @@ class FFmpegError(TranscodeError):
 
 
 class MetricsForbidden(Forbidden):
-    """/metrics answers a caller with METRICS_TOKEN (Authorization: Bearer), or without one set only a loopback caller."""
+    """Only a caller with METRICS_TOKEN (Authorization: Bearer) may read /metrics; with none set, only a loopback caller."""
 
 
 def disk_full(exc: BaseException) -> bool:

@@ -13,7 +13,41 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from server.infra.models import Event
+from server.infra.models import AttemptOutcome, Event, SegmentState
+
+
+def segment_kind(state: SegmentState) -> str:
+    """The kind of a segment's move to `state` (`segment.packaged`)."""
+    return f"segment.{state.value.lower()}"
+
+
+def attempt_kind(outcome: AttemptOutcome) -> str:
+    """The kind of an attempt's end with `outcome` (`attempt.ok`)."""
+    return f"attempt.{outcome.value}"
+
+
+# Every kind the log holds, so every `event:` the admin stream sends: the one list. record() refuses any
+# other; server/web/api/openapi.json's EventKind enum is this list (tests/unit/test_event_kinds.py), and the
+# dashboard's handlers (static/src/events.ts) are typed from it, so a kind added here without its
+# handler fails the dashboard's build.
+KINDS: tuple[str, ...] = (
+    "video.created",
+    "video.uploading",
+    "video.stalled",
+    "video.ended",
+    "video.renamed",
+    "video.finished",
+    "video.deleted",
+    *(segment_kind(state) for state in SegmentState),
+    "attempt.started",
+    "attempt.progress",
+    *(attempt_kind(outcome) for outcome in AttemptOutcome),
+    "worker.token_minted",
+    "worker.revoked",
+    "worker.started",
+    "worker.stopped",
+    "worker.lost",
+)
 
 PRUNE_BATCH = 5000
 # An id missing from the log may be a transaction that took it and has not committed yet (ids are given
@@ -31,7 +65,9 @@ def record(
     worker_id: int | None = None,
     **data: object,
 ) -> Event:
-    """Add one event to the session's transaction (the caller commits it with the change)."""
+    """Add one event to the session's transaction (the caller commits it with the change); `kind` is one of KINDS."""
+    if kind not in KINDS:
+        raise ValueError(f"{kind!r} is not an event kind (server/domain/eventlog.py KINDS)")
     event = Event(
         at=at,
         kind=kind,

@@ -341,7 +341,7 @@ def _finish_attempt(change: Change, segment: Segment, attempt: Attempt, outcome:
     if attempt.worker_id is not None and outcome is not AttemptOutcome.CANCELLED:  # an operator's act, not the worker's
         counter = Worker.attempts_ok if outcome is AttemptOutcome.OK else Worker.attempts_failed
         change.session.execute(update(Worker).where(Worker.id == attempt.worker_id).values({counter: counter + 1}))
-    change.event(f"attempt.{outcome.value}", segment=segment.segment_id, worker=attempt.worker_id, attempt=attempt.id, **data)
+    change.event(eventlog.attempt_kind(outcome), segment=segment.segment_id, worker=attempt.worker_id, attempt=attempt.id, **data)
     change.on_commit(lambda: metrics.attempt_finished(outcome.value))
 
 

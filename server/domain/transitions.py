@@ -6,6 +6,7 @@ without importing each other.
 
 from __future__ import annotations
 
+from server.domain import eventlog
 from server.domain.changes import Change
 from server.infra.models import Segment, SegmentState
 
@@ -32,4 +33,4 @@ def move(change: Change, segment: Segment, to: SegmentState, **data: object) -> 
     segment.status = to
     for rung in segment.renditions:
         rung.status = to
-    change.event(f"segment.{to.value.lower()}", segment=segment.segment_id, **data)
+    change.event(eventlog.segment_kind(to), segment=segment.segment_id, **data)

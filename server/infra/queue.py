@@ -282,9 +282,3 @@ class LocalQueue:
                 self.handlers[function](data)
             except Exception:
                 log.exception("local job %s failed", function)
-            finally:
-                self._queue.task_done()
-
-    def join(self) -> None:
-        """Block until every submitted job has run (tests and shutdown)."""
-        self._queue.join()

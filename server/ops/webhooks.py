@@ -136,17 +136,6 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def verify(secret: str, body: bytes, header: str, now: float, tolerance: float = 300.0) -> bool:
-    """Whether `header` signs `body` with `secret` within `tolerance` seconds of `now` (what a receiver does)."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(fields.get("t", ""))
-    except ValueError:
-        return False
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, fields.get("v1", ""))
-
-
 def hook_event(kind: str, event_id: int, video_id: int | None) -> tuple[str, str] | None:
     """The webhook event a log event makes, with its once-per-hook key; None for the others (module docstring)."""
     if kind == "segment.packaged" and video_id is not None:

@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import shutil
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -99,14 +98,6 @@ class MediaStore:
         with self.video_lock(video_id) as present:
             if present:
                 shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
-
-    def sweep_temps(self, older_than: float) -> int:
-        """Delete temp files untouched for `older_than` seconds (a process died mid-write)."""
-        cutoff = time.time() - older_than
-        stale = [p for p in self.temp_files() if p.stat().st_mtime < cutoff]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
 
     def temp_files(self, video_ids: Iterable[int] | None = None) -> list[Path]:
         """List leftover temp files in the whole tree, or in these videos' folders (tests and the operator check

@@ -1,146 +1,40 @@
 // The one way the dashboard talks to the server: JSON over /api/admin (docs/admin-api.md).
 // Every mutation carries X-CSRF-Token (from /api/admin/me or the login answer); a 401 anywhere sends
 // the user to the login page.
+import type { components, operations } from './openapi.gen';
 
-export type VideoType = 'LIVE' | 'VOD';
-export type VideoStatus = 'EMPTY' | 'UPLOADING' | 'OK' | 'ERROR';
-export type SegmentState = 'RECEIVED' | 'QUEUED' | 'RUNNING' | 'ENCODED' | 'PACKAGED' | 'FAILED';
-export type Filter = 'live' | 'vod' | 'failed';
+// Every JSON shape below is generated from the server's API document (server/web/api/openapi.json) into
+// src/openapi.gen.ts by `npm run gen:api` (never edited by hand; a test fails when it is stale); these
+// are its names, plus the few fields only the client adds.
+type Schemas = components['schemas'];
 
-export interface IngestHealth {
-  last_segment_age: number | null;
-  stalled: boolean;
-  upload_ratio: { last: number | null; max: number | null; level: 'ok' | 'warn' | 'alarm' };
-  drift: number | null;
-  missing: number[];
-  /** All of them; `missing` lists the first 50. */
-  missing_count?: number;
-  duplicates: number;
-  out_of_order: number;
-  probe: { width: number; height: number; fps: number; keyframe_interval: number | null; audio: boolean } | null;
-}
+export type VideoType = Schemas['VideoRow']['type'];
+export type VideoStatus = Schemas['VideoRow']['status'];
+export type SegmentState = Schemas['SegmentState'];
+export type Filter = NonNullable<NonNullable<operations['adminVideos']['parameters']['query']>['filter']>;
+export type IngestHealth = NonNullable<Schemas['IngestHealth']>;
+export type EventKind = Schemas['EventKind'];
+export type AdminEvent = Schemas['AdminEvent'];
 
-export interface VideoRow {
-  id: number;
-  title: string;
-  type: VideoType;
-  status: VideoStatus;
-  created_at: string;
-  ended_at: string | null;
-  finished_at: string | null;
-  duration: number | null;
-  segment_count: number;
-  segments_failed: number;
-  revision: number;
-  thumbnail_url: string | null;
-  storyboard_url: string | null;
-  mpd_url: string;
-  m3u8_url: string;
-  health: IngestHealth | null;
+export type VideoRow = Schemas['VideoRow'] & {
   /** Client side: when this row was fetched (Date.now()), so ages keep counting between events. */
   fetched_at?: number;
-}
-
-export interface Attempt {
-  id: number;
-  worker: string | null;
-  started_at: string | null;
-  finished_at: string | null;
-  progress: number | null;
-  outcome: null | 'ok' | 'failed' | 'expired' | 'cancelled';
-  error: string | null;
-  lease_expires_at: string | null;
-}
-
-export interface RunningAttempt extends Attempt {
-  video_id: number;
-  segment_id: number;
-}
-
-export interface SegmentRow {
-  segment_id: number;
-  state: SegmentState;
-  size: number | null;
-  duration: number | null;
-  uploaded_at: string | null;
-  upload_seconds: number | null;
-  queued_at: string | null;
-  ready_at: string | null;
-  packaged_at: string | null;
-  failed_at: string | null;
-  latency: number | null;
-  error: string | null;
-  rungs: { name: string; state: string; size: number | null }[];
-  attempts: Attempt[];
-}
-
-export interface VideoDetail extends VideoRow {
-  /** Client side: a video.deleted event named it while it was cached. */
-  deleted?: boolean;
-  renditions: { name: string; width: number; height: number; bandwidth: number }[];
-  segments: SegmentRow[];
-}
-
-export interface VideoPage {
-  videos: VideoRow[];
-  next_before: number | null;
-}
-
-export interface QueueCounts {
-  queued: number;
-  running: number;
-  workers: number;
-}
-
-export interface Worker {
-  id: number;
-  name: string;
-  host: string;
-  version: string | null;
-  concurrency: number;
-  functions: string[];
-  started_at: string | null;
-  last_heartbeat_at: string | null;
-  heartbeat_age: number | null;
-  alive: boolean;
-  stopped_at: string | null;
-  attempts: RunningAttempt[];
-  segments_per_minute: number | null;
-  x_realtime: number | null;
-  errors_last_hour: number;
-  attempts_ok: number;
-  attempts_failed: number;
-}
-
-export type Queue =
-  | {
-      servers: { server: string; ok: boolean; error: string | null; functions: Record<string, QueueCounts> }[];
-      total: Record<string, QueueCounts>;
-    }
-  | { kind: 'local' };
-
-export interface Workers {
-  workers: Worker[];
-  queue: Queue;
-  banner: string | null;
-}
-
-export interface SystemInfo {
-  disk: { total: number; used: number; free: number; path_hint: string };
-  services: Record<string, { ok: boolean; kind?: string; error?: string | null }>;
-  failures_last_hour: number;
-  series: {
-    minutes: string[];
-    segments_per_minute: number[];
-    latency_p50: (number | null)[];
-    latency_p95: (number | null)[];
+};
+export type Attempt = Schemas['AttemptRow'];
+export type RunningAttempt = Schemas['RunningAttemptRow'];
+export type SegmentRow = Schemas['SegmentRow'];
+export type VideoDetail = Schemas['VideoDetail'] &
+  VideoRow & {
+    /** Client side: a video.deleted event named it while it was cached. */
+    deleted?: boolean;
   };
-}
-
-export interface Me {
-  name: string;
-  csrf_token: string;
-}
+export type VideoPage = Omit<Schemas['VideoPage'], 'videos'> & { videos: VideoRow[] };
+export type QueueCounts = Schemas['QueueCounts'];
+export type Worker = Schemas['WorkerRow'];
+export type Workers = Schemas['WorkersReport'];
+export type Queue = Workers['queue'];
+export type SystemInfo = Schemas['SystemReport'];
+export type Me = Schemas['AdminLogin'];
 
 export class ApiError extends Error {
   constructor(

@@ -1,19 +1,20 @@
 import { describe, expect, it, vi } from 'vitest';
 import { QueryClient } from '@tanstack/react-query';
-import type { VideoDetail, VideoPage, VideoRow, Workers } from './api';
-import { applyEvent, Coalescer, keys, matchesFilter, replaceRow, type AdminEvent, type Refresher } from './events';
+import type { EventKind, VideoDetail, VideoPage, VideoRow, Workers } from './api';
+import { applyEvent, Coalescer, KINDS, keys, matchesFilter, replaceRow, type AdminEvent, type Refresher } from './events';
+import doc from '../../server/web/api/openapi.json';
 import { parseStoryboard, tileAt } from './storyboard';
 
 function row(id: number, over: Partial<VideoRow> = {}): VideoRow {
   return {
     id, title: `v${id}`, type: 'LIVE', status: 'UPLOADING', created_at: '2026-01-01T00:00:00Z', ended_at: null,
     finished_at: null, duration: 3, segment_count: 1, segments_failed: 0, revision: 1, thumbnail_url: null,
-    storyboard_url: null, mpd_url: '', m3u8_url: '', health: null, ...over,
+    storyboard_url: '/video_files/1/storyboard.vtt', mpd_url: '', m3u8_url: '', health: null, ...over,
   };
 }
 
-function event(kind: string, over: Partial<AdminEvent> = {}): AdminEvent {
-  return { id: 1, at: '', kind, video_id: 7, segment_id: 0, worker_id: null, data: null, ...over };
+function event(kind: EventKind, over: Partial<AdminEvent> = {}): AdminEvent {
+  return { id: 1, at: '', kind, video_id: 7, segment_id: 0, worker_id: null, data: {}, ...over };
 }
 
 function spy(): Refresher & { calls: string[] } {
@@ -74,6 +75,28 @@ describe('applyEvent', () => {
     expect(r.calls).toEqual([]);
     expect(client.getQueryData<VideoDetail>(keys.video(7))?.segments[0].attempts[0].progress).toBe(0.6);
     expect(client.getQueryData<Workers>(keys.workers)?.workers[0].attempts[0].progress).toBe(0.6);
+  });
+
+  it('listens for every kind the server sends (server/domain/eventlog.py KINDS, in its API document)', () => {
+    const documented: string[] = doc.components.schemas.EventKind.enum;
+    expect([...KINDS].sort()).toEqual([...documented].sort());
+  });
+
+  it('a stalled video, and any other change of one on screen, refreshes it at once', () => {
+    const client = new QueryClient();
+    client.setQueryData<VideoPage>(keys.videoList(ALL), { videos: [row(7)], next_before: null });
+    const r = spy();
+    for (const kind of ['video.stalled', 'video.uploading', 'video.ended', 'video.renamed', 'video.finished'] as const) {
+      applyEvent(client, event(kind, { segment_id: null }), r);
+    }
+    expect(r.calls).toEqual(Array(5).fill('video:7'));
+  });
+
+  it('a token minted or revoked refreshes the workers', () => {
+    const r = spy();
+    applyEvent(new QueryClient(), event('worker.token_minted', { video_id: null }), r);
+    applyEvent(new QueryClient(), event('worker.revoked', { video_id: null }), r);
+    expect(r.calls).toEqual(['workers', 'workers']);
   });
 
   it('attempt and worker events refresh the workers', () => {

@@ -2,25 +2,20 @@
 // each one to the TanStack Query cache. Nothing here polls on a timer: a query is fetched again only
 // because an event said its data changed (one video's row, the workers, the system page's figures).
 import type { QueryClient } from '@tanstack/react-query';
-import { endpoints, type Filter, type SegmentState, type VideoDetail, type VideoPage, type VideoQuery, type VideoRow, type Workers } from './api';
+import {
+  endpoints,
+  type AdminEvent,
+  type EventKind,
+  type Filter,
+  type SegmentState,
+  type VideoDetail,
+  type VideoPage,
+  type VideoQuery,
+  type VideoRow,
+  type Workers,
+} from './api';
 
-export interface AdminEvent {
-  id: number;
-  at: string;
-  kind: string;
-  video_id: number | null;
-  segment_id: number | null;
-  worker_id: number | null;
-  data: Record<string, unknown> | null;
-}
-
-// EventSource only delivers named events to listeners registered by name (docs/admin-api.md "Kinds").
-export const KINDS = [
-  ...['created', 'uploading', 'ended', 'renamed', 'finished', 'deleted'].map((k) => `video.${k}`),
-  ...['received', 'queued', 'running', 'encoded', 'packaged', 'failed'].map((k) => `segment.${k}`),
-  ...['started', 'ok', 'failed', 'expired', 'cancelled', 'progress'].map((k) => `attempt.${k}`),
-  ...['started', 'stopped', 'heartbeat', 'registered', 'alive', 'lost', 'dead'].map((k) => `worker.${k}`),
-];
+export type { AdminEvent, EventKind };
 
 export const keys = {
   me: ['me'] as const,
@@ -131,16 +126,12 @@ export function applyProgress(client: QueryClient, ev: AdminEvent): void {
   );
 }
 
-const SEGMENT_STATES = new Set(['received', 'queued', 'running', 'encoded', 'packaged', 'failed']);
-
 /**
  * Move a cached segment (and its rungs, which the server moves with it) to the state its event names,
  * at once: the video's refetch that follows fills in the times, attempts and latency.
  */
-export function applySegmentState(client: QueryClient, ev: AdminEvent): void {
-  const [, what] = ev.kind.split('.', 2);
-  if (ev.video_id === null || ev.segment_id === null || !SEGMENT_STATES.has(what)) return;
-  const state = what.toUpperCase() as SegmentState;
+export function applySegmentState(client: QueryClient, ev: AdminEvent, state: SegmentState): void {
+  if (ev.video_id === null || ev.segment_id === null) return;
   client.setQueryData<VideoDetail>(keys.video(ev.video_id), (d) =>
     d && {
       ...d,
@@ -199,35 +190,85 @@ export function refresher(client: QueryClient): Refresher {
   };
 }
 
-/** Apply one event to the cache. */
-export function applyEvent(client: QueryClient, ev: AdminEvent, refresh: Refresher): void {
-  const [family, what] = ev.kind.split('.', 2);
-  const id = ev.video_id;
-  if (ev.kind === 'attempt.progress') {
-    applyProgress(client, ev);
-    return;
-  }
-  if (family === 'worker') {
-    refresh.workers();
-    return;
-  }
-  if (family === 'attempt') refresh.workers();
-  if (family === 'segment') applySegmentState(client, ev);
-  if (family === 'segment' && (what === 'packaged' || what === 'failed')) refresh.system();
-  if (id === null) return;
-  if (ev.kind === 'video.created') {
-    refresh.firstPages();
-    return;
-  }
-  if (ev.kind === 'video.deleted') {
+type Handler = (client: QueryClient, ev: AdminEvent, refresh: Refresher) => void;
+
+/** A video's own change: fetch it again if it is on screen (its page, or a row of a list). */
+const videoChanged: Handler = (client, ev, refresh) => {
+  if (ev.video_id !== null && cachedAnywhere(client, ev.video_id)) refresh.video(ev.video_id);
+};
+
+/** A segment moved to `state`: show it at once, then fetch its video (times, attempts, latency). */
+const segmentMoved =
+  (state: SegmentState): Handler =>
+  (client, ev, refresh) => {
+    applySegmentState(client, ev, state);
+    videoChanged(client, ev, refresh);
+  };
+
+/** A segment became playable or failed for good: the system page's figures change too. */
+const segmentDone =
+  (state: SegmentState): Handler =>
+  (client, ev, refresh) => {
+    applySegmentState(client, ev, state);
+    refresh.system();
+    videoChanged(client, ev, refresh);
+  };
+
+/** An attempt started or ended: the workers page and the video's timeline change. */
+const attemptChanged: Handler = (client, ev, refresh) => {
+  refresh.workers();
+  videoChanged(client, ev, refresh);
+};
+
+const workerChanged: Handler = (_client, _ev, refresh) => refresh.workers();
+
+/**
+ * What each kind of event does, one entry per kind the server sends (server/domain/eventlog.py KINDS, which
+ * reaches here through the generated EventKind): a kind added there without its entry fails tsc.
+ */
+export const HANDLERS: Record<EventKind, Handler> = {
+  'video.created': (_client, ev, refresh) => {
+    if (ev.video_id !== null) refresh.firstPages();
+  },
+  'video.uploading': videoChanged,
+  'video.stalled': videoChanged,
+  'video.ended': videoChanged,
+  'video.renamed': videoChanged,
+  'video.finished': videoChanged,
+  'video.deleted': (client, ev, refresh) => {
+    const id = ev.video_id;
+    if (id === null) return;
     // Nothing to fetch (it would be a 404): an open page of it says it was deleted, and its player stops.
     removeRow(client, id);
     client.setQueryData<VideoDetail>(keys.video(id), (d) => d && { ...d, deleted: true });
     refresh.forget(id);
     refresh.system();
-    return;
-  }
-  if (cachedAnywhere(client, id)) refresh.video(id);
+  },
+  'segment.received': segmentMoved('RECEIVED'),
+  'segment.queued': segmentMoved('QUEUED'),
+  'segment.running': segmentMoved('RUNNING'),
+  'segment.encoded': segmentMoved('ENCODED'),
+  'segment.packaged': segmentDone('PACKAGED'),
+  'segment.failed': segmentDone('FAILED'),
+  'attempt.started': attemptChanged,
+  'attempt.progress': (client, ev) => applyProgress(client, ev),
+  'attempt.ok': attemptChanged,
+  'attempt.failed': attemptChanged,
+  'attempt.expired': attemptChanged,
+  'attempt.cancelled': attemptChanged,
+  'worker.token_minted': workerChanged,
+  'worker.revoked': workerChanged,
+  'worker.started': workerChanged,
+  'worker.stopped': workerChanged,
+  'worker.lost': workerChanged,
+};
+
+// EventSource only delivers named events to listeners registered by name (docs/admin-api.md "Kinds").
+export const KINDS = Object.keys(HANDLERS) as EventKind[];
+
+/** Apply one event to the cache (a kind this build does not know, from a newer server, is skipped). */
+export function applyEvent(client: QueryClient, ev: AdminEvent, refresh: Refresher): void {
+  if (Object.hasOwn(HANDLERS, ev.kind)) HANDLERS[ev.kind](client, ev, refresh);
 }
 
 export type Connection = 'connecting' | 'open' | 'closed';

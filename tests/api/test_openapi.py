@@ -23,6 +23,9 @@ from werkzeug.routing import Map
 
 import server.web.api
 from server import create_app
+from server.core.clock import SystemClock
+from server.core.jobs import TRANSCODE_SEGMENT
+from server.domain import registry
 from server.infra.models import MAX_ID
 from server.web.api.openapi import CACHE_CONTROL, document
 from tests.harness.android import SEGMENT_KEYS, VIDEO_KEYS, new_video_body, segment_upload
@@ -213,6 +216,13 @@ def test_the_upload_form_documents_the_recorders_parts_exactly():
 def test_admin_and_operations_answers_validate_against_their_schemas(client, admin_auth, video_id, segment_files):
     doc = document()
     assert upload(client, video_id, 0, segment_files[0].read_bytes()).status_code == 201
+    # A registered worker running an attempt, so the workers report has a row with an attempt in it.
+    with client.application.extensions["team03"].sessions() as session:
+        worker = {"Authorization": f"Bearer {registry.mint_token(session, 'w1', now=SystemClock().now())}"}
+    hello = {"host": "w1", "version": "v", "capabilities": {}, "concurrency": 1, "functions": [TRANSCODE_SEGMENT]}
+    assert client.post("/api/worker/hello", json=hello, headers=worker).status_code == 200
+    claim = client.post("/api/worker/attempts", json={"video_id": video_id, "segment_id": 0}, headers=worker)
+    assert claim.status_code == 201, claim.json
     for path, concrete in (
         ("/api/admin/videos", "/api/admin/videos"),
         ("/api/admin/videos/{video_id}", f"/api/admin/videos/{video_id}"),
@@ -227,6 +237,7 @@ def test_admin_and_operations_answers_validate_against_their_schemas(client, adm
         answer = client.get(concrete, headers=admin_auth)
         assert answer.status_code == 200, (concrete, answer.json)
         assert_answer(doc, path, "get", answer)
+    assert client.get("/api/admin/workers", headers=admin_auth).json["workers"][0]["attempts"]
     anonymous = client.get("/api/admin/videos")
     assert anonymous.status_code == 401
     assert_answer(doc, "/api/admin/videos", "get", anonymous)

@@ -3,10 +3,12 @@
 // would, and print ONE JSON report on stdout; tests/e2e/test_dashboard.py runs it and asserts on it.
 //
 //   node dashboard.mjs --base http://127.0.0.1:PORT --user NAME --password PW --out DIR --ready FILE
-//                      --title T --segments N --new-title T2 --broken-title T3 --broken-segment K [--timeout S]
+//                      --title T --segments N --stalled FILE2 --new-title T2 --broken-title T3 --broken-segment K
+//                      [--timeout S]
 //
 // 1. log in; write FILE (the caller starts uploading a recording titled T); 2. without any reload, wait
-// for its row, open it, and watch its N segments' cells until every one is packaged; 3. play it
+// for its row, open it, and watch its N segments' cells until every one is packaged, then (the phone
+// stops uploading) its health until it says stalled, and write FILE2 (the caller then ends it); 3. play it
 // (hls.js), pick a quality, hover the seek bar; 4. rename it to T2; 5. open the workers and system
 // pages; 6. open T3 and retry its failed segment K until it is packaged; 7. delete T2 from the list
 // (confirming the dialog); 8. the same pages at phone size, then log out. Screenshots of each page at
@@ -27,7 +29,7 @@ const log = (...a) => process.stderr.write(`[dashboard.mjs] ${a.join(' ')}\n`);
 function parseArgs(argv) {
   const opts = { timeout: 240 };
   const names = { '--base': 'base', '--user': 'user', '--password': 'password', '--out': 'out', '--ready': 'ready',
-    '--title': 'title', '--segments': 'segments', '--new-title': 'newTitle', '--broken-title': 'brokenTitle',
+    '--title': 'title', '--segments': 'segments', '--stalled': 'stalled', '--new-title': 'newTitle', '--broken-title': 'brokenTitle',
     '--broken-segment': 'brokenSegment', '--timeout': 'timeout' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
@@ -146,6 +148,11 @@ async function watchRecording(run) {
   run.report.statesSeen = Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, [...v]]));
   run.report.packagedSeenAt = packagedAt;
   run.report.rungsPerSegment = (await cellStates(page)).map((r) => r.rungs.length);
+  // The phone stopped uploading: the reaper's video.stalled event, pushed, shows it on the open page.
+  const health = page.getByLabel('ingest health');
+  await until('the recording shown as stalled', 60, () => health.getByText('stalled', { exact: true }).count());
+  run.report.stalledSeen = true;
+  fs.writeFileSync(opts.stalled, String(Date.now()));
   run.report.watchedWithoutReload = await run.notReloaded();
 }
 

@@ -4,7 +4,8 @@ One stack (fresh tables, a private gearmand, two `python -m server.segment_proce
 over HTTP on loopback serving the built static/dist) and tests/e2e/dashboard.mjs driving Chromium
 through playwright-core, as an operator would. While the browser watches, a thread uploads a
 recording the way the phone does; the page must show its row, then every segment's cells turn
-packaged, with no reload (the changes are pushed over /api/admin/events). A second video has a
+packaged, then (the phone pausing before it ends the video) its health say stalled, with no reload
+(the changes are pushed over /api/admin/events). A second video has a
 segment that failed for good (its original rotted on disk before any worker read it); its bytes are
 put back and the browser's Retry brings it to packaged. Screenshots of every page at laptop and phone
 size are saved under the test's tmp_path (their paths are printed); any browser console error fails.
@@ -98,8 +99,9 @@ def _broken_video(stack: Stack, good: bytes, log: Path) -> int:
     return vid
 
 
-def _record(stack: Stack, segments: list[bytes], title: str, ready: Path, out: dict) -> None:
-    """Once the page is ready, create the video, upload a segment every UPLOAD_EVERY s like a phone, end it, note when each was packaged."""
+def _record(stack: Stack, segments: list[bytes], title: str, ready: Path, stalled: Path, out: dict) -> None:
+    """Once the page is ready, create the video, upload a segment every UPLOAD_EVERY s like a phone, stall
+    until the page shows it, end it, note when each was packaged."""
     try:
         real.wait_for(ready.exists, 120, "the dashboard logged in and showing the videos")
         out["created"] = time.time()
@@ -108,6 +110,7 @@ def _record(stack: Stack, segments: list[bytes], title: str, ready: Path, out: d
             if k:
                 time.sleep(UPLOAD_EVERY)  # the phone's pace, not a wait for a fact
             stack.upload(vid, k, data)
+        real.wait_for(stalled.exists, 90, "the dashboard showing the recording stalled")
         stack.end(vid, len(segments) - 1)
         # When each became playable, read before the browser deletes the video (it first plays it).
         video = stack.wait_vod(vid, timeout=90)
@@ -137,12 +140,13 @@ def test_dashboard_end_to_end(stack: Stack, segments: list[bytes], tmp_path: Pat
     broken_title = stack.video(broken).title  # type: ignore[union-attr]
     attempts_before_retry = len(stack.attempts(broken, 0))
     title, new_title = f"recording {secrets.token_hex(3)}", f"renamed {secrets.token_hex(3)}"
-    ready, screens = tmp_path / "ready", tmp_path / "screens"
+    ready, stalled, screens = tmp_path / "ready", tmp_path / "stalled", tmp_path / "screens"
     recording: dict = {}
-    phone = threading.Thread(target=_record, args=(stack, segments, title, ready, recording), daemon=True)
+    phone = threading.Thread(target=_record, args=(stack, segments, title, ready, stalled, recording), daemon=True)
     phone.start()
     argv = ["node", str(DASHBOARD_MJS), "--base", stack.base_url, "--user", USER, "--password", password]
     argv += ["--out", str(screens), "--ready", str(ready), "--title", title, "--segments", str(SEGMENTS)]
+    argv += ["--stalled", str(stalled)]
     argv += ["--new-title", new_title, "--broken-title", broken_title, "--broken-segment", "0", "--timeout", "300"]
     try:
         report, log = _drive(argv, 300)
@@ -160,6 +164,7 @@ def test_dashboard_end_to_end(stack: Stack, segments: list[bytes], tmp_path: Pat
     assert report["watchedWithoutReload"], summary
     assert report["rowSeenAt"] / 1000 - recording["created"] < 5, summary
     assert report["rungsPerSegment"] == [3] * SEGMENTS, summary
+    assert report["stalledSeen"], summary  # video.stalled is pushed like every other kind
     vid = recording["video_id"]
     # The lag is measured on segments the open page saw change (one packaged before the page opened
     # shows as packaged at once, however late the page came): the last ones are uploaded after it opened.

@@ -101,3 +101,26 @@ def _traf_span(data: bytes, start: int, end: int) -> tuple[int, int]:
             stride = 4 * sum(1 for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit)
             total += sum(struct.unpack_from(">I", data, offset + i * stride)[0] for i in range(count))
     return tfdt, total
+
+
+# Boxes that hold boxes, descended to find every tfdt.
+_CONTAINERS = ("moof", "traf", "moov", "trak", "mdia", "minf", "stbl", "edts", "mvex")
+
+
+def box_types(data: bytes) -> list[str]:
+    """The types of the top-level boxes, in file order."""
+    return [kind for kind, _, _ in iter_boxes(data)]
+
+
+def decode_times(data: bytes) -> list[int]:
+    """Every tfdt baseMediaDecodeTime, in file order (one per traf)."""
+    return list(_tfdt(data, 0, len(data)))
+
+
+def _tfdt(data: bytes, start: int, end: int) -> Iterator[int]:
+    for kind, offset, size in iter_boxes(data, start, end):
+        if kind == "tfdt":
+            fmt = ">Q" if data[offset + 8] == 1 else ">I"
+            yield struct.unpack_from(fmt, data, offset + 12)[0]
+        elif kind in _CONTAINERS:
+            yield from _tfdt(data, offset + 8, offset + size)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.core.transcode import ffmpeg
-from server.core.transcode.cmaf import decode_times
 from server.core.transcode.ladder import plan_ladder
-from tests.harness.media import make_segment
+from tests.harness import ffmpeg_oracles as oracles
+from tests.harness.media import decode_times, make_segment
 
 
 def _renditions(tmp_path: Path) -> list[Path]:
@@ -27,11 +27,11 @@ def test_one_packaging_run_equals_seven_single_runs(tmp_path):
     audio = tmp_path / "a.m4s"
     ffmpeg.run(ffmpeg.package_argv(mp4s, fragments, streams, audio, start, audio_start, frames), timeout=60)
     for i, mp4 in enumerate(mp4s):
-        ffmpeg.run(ffmpeg.package_video_argv(mp4, tmp_path / "single.m4s", start), timeout=60)
-        ffmpeg.run(ffmpeg.package_ts_argv(mp4, tmp_path / "single.ts", start, audio_start, frames), timeout=60)
+        ffmpeg.run(oracles.package_video_argv(mp4, tmp_path / "single.m4s", start), timeout=60)
+        ffmpeg.run(oracles.package_ts_argv(mp4, tmp_path / "single.ts", start, audio_start, frames), timeout=60)
         assert fragments[i].read_bytes() == (tmp_path / "single.m4s").read_bytes()
         assert streams[i].read_bytes() == (tmp_path / "single.ts").read_bytes()
-    ffmpeg.run(ffmpeg.package_audio_argv(mp4s[0], tmp_path / "single-a.m4s", audio_start, frames), timeout=60)
+    ffmpeg.run(oracles.package_audio_argv(mp4s[0], tmp_path / "single-a.m4s", audio_start, frames), timeout=60)
     assert audio.read_bytes() == (tmp_path / "single-a.m4s").read_bytes()
     assert decode_times(fragments[0].read_bytes())[0] == start
     assert decode_times(audio.read_bytes())[0] == audio_start
@@ -51,7 +51,7 @@ def test_the_encode_also_writes_the_pictures_without_changing_the_renditions(tmp
     ffmpeg.run(ffmpeg.transcode_argv(src, plan, both, source=info, pictures=stills), timeout=60)
     # x264's threaded rate control is not bit-exact run to run, so compare what players see.
     for name in plain:
-        a, b = ffmpeg.probe_output(plain[name]), ffmpeg.probe_output(both[name])
+        a, b = oracles.probe_output(plain[name]), oracles.probe_output(both[name])
         assert (a.width, a.height, a.duration_ticks, a.audio_duration_ticks) == (
             b.width,
             b.height,
@@ -80,6 +80,6 @@ def test_durations_read_from_the_moov_equal_ffprobes(tmp_path):
         outs = {r.name: tmp_path / f"{r.name}.mp4" for r in plan}
         ffmpeg.run(ffmpeg.transcode_argv(src, plan, outs, source=info), timeout=60)
         for out in outs.values():
-            probed, tracks = ffmpeg.probe_output(out), track_durations(out.read_bytes())
+            probed, tracks = oracles.probe_output(out), track_durations(out.read_bytes())
             assert tracks["vide"] == (probed.duration_ticks, 90_000)
             # (the audio's length is not read back: the packager keeps the whole frames the timeline plans)

@@ -9,9 +9,8 @@ import subprocess
 from pathlib import Path
 
 from server.core.jobs import TRANSCODE_SEGMENT, SegmentJob
-from server.core.transcode.cmaf import box_types, decode_times
 from server.infra.models import AttemptOutcome, SegmentState
-from tests.harness.media import make_segment
+from tests.harness.media import box_types, decode_times, make_segment
 
 
 def ffprobe(path: Path) -> dict:

@@ -15,7 +15,8 @@ from server.core.errors import FFmpegError, UnprocessableMedia
 from server.core.playlists.publish import audio_span
 from server.core.transcode import cmaf, ffmpeg
 from server.core.transcode.ladder import RenditionPlan, plan_ladder
-from tests.harness.media import fragment_spans, make_segment
+from tests.harness import ffmpeg_oracles as oracles
+from tests.harness.media import box_types, decode_times, fragment_spans, make_segment
 
 FRAME = 1 / 30
 
@@ -63,13 +64,13 @@ def test_one_encode_makes_self_contained_mp4_per_rung(
     assert [(r.width, r.height) for r in plan] == expected
     for rendition in plan:
         path = outputs[rendition.name]
-        info = ffmpeg.probe_output(path)
+        info = oracles.probe_output(path)
         assert (info.video_codec, info.audio_codec) == ("h264", "aac")  # silence when the phone sent none
         assert (info.width, info.height) == (rendition.width, rendition.height)
         assert abs(info.duration - seconds) <= FRAME + 1e-6
         assert 0 <= info.audio_duration_ticks / 48_000 - seconds <= 2048 / 48_000  # the video's length + a spare frame
         assert info.duration_ticks == round(seconds * 30) * 3000
-        boxes = cmaf.box_types(path.read_bytes())
+        boxes = box_types(path.read_bytes())
         assert boxes.index("moov") < boxes.index("mdat")
         first = ffprobe(path, "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_packets")["packets"][0]
         assert (first["pts"], first["flags"][0]) == (0, "K")
@@ -90,23 +91,23 @@ def test_packaging_retimes_consecutive_segments(tmp_path: Path, timeline: list[t
     inits: dict[str, set[bytes]] = {"v": set(), "a": set()}
     medias: dict[str, list[bytes]] = {"v": [], "a": []}
     for mp4, seconds in timeline:
-        duration = ffmpeg.probe_output(mp4).duration_ticks
+        duration = oracles.probe_output(mp4).duration_ticks
         assert duration == round(seconds * 90_000)  # the next tfdt is this start + this duration
         audio_start, audio_duration = audio_span(start, duration, audio_end)
         frames = audio_duration // 1024
         argvs = {
-            "v": (ffmpeg.package_video_argv(mp4, tmp_path / "v.frag", start), start),
-            "a": (ffmpeg.package_audio_argv(mp4, tmp_path / "a.frag", audio_start, frames), audio_start),
+            "v": (oracles.package_video_argv(mp4, tmp_path / "v.frag", start), start),
+            "a": (oracles.package_audio_argv(mp4, tmp_path / "a.frag", audio_start, frames), audio_start),
         }
         for kind, (argv, first) in argvs.items():
             ffmpeg.run(argv, timeout=30)
             init, media = cmaf.split_init((tmp_path / f"{kind}.frag").read_bytes())
-            assert cmaf.decode_times(media)[0] == first
+            assert decode_times(media)[0] == first
             inits[kind].add(init)
             medias[kind].append(media)
         assert fragment_spans(medias["a"][-1]) == [(audio_start, audio_duration)]  # exactly the frames planned
         ts = tmp_path / "s.ts"
-        ffmpeg.run(ffmpeg.package_ts_argv(mp4, ts, start, audio_start, frames), timeout=30)
+        ffmpeg.run(oracles.package_ts_argv(mp4, ts, start, audio_start, frames), timeout=30)
         video = ffprobe(ts, "-select_streams", "v:0", "-show_streams")["streams"][0]
         assert video["start_pts"] == start + ffmpeg.TS_PTS_OFFSET
         audio = ffprobe(ts, "-select_streams", "a:0", "-show_packets")["packets"]
@@ -132,7 +133,7 @@ def test_init_segment_ignores_segment_specific_metadata(tmp_path: Path, timeline
     outs = []
     for index, (mp4, _) in enumerate(timeline[:2]):
         out = tmp_path / f"{index}.frag"
-        ffmpeg.run(ffmpeg.package_video_argv(mp4, out, 0), timeout=30)
+        ffmpeg.run(oracles.package_video_argv(mp4, out, 0), timeout=30)
         outs.append(cmaf.split_init(out.read_bytes())[0])
     assert outs[0] == outs[1]
     assert b"Lavf" not in outs[0]  # +bitexact: no muxer version that would change on upgrade
@@ -147,10 +148,10 @@ def test_thumbnail_and_storyboard(tmp_path: Path, timeline: list[tuple[Path, flo
         ffmpeg.transcode_argv(src, plan, {r.name: tmp_path / f"{r.name}.mp4" for r in plan}, source=info, pictures=stills),
         timeout=60,
     )
-    thumb = ffmpeg.probe_output(tmp_path / "t.jpg")
+    thumb = oracles.probe_output(tmp_path / "t.jpg")
     assert (thumb.video_codec, thumb.width, thumb.height) == ("mjpeg", 320, 214)
-    sprite = ffmpeg.probe_output(tmp_path / "s.jpg")
-    x, y, w, h = ffmpeg.storyboard_tile(
+    sprite = oracles.probe_output(tmp_path / "s.jpg")
+    x, y, w, h = oracles.storyboard_tile(
         ffmpeg.STORYBOARD_COLUMNS - 1, width=720, height=480, tile_width=160, columns=ffmpeg.STORYBOARD_COLUMNS
     )
     assert (sprite.video_codec, sprite.width, sprite.height) == ("mjpeg", x + w, y + h)

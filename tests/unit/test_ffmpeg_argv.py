@@ -9,6 +9,8 @@ import pytest
 
 from server.core.transcode import cmaf, ffmpeg
 from server.core.transcode.ladder import RenditionPlan, SourceInfo, plan_ladder
+from tests.harness import ffmpeg_oracles as oracles
+from tests.harness.media import box_types, decode_times
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 CLEAN = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
@@ -66,7 +68,7 @@ def test_transcode_argv_with_source_audio_uses_it() -> None:
 
 
 def test_package_video_argv_offsets_by_start_in_90khz() -> None:
-    argv = ffmpeg.package_video_argv(Path("HIGH/000002.mp4"), Path("HIGH/.000002.frag.tmp"), 540_000)
+    argv = oracles.package_video_argv(Path("HIGH/000002.mp4"), Path("HIGH/.000002.frag.tmp"), 540_000)
     assert argv == [
         *BASE,
         *["-copyts", "-itsoffset", "6000000us", "-i", "HIGH/000002.mp4", "-map", "0:v:0", "-c", "copy", "-b:v", "0"],
@@ -75,7 +77,7 @@ def test_package_video_argv_offsets_by_start_in_90khz() -> None:
 
 
 def test_package_audio_argv_offsets_by_start_plus_priming_in_48khz_and_keeps_whole_frames() -> None:
-    argv = ffmpeg.package_audio_argv(Path("HIGH/000002.mp4"), Path("audio/x.tmp"), 288_000, 141)
+    argv = oracles.package_audio_argv(Path("HIGH/000002.mp4"), Path("audio/x.tmp"), 288_000, 141)
     assert argv == [
         *BASE,
         *["-copyts", "-itsoffset", "6021333us", "-i", "HIGH/000002.mp4"],  # (288000 + 1024) / 48 kHz
@@ -84,7 +86,7 @@ def test_package_audio_argv_offsets_by_start_plus_priming_in_48khz_and_keeps_who
 
 
 def test_package_ts_argv_places_video_and_audio_on_their_own_timelines() -> None:
-    assert ffmpeg.package_ts_argv(Path("a.mp4"), Path("a.ts"), 3000, 1024, 3) == [
+    assert oracles.package_ts_argv(Path("a.mp4"), Path("a.ts"), 3000, 1024, 3) == [
         *BASE,
         *["-copyts", "-itsoffset", "33333us", "-i", "a.mp4", "-itsoffset", "42667us", "-i", "a.mp4"],
         *["-map", "0:v:0", "-map", "1:a:0", "-c", "copy", "-frames:a", "3"],
@@ -110,7 +112,7 @@ def test_package_argv_opens_each_mp4_on_the_video_and_the_audio_timeline() -> No
 
 def test_package_refuses_a_negative_start() -> None:
     with pytest.raises(ValueError, match="negative"):
-        ffmpeg.package_video_argv(Path("a.mp4"), Path("b.mp4"), -1)
+        oracles.package_video_argv(Path("a.mp4"), Path("b.mp4"), -1)
 
 
 def test_microseconds_round_trip_to_the_exact_tick() -> None:
@@ -150,7 +152,7 @@ def test_the_encode_can_also_write_the_thumbnail_and_storyboard() -> None:
 
 
 def test_storyboard_tile_geometry() -> None:
-    tiles = [ffmpeg.storyboard_tile(i, width=1080, height=720, tile_width=160, columns=4) for i in range(5)]
+    tiles = [oracles.storyboard_tile(i, width=1080, height=720, tile_width=160, columns=4) for i in range(5)]
     assert tiles == [(0, 0, 160, 106), (160, 0, 160, 106), (320, 0, 160, 106), (480, 0, 160, 106), (0, 106, 160, 106)]
     assert ffmpeg.tile_height(1280, 720, 160) == 90
     assert ffmpeg.tile_height(720, 406, 160) == 90
@@ -172,8 +174,8 @@ def test_split_init_adds_styp_and_keeps_every_fragment() -> None:
     init, media = cmaf.split_init(ftyp + moov + frag1 + frag2)
     assert init == ftyp + moov
     assert media == cmaf.STYP + frag1 + frag2
-    assert cmaf.box_types(media) == ["styp", "moof", "mdat", "moof", "mdat"]
-    assert cmaf.decode_times(media) == [261_000, 441_000]
+    assert box_types(media) == ["styp", "moof", "mdat", "moof", "mdat"]
+    assert decode_times(media) == [261_000, 441_000]
 
 
 def test_split_init_keeps_an_existing_styp_and_drops_free() -> None:

@@ -29,8 +29,8 @@ from server.ops.webhooks import (
     send_order,
     sign,
     status_class,
-    verify,
 )
+from tests.harness.receivers import verify
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 BODY = b'{"event":"video.live","video_id":7}'

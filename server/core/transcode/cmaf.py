@@ -1,6 +1,6 @@
-"""Pure ISO-BMFF helpers: split a fragmented MP4 into init + media segment, read boxes back.
+"""Pure ISO-BMFF helpers: split a fragmented MP4 into init + media segment, read track durations.
 
-Only top-level boxes are walked to split; ``tfdt`` is found by descending moof > traf.
+Only top-level boxes are walked to split. (Tests read boxes back with tests/harness/media.py.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 # 'styp' makes each media segment self-describing (ISO 23009-1 'msdh', CMAF 'cmfs').
 STYP = struct.pack(">I4s4sI4s4s", 24, b"styp", b"msdh", 0, b"msdh", b"cmfs")
 _INIT_BOXES = (b"ftyp", b"moov")
-_CONTAINERS = (b"moof", b"traf", b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"mvex")
 
 
 def iter_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[str, int, int]]:
@@ -33,11 +32,6 @@ def iter_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[
         offset += size
 
 
-def box_types(data: bytes) -> list[str]:
-    """Return the types of the top-level boxes, in file order."""
-    return [kind for kind, _, _ in iter_boxes(data)]
-
-
 def split_init(data: bytes) -> tuple[bytes, bytes]:
     """Split a fragmented MP4 into (ftyp+moov init segment, styp + moof/mdat media segment)."""
     init: list[bytes] = []
@@ -53,22 +47,6 @@ def split_init(data: bytes) -> tuple[bytes, bytes]:
     media = data[media_start:]
     prefix = b"" if media[4:8] == b"styp" else STYP
     return b"".join(init), prefix + media
-
-
-def decode_times(data: bytes) -> list[int]:
-    """Return every tfdt baseMediaDecodeTime, in file order (one per traf)."""
-    return [value for kind, value in _walk_tfdt(data, 0, len(data)) if kind == "tfdt"]
-
-
-def _walk_tfdt(data: bytes, start: int, end: int) -> Iterator[tuple[str, int]]:
-    """Descend container boxes and yield ('tfdt', baseMediaDecodeTime) for each tfdt."""
-    for kind, offset, size in iter_boxes(data, start, end):
-        if kind == "tfdt":
-            version = data[offset + 8]
-            fmt = ">Q" if version == 1 else ">I"
-            yield kind, struct.unpack_from(fmt, data, offset + 12)[0]
-        elif kind.encode("latin-1") in _CONTAINERS:
-            yield from _walk_tfdt(data, offset + 8, offset + size)
 
 
 @dataclass(frozen=True)

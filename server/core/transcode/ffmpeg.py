@@ -62,16 +62,15 @@ from pathlib import Path
 from typing import Any
 
 from server.core.errors import FFmpegError, UnprocessableMedia
+from server.core.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE
 from server.core.transcode.cmaf import split_init as split_init  # callers split what they remux
 from server.core.transcode.ladder import RenditionPlan, SourceInfo
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
 PRESET = "veryfast"
-VIDEO_TIMESCALE = 90_000
-AUDIO_RATE = 48_000
+AUDIO_RATE = AUDIO_TIMESCALE  # every audio track is resampled to its timescale (server/core/playlists/model.py)
 AAC_PRIMING = 1024
-AAC_FRAME = 1024  # samples per AAC-LC frame
 TS_PTS_OFFSET = 126_000
 PROBE_TIMEOUT = 30.0
 # Packets (of every stream) an upload's probe reads for its keyframe census, decoding only the keyframes:
@@ -84,21 +83,6 @@ _FFPROBE = [FFPROBE, "-v", "error", "-hide_banner", "-of", "json"]
 _CLEAN = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
 _CMAF = [*_CLEAN, "-movflags", "+cmaf+frag_discont+skip_trailer"]
 _CMAF += ["-use_editlist", "0", "-avoid_negative_ts", "disabled", "-f", "mp4"]
-
-
-@dataclass(frozen=True)
-class OutputInfo:
-    """What ffprobe reports about a file we wrote."""
-
-    duration: float
-    duration_ticks: int
-    width: int
-    height: int
-    video_codec: str
-    audio_codec: str | None
-    audio_duration_ticks: int | None
-    bit_rate: int
-    has_audio: bool
 
 
 def run(argv: list[str], timeout: float) -> str:
@@ -285,26 +269,6 @@ def _decoded(report: Mapping[str, Any], stream_index: object = None) -> bool:
     return any(f.get("width") and (stream_index is None or f.get("stream_index") == stream_index) for f in frames)
 
 
-def probe_output(path: Path, timeout: float = PROBE_TIMEOUT) -> OutputInfo:
-    """Probe a file we wrote: video duration (seconds and 90 kHz ticks), size, codecs, bit rate."""
-    report = _probe_json(probe_argv(path), timeout)
-    video, audio = _first(report, "video"), _first(report, "audio")
-    if video is None:
-        raise UnprocessableMedia(f"{path.name}: no video stream")
-    ticks = _ticks(video) or round(_float(report.get("format", {}).get("duration")) * VIDEO_TIMESCALE)
-    return OutputInfo(
-        duration=ticks / VIDEO_TIMESCALE,
-        duration_ticks=ticks,
-        width=int(video.get("width", 0)),
-        height=int(video.get("height", 0)),
-        video_codec=str(video.get("codec_name", "")),
-        audio_codec=None if audio is None else str(audio.get("codec_name", "")),
-        audio_duration_ticks=None if audio is None else _ticks(audio, AUDIO_RATE),
-        bit_rate=int(_float(report.get("format", {}).get("bit_rate"))),
-        has_audio=audio is not None,
-    )
-
-
 def _listed(report: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
     """The packets or frames of a report: ffprobe lists them apart, or together (both asked) with a "type"."""
     together = report.get("packets_and_frames")
@@ -354,14 +318,6 @@ def _rotation(video: Mapping[str, Any]) -> int:
         if "rotation" in side:
             return round(_float(side["rotation"])) % 360
     return round(_float(video.get("tags", {}).get("rotate"))) % 360
-
-
-def _ticks(stream: Mapping[str, Any], rate: int = VIDEO_TIMESCALE) -> int:
-    """Return the stream duration in ticks of `rate` from duration_ts and time_base, or 0."""
-    base = _fraction(stream.get("time_base"))
-    if not base or stream.get("duration_ts") is None:
-        return round(_float(stream.get("duration")) * rate)
-    return round(int(stream["duration_ts"]) * base * rate)
 
 
 def _rate(text: Any, sep: str = "/") -> float:
@@ -520,29 +476,14 @@ def _level(level_idc: int) -> str:
 # --- packaging: remux only --------------------------------------------------------------------
 
 
-def package_video_argv(mp4: Path, out: Path, start: int) -> list[str]:
-    """Build the remux of a rendition's video into a CMAF fragment whose tfdt is start (90 kHz)."""
-    return [*_FFMPEG, "-copyts", *_at(start, VIDEO_TIMESCALE), "-i", str(mp4), *_video_fragment(0, out)]
-
-
-def package_audio_argv(mp4: Path, out: Path, start: int, frames: int) -> list[str]:
-    """Build the remux of `frames` AAC frames of a rendition's audio into a CMAF fragment whose tfdt is start (48 kHz)."""
-    return [*_FFMPEG, "-copyts", *_audio_at(start), "-i", str(mp4), *_audio_fragment(0, out, frames)]
-
-
-def package_ts_argv(mp4: Path, out: Path, start: int, audio_start: int, frames: int) -> list[str]:
-    """Build the remux of a rendition into MPEG-TS: video PTS from start + TS_PTS_OFFSET, `frames` AAC frames from audio_start."""
-    inputs = [*_at(start, VIDEO_TIMESCALE), "-i", str(mp4), *_audio_at(audio_start), "-i", str(mp4)]
-    return [*_FFMPEG, "-copyts", *inputs, *_ts(0, 1, out, frames)]
-
-
 def package_argv(
     mp4s: Sequence[Path], fragments: Sequence[Path], ts: Sequence[Path], audio: Path, start: int, audio_start: int, frames: int
 ) -> list[str]:
     """Build ONE remux of every rendition into its CMAF fragment and TS, plus the audio fragment.
 
-    The same outputs as the single-output builders above (tests compare the bytes), for one process
-    start instead of seven: packaging is on the live path, and launching ffmpeg costs ~80 ms. Each
+    The same outputs as one remux per output (tests/harness/ffmpeg_oracles.py: tests compare the
+    bytes), for one process start instead of seven: packaging is on the live path, and launching
+    ffmpeg costs ~80 ms. Each
     MP4 is opened twice, once on the video timeline and once on the audio timeline (an input offset
     moves every stream of an input; an output offset every stream of an output).
     """
@@ -607,12 +548,6 @@ STORYBOARD_COLUMNS = 5
 def tile_height(width: int, height: int, tile_width: int) -> int:
     """Return the tile height ffmpeg's scale=tile_width:-2 gives for a width x height picture."""
     return 2 * ((tile_width * height + width) // (2 * width))
-
-
-def storyboard_tile(index: int, *, width: int, height: int, tile_width: int, columns: int) -> tuple[int, int, int, int]:
-    """Return (x, y, w, h) of frame `index` in the sprite, for a WebVTT '#xywh=' fragment."""
-    h = tile_height(width, height, tile_width)
-    return (index % columns) * tile_width, (index // columns) * h, tile_width, h
 
 
 # --- capabilities (what a worker reports when it registers) -----------------------------------

@@ -24,10 +24,15 @@ from dataclasses import asdict, dataclass
 
 GOP_SECONDS = 2
 VIDEO_FPS = 30
+# The Android app's video object names exactly three rungs (repr_1..3, server/web/api/schemas.py): a ladder
+# has at least that many.
 MIN_RUNGS = 3
 AUDIO_CODECS = "mp4a.40.2"
 
-_NAME = re.compile(r"^[A-Z0-9_]{1,16}$")
+# A rung's name: a path component of its files and playlists, so the only names playback serves
+# (server/web/api/playback.py builds its paths from this).
+RUNG_NAME = r"[A-Z0-9_]{1,16}"
+_NAME = re.compile(rf"^{RUNG_NAME}$")
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 _RATE = re.compile(r"^(\d{1,9})([kM]?)$")
 

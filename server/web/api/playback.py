@@ -9,6 +9,7 @@ from flask import Response, request, send_file
 from flask_restful import Resource
 
 from server.core.errors import NotFound
+from server.core.transcode.ladder import RUNG_NAME
 from server.domain import ingest, publishing
 from server.web import answers
 from server.web.api.context import services, session
@@ -27,7 +28,7 @@ FINISHED_CACHE = "public, max-age=3600"
 MEDIA_CACHE = "public, max-age=31536000, immutable"
 # Only these files are served: never originals, logs, temp files or directory listings.
 MEDIA_PATH = re.compile(
-    r"^(?:(?P<rung>[A-Z0-9_]{1,16})/(?:\d{6}\.(?:mp4|m4s|ts)|init\.mp4)"
+    rf"^(?:(?P<rung>{RUNG_NAME})/(?:\d{{6}}\.(?:mp4|m4s|ts)|init\.mp4)"
     r"|audio/(?:\d{6}\.m4s|init\.mp4)"
     r"|(?:thumbnails|storyboard)/\d{6}\.jpg)$"
 )
@@ -47,7 +48,7 @@ def _gap() -> float:
 
 
 # A rendition name in a playlist path; anything else is never a file (and never reaches a path).
-TRACK = re.compile(r"^(?:[A-Z0-9_]{1,16}|audio)$")
+TRACK = re.compile(rf"^(?:{RUNG_NAME}|audio)$")
 
 
 def _published(video_id: int, name: str) -> Response | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from email.utils import format_datetime
 from typing import Any
 
+from server.core.transcode.ladder import MIN_RUNGS
 from server.infra.models import Segment, SegmentState, Video
 
-LEGACY_RUNGS = 3
+LEGACY_RUNGS = MIN_RUNGS  # repr_1..3: every ladder has at least these (server/core/transcode/ladder.py)
 URI_MPD = "manifest.mpd"
 URI_M3U8 = "master.m3u8"
 
