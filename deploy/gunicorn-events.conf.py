@@ -1,4 +1,4 @@
-"""gunicorn settings for the event-stream server (README "Production"), behind deploy/nginx/team03.conf:
+"""gunicorn settings for the event-stream server (docs/operations.md "Production"), behind deploy/nginx/team03.conf:
 
     .venv/bin/gunicorn -c deploy/gunicorn-events.conf.py 'server:create_events_app()'
 

@@ -1,4 +1,4 @@
-"""gunicorn settings for production (README "Production"), behind deploy/nginx/team03.conf:
+"""gunicorn settings for production (docs/operations.md "Production"), behind deploy/nginx/team03.conf:
 
     .venv/bin/gunicorn -c deploy/gunicorn.conf.py 'server:create_app()'
 
@@ -48,7 +48,7 @@ def _json_error_page(sock, status_int, reason, mesg):  # type: ignore[no-untyped
     util.write_nonblock(sock, f"{head}Content-Length: {len(body) + 1}\r\n\r\n{body}\n".encode("latin-1"))
 
 
-# Prometheus (README "Metrics"): with PROMETHEUS_MULTIPROC_DIR set, each process writes its counters to files
+# Prometheus (docs/operations.md "Metrics"): with PROMETHEUS_MULTIPROC_DIR set, each process writes its counters to files
 # there and /metrics sums them. The files of a previous run are removed before the first process starts (they
 # would be summed too); a process that exits is marked dead, so its gauges leave while its counters still count.
 def on_starting(server):  # type: ignore[no-untyped-def]

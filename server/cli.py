@@ -1,4 +1,4 @@
-"""Operator commands (README "Operator CLI"): `python -m server.cli COMMAND`.
+"""Operator commands (docs/operations.md "Operator CLI"): `python -m server.cli COMMAND`.
 
 `stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/ops/phone.py).
 `videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`,

@@ -74,7 +74,7 @@ class Config:
     # A remote worker (docs/workers.md): the API it talks to and its token; no DATABASE_URL, no shared media.
     API_URL: str = ""
     WORKER_TOKEN: str = ""
-    # Prometheus (README "Metrics"): gunicorn's processes share their counters through this directory
+    # Prometheus (docs/operations.md "Metrics"): gunicorn's processes share their counters through this directory
     # (prometheus_client reads the same variable at import); /metrics wants this Bearer token, or without
     # one a loopback caller; a segment_processor serves its own metrics on METRICS_HOST:METRICS_PORT (0: off).
     PROMETHEUS_MULTIPROC_DIR: str = ""
@@ -88,7 +88,7 @@ class Config:
     # process (beyond: an immediate 503 with Retry-After).
     ADMIN_STREAM_SECONDS: float = 300.0
     ADMIN_STREAMS: int = 100
-    # Webhooks (README "Webhooks"): each delivery try waits at most WEBHOOK_TIMEOUT seconds for its receiver;
+    # Webhooks (docs/api.md "Webhooks"): each delivery try waits at most WEBHOOK_TIMEOUT seconds for its receiver;
     # a failed one is tried again after WEBHOOK_BACKOFF seconds, doubling up to WEBHOOK_BACKOFF_MAX, until
     # WEBHOOK_GIVE_UP seconds after the event; WEBHOOK_THREADS send at once per reaper process. A hook's host
     # must resolve to public addresses only, unless WEBHOOK_ALLOW_PRIVATE (loopback, private, link-local too).

@@ -1,4 +1,4 @@
-"""Admin accounts (README "Admin login"): the one door for setting a password and ending sessions.
+"""Admin accounts (docs/api.md "Admin login"): the one door for setting a password and ending sessions.
 
 A dashboard session is a row in `admin_sessions` (opened at login by server/web/api/auth.py). Setting a
 password ends every session of that admin in the same transaction, so a cookie taken before the change

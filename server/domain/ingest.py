@@ -255,7 +255,7 @@ def record_arrival(
     """Record, before the probe, that an upload of `segment_id` began at `started_at`: the live list waits for it.
 
     The skip rule then counts the segment as uploaded at its request's start, not at its commit, which
-    ffprobe queued for the CPU can delay past the gap timeout (README "What is published when"). None (the
+    ffprobe queued for the CPU can delay past the gap timeout (docs/architecture.md "What is published when"). None (the
     segment counts from its commit, as late) when the live list has already decided `segment_id`: a decision
     taken is never revised. The arrival counts until BODY_READ_TIMEOUT + PROBE_TIMEOUT + a grace after the
     start; a process that dies meanwhile leaves it to expire like a failed segment.

@@ -1,4 +1,4 @@
-"""Every Prometheus metric the service exposes, defined here and nowhere else (README "Metrics").
+"""Every Prometheus metric the service exposes, defined here and nowhere else (docs/operations.md "Metrics").
 
 Two kinds, for where the fact is known:
 

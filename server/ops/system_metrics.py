@@ -1,4 +1,4 @@
-"""Facts of the whole system, read at each scrape of a web process's /metrics (README "Metrics").
+"""Facts of the whole system, read at each scrape of a web process's /metrics (docs/operations.md "Metrics").
 
 Each is one bounded query or call, so a scrape costs the same whatever the history, and every web
 process answers the same numbers. The in-process counters are server/infra/metrics.py's.

@@ -1,4 +1,4 @@
-"""Webhooks: an admin's URLs told of a few events, signed, retried for a day (README "Webhooks").
+"""Webhooks: an admin's URLs told of a few events, signed, retried for a day (docs/api.md "Webhooks").
 
 The event log is the one source (server/domain/eventlog.py): a hook's events are found there, after the hook's
 own mark (`Webhook.scanned_to`, the newest event when it was created: nothing older is sent), and

@@ -6,7 +6,7 @@ init.mp4 that does not exist yet. So they are never rendered then. Such a reques
 first segment is published (at most FIRST_SEGMENT_WAIT s, under every player's request timeout), then
 answered 503 + Retry-After, which every player retries. The HLS master playlist promises only media
 playlists, so it is answered at once: players then wait on a media playlist, which they retry longest.
-See README "What players see first".
+See docs/architecture.md "What players see first".
 """
 
 from __future__ import annotations

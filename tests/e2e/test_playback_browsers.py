@@ -38,7 +38,7 @@ PATHS = {"dash": "manifest.mpd", "hls": "master.m3u8"}
 # Three live recordings, at most four players each (more starve the encoder of the 2 cores and every
 # player waits at the live edge): per format, its players open it before anything is uploaded, one
 # after the other, the least patient last (video.js gives up at the first error on a DASH MPD, so it
-# waits at most FIRST_SEGMENT_WAIT: README "What players see first"); in the third, Shaka Player and
+# waits at most FIRST_SEGMENT_WAIT: docs/architecture.md "What players see first"); in the third, Shaka Player and
 # video.js open it mid-stream, once segment MID_STREAM_AT is packaged. A play is "<when>:<player>:<format>".
 RECORDINGS = {
     "dash": ("before:dash:dash", "before:shaka:dash", "before:videojs:dash"),

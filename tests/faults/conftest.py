@@ -15,7 +15,7 @@ from tests.harness.media import make_segment
 from tests.harness.netns import TestHost
 from tests.harness.stack import Stack, stack_config
 
-# The app's own knobs, set so recovery fits the suite's ~3 minutes (README "Fault suite" says why each).
+# The app's own knobs, set so recovery fits the suite's ~3 minutes (docs/testing.md "Fault suite" says why each).
 KNOBS: dict[str, object] = {
     "LADDER": "HIGH:480x320:500k,MEDIUM:320x240:250k,LOW:240x160:120k",  # small rungs: 2 cores encode 3 recordings
     "LEASE_SECONDS": 8.0,  # a killed or cut-off worker's attempt comes back within seconds

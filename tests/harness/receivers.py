@@ -1,4 +1,4 @@
-"""What a webhook receiver does with a delivery: the oracle of the server's signature (README "Signature")."""
+"""What a webhook receiver does with a delivery: the oracle of the server's signature (docs/api.md "Signature")."""
 
 from __future__ import annotations
 

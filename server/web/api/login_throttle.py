@@ -1,4 +1,4 @@
-"""The failed-login throttle (README "Admin login"): whose password is checked, and when.
+"""The failed-login throttle (docs/api.md "Admin login"): whose password is checked, and when.
 
 For each limit in RATE_LIMIT_LOGIN_FAILURES (N per window; windows are fixed, starting at multiples of
 their length since the epoch, on the service's clock):
