@@ -11,7 +11,7 @@ from flask_restful import Resource
 from server.core.errors import NotFound
 from server.core.transcode.ladder import RUNG_NAME
 from server.domain import ingest, publishing
-from server.web import answers
+from server.web import answers, caching
 from server.web.api.context import services, session
 
 MIME = {
@@ -23,9 +23,6 @@ MIME = {
     "ts": "video/mp2t",
     "jpg": "image/jpeg",
 }
-LIVE_CACHE = "public, max-age=1"
-FINISHED_CACHE = "public, max-age=3600"
-MEDIA_CACHE = "public, max-age=31536000, immutable"
 # Only these files are served: never originals, logs, temp files or directory listings.
 MEDIA_PATH = re.compile(
     rf"^(?:(?P<rung>{RUNG_NAME})/(?:\d{{6}}\.(?:mp4|m4s|ts)|init\.mp4)"
@@ -36,7 +33,7 @@ MEDIA_PATH = re.compile(
 
 def _answer(result: answers.Rendered, kind: str) -> Response:
     response = Response(result.body, mimetype=None, content_type=MIME[kind])
-    response.headers["Cache-Control"] = FINISHED_CACHE if result.finished else LIVE_CACHE
+    response.headers["Cache-Control"] = caching.FINISHED if result.finished else caching.LIVE
     for name, value in result.headers:
         response.headers[name] = value
     response.add_etag()
@@ -128,8 +125,8 @@ class MediaFile(Resource):
         if target is None:
             raise NotFound(f"no such file: {path[:80]}")
         # Media never changes once written (renamed into place whole), hence immutable.
-        response = send_file(target, mimetype=MIME[path.rsplit(".", 1)[1]], conditional=True, etag=True, max_age=31536000)
-        response.headers["Cache-Control"] = MEDIA_CACHE
+        response = send_file(target, mimetype=MIME[path.rsplit(".", 1)[1]], conditional=True, etag=True, max_age=caching.YEAR)
+        response.headers["Cache-Control"] = caching.IMMUTABLE
         return response
 
 

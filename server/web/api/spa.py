@@ -18,10 +18,10 @@ from flask_restful import Resource
 from werkzeug.routing import PathConverter
 
 from server.core.errors import NotFound
+from server.web import caching
 
 DIST = Path(__file__).resolve().parents[2] / "static" / "dist"
 ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-IMMUTABLE = "public, max-age=31536000, immutable"
 # First path parts that belong to the server, never to the dashboard.
 SERVER_PATHS = (
     "api",
@@ -112,7 +112,7 @@ class DashboardAsset(Resource):
         folder = dist() / "assets"
         if not ASSET_NAME.fullmatch(name) or not (folder / name).is_file():
             raise NotFound(f"no such asset: {name[:80]}")
-        response = send_from_directory(folder, name, conditional=True, etag=True, max_age=31536000)
-        response.headers["Cache-Control"] = IMMUTABLE
+        response = send_from_directory(folder, name, conditional=True, etag=True, max_age=caching.YEAR)
+        response.headers["Cache-Control"] = caching.IMMUTABLE
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
