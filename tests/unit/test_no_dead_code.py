@@ -9,6 +9,7 @@ also a common word elsewhere (`join`) escapes it: the check is a net, not a proo
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,8 @@ def test_every_definition_in_server_is_used_by_server():
                 used.add(node.attr)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
                 used.add(node.value)  # getattr(module, "name"), entry points
+    for conf in (ROOT / "deploy").glob("*.py"):  # gunicorn's app names: 'server:create_events_app()'
+        used.update(re.findall(r"server:(\w+)", conf.read_text(encoding="utf-8")))
     unused = []
     for path, tree in trees.items():
         if not path.is_relative_to(ROOT / "server"):
