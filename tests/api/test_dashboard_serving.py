@@ -102,3 +102,10 @@ def test_without_a_build_the_root_says_how_to_make_one(client, app, tmp_path: Pa
         assert "npm ci &amp;&amp; npm run build" in response.get_data(as_text=True)
         assert_hardened(response.headers)
     assert client.get("/assets/index-Ab12_x.js").status_code == 404
+
+
+def test_the_built_dashboard_is_looked_for_in_the_repository_s_static_dist():
+    # The module moved with the layers (server/web/api/spa.py): its path must not count folders up from itself.
+    from server.web.api import spa
+
+    assert Path(__file__).resolve().parents[2] / "static" / "dist" == spa.DIST

@@ -17,10 +17,11 @@ from flask import Response, current_app, request, send_from_directory
 from flask_restful import Resource
 from werkzeug.routing import PathConverter
 
+from server.config import ROOT
 from server.core.errors import NotFound
 from server.web import caching
 
-DIST = Path(__file__).resolve().parents[2] / "static" / "dist"
+DIST = ROOT / "static" / "dist"
 ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # First path parts that belong to the server, never to the dashboard.
 SERVER_PATHS = (
