@@ -150,6 +150,9 @@ mon_data_avail_crit = 0
 
 [mon]
 mon_data = $CEPH_DIR/mon/\$cluster-\$id
+# The monitor batches map changes for a second by default; radosgw's first start makes a dozen (its
+# pools), one after the other: 8 s of its 11 s start. One monitor has no one to batch for.
+paxos_propose_interval = 0.05
 
 [osd]
 osd_data = $CEPH_DIR/osd/\$cluster-\$id
