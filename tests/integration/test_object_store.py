@@ -5,6 +5,7 @@ Ceph's RADOS Gateway on loopback (scripts/services.sh) through S3Objects.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import threading
 import time
 
@@ -199,6 +200,19 @@ def test_the_engine_refuses_a_second_conditional_write(bucket_objects):
         )
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     assert bucket_objects.get(KEY) == b"first"
+
+
+def test_a_second_start_leaves_the_running_gateway_alone(s3_bucket):
+    pid_file = s3.CEPH_CONF.parent / "run" / "client.rgw.a.pid"
+    pid = pid_file.read_text() if pid_file.exists() else None
+    objects = s3.s3_objects(s3_bucket, prefix="again")
+    objects.put(KEY, b"before")
+    started = time.monotonic()
+    again = subprocess.run(["bash", str(s3.ROOT / "scripts/services.sh"), "start", "ceph"], capture_output=True, text=True)
+    assert again.returncode == 0 and "left alone" in again.stderr, again.stderr
+    assert time.monotonic() - started < 10
+    assert (pid_file.read_text() if pid_file.exists() else None) == pid
+    assert objects.get(KEY) == b"before"  # the same cluster: memstore would have lost it
 
 
 def test_signatures_are_checked_though_cephx_is_off(s3_bucket):
