@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -175,7 +176,8 @@ class LocalObjects:
             return None
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        with suppress(IsADirectoryError):  # a folder of other keys is no object
+            self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> list[str]:
         checked_prefix(prefix)

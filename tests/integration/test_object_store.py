@@ -47,6 +47,15 @@ def test_a_missing_object(objects, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name != "objects"] == []  # neither the file nor a temp
 
 
+def test_a_folder_of_keys_is_no_object(objects):
+    objects.put("videos/1/HIGH/000001.m4s", b"x")
+    assert objects.head("videos/1") is None
+    with pytest.raises(ObjectMissing):
+        objects.get("videos/1")
+    objects.delete("videos/1")
+    assert objects.list() == ["videos/1/HIGH/000001.m4s"]
+
+
 def test_list_by_prefix(objects):
     keys = ["videos/1/HIGH/000001.m4s", "videos/1/HIGH/init.mp4", "videos/1/LOW/000001.m4s", "videos/12/a.jpg", "x"]
     for key in keys:
