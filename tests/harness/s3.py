@@ -26,7 +26,7 @@ ENDPOINT = os.environ.get("TEST_S3_ENDPOINT_URL", "").strip() or DEFAULT_ENDPOIN
 ACCESS_KEY = os.environ.get("AWS_ACCESS_KEY_ID", "").strip() or "team03-test-access-key"
 SECRET_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip() or "team03-test-secret-key"
 CEPH_CONF = Path(os.environ.get("TEAM03_RUN_DIR", "/tmp/team03-services")) / "ceph" / "ceph.conf"
-START_TIMEOUT = 600.0  # a fresh machine installs the Debian packages first
+START_TIMEOUT = 240.0  # under pytest-timeout's 300 s; a fresh machine installs the Debian packages first
 
 
 def answers(endpoint: str) -> bool:
@@ -44,13 +44,11 @@ def ensure_gateway() -> bool:
         return False
     if ENDPOINT != DEFAULT_ENDPOINT:
         raise AssertionError(f"TEST_S3_ENDPOINT_URL={ENDPOINT} does not answer")
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "services.sh"), "start", "ceph"],
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-        check=False,
-    )
+    start = ["bash", str(ROOT / "scripts" / "services.sh"), "start", "ceph"]
+    try:
+        proc = subprocess.run(start, capture_output=True, text=True, timeout=START_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the S3 gateway is down and `scripts/services.sh start ceph` took over {START_TIMEOUT}s") from exc
     if proc.returncode != 0 or not answers(ENDPOINT):
         raise AssertionError(f"the S3 gateway is down and `scripts/services.sh start ceph` failed:\n{proc.stderr[-3000:]}")
     return True
