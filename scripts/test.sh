@@ -6,7 +6,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-pkgs=(ffmpeg gearman-job-server memcached chromium nginx-light)
+# radosgw, ceph-mon, ceph-osd: the S3 gateway the object-store tests use (scripts/services.sh ceph).
+pkgs=(ffmpeg gearman-job-server memcached chromium nginx-light radosgw ceph-mon ceph-osd)
 [ -x /usr/sbin/mariadbd ] || pkgs+=(mariadb-server)
 # Node may come from elsewhere than Debian (a nodesource build ships its own npm): only fill gaps.
 command -v node >/dev/null || pkgs+=(nodejs)
@@ -23,6 +24,10 @@ export TEST_MYSQL_URL="mysql+pymysql://root@127.0.0.1:3306"
 export GEARMAN_SERVERS="127.0.0.1:4730"
 export MEMCACHED_SERVERS="127.0.0.1:11211"
 export CHROMIUM="/usr/bin/chromium"
+# scripts/services.sh's gateway and its test user's fixed keys (loopback, in memory, tests only).
+export TEST_S3_ENDPOINT_URL="http://127.0.0.1:7480"
+export AWS_ACCESS_KEY_ID="team03-test-access-key"
+export AWS_SECRET_ACCESS_KEY="team03-test-secret-key"
 
 if [ -x .venv/bin/ruff ]; then
     lint_paths=()

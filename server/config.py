@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
+MEDIA_STORES = ("local", "s3")
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -25,6 +26,15 @@ class Config:
     GEARMAN_SERVERS: tuple[str, ...] = ()
     MEMCACHED_SERVERS: tuple[str, ...] = ()
     MEDIA_ROOT: Path = INSTANCE / "media"
+    # Where media objects live (server/store/objects.py): "local" (under MEDIA_ROOT) or "s3" (the bucket
+    # below). Read and checked, but the pipeline does not switch on it yet (issue 17).
+    MEDIA_STORE: str = "local"
+    S3_ENDPOINT_URL: str = ""  # empty: AWS's own endpoint for S3_REGION
+    S3_BUCKET: str = ""
+    S3_PREFIX: str = ""
+    S3_REGION: str = "us-east-1"
+    S3_TIMEOUT: float = 10.0  # seconds to connect, and per socket read
+    S3_MAX_ATTEMPTS: int = 3  # tries of one call in all, then StorageUnavailable
     MAX_SEGMENT_BYTES: int = 64 * 1024 * 1024
     BODY_READ_TIMEOUT: float = 60.0
     SECRET_KEY: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -98,6 +108,14 @@ class Config:
     WEBHOOK_GIVE_UP: float = 24 * 3600.0
     WEBHOOK_THREADS: int = 4
     WEBHOOK_ALLOW_PRIVATE: bool = False
+
+    def __post_init__(self) -> None:
+        if self.MEDIA_STORE not in MEDIA_STORES:
+            raise ValueError(f"MEDIA_STORE={self.MEDIA_STORE!r}: expected one of {', '.join(MEDIA_STORES)}")
+        if self.MEDIA_STORE == "s3" and not self.S3_BUCKET:
+            raise ValueError("MEDIA_STORE=s3 needs S3_BUCKET")
+        if self.S3_MAX_ATTEMPTS < 1 or self.S3_TIMEOUT <= 0:
+            raise ValueError("S3_MAX_ATTEMPTS must be at least 1 and S3_TIMEOUT above 0")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

@@ -92,6 +92,14 @@ class InsufficientStorage(ServiceError):
     code = "insufficient_storage"
 
 
+class StorageUnavailable(ServiceError):
+    """The object store did not answer usefully within its timeouts and retries (down, refused, 5xx)."""
+
+    status = 503
+    code = "storage_unavailable"
+    retry_after = 5
+
+
 class Unauthorized(ServiceError):
     """No admin login: none was sent, or it is wrong or expired."""
 

@@ -1,0 +1,224 @@
+"""Media as objects: one interface, a local tree and S3 behind it (issue 17; the pipeline does not use it yet).
+
+An object is named by a key such as `videos/12/HIGH/000003.m4s` and is visible whole or not at all.
+Writes that may race (two uploads of one segment, a retried attempt) use `put(..., if_absent=True)`:
+the first write wins, and a later one learns whether it brought the same bytes (`SAME`: an idempotent
+retry, nothing to do) or other bytes (`DIFFERENT`: a conflict for the caller to decide). "Same" is
+decided by SHA-256, which every backend keeps beside the bytes.
+
+Keys are checked in one place, `checked_key`: segments of `[A-Za-z0-9_=-]` and inner dots, never
+starting with a dot (so no `..`, and never a name of the local tree's hidden temp files), joined by
+single slashes, no leading or trailing slash. In the local tree a key cannot also be the folder of
+other keys (`a` and `a/b`); the media layout never needs both.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from server.core.errors import NotFound
+from server.store.local import _storage_error, file_sha256, fsync_dir, temp_path_for
+
+if TYPE_CHECKING:
+    from server.config import Config
+
+CHUNK = 1024 * 1024
+MAX_KEY_LENGTH = 512
+_SEGMENT = r"[A-Za-z0-9_=-][A-Za-z0-9_.=-]*"
+_KEY = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
+_PREFIX = re.compile(rf"^(?:{_SEGMENT}/)*(?:{_SEGMENT})?$")
+
+Source = bytes | Path
+
+
+class UnsafeKey(ValueError):
+    """A key or prefix outside the safe alphabet: a bug in the caller, never a client's input."""
+
+
+class ObjectMissing(NotFound):
+    """No object under that key."""
+
+
+class PutResult(enum.Enum):
+    CREATED = "created"  # these bytes are now stored under the key
+    SAME = "same"  # if_absent: the key already held these very bytes (by SHA-256)
+    DIFFERENT = "different"  # if_absent: the key already held other bytes; nothing was changed
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    sha256: str
+
+
+class ObjectStore(Protocol):
+    """Where media objects live. Every method raises StorageUnavailable when the backend fails."""
+
+    def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
+        """Store `source` (bytes, or a file's path) under `key`; with `if_absent`, only if the key is free."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Return an object's bytes; ObjectMissing if there is none."""
+        ...
+
+    def download(self, key: str, path: Path) -> None:
+        """Write an object to `path` (whole or not at all); ObjectMissing if there is none."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Return an object's size and SHA-256, or None when there is none."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object; no error when there is none."""
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Return the keys that start with `prefix`, sorted."""
+        ...
+
+
+def checked_key(key: str) -> str:
+    """Return `key` if it is a safe object key; raise UnsafeKey otherwise (the one key check)."""
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not _KEY.match(key):
+        raise UnsafeKey(f"unsafe object key {key!r}")
+    return key
+
+
+def checked_prefix(prefix: str) -> str:
+    """Return `prefix` if it is empty or a safe start of a key (`videos/1/` or `videos/1/HI`)."""
+    if not isinstance(prefix, str) or len(prefix) > MAX_KEY_LENGTH or not _PREFIX.match(prefix):
+        raise UnsafeKey(f"unsafe object key prefix {prefix!r}")
+    return prefix
+
+
+def digest_of(source: Source) -> tuple[str, str, int]:
+    """Return (SHA-256 hex, MD5 hex, size) of bytes or a file, read in chunks."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    for chunk in _chunks(source):
+        sha.update(chunk)
+        md5.update(chunk)
+        size += len(chunk)
+    return sha.hexdigest(), md5.hexdigest(), size
+
+
+def _chunks(source: Source) -> Iterator[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        yield bytes(source)
+        return
+    with open(source, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+class LocalObjects:
+    """Objects as files under `root`: written beside their final name, fsynced, then renamed or linked in."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / checked_key(key)
+
+    def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
+        final = self._path(key)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temp = temp_path_for(final)
+            try:
+                sha256 = _write_synced(temp, source)
+                if not if_absent:
+                    os.replace(temp, final)
+                elif not _link_new(temp, final):
+                    return PutResult.SAME if file_sha256(final) == sha256 else PutResult.DIFFERENT
+                fsync_dir(final.parent)
+                return PutResult.CREATED
+            finally:
+                temp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectMissing(f"no object {key}") from None
+
+    def download(self, key: str, path: Path) -> None:
+        source = self._path(key)
+        temp = temp_path_for(path)
+        try:
+            _write_synced(temp, source)
+            os.replace(temp, path)
+        except (FileNotFoundError, IsADirectoryError):
+            if source.is_file():
+                raise  # the destination's folder is missing, not the object
+            raise ObjectMissing(f"no object {key}") from None
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            return ObjectInfo(size=path.stat().st_size, sha256=file_sha256(path))
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def delete(self, key: str) -> None:
+        with suppress(IsADirectoryError):  # a folder of other keys is no object
+            self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> list[str]:
+        checked_prefix(prefix)
+        # Walk only the folder the prefix names, not the whole tree.
+        start = self.root / prefix.rpartition("/")[0]
+        keys = []
+        for folder, dirs, files in os.walk(start):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            base = Path(folder).relative_to(self.root).as_posix()
+            for name in files:
+                key = name if base == "." else f"{base}/{name}"
+                if not name.startswith(".") and key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+
+def _write_synced(temp: Path, source: Source) -> str:
+    """Write `source` to the new file `temp`, fsync it, and return its SHA-256."""
+    sha = hashlib.sha256()
+    with open(temp, "xb") as out:
+        for chunk in _chunks(source):
+            sha.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return sha.hexdigest()
+
+
+def _link_new(temp: Path, final: Path) -> bool:
+    """Link `temp` in as `final` unless `final` exists (atomic: of two racing writers one wins)."""
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        return False
+    return True
+
+
+def object_store(config: Config) -> ObjectStore:
+    """Return the store MEDIA_STORE names: the local tree under MEDIA_ROOT, or the S3 bucket."""
+    if config.MEDIA_STORE == "s3":
+        from server.store.s3 import S3Objects  # boto3 is loaded only where S3 is used
+
+        return S3Objects.from_config(config)
+    return LocalObjects(config.MEDIA_ROOT)
