@@ -29,7 +29,7 @@ from server.domain import registry
 from server.infra.models import MAX_ID
 from server.web.api.openapi import CACHE_CONTROL, document
 from tests.harness.android import SEGMENT_KEYS, VIDEO_KEYS, new_video_body, segment_upload
-from tests.harness.stack import upload
+from tests.harness.stack import ticketed, upload
 
 AUTOMATIC = {"HEAD", "OPTIONS"}  # Flask answers these for every route; the document says so once, in info
 OPERATIONS = {"get", "put", "post", "delete", "patch"}
@@ -221,7 +221,8 @@ def test_admin_and_operations_answers_validate_against_their_schemas(client, adm
         worker = {"Authorization": f"Bearer {registry.mint_token(session, 'w1', now=SystemClock().now())}"}
     hello = {"host": "w1", "version": "v", "capabilities": {}, "concurrency": 1, "functions": [TRANSCODE_SEGMENT]}
     assert client.post("/api/worker/hello", json=hello, headers=worker).status_code == 200
-    claim = client.post("/api/worker/attempts", json={"video_id": video_id, "segment_id": 0}, headers=worker)
+    services = client.application.extensions["team03"]
+    claim = client.post("/api/worker/attempts", json=ticketed(services, video_id, 0), headers=worker)
     assert claim.status_code == 201, claim.json
     for path, concrete in (
         ("/api/admin/videos", "/api/admin/videos"),

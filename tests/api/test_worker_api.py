@@ -11,12 +11,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from server.core.clock import SystemClock
-from server.core.jobs import TICKET_LIFETIME, SegmentJob
+from server.core.jobs import TICKET_LIFETIME
 from server.core.wire import Claim
 from server.domain import lifecycle, registry
 from server.infra.models import Attempt, AttemptOutcome, Worker
 from server.worker.encoding import encode, workdir_for
-from tests.harness.stack import upload
+from tests.harness.stack import ticketed, upload
 
 SOURCE_ROUTES = [
     ("post", "/api/worker/hello"),
@@ -64,12 +64,6 @@ def mint(services):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def auth(mint) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return mint("w1")
-
-
-def ticketed(services, video_id: int, segment_id: int, *, now: float | None = None) -> dict:  # type: ignore[no-untyped-def]
-    """A claim body with the ticket the origin puts in the job it hands out (lifecycle.submit)."""
-    job = SegmentJob(video_id, segment_id).signed(lifecycle.ticket_key(services), services.clock.time() if now is None else now)
-    return {"video_id": video_id, "segment_id": segment_id, "issued": job.issued, "ticket": job.ticket}
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from werkzeug.test import TestResponse
 
 from server import create_app
 from server.config import Config
-from server.core.jobs import TRANSCODE_SEGMENT
+from server.core.jobs import TRANSCODE_SEGMENT, SegmentJob
+from server.domain import lifecycle
 from server.infra.models import Attempt, Segment, Video
 from server.infra.queue import queue_status
 from server.infra.services import Services
@@ -206,3 +207,9 @@ def fresh_stack(database: str = "mysql", *, prefix: str = "team03-stack-", **ove
         if url is not None and database == "mysql":
             drop_database(url)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ticketed(services, video_id: int, segment_id: int, *, now: float | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """A claim body with the ticket the origin puts in the job it hands out (lifecycle.submit)."""
+    job = SegmentJob(video_id, segment_id).signed(lifecycle.ticket_key(services), services.clock.time() if now is None else now)
+    return {"video_id": video_id, "segment_id": segment_id, "issued": job.issued, "ticket": job.ticket}
