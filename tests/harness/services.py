@@ -156,7 +156,7 @@ def render_nginx(
     workers: int = 1,
     events_port: int | None = None,
 ) -> str:
-    """deploy/nginx/team03.conf as shipped, its addresses (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
+    """deploy/nginx/team03.conf as shipped, its addresses, cache folder (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
 
     The event-stream server's upstream goes to `events_port`, or without one (no events server started) to the app's.
     """
@@ -165,6 +165,7 @@ def render_nginx(
         ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};", 1),
         ("server 127.0.0.1:8001;", f"server 127.0.0.1:{events_port or app_port};", 1),
         ("listen 80;", f"listen 127.0.0.1:{port};", 1),
+        ("proxy_cache_path /var/lib/nginx/team03-mpd ", f"proxy_cache_path {prefix}/team03-mpd ", 1),
     ]
     if media_root is not None:
         replacements.append(("alias /srv/team03/media/videos/", f"alias {media_root}/videos/", 2))

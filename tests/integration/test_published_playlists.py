@@ -6,11 +6,14 @@ through deploy/nginx/team03.conf as shipped (its root pointed at the test's MEDI
 
 from __future__ import annotations
 
+import collections
+import email.utils
 import errno
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -36,6 +39,12 @@ def _listed(body: bytes) -> list[str]:
     playlist = m3u8.loads(body.decode())
     assert body.startswith(b"#EXTM3U") and playlist.segment_map, body[:200]
     return [s.uri for s in playlist.segments]
+
+
+def _headers(response: requests.Response) -> list[tuple[str, str]]:
+    """Every header as it was sent (the name's case too), but the few each server sets for itself."""
+    own = {"date", "server", "connection", "keep-alive"}
+    return sorted((name, value) for name, value in response.raw.headers.items() if name.lower() not in own)
 
 
 def _mpd_segments(body: bytes) -> int:
@@ -223,6 +232,19 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
     android = requests.get(f"{url}/live_mpd/{vid}.mpd?last_segment_id=0", timeout=10)
     assert android.headers["lastSegmentId"] == "1" and android.headers["streamEnded"] == "true"
     assert ElementTree.fromstring(android.content).find("d:BaseURL", NS).text == f"/video_files/{vid}/"
+    # ...micro-cached by nginx (1 s), yet every URL answers as the app does: status, bytes and every header,
+    # names in their case (the app reads lastSegmentId and streamEnded case-sensitively), asked twice (a miss,
+    # then a hit), by GET and HEAD, with a matching ETag (304), with a Range the app ignores; errors too.
+    queries = ("", "?last_segment_id=0", "?last_segment_id=1", "?last_segment_id=-1", "?last_segment_id=x", "?last_segment_id=")
+    for path in [f"/live_mpd/{vid}.mpd{query}" for query in queries] + ["/live_mpd/999999.mpd", f"/live_mpd/{vid}.mpdx"]:
+        theirs = requests.get(app + path, timeout=10)
+        asks: list[tuple[str, dict[str, str]]] = [("GET", {}), ("GET", {}), ("HEAD", {}), ("GET", {"Range": "bytes=0-9"})]
+        if "ETag" in theirs.headers:
+            asks += [("GET", {"If-None-Match": theirs.headers["ETag"]}), ("GET", {"If-None-Match": '"other"'})]
+        for method, headers in asks:
+            ours, theirs = (requests.request(method, base + path, headers=headers, timeout=10) for base in (url, app))
+            assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content), (path, method, headers)
+            assert _headers(ours) == _headers(theirs), (path, method, headers)
     # Names the tree never serves, and videos without files, are the app's JSON 404s.
     folder = stack.services.media.video_dir(vid)
     (folder / ".manifest.mpd.tmp-0000").write_bytes(b"half")
@@ -242,13 +264,108 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
     missing = requests.get(f"{url}/video_files/999999/manifest.mpd", timeout=10)
     assert missing.status_code == 404 and "999999" in missing.json()["message"]
 
-    # nginx answers the files on its own: with the app gone, players keep playing; the app's routes are 503.
+    # nginx answers the files on its own: with the app gone, players keep playing; the app's routes are 503
+    # (the Android MPD asked above once its cached second is over: nginx never serves an old answer for an error).
     stack._serving.close()
     assert requests.get(f"{url}/video_files/{vid}/manifest.mpd", timeout=10).status_code == 200
     for path in (f"/live_mpd/{vid}.mpd", f"/video_files/{vid}/originals/000000.mp4", "/video_files/999999/manifest.mpd"):
-        gone = requests.get(url + path, timeout=10)
+        gone = stack.wait(lambda: (a := requests.get(url + path, timeout=10)).status_code != 200 and [a], 2.5, path)[0]  # type: ignore[index]  # noqa: B023
         assert gone.status_code == 503 and json.loads(gone.content)["code"] == "service_unavailable", path
         assert gone.headers["Retry-After"] == "5" and gone.headers["Content-Type"] == "application/json", path
+
+
+class AppRequests:
+    """The app's own count of the requests that reach it, by path and query (a WSGI middleware on the served app)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.seen: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._wsgi = stack.app.wsgi_app
+        stack.app.wsgi_app = self  # type: ignore[method-assign]
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        query = environ.get("QUERY_STRING", "")
+        with self._lock:
+            self.seen[environ["PATH_INFO"] + (f"?{query}" if query else "")] += 1
+        return self._wsgi(environ, start_response)
+
+
+def _burst(url: str, count: int) -> tuple[list[requests.Response], float, float]:
+    """`count` GETs of `url` at once, each on its own connection; return them and the wall clock before and after."""
+    ready = threading.Barrier(count)
+    answers: list[requests.Response] = []
+
+    def one() -> None:
+        ready.wait(timeout=30)
+        answers.append(requests.get(url, timeout=20))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return answers, started, time.time()
+
+
+def test_nginx_micro_caches_the_android_mpd(front: Front, segment_files, tmp_path, admin_auth) -> None:  # type: ignore[no-untyped-def]
+    """A crowd polling one live MPD URL costs the app one request per second; a change shows within about 1 s."""
+    stack, url, app = front.stack, front.url, front.app
+    stack.start_worker(tmp_path / "worker.log")
+    vid = stack.new_video()
+    stack.upload(vid, 0, segment_files[0].read_bytes())
+    stack.wait(lambda: stack.segment(vid, 0).packaged_at is not None and stack.published(vid), 90, "0 published")
+    counted = AppRequests(stack)
+    # Two URLs that differ only by their query answer differently (0 listed, nothing after 0): the key has the query.
+    for path, listed in ((f"/live_mpd/{vid}.mpd", "0"), (f"/live_mpd/{vid}.mpd?last_segment_id=0", None)):
+        direct = requests.get(app + path, timeout=10)
+        assert direct.headers.get("lastSegmentId") == listed
+        counted.seen.clear()
+        answers, started, ended = _burst(url + path, 40)
+        assert len(answers) == 40 and {(a.status_code, a.content) for a in answers} == {(200, direct.content)}, path
+        assert {(a.headers.get("lastSegmentId"), a.headers["streamEnded"]) for a in answers} == {(listed, "false")}
+        # At most one request per wall-clock second the burst spanned (nginx keys each second apart).
+        assert 1 <= counted.seen[path] <= int(ended) - int(started) + 1, (path, counted.seen)
+    # Errors are never kept: each one reaches the app.
+    counted.seen.clear()
+    for _ in range(3):
+        assert requests.get(f"{url}/live_mpd/999999.mpd", timeout=10).status_code == 404
+        assert requests.get(f"{url}/live_mpd/{vid}.mpd?last_segment_id=x", timeout=10).status_code == 400
+    assert counted.seen["/live_mpd/999999.mpd"] == 3 and counted.seen[f"/live_mpd/{vid}.mpd?last_segment_id=x"] == 3
+
+    # A new segment: the cached answer (asked all along, so always warm) lists it from the second after the app did.
+    path = f"/live_mpd/{vid}.mpd?last_segment_id=0"
+    stack.upload(vid, 1, segment_files[1].read_bytes())
+    _kept_within_its_second(url + path, app + path, lambda a: a.headers.get("lastSegmentId") == "1", 90)
+
+    # A finished video's answer says max-age=3600 to players; nginx still keeps it only within its second.
+    stack.end(vid, 1)
+    stack.wait_vod(vid)
+    finished = stack.wait(lambda: (a := requests.get(url + path, timeout=10)).headers["streamEnded"] == "true" and a, 5, "ended")
+    assert finished.headers["Cache-Control"] == "public, max-age=3600"  # type: ignore[attr-defined]
+    assert stack.client.delete(f"/video/{vid}", headers=admin_auth).status_code == 204
+    _kept_within_its_second(url + path, app + path, lambda a: a.status_code == 404, 10)
+
+
+def _kept_within_its_second(cached: str, app: str, new: Callable[[requests.Response], bool], timeout: float) -> None:
+    """Ask `cached` (nginx), then `app`, in turn until nginx's answer is `new`; once the app's was, an older answer
+    from nginx must be dated (Date, whole seconds) no later than that second: nginx keeps an answer only within
+    the second it fetched it in. Asked one at a time, an answer fetched after the app's changed is always new."""
+    app_changed: float | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = requests.get(cached, timeout=10)
+        if new(answer):
+            return
+        if app_changed is not None:
+            dated = email.utils.parsedate_to_datetime(answer.headers["Date"]).timestamp()
+            assert dated <= int(app_changed), (
+                f"an answer older than its second: {answer.headers['Date']}, changed at {app_changed}"
+            )
+        elif new(requests.get(app, timeout=10)):
+            app_changed = time.time()
+        time.sleep(0.05)  # a player's poll, quicker
+    raise AssertionError(f"{cached}: not changed after {timeout}s (the app's changed at {app_changed})")
 
 
 def test_nginx_serves_only_the_layouts_names_and_never_a_symlink(front: Front) -> None:
