@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from server.infra.models import AttemptOutcome, Event, SegmentState
@@ -80,7 +80,7 @@ def record(
     return event
 
 
-def past_retention(now: datetime, retention: float):  # type: ignore[no-untyped-def]
+def past_retention(now: datetime, retention: float) -> ColumnElement[bool]:
     """The events the log no longer keeps: older than `retention` seconds (prune and the operator's purge)."""
     return Event.at < now - timedelta(seconds=retention)
 

@@ -26,11 +26,11 @@ class IllegalTransition(RuntimeError):
     """A code path tried a move the state machine does not have: a bug, never a client's fault."""
 
 
-def move(change: Change, segment: Segment, to: SegmentState, **data: object) -> None:
+def move(change: Change, segment: Segment, to: SegmentState, worker: int | None = None, **data: object) -> None:
     """Move `segment` (and its rungs) to `to`, logging one event; the only writer of Segment.status."""
     if to not in TRANSITIONS[segment.status]:
         raise IllegalTransition(f"segment {segment.segment_id}: {segment.status.value} -> {to.value}")
     segment.status = to
     for rung in segment.renditions:
         rung.status = to
-    change.event(eventlog.segment_kind(to), segment=segment.segment_id, **data)
+    change.event(eventlog.segment_kind(to), segment=segment.segment_id, worker=worker, **data)
