@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from alembic import command
 from sqlalchemy import func, select
@@ -103,7 +103,7 @@ def with_session(config: Config, work: Callable[[Any], Any]) -> Any:
         engine.dispose()
 
 
-LIST_COLUMNS = ("name", "host", "version", "ffmpeg", "concurrency", "functions", "last_heartbeat_at", "stopped_at", "revoked")
+LIST_COLUMNS: tuple[str, ...] = ("name", "host", "version", "ffmpeg", "concurrency", "functions", "last_heartbeat_at", "stopped_at", "revoked")
 LIST_COLUMNS += ("running", "attempts_ok", "attempts_failed")
 
 
@@ -121,12 +121,13 @@ def hint(text: str) -> None:
 
 def worker_command(config: Config, action: str, name: str | None, as_json: bool) -> str:
     """Carry out `worker token|revoke|list` and return what to print."""
+    given = cast(str, name)  # token and revoke have a NAME argument (argparse); only list has none
     if action == "token":
-        token = with_session(config, lambda s: registry.mint_token(s, name, now=SystemClock().now()))
+        token = with_session(config, lambda s: registry.mint_token(s, given, now=SystemClock().now()))
         hint(f"worker {name!r}: set WORKER_TOKEN to the token on stdout; it is shown only once")
         return token
     if action == "revoke":
-        with_session(config, lambda s: registry.revoke(s, name, now=SystemClock().now()))
+        with_session(config, lambda s: registry.revoke(s, given, now=SystemClock().now()))
         return f"worker {name!r}: token revoked"
     rows = with_session(config, registry.listing)
     return json.dumps(rows, indent=2) if as_json else format_table(rows)
@@ -604,7 +605,8 @@ def one_line(exc: BaseException) -> str:
     elif isinstance(exc, ServiceError):
         text = exc.message
     elif isinstance(exc, SQLAlchemyError):
-        text = f"database: {type(exc).__name__}: {str(exc.orig if getattr(exc, 'orig', None) else exc)}"
+        orig = getattr(exc, "orig", None)  # the driver's error, on the DBAPIError kind
+        text = f"database: {type(exc).__name__}: {str(orig if orig else exc)}"
     else:
         text = str(exc) or type(exc).__name__
     return short(text, 300) or type(exc).__name__

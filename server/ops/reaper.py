@@ -17,7 +17,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from server.config import Config
@@ -90,7 +90,7 @@ class Reaper(threading.Thread):
             log.exception("webhook pass failed; retrying next interval")
 
 
-def due(now: datetime, deadline: timedelta):  # type: ignore[no-untyped-def]
+def due(now: datetime, deadline: timedelta) -> ColumnElement[bool]:
     """Segments to hand to the queue: RECEIVED whose time has come, QUEUED that no worker took in time."""
     waiting = and_(Segment.status == SegmentState.RECEIVED, or_(Segment.retry_at.is_(None), Segment.retry_at <= now))
     lost = and_(Segment.status == SegmentState.QUEUED, or_(Segment.queued_at.is_(None), Segment.queued_at <= now - deadline))
