@@ -228,7 +228,7 @@ class JsonProvider(DefaultJSONProvider):
 class Request(flask.Request):
     """Flask's request, whose file parts go to an UploadFile when the route receives uploads."""
 
-    def _get_file_stream(  # type: ignore[override]
+    def _get_file_stream(
         self,
         total_content_length: int | None,
         content_type: str | None,
@@ -240,7 +240,7 @@ class Request(flask.Request):
             return super()._get_file_stream(total_content_length, content_type, filename, content_length)
         upload = UploadFile(directory, g.upload_limit)
         g.uploads.append(upload)
-        return upload  # type: ignore[return-value]
+        return upload  # type: ignore[return-value]  # the part of IO[bytes] that werkzeug's form parser uses
 
 
 def receive_body() -> None:
