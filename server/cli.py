@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, TextIO, TypeVar, cast
 
 from alembic import command
 from sqlalchemy import func, select
@@ -43,6 +43,8 @@ from server.infra.services import Services
 from server.ops import phone, purge, webhooks
 from server.ops.purge import PurgePlan
 from server.web import admin_views
+
+T = TypeVar("T")  # what the work given to with_session or with_services returns
 
 
 def db_upgrade(config: Config) -> None:
@@ -93,7 +95,7 @@ def create_first_admin(config: Config, name: str = "admin") -> str | None:
         engine.dispose()
 
 
-def with_session(config: Config, work: Callable[[Any], Any]) -> Any:
+def with_session(config: Config, work: Callable[[Session], T]) -> T:
     """Run `work(session)` on DATABASE_URL and release the connection."""
     engine = make_engine(config.DATABASE_URL)
     try:
@@ -351,7 +353,7 @@ def _services(config: Config) -> Services:
     return services
 
 
-def with_services(config: Config, work: Callable[[Services, Session], Any]) -> Any:
+def with_services(config: Config, work: Callable[[Services, Session], T]) -> T:
     """Run `work(services, session)` and release every connection."""
     services = _services(config)
     try:

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
-from server.infra.models import AttemptOutcome, Event, SegmentState
+from server.core.states import AttemptOutcome, SegmentState
+from server.infra.models import Event
 
 
 def segment_kind(state: SegmentState) -> str:

@@ -25,6 +25,7 @@ from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, Segme
 from server.core.playlists import VIDEO_TIMESCALE
 from server.core.playlists.publish import packagable, ready_for_vod
 from server.core.retry import Failure, Policy, after_failure
+from server.core.states import AttemptOutcome, VideoStatus, VideoType
 from server.core.transcode import outputs
 from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip, WorkerRef, outputs_of
 from server.domain import eventlog, publishing, registry
@@ -33,16 +34,7 @@ from server.domain.packaging import package_placeable
 from server.domain.state import load_view, rendition_plan
 from server.domain.transitions import S, move
 from server.infra import metrics
-from server.infra.models import (
-    Attempt,
-    AttemptOutcome,
-    Segment,
-    SegmentRendition,
-    Video,
-    VideoStatus,
-    VideoType,
-    Worker,
-)
+from server.infra.models import Attempt, Segment, SegmentRendition, Video, Worker
 from server.infra.queue import QueueUnavailable
 from server.infra.services import Services
 from server.store.local import fsync_dir

@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from server.core.clock import epoch
 from server.core.playlists.model import RenditionView, SegmentView, SegmentViewStatus, VideoView
+from server.core.states import SegmentState, VideoType
 from server.core.transcode.ladder import VIDEO_FPS, RenditionPlan, Rung, plan_rung
-from server.infra.models import Rendition, Segment, SegmentState, Video, VideoType
+from server.infra.models import Rendition, Segment, Video
 
 _VIEW: dict[SegmentState, SegmentViewStatus] = {SegmentState.ENCODED: "READY", SegmentState.PACKAGED: "READY", SegmentState.FAILED: "FAILED"}
 

@@ -6,9 +6,10 @@ without importing each other.
 
 from __future__ import annotations
 
+from server.core.states import SegmentState
 from server.domain import eventlog
 from server.domain.changes import Change
-from server.infra.models import Segment, SegmentState
+from server.infra.models import Segment
 
 S = SegmentState
 TRANSITIONS: dict[SegmentState, frozenset[SegmentState]] = {

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from server.core.jobs import TRANSCODE_SEGMENT
+from server.core.states import SegmentState, VideoType
 from server.infra.db import schema_revisions
-from server.infra.models import Segment, SegmentState, Video, VideoType
+from server.infra.models import Segment, Video
 from server.infra.queue import ServerStatus, queue_status
 from server.infra.services import Services
 

@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 from server.config import Config
 from server.core.errors import Conflict, NotFound, disk_full
 from server.core.ingest_health import is_stalled
+from server.core.states import SegmentState, VideoStatus, VideoType
 from server.domain import eventlog, lifecycle, publishing, registry
 from server.domain.changes import video_change
 from server.domain.ingest import delete_abandoned, end_video
-from server.infra.models import Event, Segment, SegmentState, Video, VideoStatus, VideoType
+from server.infra.models import Event, Segment, Video
 from server.infra.services import Services
 from server.ops import purge
 from server.ops.webhooks import Dispatcher

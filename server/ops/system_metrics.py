@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from server.config import Config
 from server.core.jobs import FUNCTIONS
+from server.core.states import SegmentState, VideoType
 from server.infra.metrics import PREFIX, process_metrics, software_version
-from server.infra.models import Attempt, Segment, SegmentState, Video, VideoType
+from server.infra.models import Attempt, Segment, Video
 from server.infra.queue import QueueStatus, queue_status
 from server.infra.services import Services
 

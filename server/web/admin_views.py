@@ -21,19 +21,9 @@ from sqlalchemy.orm import Session, selectinload
 from server.core.errors import NotFound
 from server.core.ingest_health import Upload, ingest_health
 from server.core.jobs import FUNCTIONS
+from server.core.states import AttemptOutcome, SegmentState, VideoStatus, VideoType
 from server.core.transcode.ladder import SourceInfo
-from server.infra.models import (
-    Attempt,
-    AttemptOutcome,
-    Event,
-    Segment,
-    SegmentRendition,
-    SegmentState,
-    Video,
-    VideoStatus,
-    VideoType,
-    Worker,
-)
+from server.infra.models import Attempt, Event, Segment, SegmentRendition, Video, Worker
 from server.infra.queue import QueueStatus, ServerStatus, queue_status
 from server.infra.services import Services
 from server.ops import checks
@@ -343,7 +333,8 @@ def queue(services: Services) -> dict[str, Any]:
         return {"kind": "local"}
     cached = services.cache.get(QUEUE_CACHE_KEY)
     if cached is not None:
-        return json.loads(cached)
+        answer: dict[str, Any] = json.loads(cached)
+        return answer
     answer = queue_json(queue_status(servers, timeout=checks.SERVICE_TIMEOUT))
     services.cache.set(QUEUE_CACHE_KEY, json.dumps(answer).encode(), ttl=QUEUE_CACHE_SECONDS)
     return answer

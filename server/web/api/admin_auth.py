@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, jsonify, request
 from flask_restful import Resource
 
@@ -14,7 +16,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 MAX_FIELD = 1024  # longer than any name (64) or sane password; bounds what is hashed
 
 
-def _credential(body: dict, field: str) -> str:
+def _credential(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or len(value) > MAX_FIELD:
         raise InvalidInput(field, f"must be a string of at most {MAX_FIELD} characters")

@@ -25,7 +25,8 @@ CACHE_CONTROL = "public, max-age=300"
 @functools.cache
 def document() -> dict[str, Any]:
     """Return the document as data (read once: the tests and the route share it)."""
-    return json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    return loaded
 
 
 @functools.cache

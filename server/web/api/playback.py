@@ -36,7 +36,7 @@ MEDIA_PATH = re.compile(
 )
 
 
-def _answer(result: answers.Rendered, kind: str) -> WerkzeugResponse:  # what make_conditional is typed to return
+def _answer(result: publishing.Rendered, kind: str) -> WerkzeugResponse:  # what make_conditional is typed to return
     response = Response(result.body, mimetype=None, content_type=MIME[kind])
     response.headers["Cache-Control"] = FINISHED_CACHE if result.finished else LIVE_CACHE
     for name, value in result.headers:
@@ -66,7 +66,7 @@ def _published(video_id: int, name: str) -> WerkzeugResponse | None:
         body = path.read_bytes()  # small, replaced whole: never torn
     except FileNotFoundError:  # the video removed since
         return None
-    return _answer(answers.Rendered(body, finished=False), name.rsplit(".", 1)[1])
+    return _answer(publishing.Rendered(body, finished=False), name.rsplit(".", 1)[1])
 
 
 class AndroidMpd(Resource):

@@ -48,7 +48,8 @@ def request_started() -> float | None:
 
 def request_started_at() -> datetime | None:
     """When this request began on the service's clock (naive UTC), as receive_body noted it before the body."""
-    return g.get("started_at")
+    started: datetime | None = g.get("started_at")
+    return started
 
 
 class DeadlineInput:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask_restful import Resource
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from server.core.errors import InvalidInput
+from server.core.states import VideoStatus
 from server.domain import ingest
 from server.domain.lifecycle import maybe_finish
-from server.infra.models import MAX_ID, Video, VideoStatus
+from server.infra.models import MAX_ID, Video
 from server.web.api.auth import require_admin
 from server.web.api.context import services, session
 from server.web.api.resource import Answer
 from server.web.api.schemas import video_json
 
 
-def _json_object() -> dict:
+def _json_object() -> dict[str, Any]:
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("body", "must be a JSON object")
