@@ -89,7 +89,9 @@ def video_rows(services: Services, session: Session, videos: Sequence[Video]) ->
     if ids:
         failed = func.sum(case((Segment.status == SegmentState.FAILED, 1), else_=0))
         grouped = select(Segment.video_id, func.coalesce(func.sum(Segment.duration_ms), 0), failed).group_by(Segment.video_id)
-        for video_id, duration_ms, failed_count in session.execute(grouped.where(Segment.video_id.in_(ids))).tuples():
+        # The rows' types, which the grouped select's aggregates lose.
+        rows = cast(Iterable[tuple[int, int | None, int | None]], session.execute(grouped.where(Segment.video_id.in_(ids))))
+        for video_id, duration_ms, failed_count in rows:
             counts[video_id] = (int(duration_ms or 0), int(failed_count or 0))
     now = services.clock.now()
     return [_video_row(v, counts.get(v.id, (0, 0)), _health(session, v, now)) for v in videos]
@@ -273,8 +275,9 @@ def _running_attempts(session: Session, worker_ids: list[int]) -> dict[int, list
         .order_by(Attempt.id)
     )
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for attempt, segment_id in session.execute(query).tuples():
-        found[cast(int, attempt.worker_id)].append(attempt_row(attempt, segment_id))  # one of worker_ids (the query)
+    # worker_id is a nullable column, but in these rows one of worker_ids (the query's filter).
+    for attempt, segment_id in cast(Iterable[tuple[Attempt, int]], session.execute(query)):
+        found[cast(int, attempt.worker_id)].append(attempt_row(attempt, segment_id))
     return found
 
 
