@@ -40,6 +40,10 @@ else
     log "ruff is not in .venv: lint skipped"
 fi
 
+# The types of server/ (pyproject.toml's [tool.mypy]: strict; its `files` names server/).
+log "mypy"
+.venv/bin/mypy || die "mypy found type errors in server/ (run .venv/bin/mypy)"
+
 # The dashboard's own checks (fast: no browser): ESLint and its unit tests (vitest), which include
 # the check that src/openapi.gen.ts is what server/web/api/openapi.json generates.
 ensure_node_deps "$REPO_ROOT/static" # a current dist skips the install its build would have made

@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar, cast
 
 from alembic import command
 from sqlalchemy import func, select
@@ -43,6 +43,8 @@ from server.infra.services import Services
 from server.ops import phone, purge, webhooks
 from server.ops.purge import PurgePlan
 from server.web import admin_views
+
+T = TypeVar("T")  # what the work given to with_session or with_services returns
 
 
 def db_upgrade(config: Config) -> None:
@@ -93,7 +95,7 @@ def create_first_admin(config: Config, name: str = "admin") -> str | None:
         engine.dispose()
 
 
-def with_session(config: Config, work: Callable[[Any], Any]) -> Any:
+def with_session(config: Config, work: Callable[[Session], T]) -> T:
     """Run `work(session)` on DATABASE_URL and release the connection."""
     engine = make_engine(config.DATABASE_URL)
     try:
@@ -103,7 +105,7 @@ def with_session(config: Config, work: Callable[[Any], Any]) -> Any:
         engine.dispose()
 
 
-LIST_COLUMNS = ("name", "host", "version", "ffmpeg", "concurrency", "functions", "last_heartbeat_at", "stopped_at", "revoked")
+LIST_COLUMNS: tuple[str, ...] = ("name", "host", "version", "ffmpeg", "concurrency", "functions", "last_heartbeat_at", "stopped_at", "revoked")
 LIST_COLUMNS += ("running", "attempts_ok", "attempts_failed")
 
 
@@ -121,12 +123,13 @@ def hint(text: str) -> None:
 
 def worker_command(config: Config, action: str, name: str | None, as_json: bool) -> str:
     """Carry out `worker token|revoke|list` and return what to print."""
+    given = cast(str, name)  # token and revoke have a NAME argument (argparse); only list has none
     if action == "token":
-        token = with_session(config, lambda s: registry.mint_token(s, name, now=SystemClock().now()))
+        token = with_session(config, lambda s: registry.mint_token(s, given, now=SystemClock().now()))
         hint(f"worker {name!r}: set WORKER_TOKEN to the token on stdout; it is shown only once")
         return token
     if action == "revoke":
-        with_session(config, lambda s: registry.revoke(s, name, now=SystemClock().now()))
+        with_session(config, lambda s: registry.revoke(s, given, now=SystemClock().now()))
         return f"worker {name!r}: token revoked"
     rows = with_session(config, registry.listing)
     return json.dumps(rows, indent=2) if as_json else format_table(rows)
@@ -350,7 +353,7 @@ def _services(config: Config) -> Services:
     return services
 
 
-def with_services(config: Config, work: Callable[[Services, Session], Any]) -> Any:
+def with_services(config: Config, work: Callable[[Services, Session], T]) -> T:
     """Run `work(services, session)` and release every connection."""
     services = _services(config)
     try:
@@ -604,7 +607,8 @@ def one_line(exc: BaseException) -> str:
     elif isinstance(exc, ServiceError):
         text = exc.message
     elif isinstance(exc, SQLAlchemyError):
-        text = f"database: {type(exc).__name__}: {str(exc.orig if getattr(exc, 'orig', None) else exc)}"
+        orig = getattr(exc, "orig", None)  # the driver's error, on the DBAPIError kind
+        text = f"database: {type(exc).__name__}: {str(orig if orig else exc)}"
     else:
         text = str(exc) or type(exc).__name__
     return short(text, 300) or type(exc).__name__

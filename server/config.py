@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -120,14 +121,14 @@ class Config:
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
         """Read every setting from the environment; keyword overrides win."""
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each of the type its field declares (_convert)
         for f in fields(cls):
             raw = os.environ.get(f.name, "").strip()
             if f.name in overrides:
                 values[f.name] = overrides[f.name]
             elif raw:
                 values[f.name] = _convert(f.name, f.type, raw)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     def to_env(self) -> dict[str, str]:
         """Return the environment that reproduces this config in another process (a worker).

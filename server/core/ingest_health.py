@@ -86,12 +86,12 @@ def is_stalled(newest: datetime | None, *, now: datetime, segment_seconds: float
 
 
 def upload_ratio(uploads: Sequence[Upload]) -> dict[str, Any]:
-    ratios = [u.upload_seconds / u.duration for u in uploads if u.upload_seconds is not None and u.duration > 0]
-    measured = [u for u in uploads if u.upload_seconds is not None and u.duration > 0]
+    measured = [(u.uploaded_at, u.upload_seconds / u.duration) for u in uploads if u.upload_seconds is not None and u.duration > 0]
+    ratios = [ratio for _at, ratio in measured]
     last = None
     if measured:
-        newest = max(measured, key=lambda u: u.uploaded_at)
-        last = round(newest.upload_seconds / newest.duration, 3)  # type: ignore[operator]
+        _newest, newest_ratio = max(measured, key=lambda m: m[0])
+        last = round(newest_ratio, 3)
     return {"last": last, "max": round(max(ratios), 3) if ratios else None, "level": ratio_level(last)}
 
 

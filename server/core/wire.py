@@ -55,7 +55,7 @@ class Claim:
         return raw
 
     @classmethod
-    def from_json(cls, raw: dict) -> Claim:  # type: ignore[type-arg]
+    def from_json(cls, raw: dict[str, Any]) -> Claim:
         return cls(
             attempt_id=int(raw["attempt_id"]),
             video_id=int(raw["video_id"]),

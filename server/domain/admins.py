@@ -14,7 +14,9 @@ case and accents), as at login; answers name the row found.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
@@ -73,4 +75,5 @@ def _found(session: Session, name: str) -> Admin:
 
 
 def _end_sessions(session: Session, admin: Admin) -> int:
-    return session.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id)).rowcount  # type: ignore[attr-defined]
+    # A DELETE's result is a CursorResult (Session.execute is typed for any statement).
+    return cast(CursorResult[Any], session.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))).rowcount

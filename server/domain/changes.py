@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.orm import Session
 
 from server.core.clock import Clock
@@ -51,9 +52,9 @@ class Change:
 def lock_video(session: Session, video_id: int) -> bool:
     """Take the video's row lock (see the module docstring); False if the video does not exist."""
     if session.get_bind().dialect.name == "sqlite":
-        videos = Video.__table__
-        claimed = session.execute(update(videos).where(videos.c.id == video_id).values(revision=videos.c.revision))
-        return claimed.rowcount == 1  # type: ignore[attr-defined]
+        videos = cast(Table, Video.__table__)  # a mapped class's table; typed as any FromClause
+        claimed = cast(CursorResult[Any], session.execute(update(videos).where(videos.c.id == video_id).values(revision=videos.c.revision)))
+        return claimed.rowcount == 1
     return session.scalar(select(Video.id).where(Video.id == video_id).with_for_update()) is not None
 
 

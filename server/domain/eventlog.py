@@ -10,10 +10,11 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
-from server.infra.models import AttemptOutcome, Event, SegmentState
+from server.core.states import AttemptOutcome, SegmentState
+from server.infra.models import Event
 
 
 def segment_kind(state: SegmentState) -> str:
@@ -80,7 +81,7 @@ def record(
     return event
 
 
-def past_retention(now: datetime, retention: float):  # type: ignore[no-untyped-def]
+def past_retention(now: datetime, retention: float) -> ColumnElement[bool]:
     """The events the log no longer keeps: older than `retention` seconds (prune and the operator's purge)."""
     return Event.at < now - timedelta(seconds=retention)
 

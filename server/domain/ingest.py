@@ -18,6 +18,7 @@ from server.core.clock import epoch
 from server.core.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
 from server.core.playlists.model import MAX_SEGMENT_ID
 from server.core.playlists.publish import decided
+from server.core.states import SegmentState, VideoStatus, VideoType
 from server.core.transcode.ffmpeg import probe
 from server.core.transcode.ladder import SourceInfo, plan_ladder
 from server.core.transcode.mpegts import timestamps_go_back
@@ -25,7 +26,7 @@ from server.domain import eventlog, lifecycle, publishing, transitions
 from server.domain.changes import video_change
 from server.domain.state import load_view
 from server.infra import metrics
-from server.infra.models import Rendition, Segment, SegmentArrival, SegmentRendition, SegmentState, Video, VideoStatus, VideoType
+from server.infra.models import Rendition, Segment, SegmentArrival, SegmentRendition, Video
 from server.infra.services import Services
 from server.store.local import UploadFile
 

@@ -15,8 +15,9 @@ import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from server.core.errors import Conflict, NotFound
@@ -24,6 +25,7 @@ from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, Segme
 from server.core.playlists import VIDEO_TIMESCALE
 from server.core.playlists.publish import packagable, ready_for_vod
 from server.core.retry import Failure, Policy, after_failure
+from server.core.states import AttemptOutcome, VideoStatus, VideoType
 from server.core.transcode import outputs
 from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip, WorkerRef, outputs_of
 from server.domain import eventlog, publishing, registry
@@ -32,16 +34,7 @@ from server.domain.packaging import package_placeable
 from server.domain.state import load_view, rendition_plan
 from server.domain.transitions import S, move
 from server.infra import metrics
-from server.infra.models import (
-    Attempt,
-    AttemptOutcome,
-    Segment,
-    SegmentRendition,
-    Video,
-    VideoStatus,
-    VideoType,
-    Worker,
-)
+from server.infra.models import Attempt, Segment, SegmentRendition, Video, Worker
 from server.infra.queue import QueueUnavailable
 from server.infra.services import Services
 from server.store.local import fsync_dir
@@ -154,8 +147,10 @@ def renew_lease(services: Services, session: Session, attempt_id: int, progress:
     values: dict[str, object] = {"lease_expires_at": lease, "heartbeat_at": now}
     if progress is not None:
         values["progress"] = max(0.0, min(1.0, float(progress)))
-    renewed = session.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.outcome.is_(None)).values(**values))
-    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+    # An UPDATE's result is a CursorResult (Session.execute is typed for any statement).
+    running = update(Attempt).where(Attempt.id == attempt_id, Attempt.outcome.is_(None))
+    renewed = cast(CursorResult[Any], session.execute(running.values(**values)))
+    if renewed.rowcount != 1:
         session.rollback()
         raise AttemptGone(f"attempt {attempt_id} is not running")
     if progress is not None:  # for the dashboard: not a transition, and no revision moves
@@ -210,7 +205,7 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
                 raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
             # Whoever encoded them, the outputs are what the plan asks (422 naming the first that is not).
             plan = outputs.Plan(tuple(rendition_plan(r.rendition) for r in rungs), (segment.duration_ms or 0) / 1000)
-            videos = plan.check_files(handed)  # type: ignore[arg-type]  # none is missing (above)
+            videos = plan.check_files({n: path for n, path in handed.items() if path is not None})  # none is missing (above)
             _commit_outputs(places, staging)
             for rung in rungs:
                 rung.size = media.file(video_id, rung.rendition.name, segment.segment_id, "mp4").stat().st_size
@@ -333,11 +328,13 @@ def _expire(services: Services, change: Change, segment: Segment, attempt: Attem
     return _after_failure(services, change, segment, Failure.LOST, reason)
 
 
-def _finish_attempt(change: Change, segment: Segment, attempt: Attempt, outcome: AttemptOutcome, **data: object) -> None:
+def _finish_attempt(
+    change: Change, segment: Segment, attempt: Attempt, outcome: AttemptOutcome, progress: float | None = None, **data: object
+) -> None:
     attempt.outcome = outcome
     attempt.finished_at = change.now
-    if "progress" in data:
-        attempt.progress = float(data.pop("progress"))  # type: ignore[arg-type]
+    if progress is not None:  # the attempt's row only, not its event
+        attempt.progress = float(progress)
     if attempt.worker_id is not None and outcome is not AttemptOutcome.CANCELLED:  # an operator's act, not the worker's
         counter = Worker.attempts_ok if outcome is AttemptOutcome.OK else Worker.attempts_failed
         change.session.execute(update(Worker).where(Worker.id == attempt.worker_id).values({counter: counter + 1}))

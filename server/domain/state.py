@@ -8,17 +8,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from server.core.clock import epoch
-from server.core.playlists.model import RenditionView, SegmentView, VideoView
+from server.core.playlists.model import RenditionView, SegmentView, SegmentViewStatus, VideoView
+from server.core.states import SegmentState, VideoType
 from server.core.transcode.ladder import VIDEO_FPS, RenditionPlan, Rung, plan_rung
-from server.infra.models import Rendition, Segment, SegmentState, Video, VideoType
+from server.infra.models import Rendition, Segment, Video
 
-_VIEW = {SegmentState.ENCODED: "READY", SegmentState.PACKAGED: "READY", SegmentState.FAILED: "FAILED"}
+_VIEW: dict[SegmentState, SegmentViewStatus] = {SegmentState.ENCODED: "READY", SegmentState.PACKAGED: "READY", SegmentState.FAILED: "FAILED"}
 
 
 def segment_view(segment: Segment) -> SegmentView:
     return SegmentView(
         segment_id=segment.segment_id,
-        status=_VIEW.get(segment.status, "PENDING"),  # type: ignore[arg-type]
+        status=_VIEW.get(segment.status, "PENDING"),
         uploaded_at=epoch(segment.uploaded_at),
         ready_at=epoch(segment.ready_at),
         failed_at=epoch(segment.failed_at),

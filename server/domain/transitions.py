@@ -6,9 +6,10 @@ without importing each other.
 
 from __future__ import annotations
 
+from server.core.states import SegmentState
 from server.domain import eventlog
 from server.domain.changes import Change
-from server.infra.models import Segment, SegmentState
+from server.infra.models import Segment
 
 S = SegmentState
 TRANSITIONS: dict[SegmentState, frozenset[SegmentState]] = {
@@ -26,11 +27,11 @@ class IllegalTransition(RuntimeError):
     """A code path tried a move the state machine does not have: a bug, never a client's fault."""
 
 
-def move(change: Change, segment: Segment, to: SegmentState, **data: object) -> None:
+def move(change: Change, segment: Segment, to: SegmentState, worker: int | None = None, **data: object) -> None:
     """Move `segment` (and its rungs) to `to`, logging one event; the only writer of Segment.status."""
     if to not in TRANSITIONS[segment.status]:
         raise IllegalTransition(f"segment {segment.segment_id}: {segment.status.value} -> {to.value}")
     segment.status = to
     for rung in segment.renditions:
         rung.status = to
-    change.event(eventlog.segment_kind(to), segment=segment.segment_id, **data)
+    change.event(eventlog.segment_kind(to), segment=segment.segment_id, worker=worker, **data)

@@ -38,7 +38,8 @@ class MemcachedCache:
         return self._client
 
     def get(self, key: str) -> bytes | None:
-        return self._client.get(memcached_key(self.prefix + key))
+        value: bytes | None = self._client.get(memcached_key(self.prefix + key))  # pymemcache is untyped
+        return value
 
     def set(self, key: str, value: bytes, ttl: int) -> None:
         # Wait for the reply (only on a miss): a fire-and-forget set could lose the race to the next get.

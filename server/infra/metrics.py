@@ -133,7 +133,7 @@ def software_version() -> str:
 # -- exposition ----------------------------------------------------------------------------------------
 
 
-def process_metrics(config: Config) -> object:
+def process_metrics(config: Config) -> CollectorRegistry:
     """This process's counters, or every gunicorn process's when PROMETHEUS_MULTIPROC_DIR is set."""
     if not config.PROMETHEUS_MULTIPROC_DIR:
         return REGISTRY

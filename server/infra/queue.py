@@ -36,6 +36,8 @@ class _Connection(gearman.connection.GearmanConnection):
     its SSL option.
     """
 
+    allowed_connect_time: float  # pygearman's: no connect before this time.time()
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.failed_connects = 0

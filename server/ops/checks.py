@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from server.core.jobs import TRANSCODE_SEGMENT
+from server.core.states import SegmentState, VideoType
 from server.infra.db import schema_revisions
-from server.infra.models import Segment, SegmentState, Video, VideoType
+from server.infra.models import Segment, Video
 from server.infra.queue import ServerStatus, queue_status
 from server.infra.services import Services
 
@@ -57,7 +58,7 @@ def _database(services: Services, now: datetime, problems: list[str]) -> dict[st
         )
         live = session.scalar(select(func.count()).select_from(Video).where(Video.type == VideoType.LIVE))
         total = session.scalar(select(func.count()).select_from(Video))
-    segments = {state.value.lower(): int(by_status.get(state, 0)) for state in SegmentState}
+    segments: dict[str, float | None] = {state.value.lower(): int(by_status.get(state, 0)) for state in SegmentState}
     segments["oldest_waiting_seconds"] = None if oldest is None else round((now - oldest).total_seconds(), 1)
     videos = {"live": live, "vod": (total or 0) - (live or 0)}
     return {"ok": schema == head, "schema": schema, "videos": videos, "segments": segments}
@@ -135,9 +136,9 @@ def readiness(services: Services) -> dict[str, Any]:
         "cache": _cache(services, []),
         "disk": _media(services, []),
     }
-    found = {name: {"ok": bool(check["ok"])} for name, check in found.items() if check is not None}
-    down = [name for name, check in found.items() if not check["ok"]]
-    return {"ok": not down, "down": down, "checks": found}
+    answers = {name: {"ok": bool(check["ok"])} for name, check in found.items() if check is not None}
+    down = [name for name, check in answers.items() if not check["ok"]]
+    return {"ok": not down, "down": down, "checks": answers}
 
 
 def _database_answers(services: Services) -> dict[str, Any]:

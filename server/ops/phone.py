@@ -250,7 +250,8 @@ class PhoneClient:
         request = urllib.request.Request(self.server + path, data=body, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked above
-                return json.loads(response.read() or b"{}")
+                answer: dict[str, Any] = json.loads(response.read() or b"{}")
+                return answer
         except urllib.error.HTTPError as exc:
             message = _message(exc)
             if exc.code >= 500 or exc.code in (408, 429):

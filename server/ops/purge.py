@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from server.config import Config
@@ -27,7 +27,7 @@ from server.infra.services import Services
 PURGE_MAX = 10_000  # items of each kind one purge lists (run it again for more)
 
 
-def expired_sessions(now: datetime):  # type: ignore[no-untyped-def]
+def expired_sessions(now: datetime) -> ColumnElement[bool]:
     """The admin sessions no longer valid (the login check prunes them too, a batch at a time)."""
     return AdminSession.expires_at <= now
 
@@ -60,7 +60,7 @@ def look_back(config: Config) -> timedelta:
 def written_since(session: Session, since: datetime) -> list[int]:
     """The videos with an event at or after `since`: every write into a video's folder is logged with one."""
     query = select(Event.video_id).where(Event.at >= since, Event.video_id.is_not(None)).distinct()
-    found = [int(video_id) for video_id in session.scalars(query)]
+    found = [int(video_id) for video_id in session.scalars(query) if video_id is not None]  # none is (the query)
     session.rollback()
     return found
 

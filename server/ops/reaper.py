@@ -17,16 +17,17 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from server.config import Config
 from server.core.errors import Conflict, NotFound, disk_full
 from server.core.ingest_health import is_stalled
+from server.core.states import SegmentState, VideoStatus, VideoType
 from server.domain import eventlog, lifecycle, publishing, registry
 from server.domain.changes import video_change
 from server.domain.ingest import delete_abandoned, end_video
-from server.infra.models import Event, Segment, SegmentState, Video, VideoStatus, VideoType
+from server.infra.models import Event, Segment, Video
 from server.infra.services import Services
 from server.ops import purge
 from server.ops.webhooks import Dispatcher
@@ -90,7 +91,7 @@ class Reaper(threading.Thread):
             log.exception("webhook pass failed; retrying next interval")
 
 
-def due(now: datetime, deadline: timedelta):  # type: ignore[no-untyped-def]
+def due(now: datetime, deadline: timedelta) -> ColumnElement[bool]:
     """Segments to hand to the queue: RECEIVED whose time has come, QUEUED that no worker took in time."""
     waiting = and_(Segment.status == SegmentState.RECEIVED, or_(Segment.retry_at.is_(None), Segment.retry_at <= now))
     lost = and_(Segment.status == SegmentState.QUEUED, or_(Segment.queued_at.is_(None), Segment.queued_at <= now - deadline))

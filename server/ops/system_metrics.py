@@ -10,17 +10,21 @@ import platform
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import cast
 
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from server.config import Config
 from server.core.jobs import FUNCTIONS
+from server.core.states import SegmentState, VideoType
 from server.infra.metrics import PREFIX, process_metrics, software_version
-from server.infra.models import Attempt, Segment, SegmentState, Video, VideoType
+from server.infra.models import Attempt, Segment, Video
 from server.infra.queue import QueueStatus, queue_status
 from server.infra.services import Services
 
@@ -127,7 +131,7 @@ class SystemCollector:
 UNPUBLISHED = (SegmentState.RECEIVED, SegmentState.QUEUED, SegmentState.RUNNING, SegmentState.ENCODED)
 
 
-def _upload_to_playable(session, now) -> list[float]:  # type: ignore[no-untyped-def]
+def _upload_to_playable(session: Session, now: datetime) -> list[float]:
     """Seconds from upload to packaged of the segments packaged within the window (newest first, bounded)."""
     since = now - timedelta(seconds=UPLOAD_TO_PLAYABLE_WINDOW)
     rows = session.execute(
@@ -136,7 +140,9 @@ def _upload_to_playable(session, now) -> list[float]:  # type: ignore[no-untyped
         .order_by(Segment.packaged_at.desc())
         .limit(UPLOAD_TO_PLAYABLE_LIMIT)
     ).all()
-    return sorted(max(0.0, (packaged - uploaded).total_seconds()) for uploaded, packaged in rows)
+    # packaged_at is nullable, but not in these rows (the query asks for it).
+    times = cast(Sequence[tuple[datetime, datetime]], rows)
+    return sorted(max(0.0, (packaged - uploaded).total_seconds()) for uploaded, packaged in times)
 
 
 def _playable_summary(waits: list[float]) -> Iterator[Metric]:
@@ -169,14 +175,14 @@ def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
 class _Sources:
     """A registry-like view over several collectors, built for one scrape."""
 
-    def __init__(self, sources: Iterable[object]) -> None:
+    def __init__(self, sources: Iterable[Collector]) -> None:
         self.sources = list(sources)
 
     def collect(self) -> Iterator[Metric]:
         for source in self.sources:
-            yield from source.collect()  # type: ignore[attr-defined]
+            yield from source.collect()
 
 
 def exposition(config: Config, system: SystemCollector) -> bytes:
     """The text a web process answers /metrics with: the processes' counters, then the system's facts."""
-    return generate_latest(_Sources([process_metrics(config), system]))  # type: ignore[arg-type]
+    return generate_latest(_Sources([process_metrics(config), system]))

@@ -50,10 +50,10 @@ from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from server.config import Config
@@ -388,7 +388,7 @@ def scan(services: Services) -> int:
 def _lock_hook(session: Session, hook_id: int) -> Webhook | None:
     """The hook's row, locked for this transaction (SQLite: the database's write lock, as changes.lock_video)."""
     if session.get_bind().dialect.name == "sqlite":
-        table = Webhook.__table__
+        table = cast(Table, Webhook.__table__)  # a mapped class's table; typed as any FromClause
         session.execute(update(table).where(table.c.id == hook_id).values(scanned_to=table.c.scanned_to))
     query = select(Webhook).where(Webhook.id == hook_id).with_for_update().execution_options(populate_existing=True)
     return session.scalars(query).one_or_none()
@@ -468,7 +468,7 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -
     conn = kind(parts.hostname or "", parts.port, timeout=timeout)
     deadline = time.monotonic() + timeout
     # Connect to the addresses checked, not to a fresh lookup of the name (which the Host header and TLS keep).
-    conn._create_connection = lambda _address, _timeout, _source=None: _connect(target.addresses, deadline)  # type: ignore[attr-defined]
+    conn._create_connection = lambda _address, _timeout, _source=None: _connect(target.addresses, deadline)  # type: ignore[attr-defined]  # http.client's private connect hook: not in typeshed
     # The socket timeout bounds each read; this bounds them all (a receiver answering a byte at a time).
     cut = threading.Event()
     watchdog = threading.Timer(timeout, _cut, (conn, cut))
@@ -594,7 +594,8 @@ class Dispatcher:
         )
         started: list[Future[None]] = []
         with services.sessions() as session:
-            due = [(hook_id, at) for hook_id, at in session.execute(query).all()]
+            # min(next_attempt_at) of rows whose next_attempt_at <= now: never NULL.
+            due = [(hook_id, cast(datetime, at)) for hook_id, at in session.execute(query).all()]
             slow = _timed_out(session, [hook_id for hook_id, _ in due])
             for hook_id in send_order(due, slow):
                 if not self._take(hook_id, hook_id in slow):
@@ -634,14 +635,12 @@ class Dispatcher:
             session.rollback()
             return None
         later = now + timedelta(seconds=claim_seconds(self.services.config))
-        table = WebhookDelivery.__table__
-        claimed = session.execute(
-            update(table)
-            .where(table.c.id == row.id, table.c.next_attempt_at == row.next_attempt_at)
-            .values(next_attempt_at=later)
-        )
+        table = cast(Table, WebhookDelivery.__table__)  # a mapped class's table; typed as any FromClause
+        claim = update(table).where(table.c.id == row.id, table.c.next_attempt_at == row.next_attempt_at)
+        # An UPDATE's result is a CursorResult (Session.execute is typed for any statement).
+        claimed = cast(CursorResult[Any], session.execute(claim.values(next_attempt_at=later)))
         session.commit()
-        return row.id if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
+        return row.id if claimed.rowcount == 1 else None
 
     def _try(self, delivery_id: int, hook_id: int) -> None:
         try:

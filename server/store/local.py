@@ -19,12 +19,14 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
 from server.core.errors import InsufficientStorage, PayloadTooLarge
 
+T = TypeVar("T")  # what _on_disk's call returns
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,16}$")
 
 
@@ -172,7 +174,7 @@ def replace_file(final: Path, data: bytes) -> None:
         raise _storage_error(exc) from exc
 
 
-def _on_disk(call, *args):  # type: ignore[no-untyped-def]
+def _on_disk(call: Callable[..., T], *args: int) -> T:
     """Return call(*args); an OSError from the disk is raised as the storage error it means."""
     try:
         return call(*args)

@@ -134,7 +134,7 @@ class S3Objects:
         name = self._name(key)
         with self._answers("read", key):
             answer = self.client.get_object(Bucket=self.bucket, Key=name)
-            data = answer["Body"].read()
+            data: bytes = answer["Body"].read()
         self._check(key, answer, hashlib.sha256(data).hexdigest())
         return data
 
@@ -176,7 +176,7 @@ class S3Objects:
 
     def list(self, prefix: str = "") -> list[str]:
         start = self.prefix + checked_prefix(prefix)
-        keys = []
+        keys: list[str] = []
         with self._answers("list", prefix):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
                 keys.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", ()))
@@ -185,12 +185,14 @@ class S3Objects:
     def presign_get(self, key: str, ttl: int) -> str:
         """Return a URL that GETs the object without credentials for `ttl` seconds."""
         params = {"Bucket": self.bucket, "Key": self._name(key)}
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(ttl))
+        url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(ttl))
+        return url
 
     def presign_put(self, key: str, ttl: int) -> str:
         """Return a URL that PUTs the object's bytes without credentials for `ttl` seconds."""
         params = {"Bucket": self.bucket, "Key": self._name(key)}
-        return self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=int(ttl))
+        url: str = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=int(ttl))
+        return url
 
     def _check(self, key: str, answer: dict[str, Any], sha256: str) -> None:
         expected = answer.get("Metadata", {}).get(SHA256_META)

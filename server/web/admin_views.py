@@ -13,27 +13,17 @@ import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from server.core.errors import NotFound
 from server.core.ingest_health import Upload, ingest_health
 from server.core.jobs import FUNCTIONS
+from server.core.states import AttemptOutcome, SegmentState, VideoStatus, VideoType
 from server.core.transcode.ladder import SourceInfo
-from server.infra.models import (
-    Attempt,
-    AttemptOutcome,
-    Event,
-    Segment,
-    SegmentRendition,
-    SegmentState,
-    Video,
-    VideoStatus,
-    VideoType,
-    Worker,
-)
+from server.infra.models import Attempt, Event, Segment, SegmentRendition, Video, Worker
 from server.infra.queue import QueueStatus, ServerStatus, queue_status
 from server.infra.services import Services
 from server.ops import checks
@@ -99,7 +89,9 @@ def video_rows(services: Services, session: Session, videos: Sequence[Video]) ->
     if ids:
         failed = func.sum(case((Segment.status == SegmentState.FAILED, 1), else_=0))
         grouped = select(Segment.video_id, func.coalesce(func.sum(Segment.duration_ms), 0), failed).group_by(Segment.video_id)
-        for video_id, duration_ms, failed_count in session.execute(grouped.where(Segment.video_id.in_(ids))):
+        # The rows' types, which the grouped select's aggregates lose.
+        rows = cast(Iterable[tuple[int, int | None, int | None]], session.execute(grouped.where(Segment.video_id.in_(ids))))
+        for video_id, duration_ms, failed_count in rows:
             counts[video_id] = (int(duration_ms or 0), int(failed_count or 0))
     now = services.clock.now()
     return [_video_row(v, counts.get(v.id, (0, 0)), _health(session, v, now)) for v in videos]
@@ -233,7 +225,7 @@ def attempt_row(attempt: Attempt, segment_id: int | None = None) -> dict[str, An
     return row
 
 
-def segment_id_of(attempt: Attempt):  # type: ignore[no-untyped-def]
+def segment_id_of(attempt: Attempt) -> Select[int]:
     """The query of the segment id an attempt works on."""
     return select(Segment.segment_id).where(Segment.id == attempt.segment_pk)
 
@@ -283,8 +275,9 @@ def _running_attempts(session: Session, worker_ids: list[int]) -> dict[int, list
         .order_by(Attempt.id)
     )
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for attempt, segment_id in session.execute(query):
-        found[attempt.worker_id].append(attempt_row(attempt, segment_id))
+    # worker_id is a nullable column, but in these rows one of worker_ids (the query's filter).
+    for attempt, segment_id in cast(Iterable[tuple[Attempt, int]], session.execute(query)):
+        found[cast(int, attempt.worker_id)].append(attempt_row(attempt, segment_id))
     return found
 
 
@@ -297,7 +290,9 @@ def _worker_stats(session: Session, now: datetime) -> dict[int, dict[str, float]
         .where(Attempt.finished_at >= hour_ago, Attempt.worker_id.is_not(None))
     )
     stats: dict[int, dict[str, float]] = defaultdict(lambda: {"errors": 0, "ok": 0, "media": 0.0, "busy": 0.0})
-    for worker_id, outcome, started, finished, duration_ms in session.execute(query.limit(SERIES_ROWS)):
+    # worker_id and finished_at are nullable columns, but not in these rows (the query's filter).
+    rows = cast(Iterable[tuple[int, AttemptOutcome | None, datetime, datetime, int]], session.execute(query.limit(SERIES_ROWS)))
+    for worker_id, outcome, started, finished, duration_ms in rows:
         entry = stats[worker_id]
         if outcome in (AttemptOutcome.FAILED, AttemptOutcome.EXPIRED):
             entry["errors"] += 1
@@ -341,7 +336,8 @@ def queue(services: Services) -> dict[str, Any]:
         return {"kind": "local"}
     cached = services.cache.get(QUEUE_CACHE_KEY)
     if cached is not None:
-        return json.loads(cached)
+        answer: dict[str, Any] = json.loads(cached)
+        return answer
     answer = queue_json(queue_status(servers, timeout=checks.SERVICE_TIMEOUT))
     services.cache.set(QUEUE_CACHE_KEY, json.dumps(answer).encode(), ttl=QUEUE_CACHE_SECONDS)
     return answer
@@ -381,7 +377,7 @@ def system(services: Services, session: Session) -> dict[str, Any]:
         "disk": _disk(services),
         "services": _services(services),
         "failures_last_hour": int(failures or 0),
-        "series": series(now, [(p, u) for p, u in packaged]),
+        "series": series(now, [(cast(datetime, p), u) for p, u in packaged]),  # packaged_at is set in these rows (the query)
     }
 
 
@@ -396,7 +392,7 @@ def _services(services: Services) -> dict[str, Any]:
     """Up or down, from the same checks /status.json makes (the queue's answer cached like the workers tab's)."""
     try:
         checks.ping(services)
-        database = {"ok": True}
+        database: dict[str, Any] = {"ok": True}
     except Exception as exc:  # noqa: BLE001 - a database that does not answer is what this reports
         database = {"ok": False, "error": type(exc).__name__}
     if services.config.GEARMAN_SERVERS:

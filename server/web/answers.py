@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.core.errors import NotFound, NotReadyYet
-from server.domain.publishing import Rendered, snapshot
+from server.domain.publishing import Render, Rendered, snapshot
 from server.infra.models import Video
 from server.infra.services import Services
 
@@ -37,7 +37,7 @@ def current_revision(session: Session, video_id: int) -> int:
     return revision
 
 
-def rendered_when_published(services: Services, session: Session, video_id: int, kind: str, render, extra: str = "") -> Rendered:  # type: ignore[no-untyped-def]
+def rendered_when_published(services: Services, session: Session, video_id: int, kind: str, render: Render, extra: str = "") -> Rendered:
     """Return rendered(...); while `render` says NotReadyYet, hold the request (see the module docstring)."""
     try:
         return rendered(services, session, video_id, kind, render, extra)
@@ -58,14 +58,14 @@ def rendered_when_published(services: Services, session: Session, video_id: int,
     raise not_ready
 
 
-def rendered(services: Services, session: Session, video_id: int, kind: str, render, extra: str = "") -> Rendered:  # type: ignore[no-untyped-def]
+def rendered(services: Services, session: Session, video_id: int, kind: str, render: Render, extra: str = "") -> Rendered:
     """Return a playlist from the cache (keyed by the video's revision) or render and cache it."""
     key = f"pl:{video_id}:{current_revision(session, video_id)}:{kind}:{extra}"
     hit = services.cache.get(key)
     if hit is not None:
         return _decode(hit)
     snap = snapshot(session, video_id, services.config.MAX_SEGMENT_AHEAD)
-    result: Rendered = render(snap, time.time())
+    result = render(snap, time.time())
     services.cache.set(key, _encode(result), services.config.CACHE_TTL if result.finished else LIVE_TTL)
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from flask import Flask
 
@@ -45,7 +46,7 @@ def create_events_app(config: Config | None = None) -> Flask:
     return _flask_app(config, services, EVENT_ROUTES)
 
 
-def _flask_app(config: Config, services: Services, routes: list[tuple[type, str]]) -> Flask:
+def _flask_app(config: Config, services: Services, routes: Sequence[tuple[type, str]]) -> Flask:
     from server.web.api import init_app
     from server.web.api.uploads import BodyDeadline, Request
 
@@ -61,7 +62,7 @@ def _flask_app(config: Config, services: Services, routes: list[tuple[type, str]
     init_app(app, routes)
     # The body limit plus the multipart envelope (deploy/nginx/team03.conf's client_max_body_size).
     drain_limit = config.MAX_SEGMENT_BYTES + 1024 * 1024
-    app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT, drain_limit)  # type: ignore[method-assign]
+    app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT, drain_limit)  # type: ignore[method-assign]  # werkzeug's documented way to add a middleware
     return app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -17,7 +17,7 @@ class DevRequestHandler(WSGIRequestHandler):
     def version_string(self) -> str:
         return "team03"
 
-    def connection_dropped(self, error: BaseException, environ: dict | None = None) -> None:  # type: ignore[type-arg]
+    def connection_dropped(self, error: BaseException, environ: dict[str, Any] | None = None) -> None:
         # Werkzeug closes the response only after draining the request's leftovers; a reset there (a
         # player aborting a segment request) skips the close and leaks the served file's descriptor.
         body = (environ or {}).pop(_RESPONSE, None)

@@ -21,7 +21,6 @@ from server.infra.queue import LocalQueue
 from server.infra.services import Services
 from server.ops.reaper import Reaper
 from server.store.local import commit_file
-from server.worker.origin import Origin
 from server.worker.runner import default_worker_name, handlers_for, registration, start_workers
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ class LocalRegistry:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.services: Services = Services.build(config)
-        self.origin: Origin = LocalOrigin(self.services, WorkerRef(None, default_worker_name(config)))
+        self.origin = LocalOrigin(self.services, WorkerRef(None, default_worker_name(config)))
 
     def hello(self, functions: tuple[str, ...]) -> float:
         name = default_worker_name(self.config)
@@ -98,7 +97,7 @@ class LocalRegistry:
             self.services.close()
 
     def _id(self) -> int:
-        worker_id = self.origin.worker.id  # type: ignore[attr-defined]
+        worker_id = self.origin.worker.id
         assert worker_id is not None, "hello() first"
         return worker_id
 

@@ -68,7 +68,8 @@ class Limits:
         return (self.connect_timeout, self.read_timeout)
 
     def delay(self, attempt: int) -> float:
-        return min(self.backoff_cap, self.backoff * 2 ** (attempt - 1))
+        wait: float = self.backoff * 2 ** (attempt - 1)  # int ** int is typed Any (a negative power is a float)
+        return min(self.backoff_cap, wait)
 
 
 class RemoteOrigin:
@@ -103,7 +104,8 @@ class RemoteOrigin:
 
     def hello(self, registration: dict[str, Any]) -> dict[str, Any]:
         """Register this worker; return {worker_id, lease_seconds}."""
-        return self._json("POST", "/hello", registration).json()
+        answer: dict[str, Any] = self._json("POST", "/hello", registration).json()
+        return answer
 
     def alive(self) -> None:
         """Tell the registry this worker is alive (its last_heartbeat_at)."""

@@ -7,6 +7,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from server.infra.queue import Handler, gearman_worker
 
@@ -27,7 +29,7 @@ class WorkerThread(threading.Thread):
         while not self.stop.is_set():
             worker = gearman_worker(self.servers, self.client_id)
             # Checked between jobs: returning False ends work() after the current job.
-            worker.after_poll = lambda _activity: not self.stop.is_set()  # type: ignore[method-assign]
+            worker.after_poll = lambda _activity: not self.stop.is_set()
             for name, handler in self.handlers.items():
                 worker.register_task(name.encode(), _callback(handler))
             try:
@@ -39,8 +41,8 @@ class WorkerThread(threading.Thread):
                 worker.shutdown()
 
 
-def _callback(handler: Handler):  # type: ignore[no-untyped-def]
-    def run(_worker, job) -> bytes:  # type: ignore[no-untyped-def]
+def _callback(handler: Handler) -> Callable[[object, Any], bytes]:
+    def run(_worker: object, job: Any) -> bytes:  # job: pygearman's GearmanJob (untyped)
         started = time.monotonic()
         try:
             handler(job.data)

@@ -287,6 +287,13 @@ def test_a_failed_attempt_is_recorded_and_its_late_completion_refused(client, se
     assert not services.media.attempt_dir(claim["video_id"], attempt).exists()  # its staging was discarded
 
 
+def test_a_failure_kind_that_is_no_string_is_400_not_a_500(client, claim, auth):
+    url = f"/api/worker/attempts/{claim['attempt_id']}/fail"
+    for kind in (["crash"], {"crash": 1}, 7, None):
+        refused = client.post(url, json={"error": "ffmpeg exited 1", "kind": kind}, headers=auth)
+        assert (refused.status_code, refused.json["field"]) == (400, "kind"), kind
+
+
 def test_a_completion_after_the_lease_expired_is_refused_and_its_outputs_discarded(client, services, claim, auth, outputs):
     attempt = claim["attempt_id"]
     for name, data in outputs.items():

@@ -119,8 +119,8 @@ def _edit_media_time(data: bytes, start: int, end: int) -> int:
     for kind, at, _size in iter_boxes(data, start, end):
         if kind == "elst" and struct.unpack_from(">I", data, at + 12)[0] > 0:
             if data[at + 8] == 1:
-                return max(0, struct.unpack_from(">q", data, at + 16 + 8)[0])
-            return max(0, struct.unpack_from(">i", data, at + 16 + 4)[0])
+                return max(0, int(struct.unpack_from(">q", data, at + 16 + 8)[0]))
+            return max(0, int(struct.unpack_from(">i", data, at + 16 + 4)[0]))
     return 0
 
 

@@ -59,7 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from server.core.errors import FFmpegError, UnprocessableMedia
 from server.core.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE
@@ -120,13 +120,15 @@ def run_with_progress(argv: list[str], timeout: float, total_seconds: float, on_
         shell=False,
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - only an async-signal-safe prctl call
     )
+    # Both pipes exist: stdout and stderr are PIPE above.
+    out, err = cast(IO[bytes], proc.stdout), cast(IO[bytes], proc.stderr)
     stderr: list[bytes] = []
-    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: stderr.append(err.read()), daemon=True)
     reader.start()
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     try:
-        for line in proc.stdout:  # type: ignore[union-attr]  # ends when ffmpeg exits or is killed
+        for line in out:  # ends when ffmpeg exits or is killed
             fraction = progress_fraction(line, total_seconds)
             if fraction is not None:
                 on_progress(fraction)
@@ -139,8 +141,8 @@ def run_with_progress(argv: list[str], timeout: float, total_seconds: float, on_
         timed_out = not timer.is_alive() and proc.returncode is not None and proc.returncode < 0
         timer.cancel()
         reader.join(timeout=5)
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        out.close()
+        err.close()
     text = _text(b"".join(stderr))
     if timed_out:
         raise FFmpegError(argv, None, text, timed_out=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NoReturn
+
 import flask_restful
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
@@ -72,7 +75,7 @@ class DatabaseId(IntegerConverter):
 class Api(flask_restful.Api):
     """Flask-RESTful, but errors go to the one mapper in server/web/api/errors.py."""
 
-    def handle_error(self, e: Exception):  # type: ignore[no-untyped-def, override]
+    def handle_error(self, e: Exception) -> NoReturn:
         raise e
 
 
@@ -140,7 +143,7 @@ ROUTES = [
 EVENT_ROUTES = [(Ping, "/ping"), (AdminEvents, "/api/admin/events")]
 
 
-def init_app(app: Flask, routes: list[tuple[type, str]] = ROUTES) -> None:
+def init_app(app: Flask, routes: Sequence[tuple[type, str]] = ROUTES) -> None:
     app.url_map.converters["int"] = DatabaseId
     app.url_map.converters["spa"] = SpaPath
     app.json = JsonProvider(app)

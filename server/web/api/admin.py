@@ -7,7 +7,7 @@ server/domain/lifecycle.py. Login (/api/admin/login, logout, me) is server/web/a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from flask import Response, request
 from flask_restful import Resource
@@ -20,6 +20,7 @@ from server.infra.services import Holds, Services
 from server.web import admin_views
 from server.web.api.auth import require_admin
 from server.web.api.context import feed, services, session
+from server.web.api.resource import Answer
 from server.web.api.videos import _json_object, _query_int
 from server.web.eventfeed import Feed
 
@@ -31,7 +32,7 @@ RETRY_MS = 1000  # EventSource waits this long before it reconnects (after the s
 
 
 class AdminVideos(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         """A page of VideoRows: ?limit= (default 50, max 200), ?before=<id>, ?q=<title words>, ?filter=live|vod|failed."""
         require_admin(session())
         limit = _query_int("limit", admin_views.PAGE_DEFAULT, 1, admin_views.PAGE_MAX) or admin_views.PAGE_DEFAULT
@@ -47,24 +48,24 @@ class AdminVideos(Resource):
 
 
 class AdminVideo(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         require_admin(session())
         return admin_views.video_detail(services(), session(), video_id), 200, NO_STORE
 
-    def patch(self, video_id: int):  # type: ignore[no-untyped-def]
+    def patch(self, video_id: int) -> Answer:
         require_admin(session())
         title = ingest.validate_title(_json_object().get("title"))
         ingest.rename_video(services(), session(), video_id, title)
         return _row(video_id), 200, NO_STORE
 
-    def delete(self, video_id: int):  # type: ignore[no-untyped-def]
+    def delete(self, video_id: int) -> Answer:
         require_admin(session())
         ingest.delete_video(services(), session(), video_id)
         return "", 204
 
 
 class AdminVideoEnd(Resource):
-    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+    def post(self, video_id: int) -> Answer:
         """End a stuck live video at its highest stored segment; 409 if it is not live."""
         require_admin(session())
         ingest.end_stuck_video(services(), session(), video_id)
@@ -73,7 +74,7 @@ class AdminVideoEnd(Resource):
 
 
 class AdminSegmentRetry(Resource):
-    def post(self, video_id: int, segment_id: int):  # type: ignore[no-untyped-def]
+    def post(self, video_id: int, segment_id: int) -> Answer:
         """A FAILED segment starts over; 409 if it is not FAILED."""
         require_admin(session())
         lifecycle.retry_failed(services(), session(), video_id, segment_id)
@@ -81,7 +82,7 @@ class AdminSegmentRetry(Resource):
 
 
 class AdminVideoRetry(Resource):
-    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+    def post(self, video_id: int) -> Answer:
         """Every FAILED segment of the video starts over; how many did."""
         require_admin(session())
         retried = 0
@@ -95,13 +96,13 @@ class AdminVideoRetry(Resource):
 
 
 class AdminWorkers(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         require_admin(session())
         return admin_views.workers(services(), session()), 200, NO_STORE
 
 
 class AdminAttemptCancel(Resource):
-    def post(self, attempt_id: int):  # type: ignore[no-untyped-def]
+    def post(self, attempt_id: int) -> Answer:
         """Cancel a running attempt (its worker stops at its next heartbeat), retry its segment now; 409 if not running."""
         require_admin(session())
         attempt = lifecycle.cancel_attempt(services(), session(), attempt_id)
@@ -110,13 +111,13 @@ class AdminAttemptCancel(Resource):
 
 
 class AdminSystem(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         require_admin(session())
         return admin_views.system(services(), session()), 200, NO_STORE
 
 
 class AdminEvents(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         """Stream the event log (text/event-stream) after Last-Event-ID, ?after=, or else the newest event."""
         require_admin(session())
         after = _event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
@@ -171,7 +172,7 @@ class EventStream:
             self._released = True
             self._slots.release()
 
-    def _run(self) -> Iterator[bytes]:
+    def _run(self) -> Generator[bytes, None, None]:
         services = self._services
         started = time.monotonic()
         deadline = started + services.config.ADMIN_STREAM_SECONDS

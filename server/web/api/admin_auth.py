@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, jsonify, request
 from flask_restful import Resource
 
 from server.core.errors import InvalidInput
 from server.web.api.auth import COOKIE, authenticate, check_password, end_session, open_session
 from server.web.api.context import session
+from server.web.api.resource import Answer
 
 _NO_STORE = {"Cache-Control": "no-store"}
 MAX_FIELD = 1024  # longer than any name (64) or sane password; bounds what is hashed
 
 
-def _credential(body: dict, field: str) -> str:
+def _credential(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or len(value) > MAX_FIELD:
         raise InvalidInput(field, f"must be a string of at most {MAX_FIELD} characters")
@@ -27,7 +30,7 @@ def _set_cookie(response: Response, token: str, *, expire: bool = False) -> None
 
 
 class AdminLogin(Resource):
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         """Trade a name and password for a session cookie and its CSRF token."""
         # JSON only (no force): a cross-site HTML form cannot send application/json, so it cannot log a browser in.
         body = request.get_json(silent=True)
@@ -43,7 +46,7 @@ class AdminLogin(Resource):
 
 
 class AdminLogout(Resource):
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         """Delete the caller's session (nothing to delete for HTTP Basic) and expire the cookie."""
         login = authenticate(session())
         if login.session is not None:
@@ -54,7 +57,7 @@ class AdminLogout(Resource):
 
 
 class AdminMe(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         """Who is logged in, and the CSRF token the dashboard sends with every change (null for HTTP Basic)."""
         login = authenticate(session())
         return {"name": login.admin.name, "csrf_token": login.session.csrf_token if login.session else None}, 200, _NO_STORE

@@ -11,17 +11,18 @@ from server.infra.models import MAX_ID
 from server.ops import webhooks
 from server.web.api.auth import require_admin
 from server.web.api.context import services, session
+from server.web.api.resource import Answer
 from server.web.api.videos import _json_object, _query_int
 
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 class AdminWebhooks(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         require_admin(session())
         return {"webhooks": webhooks.listing(session())}, 200, NO_STORE
 
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         """Register a hook: {"url", "events"}; the answer carries its secret, this once."""
         require_admin(session())
         body = _json_object()
@@ -33,14 +34,14 @@ class AdminWebhooks(Resource):
 
 
 class AdminWebhook(Resource):
-    def delete(self, webhook_id: int):  # type: ignore[no-untyped-def]
+    def delete(self, webhook_id: int) -> Answer:
         require_admin(session())
         webhooks.remove(session(), webhook_id, now=services().clock.now())
         return "", 204
 
 
 class AdminWebhookDeliveries(Resource):
-    def get(self, webhook_id: int):  # type: ignore[no-untyped-def]
+    def get(self, webhook_id: int) -> Answer:
         """A page of the hook's deliveries, newest first: ?limit= (default 50, max 200), ?before=<delivery id>."""
         require_admin(session())
         limit = _query_int("limit", 50, 1, webhooks.PAGE_MAX) or 50

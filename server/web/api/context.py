@@ -12,19 +12,22 @@ FEED = "team03.feed"
 
 
 def services() -> Services:
-    return current_app.extensions["team03"]
+    found: Services = current_app.extensions["team03"]  # set by server/web/app.py
+    return found
 
 
 def feed() -> Feed:
     """The process's one reader of the event log, fanned out to its open event streams (made by init_app)."""
-    return current_app.extensions[FEED]
+    found: Feed = current_app.extensions[FEED]
+    return found
 
 
 def session() -> Session:
     """Return this request's Session, opened on first use and closed at teardown."""
     if "db" not in g:
         g.db = services().sessions()
-    return g.db
+    db: Session = g.db
+    return db
 
 
 def close_session(_exc: BaseException | None = None) -> None:

@@ -95,15 +95,18 @@ def init_limits(app: Flask, services: Services) -> Limiter:
     """Trust the configured proxies, then limit creates and uploads on `app` (after its routes exist)."""
     config = services.config
     if config.TRUSTED_PROXIES > 0:
-        app.wsgi_app = TrustedProxies(app.wsgi_app, config.TRUSTED_PROXIES, config.TRUSTED_PROXY_ADDRESSES)  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(app.wsgi_app, config.TRUSTED_PROXIES, config.TRUSTED_PROXY_ADDRESSES)  # type: ignore[method-assign]  # werkzeug's documented way to add a middleware
     cache = services.cache
     shared = isinstance(cache, MemcachedCache)
+    # The cache's own client (pooled, short timeouts, closed with the services; a dead server reads as a miss).
+    storage_options: dict[str, Any] = {}
+    if isinstance(cache, MemcachedCache):
+        storage_options["client_getter"] = lambda *_args, **_options: cache.client
     limiter = Limiter(
         client_address,
         app=app,
         storage_uri=f"memcached://{','.join(config.MEMCACHED_SERVERS)}" if shared else "memory://",
-        # The cache's own client (pooled, short timeouts, closed with the services; a dead server reads as a miss).
-        storage_options={"client_getter": lambda *_args, **_options: cache.client} if shared else {},  # type: ignore[dict-item, union-attr]
+        storage_options=storage_options,
         key_prefix=f"{config.CACHE_PREFIX}rate",
         swallow_errors=True,
         headers_enabled=False,  # Retry-After on a 429 only, set by the error mapper

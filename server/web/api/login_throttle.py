@@ -160,4 +160,5 @@ class LoginThrottle:
 
 def login_throttle() -> LoginThrottle:
     """Return this app's failed-login throttle (built by server/web/api/limits.py's init_limits)."""
-    return current_app.extensions[EXTENSION]
+    throttle: LoginThrottle = current_app.extensions[EXTENSION]
+    return throttle

@@ -18,12 +18,13 @@ from server.config import Config
 from server.core.errors import MetricsForbidden
 from server.ops import system_metrics
 from server.web.api.context import services
+from server.web.api.resource import Answer
 
 EXTENSION = "team03.metrics"
 
 
 class Metrics(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         config = services().config
         check_scraper(config)
         system = current_app.extensions.get(EXTENSION)

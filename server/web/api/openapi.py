@@ -11,18 +11,22 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 from flask import Response, request
 from flask_restful import Resource
+
+from server.web.api.resource import Answer
 
 DOCUMENT = Path(__file__).with_name("openapi.json")
 CACHE_CONTROL = "public, max-age=300"
 
 
 @functools.cache
-def document() -> dict:
+def document() -> dict[str, Any]:
     """Return the document as data (read once: the tests and the route share it)."""
-    return json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    return loaded
 
 
 @functools.cache
@@ -31,7 +35,7 @@ def _compact() -> bytes:
 
 
 class OpenApiDocument(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         response = Response(_compact(), content_type="application/json")
         response.headers["Cache-Control"] = CACHE_CONTROL
         response.add_etag()

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 from flask import Response, request, send_file
 from flask_restful import Resource
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.core.errors import NotFound
 from server.core.transcode.ladder import RUNG_NAME
 from server.domain import ingest, publishing
 from server.web import answers, caching
 from server.web.api.context import services, session
+from server.web.api.resource import Answer
 
 MIME = {
     "mpd": "application/dash+xml",
@@ -31,7 +33,7 @@ MEDIA_PATH = re.compile(
 )
 
 
-def _answer(result: answers.Rendered, kind: str) -> Response:
+def _answer(result: publishing.Rendered, kind: str) -> WerkzeugResponse:  # what make_conditional is typed to return
     response = Response(result.body, mimetype=None, content_type=MIME[kind])
     response.headers["Cache-Control"] = caching.FINISHED if result.finished else caching.LIVE
     for name, value in result.headers:
@@ -48,7 +50,7 @@ def _gap() -> float:
 TRACK = re.compile(rf"^(?:{RUNG_NAME}|audio)$")
 
 
-def _published(video_id: int, name: str) -> Response | None:
+def _published(video_id: int, name: str) -> WerkzeugResponse | None:
     """Answer the playlist file the publisher wrote (server/domain/publishing.py), as nginx does; None before the first.
 
     The same bytes, type and Cache-Control as deploy/nginx/team03.conf: 1 s, live or not (a finished
@@ -61,11 +63,11 @@ def _published(video_id: int, name: str) -> Response | None:
         body = path.read_bytes()  # small, replaced whole: never torn
     except FileNotFoundError:  # the video removed since
         return None
-    return _answer(answers.Rendered(body, finished=False), name.rsplit(".", 1)[1])
+    return _answer(publishing.Rendered(body, finished=False), name.rsplit(".", 1)[1])
 
 
 class AndroidMpd(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         raw = request.args.get("last_segment_id")
         after = None if raw is None else ingest.parse_segment_id(raw, "last_segment_id")
         result = answers.rendered(services(), session(), video_id, "android", publishing.android_mpd(_gap(), after), str(after))
@@ -73,14 +75,14 @@ class AndroidMpd(Resource):
 
 
 class LegacyMaster(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, f"{publishing.LEGACY}/root.m3u8")) is not None:
             return file
         return _answer(answers.rendered(services(), session(), video_id, "legacy-master", publishing.legacy_master), "m3u8")
 
 
 class LegacyMedia(Resource):
-    def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int, name: str) -> Answer:
         if TRACK.match(name) and (file := _published(video_id, f"{publishing.LEGACY}/{name}/stream.m3u8")) is not None:
             return file
         result = answers.rendered(services(), session(), video_id, "legacy-media", publishing.legacy_media(_gap(), name), name)
@@ -88,7 +90,7 @@ class LegacyMedia(Resource):
 
 
 class DashManifest(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, "manifest.mpd")) is not None:
             return file
         render = publishing.dash(_gap(), video_id)
@@ -96,14 +98,14 @@ class DashManifest(Resource):
 
 
 class HlsMaster(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, "master.m3u8")) is not None:
             return file
         return _answer(answers.rendered(services(), session(), video_id, "hls-master", publishing.hls_master), "m3u8")
 
 
 class HlsMedia(Resource):
-    def get(self, video_id: int, name: str):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int, name: str) -> Answer:
         if TRACK.match(name) and (file := _published(video_id, f"{name}/playlist.m3u8")) is not None:
             return file
         render = publishing.hls_media(_gap(), name)
@@ -111,14 +113,14 @@ class HlsMedia(Resource):
 
 
 class Storyboard(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, "storyboard.vtt")) is not None:
             return file
         return _answer(answers.rendered(services(), session(), video_id, "storyboard", publishing.storyboard(_gap())), "vtt")
 
 
 class MediaFile(Resource):
-    def get(self, video_id: int, path: str):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int, path: str) -> Answer:
         if not MEDIA_PATH.match(path):
             raise NotFound(f"no such file: {path[:80]}")
         target = services().media.served_file(video_id, path)
@@ -133,7 +135,7 @@ class MediaFile(Resource):
 class Clock(Resource):
     """The server's clock for DASH UTCTiming (urn:mpeg:dash:utc:http-iso:2014)."""
 
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         response = Response(now, content_type="text/plain; charset=utf-8")
         response.headers["Cache-Control"] = "no-store"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from email.utils import format_datetime
 from typing import Any
 
+from server.core.states import SegmentState
 from server.core.transcode.ladder import MIN_RUNGS
-from server.infra.models import Segment, SegmentState, Video
+from server.infra.models import Segment, Video
 
 LEGACY_RUNGS = MIN_RUNGS  # repr_1..3: every ladder has at least these (server/core/transcode/ladder.py)
 URI_MPD = "manifest.mpd"

@@ -8,22 +8,24 @@ from flask import request
 from flask_restful import Resource
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.base import ExecutableOption
 
 from server.core.errors import InvalidInput
 from server.domain import ingest
 from server.infra.models import Segment, SegmentRendition
 from server.store import UploadFile
 from server.web.api.context import services, session
+from server.web.api.resource import Answer
 from server.web.api.schemas import segment_json
 from server.web.api.uploads import request_started, request_started_at
 
 
-def _with_renditions():  # type: ignore[no-untyped-def]
+def _with_renditions() -> ExecutableOption:
     return selectinload(Segment.renditions).selectinload(SegmentRendition.rendition)
 
 
 class SegmentList(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         ingest.get_video(session(), video_id)
         query = select(Segment).where(Segment.video_id == video_id).options(_with_renditions()).order_by(Segment.segment_id)
         return [segment_json(s) for s in session().scalars(query)], 200
@@ -36,7 +38,7 @@ class SegmentList(Resource):
             ingest.get_video(db, video_id)
         return services().media.video_dir(video_id) / "originals"
 
-    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+    def post(self, video_id: int) -> Answer:
         # The whole body is in (receive_body); the temp file is deleted at teardown unless committed.
         segment_id = ingest.parse_segment_id(request.form.get("segment_id"))
         ext = ingest.parse_extension(request.form.get("original_extension"))
@@ -54,5 +56,5 @@ class SegmentList(Resource):
 
 
 class SegmentItem(Resource):
-    def get(self, video_id: int, segment_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int, segment_id: int) -> Answer:
         return segment_json(ingest.find_segment(session(), video_id, segment_id)), 200

@@ -16,10 +16,12 @@ from pathlib import Path
 from flask import Response, current_app, request, send_from_directory
 from flask_restful import Resource
 from werkzeug.routing import PathConverter
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.config import ROOT
 from server.core.errors import NotFound
 from server.web import caching
+from server.web.api.resource import Answer
 
 DIST = ROOT / "static" / "dist"
 ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -81,7 +83,7 @@ def dist() -> Path:
     return Path(current_app.config.get("DASHBOARD_DIST", DIST))
 
 
-def _index() -> Response:
+def _index() -> WerkzeugResponse:  # what make_conditional is typed to return
     root = dist()
     if not (root / "index.html").is_file():
         response = Response(NOT_BUILT, status=503, content_type="text/html; charset=utf-8")
@@ -99,17 +101,17 @@ def _index() -> Response:
 
 
 class DashboardIndex(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         return _index()
 
 
 class DashboardPage(Resource):
-    def get(self, path: str):  # type: ignore[no-untyped-def]
+    def get(self, path: str) -> Answer:
         return _index()
 
 
 class DashboardAsset(Resource):
-    def get(self, name: str):  # type: ignore[no-untyped-def]
+    def get(self, name: str) -> Answer:
         folder = dist() / "assets"
         if not ASSET_NAME.fullmatch(name) or not (folder / name).is_file():
             raise NotFound(f"no such asset: {name[:80]}")

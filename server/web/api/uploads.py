@@ -48,7 +48,8 @@ def request_started() -> float | None:
 
 def request_started_at() -> datetime | None:
     """When this request began on the service's clock (naive UTC), as receive_body noted it before the body."""
-    return g.get("started_at")
+    started: datetime | None = g.get("started_at")
+    return started
 
 
 class DeadlineInput:
@@ -228,7 +229,7 @@ class JsonProvider(DefaultJSONProvider):
 class Request(flask.Request):
     """Flask's request, whose file parts go to an UploadFile when the route receives uploads."""
 
-    def _get_file_stream(  # type: ignore[override]
+    def _get_file_stream(
         self,
         total_content_length: int | None,
         content_type: str | None,
@@ -240,7 +241,7 @@ class Request(flask.Request):
             return super()._get_file_stream(total_content_length, content_type, filename, content_length)
         upload = UploadFile(directory, g.upload_limit)
         g.uploads.append(upload)
-        return upload  # type: ignore[return-value]
+        return upload  # type: ignore[return-value]  # the part of IO[bytes] that werkzeug's form parser uses
 
 
 def receive_body() -> None:

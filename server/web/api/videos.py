@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask_restful import Resource
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from server.core.errors import InvalidInput
+from server.core.states import VideoStatus
 from server.domain import ingest
 from server.domain.lifecycle import maybe_finish
-from server.infra.models import MAX_ID, Video, VideoStatus
+from server.infra.models import MAX_ID, Video
 from server.web.api.auth import require_admin
 from server.web.api.context import services, session
+from server.web.api.resource import Answer
 from server.web.api.schemas import video_json
 
 
-def _json_object() -> dict:
+def _json_object() -> dict[str, Any]:
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("body", "must be a JSON object")
@@ -36,7 +40,7 @@ def _query_int(name: str, default: int | None, low: int, high: int) -> int | Non
 
 
 class VideoList(Resource):
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Answer:
         """List newest first, a page at a time: ?limit= (default 100, max 1000), ?before=<video_id> for the next.
 
         A video is listed from its first stored segment on (EMPTY until then): creates alone, which anyone can
@@ -60,29 +64,29 @@ class VideoList(Resource):
             headers["Link"] = f'</videos?limit={limit}&before={videos[-1].id}>; rel="next"'
         return [video_json(v) for v in videos], 200, headers
 
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         title = ingest.validate_title(_json_object().get("title"))
         video = ingest.create_video(services(), session(), title)
         return video_json(video), 201, {"Location": f"/video/{video.id}"}
 
 
 class VideoItem(Resource):
-    def get(self, video_id: int):  # type: ignore[no-untyped-def]
+    def get(self, video_id: int) -> Answer:
         return video_json(ingest.get_video(session(), video_id)), 200
 
-    def put(self, video_id: int):  # type: ignore[no-untyped-def]
+    def put(self, video_id: int) -> Answer:
         require_admin(session())
         title = ingest.validate_title(_json_object().get("title"))
         return video_json(ingest.rename_video(services(), session(), video_id, title)), 200
 
-    def delete(self, video_id: int):  # type: ignore[no-untyped-def]
+    def delete(self, video_id: int) -> Answer:
         require_admin(session())
         ingest.delete_video(services(), session(), video_id)
         return "", 204
 
 
 class VideoEnd(Resource):
-    def post(self, video_id: int):  # type: ignore[no-untyped-def]
+    def post(self, video_id: int) -> Answer:
         last = ingest.parse_segment_id(request.form.get("last_segment_id"), "last_segment_id")
         ingest.end_video(services(), session(), video_id, last)
         # Every segment may already be done: then the video is VOD from this answer on.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from flask import current_app, g, request, send_file
 from flask_restful import Resource
@@ -31,6 +32,7 @@ from server.infra.models import Attempt, Segment
 from server.store.local import UploadFile, file_sha256
 from server.web.api.context import services, session
 from server.web.api.limits import count_failed_worker_auth
+from server.web.api.resource import Answer
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -63,14 +65,14 @@ def authenticate_worker() -> None:
     g.worker = wire.WorkerRef(worker.id, worker.name)
 
 
-def _json_object() -> dict:
+def _json_object() -> dict[str, Any]:
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("body", "must be a JSON object")
     return body
 
 
-def _id(body: dict, field: str) -> int:
+def _id(body: dict[str, Any], field: str) -> int:
     value = body.get(field)
     if type(value) is not int or not 0 <= value <= 2**31 - 1:
         raise InvalidInput(field, "an integer from 0 to 2^31-1 is required")
@@ -97,26 +99,26 @@ class WorkerResource(Resource):
 
 
 class WorkerHello(WorkerResource):
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         registration = wire.Registration.from_json(_json_object())
         worker = registry.register(session(), g.worker.name, registration, now=_now())
         return {"worker_id": worker.id, "lease_seconds": services().config.LEASE_SECONDS}, 200, _NO_STORE
 
 
 class WorkerAlive(WorkerResource):
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         registry.heartbeat(session(), g.worker.id, now=_now())
         return {"worker_id": g.worker.id}, 200, _NO_STORE
 
 
 class WorkerBye(WorkerResource):
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         registry.stopped(session(), g.worker.id, now=_now())
         return {"worker_id": g.worker.id}, 200, _NO_STORE
 
 
 class AttemptList(WorkerResource):
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> Answer:
         """Claim a segment: 201 with the Claim, or 409 with the reason there is nothing to do."""
         body = _json_object()
         video_id, segment_id = _id(body, "video_id"), _id(body, "segment_id")
@@ -134,7 +136,7 @@ class AttemptList(WorkerResource):
 
 
 class AttemptSource(WorkerResource):
-    def get(self, attempt_id: int):  # type: ignore[no-untyped-def]
+    def get(self, attempt_id: int) -> Answer:
         """The original's bytes (Range, ETag), with their SHA-256 for the worker to verify."""
         db = session()
         _attempt, segment = _running(db, attempt_id)
@@ -149,7 +151,7 @@ class AttemptSource(WorkerResource):
 
 
 class AttemptHeartbeat(WorkerResource):
-    def post(self, attempt_id: int):  # type: ignore[no-untyped-def]
+    def post(self, attempt_id: int) -> Answer:
         progress = _json_object().get("progress")
         if progress is not None and (type(progress) not in (int, float) or not 0 <= progress <= 1):
             raise InvalidInput("progress", "a number from 0 to 1 is required")
@@ -173,7 +175,7 @@ class AttemptOutput(WorkerResource):
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 
-    def put(self, attempt_id: int, name: str):  # type: ignore[no-untyped-def]
+    def put(self, attempt_id: int, name: str) -> Answer:
         upload: UploadFile = g.raw_upload
         claimed = request.headers.get("X-Content-SHA256", "").strip().lower()
         if not _SHA256.match(claimed):
@@ -207,7 +209,7 @@ def _check_output_name(segment: Segment, attempt: Attempt, name: str) -> None:
 
 
 class AttemptComplete(WorkerResource):
-    def post(self, attempt_id: int):  # type: ignore[no-untyped-def]
+    def post(self, attempt_id: int) -> Answer:
         """Commit the outputs: 200 (again: 200, no-op); 409 when one is missing; 410 when the attempt is over."""
         db = session()
         attempt = db.get(Attempt, attempt_id)
@@ -221,18 +223,19 @@ class AttemptComplete(WorkerResource):
 
 
 class AttemptFail(WorkerResource):
-    def post(self, attempt_id: int):  # type: ignore[no-untyped-def]
+    def post(self, attempt_id: int) -> Answer:
         body = _json_object()
         error = body.get("error")
         if not isinstance(error, str):
             raise InvalidInput("error", "a string is required")
-        failure = WORKER_FAILURES.get(body.get("kind"))  # type: ignore[arg-type]
+        kind = body.get("kind")
+        failure = WORKER_FAILURES.get(kind) if isinstance(kind, str) else None  # a list is no key (and no 500)
         if failure is None:
             raise InvalidInput("kind", f"one of {', '.join(WORKER_FAILURES)} is required")
         db = session()
         _running(db, attempt_id)
         try:
-            lifecycle.fail_attempt(services(), db, attempt_id, error[-lifecycle.ERROR_TAIL :], failure)
+            lifecycle.fail_attempt(services(), db, attempt_id, error[-wire.ERROR_TAIL :], failure)
         except wire.AttemptGone as exc:
             raise _gone(exc) from exc
         return {"attempt_id": attempt_id}, 200, _NO_STORE
