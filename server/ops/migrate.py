@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.core.errors import StorageUnavailable
-from server.store.local import file_sha256
-from server.store.objects import ObjectInfo, ObjectStore, PutResult, UnsafeKey, checked_key
+from server.store.objects import ObjectInfo, ObjectStore, PutResult, UnsafeKey, checked_key, digest_of
 
 STAGING = "attempts"  # videos/<vid>/attempts/: attempts' staging folders
 
@@ -135,7 +134,7 @@ def copy(
     done = Progress(0, len(work.items), 0, work.bytes)
     for item in work.items:
         try:
-            _one(store, item, result, dry_run=dry_run, replace=replace)
+            _retried(lambda item=item: _one(store, item, result, dry_run=dry_run, replace=replace), item.path)
         except FileNotFoundError:
             result.vanished.append(item.key)
         done.files += 1
@@ -144,11 +143,38 @@ def copy(
     return result
 
 
+def _retried(work: Callable[[], None], path: Path) -> None:
+    """Run `work`; again when it failed while its file was replaced (a running deployment rewriting a playlist:
+    the store's put hashes the file, then opens it again to send it, and the engine refuses bytes that do not
+    match the Content-MD5 sent). A failure while the file stayed as it was is the store's: raised."""
+    for tries_left in range(REPLACED_TRIES - 1, -1, -1):
+        before = _identity(path)
+        try:
+            return work()
+        except StorageUnavailable:
+            if not tries_left or _identity(path) == before:
+                raise
+
+
+REPLACED_TRIES = 3
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _digest(path: Path) -> ObjectInfo:
+    """The file's size and SHA-256 from one read (a file replaced meanwhile gives one version's, never a mix)."""
+    sha256, _md5, size = digest_of(path)
+    return ObjectInfo(size, sha256)
+
+
 def _one(store: ObjectStore, item: Item, result: Result, *, dry_run: bool, replace: bool) -> None:
-    sha256 = file_sha256(item.path)
-    size = item.path.stat().st_size
+    local = _digest(item.path)
+    size, sha256 = local.size, local.sha256
     there = store.head(item.key)
-    if there == ObjectInfo(size, sha256):
+    if there == local:
         result.already += 1
         return
     if dry_run:
@@ -182,7 +208,7 @@ def _verified(store: ObjectStore, item: Item) -> int:
     by a running deployment) is then compared with what the put read, its newest bytes.
     """
     there = store.head(item.key)
-    local = ObjectInfo(item.path.stat().st_size, file_sha256(item.path))
+    local = _digest(item.path)
     if there != local:
         detail = f"{item.key}: the bucket holds {there} after the copy, the file is {local}"
         raise StorageUnavailable(f"the object store does not hold what was copied to {item.key}", detail=detail)

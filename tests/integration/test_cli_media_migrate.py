@@ -187,13 +187,19 @@ def test_a_different_object_at_a_key_is_a_conflict_left_alone(tmp_path, sqlite_u
     assert done.returncode == 1, done.stderr
     assert summary(done) == (total - 1, 0, 1)
     lines = [line for line in done.stderr.splitlines() if line.startswith("conflict: ")]
-    assert len(lines) == 1 and lines[0].startswith("conflict: videos/1/HIGH/000001.mp4: the bucket holds other bytes (26 B"), lines
+    assert len(lines) == 1 and lines[0].startswith("conflict: videos/1/HIGH/000001.mp4: the bucket holds other bytes (26 B"), (
+        lines
+    )
     assert objects.get("videos/1/HIGH/000001.mp4") == b"another deployment's bytes"
 
     again = migrate(bucket_env, root, sqlite_url, "--json")
     assert again.returncode == 1
     answer = json.loads(again.stdout)
-    assert (answer["copied"], answer["already"], [c["key"] for c in answer["conflicts"]]) == (0, total - 1, ["videos/1/HIGH/000001.mp4"])
+    assert (answer["copied"], answer["already"], [c["key"] for c in answer["conflicts"]]) == (
+        0,
+        total - 1,
+        ["videos/1/HIGH/000001.mp4"],
+    )
     assert answer["conflicts"][0]["sha256"] == sha256(root / "videos/1/HIGH/000001.mp4")
 
     replaced = migrate(bucket_env, root, sqlite_url, "--replace")
