@@ -3,8 +3,9 @@
 `stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/ops/phone.py).
 `videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`,
 `admin create|logout-all|delete`, `worker token|revoke|list` and `webhook ...` work on the deployment's
-DATABASE_URL (and MEDIA_ROOT) through the same domain functions as the admin API. Each prints a table a
-person reads, or JSON with `--json`; an error is one line on stderr and exit 1 (2 for a usage error).
+DATABASE_URL (and MEDIA_ROOT) through the same domain functions as the admin API; `media migrate` copies
+MEDIA_ROOT into the S3 bucket (server/ops/migrate.py). Each prints a table a person reads, or JSON with
+`--json`; an error is one line on stderr and exit 1 (2 for a usage error, or a refusal to start).
 A command that prints a secret (a worker token, a webhook's signing secret) prints it alone on stdout,
 so `$(...)` captures just it; hints go to stderr.
 """
@@ -21,6 +22,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
@@ -40,7 +42,7 @@ from server.infra.db import alembic_config, make_engine, make_sessionmaker
 from server.infra.models import Admin
 from server.infra.queue import NoQueue
 from server.infra.services import Services
-from server.ops import phone, purge, webhooks
+from server.ops import migrate, phone, purge, webhooks
 from server.ops.purge import PurgePlan
 from server.web import admin_views
 
@@ -466,6 +468,149 @@ def stream_command(args: argparse.Namespace, err: TextIO) -> str:
     return f"video {video['video_id']} ({len(cuts)} segments): MPD {urls['mpd']}  HLS {urls['hls']}  Android {urls['android']}"
 
 
+# -- media migrate ----------------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """A command that will not start as configured: one line on stderr, exit 2."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command prints, and an exit status other than 0 (a command that did its work but found problems)."""
+
+    text: str
+    status: int
+
+
+class CopyProgress:
+    """`media migrate`'s progress on stderr: files and bytes done of the total, rate, ETA.
+
+    On a terminal the line is redrawn in place (at most 10 times a second); in a log (not a terminal) a
+    line is written after the first file, then at most once every LOG_EVERY seconds, and after the last.
+    """
+
+    LOG_EVERY = 5.0
+
+    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        self.out, self.clock = out, clock
+        self.start = self.last = clock()
+        self.tty = out.isatty()
+        self.width = 0  # of the longest line drawn, so a shorter one leaves none of it behind
+
+    def line(self, p: migrate.Progress, now: float) -> str:
+        rate, left = migrate.estimate(p, now - self.start)
+        speed = f"{human_size(rate)}/s" if rate is not None else "-"
+        eta = human_seconds(left) if left is not None else "-"
+        done = f"{human_size(p.bytes)}/{human_size(p.bytes_total)}"
+        return f"{p.files}/{p.files_total} files  {done}  {speed}  ETA {eta}"
+
+    def __call__(self, p: migrate.Progress) -> None:
+        now = self.clock()
+        every = 0.1 if self.tty else self.LOG_EVERY
+        if p.files not in (1, p.files_total) and now - self.last < every:
+            return
+        self.last = now
+        text = self.line(p, now)
+        self.width = max(self.width, len(text))
+        self.out.write(f"\r{text.ljust(self.width)}" if self.tty else f"{text}\n")
+        self.out.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def media_migrate(config: Config, args: argparse.Namespace, err: TextIO) -> Outcome:
+    """Copy MEDIA_ROOT's media into the S3 bucket: resumable, checked, conflicts left alone (exit 1)."""
+    if config.MEDIA_STORE != "s3":
+        raise Refused(f"media migrate copies into the S3 bucket: set MEDIA_STORE=s3 and S3_* (MEDIA_STORE is {config.MEDIA_STORE!r})")
+    if not config.MEDIA_ROOT.is_dir():
+        raise Refused(f"MEDIA_ROOT {config.MEDIA_ROOT} is not a folder")
+    from server.store.s3 import S3Objects  # boto3 only where S3 is used
+
+    store = S3Objects.from_config(config)
+    where = f"s3://{config.S3_BUCKET}/{store.prefix}"
+    try:
+        store.check()
+    except ServiceError as exc:
+        raise Refused(f"bucket {where} unreachable: {exc}") from None
+    work = migrate.plan(config.MEDIA_ROOT)
+    skipped = _skipped(work)
+    if skipped:
+        err.write(f"skipped: {skipped}\n")
+    verb = "checking" if args.dry_run else "copying"
+    err.write(f"{verb} {len(work.items)} files ({human_size(work.bytes)}) from {config.MEDIA_ROOT} to {where}\n")
+    bar = CopyProgress(err)
+    try:
+        result = migrate.copy(store, work, dry_run=args.dry_run, replace=args.replace, on_progress=bar)
+    finally:
+        bar.done()
+    for conflict in result.conflicts:
+        err.write(f"conflict: {_conflict_line(conflict)}\n")
+    status = 1 if result.conflicts else 0
+    if args.json:
+        return Outcome(dumps(_migrate_json(work, result, where, args.dry_run)), status)
+    return Outcome(_migrate_text(work, result, args.dry_run), status)
+
+
+def _skipped(work: migrate.Plan) -> str:
+    parts = []
+    if work.staging_dirs:
+        parts.append(f"{work.staging_dirs} attempt staging folder(s) (videos/*/attempts/ is never copied)")
+    if work.temp_files:
+        parts.append(f"{work.temp_files} temp (dot) file(s)")
+    if work.links:
+        parts.append(f"{work.links} symlink(s)")
+    if work.unsafe:
+        parts.append(f"{len(work.unsafe)} name(s) no object key may have: {', '.join(work.unsafe[:5])}")
+    return "; ".join(parts)
+
+
+def _conflict_line(c: migrate.Conflict) -> str:
+    return (
+        f"{c.key}: the bucket holds other bytes ({c.bucket.size} B, sha256 {c.bucket.sha256[:12]}) than the file"
+        f" ({c.size} B, sha256 {c.sha256[:12]}); left as it is"
+    )
+
+
+def _migrate_text(work: migrate.Plan, result: migrate.Result, dry_run: bool) -> str:
+    conflicts = len(result.conflicts)
+    if dry_run:
+        lines = [f"would copy {item.key} ({human_size(item.size)})" for item in result.would_copy]
+        size = human_size(sum(item.size for item in result.would_copy))
+        lines.append(f"dry run: would copy {len(result.would_copy)} ({size}), already there {result.already}, conflicts {conflicts}")
+        return "\n".join(lines)
+    line = f"copied {len(result.copied)}, already there {result.already}, conflicts {conflicts}"
+    if result.replaced:
+        line += f", replaced {len(result.replaced)}"
+    if result.vanished:
+        line += f", gone from the tree meanwhile {len(result.vanished)}"
+    return line + f"; {human_size(result.bytes_copied)} written of {human_size(work.bytes)} in {len(work.items)} files"
+
+
+def _migrate_json(work: migrate.Plan, result: migrate.Result, where: str, dry_run: bool) -> dict[str, Any]:
+    conflicts = [
+        {"key": c.key, "size": c.size, "sha256": c.sha256, "bucket_size": c.bucket.size, "bucket_sha256": c.bucket.sha256}
+        for c in result.conflicts
+    ]
+    return {
+        "destination": where,
+        "dry_run": dry_run,
+        "files": len(work.items),
+        "bytes": work.bytes,
+        "copied": len(result.copied),
+        "bytes_copied": result.bytes_copied,
+        "already": result.already,
+        "conflicts": conflicts,
+        "replaced": result.replaced,
+        "vanished": result.vanished,
+        "would_copy": [{"key": item.key, "size": item.size} for item in result.would_copy],
+        "skipped": {"attempt_staging_dirs": work.staging_dirs, "temp_files": work.temp_files, "links": work.links, "unsafe": work.unsafe},
+    }
+
+
 # -- the command line ---------------------------------------------------------------------------------
 
 
@@ -554,6 +699,11 @@ def parser() -> argparse.ArgumentParser:
     listing = worker.add_parser("list", help="the registered workers")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     add_webhook_parser(sub)
+    media = sub.add_parser("media", help="media migrate").add_subparsers(dest="action", required=True)
+    moving = media.add_parser("migrate", help="copy MEDIA_ROOT's media into the S3 bucket (MEDIA_STORE=s3, S3_*)")
+    moving.add_argument("--dry-run", action="store_true", help="list what would be copied; copy nothing")
+    moving.add_argument("--replace", action="store_true", help="overwrite objects that hold other bytes (else: conflicts)")
+    moving.add_argument("--json", action="store_true", help="JSON instead of the summary line")
     return top
 
 
@@ -574,9 +724,11 @@ def _stream_parser(sub: Any) -> None:
     stream.add_argument("--json", action="store_true", help="JSON instead of the final line")
 
 
-def run(args: argparse.Namespace, config: Config) -> str:
-    """Carry out one parsed command; return what to print on stdout."""
+def run(args: argparse.Namespace, config: Config) -> str | Outcome:
+    """Carry out one parsed command; return what to print on stdout (and an exit status, if not 0)."""
     group = args.group
+    if group == "media":
+        return media_migrate(config, args, sys.stderr)
     if group == "stream":
         return stream_command(args, sys.stderr)
     if group == "webhook":
@@ -617,13 +769,20 @@ def one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        print(run(args, Config.from_env()))
+        answer = run(args, Config.from_env())
+    except Refused as exc:
+        print(f"error: {short(str(exc), 300)}", file=sys.stderr)
+        return 2
     except (ServiceError, phone.PhoneError, SQLAlchemyError, OSError, ValueError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if isinstance(answer, Outcome):
+        print(answer.text)
+        return answer.status
+    print(answer)
     return 0
 
 

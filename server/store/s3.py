@@ -97,6 +97,11 @@ class S3Objects:
             max_attempts=config.S3_MAX_ATTEMPTS,
         )
 
+    def check(self) -> None:
+        """Raise StorageUnavailable unless the bucket answers a listing (it exists and these credentials read it)."""
+        with self._answers("list", ""):
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+
     def _name(self, key: str) -> str:
         return self.prefix + checked_key(key)
 
@@ -165,9 +170,16 @@ class S3Objects:
         except ObjectMissing:
             return None
         sha256 = answer.get("Metadata", {}).get(SHA256_META)
-        if sha256 is None:  # written by another tool: hash what is there
-            sha256 = hashlib.sha256(self.get(key)).hexdigest()
+        if sha256 is None:  # written by another tool: hash what is there, a chunk at a time
+            sha256 = self._hash(key)
         return ObjectInfo(size=answer["ContentLength"], sha256=sha256)
+
+    def _hash(self, key: str) -> str:
+        sha = hashlib.sha256()
+        with self._answers("read", key):
+            for chunk in self.client.get_object(Bucket=self.bucket, Key=self._name(key))["Body"].iter_chunks(CHUNK):
+                sha.update(chunk)
+        return sha.hexdigest()
 
     def delete(self, key: str) -> None:
         name = self._name(key)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from server import cli
+from server.ops import migrate
 from server.ops.purge import PurgePlan
 
 NOW = datetime(2030, 1, 1, 12, 0, 0)
@@ -116,3 +118,36 @@ def test_a_progress_line() -> None:
     assert bar.line(Sent(stored=1, total=4, uploads=2, bytes=2048, segment_id=0)) == (
         "[########......................] 1/4 segments  2 uploads  2.0 KiB  2.5s"
     )
+
+
+class _Log(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_migrate_progress_in_a_log_is_a_line_after_the_first_file_then_every_few_seconds_and_at_the_end() -> None:
+    times = iter([0.0, 0.5, 1.0, 2.0, 4.0, 5.5, 6.0, 8.0, 9.0])
+    out = _Log(tty=False)
+    bar = cli.CopyProgress(out, clock=times.__next__)
+    mib = 1024**2
+    for files, clock_bytes in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 6), (6, 8)]:
+        bar(migrate.Progress(files, 6, clock_bytes * mib, 8 * mib))
+    bar.done()
+    assert out.getvalue().splitlines() == [
+        "1/6 files  1.0 MiB/8.0 MiB  2.0 MiB/s  ETA -",  # half a second in: no ETA yet
+        "5/6 files  6.0 MiB/8.0 MiB  1.1 MiB/s  ETA 1.8s",  # 5.5 s after the first line
+        "6/6 files  8.0 MiB/8.0 MiB  1.3 MiB/s  ETA 0.0s",  # the last file, whenever it comes
+    ]
+
+
+def test_migrate_progress_on_a_terminal_is_redrawn_in_place() -> None:
+    out = _Log(tty=True)
+    bar = cli.CopyProgress(out, clock=iter([0.0, 2.0, 2.05, 4.0]).__next__)
+    for files in (1, 2, 3):
+        bar(migrate.Progress(files, 3, files * 1024, 3 * 1024))
+    bar.done()
+    assert out.getvalue() == "\r1/3 files  1.0 KiB/3.0 KiB  512 B/s  ETA 4.0s\r3/3 files  3.0 KiB/3.0 KiB  768 B/s  ETA 0.0s\n"
