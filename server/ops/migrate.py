@@ -19,6 +19,7 @@ copy, such as playlists). Files are streamed (the store's put takes a path), nev
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ def copy(
     done = Progress(0, len(work.items), 0, work.bytes)
     for item in work.items:
         try:
-            _retried(lambda item=item: _one(store, item, result, dry_run=dry_run, replace=replace), item.path)
+            _retried(functools.partial(_one, store, item, result, dry_run=dry_run, replace=replace), item.path)
         except FileNotFoundError:
             result.vanished.append(item.key)
         done.files += 1
