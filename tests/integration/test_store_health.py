@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from server import create_app
-from server.core.errors import StorageUnavailable
-from server.store.objects import ObjectMissing, PutResult
+from server.core.errors import InsufficientStorage, StorageUnavailable
+from server.store.objects import LocalObjects, ObjectMissing, ObservedObjects, PutResult, UnsafeKey
 from tests.api.test_metrics import scrape, value
 from tests.harness import s3
 
@@ -140,3 +140,26 @@ def test_readyz_asks_no_store_when_it_is_local(make_config):
         assert "store" not in app.test_client().get("/readyz").json["checks"]
     finally:
         app.extensions["team03"].close()
+
+
+def test_each_failure_is_told_as_its_kind(tiny_disk):
+    """The classification ObservedObjects makes, on the local tree: one call, one report, whatever it raised."""
+    told: list[tuple[str, str, str | None]] = []
+    objects = ObservedObjects(LocalObjects(tiny_disk / "objects"), lambda op, backend, _s, kind: told.append((op, backend, kind)))
+    objects.put(KEY, b"kept")
+    assert objects.put(KEY, b"kept", if_absent=True) is PutResult.SAME  # an idempotent retry: no error
+    with pytest.raises(InsufficientStorage):
+        objects.put("videos/3/big", bytes(8 * 1024 * 1024))  # the 4 MiB disk is full
+    with pytest.raises(UnsafeKey):
+        objects.get("../etc/passwd")
+    with pytest.raises(ObjectMissing):
+        objects.download("videos/3/none", tiny_disk / "out")
+    objects.delete("videos/3/none")
+    assert told == [
+        ("put", "local", None),
+        ("put", "local", None),
+        ("put", "local", "unavailable"),
+        ("get", "local", "other"),
+        ("download", "local", "missing"),
+        ("delete", "local", None),
+    ]
