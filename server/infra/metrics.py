@@ -10,8 +10,12 @@ Two kinds, for where the fact is known:
   web /metrics only): live streams, segments per state, gearmand's queue per function, recent
   upload-to-playable times, the publish lag, free space, build info.
 
+The object store (server/store) sits below this layer and cannot import it: it tells `store_called` of
+each call through the observer `observed_store` hands it (server/store/objects.py, ObservedObjects).
+
 Labels are bounded: an outcome enum, a job function from server/core/jobs, a rung name from the ladder, a
-configured gearmand address. Never a video or segment id.
+configured gearmand address, a store operation, backend or error kind (server/store/objects.py). Never a
+video or segment id, never an object key.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.config import ROOT, Config
 from server.core.states import AttemptOutcome
+from server.store.objects import ERROR_KINDS, OPERATIONS, ObjectStore, ObservedObjects
 
 PREFIX = "team03_"
 # The *_created series exist only without PROMETHEUS_MULTIPROC_DIR: drop them, so both modes expose the same names.
@@ -94,6 +99,36 @@ WEBHOOK_TRIES = _counter(
     "result",
     ("delivered", "retrying", "given_up"),
 )
+
+STORE_SECONDS = Histogram(
+    "team03_store_seconds",
+    "Seconds of one object store call as its caller sees it (retries inside included), failed ones too",
+    ["operation", "backend"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+STORE_ERRORS = Counter(
+    "team03_store_errors",
+    "Object store calls that failed, by kind: unavailable (down, refused, timed out, disk full), missing, conflict, other",
+    ["operation", "kind"],
+)
+for _operation in OPERATIONS:
+    for _kind in ERROR_KINDS:
+        STORE_ERRORS.labels(operation=_operation, kind=_kind)
+
+
+def store_called(operation: str, backend: str, seconds: float, error: str | None) -> None:
+    """Record one object store call (the observer ObservedObjects calls)."""
+    STORE_SECONDS.labels(operation=operation, backend=backend).observe(seconds)
+    if error is not None:
+        STORE_ERRORS.labels(operation=operation, kind=error).inc()
+
+
+def observed_store(store: ObjectStore) -> ObservedObjects:
+    """Return `store` with every call recorded; its backend's series exist from the start (at 0)."""
+    for operation in OPERATIONS:
+        STORE_SECONDS.labels(operation=operation, backend=store.backend)
+    return ObservedObjects(store, store_called)
+
 
 def upload_stored(size: int, seconds: float | None, duration: float) -> None:
     """Count one stored segment; `seconds` is None when the request's start is unknown."""

@@ -16,8 +16,10 @@ from server.core.clock import Clock, SystemClock
 from server.core.transcode.ladder import Rung, parse_ladder
 from server.infra.cache import Cache, LocalCache, MemcachedCache
 from server.infra.db import make_engine, make_sessionmaker
+from server.infra.metrics import observed_store
 from server.infra.queue import GearmanQueue, JobQueue
 from server.store import MediaStore
+from server.store.objects import ObjectStore, object_store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     media: MediaStore
+    objects: ObjectStore  # MEDIA_STORE's backend, every call measured (team03_store_*); the pipeline moves onto it (issue 17)
     cache: Cache
     ladder: tuple[Rung, ...]
     queue: JobQueue | None = field(default=None)
@@ -86,7 +89,13 @@ class Services:
             MemcachedCache(config.MEMCACHED_SERVERS, prefix=config.CACHE_PREFIX) if config.MEMCACHED_SERVERS else LocalCache()
         )
         services = cls(
-            config, engine, make_sessionmaker(engine), MediaStore(config.MEDIA_ROOT), cache, parse_ladder(config.LADDER)
+            config,
+            engine,
+            make_sessionmaker(engine),
+            MediaStore(config.MEDIA_ROOT),
+            observed_store(object_store(config)),
+            cache,
+            parse_ladder(config.LADDER),
         )
         if config.uses_gearman:
             services.queue = GearmanQueue(config.GEARMAN_SERVERS)

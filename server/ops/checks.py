@@ -2,7 +2,8 @@
 
 `ping` answers a load balancer: can this process reach its database (the source of truth)? `status`
 answers an operator: the queue and its workers (each gearmand and their total), the cache, the media
-disk, and the segments still waiting, each with what is wrong in plain words. A problem that only delays work makes the system
+disk, the object store (MEDIA_STORE=s3: whether its bucket answers), and the segments still waiting,
+each with what is wrong in plain words. A problem that only delays work makes the system
 "degraded", never "down": segments wait in the database and the reaper converges once it is fixed.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from server.core.errors import StorageUnavailable
 from server.core.jobs import TRANSCODE_SEGMENT
 from server.core.states import SegmentState, VideoType
 from server.infra.db import schema_revisions
@@ -38,6 +40,7 @@ def status(services: Services, now: datetime) -> dict[str, Any]:
         "queue": _queue(services, problems),
         "cache": _cache(services, problems),
         "media": _media(services, problems),
+        "store": _store(services, problems),
     }
     waiting = report["database"]["segments"]["oldest_waiting_seconds"]
     if waiting is not None and waiting > services.config.PROCESSING_DEADLINE:
@@ -122,8 +125,23 @@ def _media(services: Services, problems: list[str]) -> dict[str, Any]:
     return {"ok": ok, "free_bytes": free}
 
 
+def _store(services: Services, problems: list[str]) -> dict[str, Any]:
+    """Whether the object store answers: {"kind", "ok"}, and "error" in plain words when it does not (MEDIA_STORE=s3 only)."""
+    config = services.config
+    if config.MEDIA_STORE != "s3":
+        return {"kind": config.MEDIA_STORE, "ok": True}  # the local tree: `media` above is its disk
+    try:
+        services.objects.check()
+    except StorageUnavailable as exc:
+        endpoint = config.S3_ENDPOINT_URL or f"AWS S3 in {config.S3_REGION}"
+        problems.append(f"S3_BUCKET {config.S3_BUCKET} at {endpoint}: {exc.message}")
+        return {"kind": "s3", "ok": False, "error": str(exc)}
+    return {"kind": "s3", "ok": True}
+
+
 def readiness(services: Services) -> dict[str, Any]:
-    """Whether this process can serve now: the database, Gearman (if configured), memcached (if configured), the disk.
+    """Whether this process can serve now: the database, Gearman (if configured), memcached (if configured), the disk,
+    the object store's bucket (MEDIA_STORE=s3; one try of at most 2 s, server/store/s3.py CHECK_TIMEOUT).
 
     A load balancer takes the process out while any is down ("ok" false, each one "down" named); unlike
     `status`, a queue without workers or a segment waiting is no reason: those delay work, they refuse none.
@@ -135,6 +153,7 @@ def readiness(services: Services) -> dict[str, Any]:
         "gearman": _gearman_answers(services),
         "cache": _cache(services, []),
         "disk": _media(services, []),
+        "store": _store(services, []) if services.config.MEDIA_STORE == "s3" else None,
     }
     answers = {name: {"ok": bool(check["ok"])} for name, check in found.items() if check is not None}
     down = [name for name, check in answers.items() if not check["ok"]]

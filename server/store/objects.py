@@ -18,13 +18,14 @@ import enum
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from server.core.errors import NotFound
+from server.core.errors import InsufficientStorage, NotFound, StorageUnavailable
 from server.store.local import _storage_error, file_sha256, fsync_dir, temp_path_for
 
 if TYPE_CHECKING:
@@ -37,6 +38,14 @@ _KEY = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
 _PREFIX = re.compile(rf"^(?:{_SEGMENT}/)*(?:{_SEGMENT})?$")
 
 Source = bytes | Path
+_T = TypeVar("_T")
+
+# What the store's metrics are labelled by (server/infra/metrics.py): every value, fixed here.
+OPERATIONS = ("put", "get", "download", "head", "delete", "list")
+BACKENDS = ("local", "s3")
+ERROR_KINDS = ("unavailable", "missing", "conflict", "other")
+# Told of each store call once it returns or raises: (operation, backend, seconds, error kind or None).
+StoreObserver = Callable[[str, str, float, str | None], None]
 
 
 class UnsafeKey(ValueError):
@@ -62,6 +71,8 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     """Where media objects live. Every method raises StorageUnavailable when the backend fails."""
 
+    backend: str  # one of BACKENDS
+
     def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
         """Store `source` (bytes, or a file's path) under `key`; with `if_absent`, only if the key is free."""
         ...
@@ -84,6 +95,10 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> list[str]:
         """Return the keys that start with `prefix`, sorted."""
+        ...
+
+    def check(self) -> None:
+        """Raise StorageUnavailable unless the backend answers within a couple of seconds (readiness)."""
         ...
 
 
@@ -122,6 +137,8 @@ def _chunks(source: Source) -> Iterator[bytes]:
 
 class LocalObjects:
     """Objects as files under `root`: written beside their final name, fsynced, then renamed or linked in."""
+
+    backend = "local"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -193,6 +210,12 @@ class LocalObjects:
                     keys.append(key)
         return sorted(keys)
 
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+
 
 def _write_synced(temp: Path, source: Source) -> str:
     """Write `source` to the new file `temp`, fsync it, and return its SHA-256."""
@@ -222,3 +245,65 @@ def object_store(config: Config) -> ObjectStore:
 
         return S3Objects.from_config(config)
     return LocalObjects(config.MEDIA_ROOT)
+
+
+# -- observed ---------------------------------------------------------------------------------------
+
+
+def error_kind(exc: BaseException) -> str:
+    """The ERROR_KINDS value a store call's exception counts as."""
+    if isinstance(exc, ObjectMissing):
+        return "missing"
+    if isinstance(exc, StorageUnavailable | InsufficientStorage):  # the store could not do it now; later may
+        return "unavailable"
+    return "other"  # UnsafeKey (a caller's bug), a missing download folder, anything unforeseen
+
+
+class ObservedObjects:
+    """Any ObjectStore, each call timed and its outcome told to `observer`: the one place both backends are measured.
+
+    A call is one operation as its caller sees it, whatever the backend does inside (S3's put may also
+    head, its head may get): seconds from call to return or raise, failures included. Errors by kind:
+    ObjectMissing is `missing`, StorageUnavailable or a full disk `unavailable`, a conditional put that
+    found other bytes (PutResult.DIFFERENT) `conflict`, anything else `other`. `head` finding nothing
+    and `delete` of nothing are no errors. `check` (readiness) is not a store call and is not told.
+    """
+
+    def __init__(self, store: ObjectStore, observer: StoreObserver) -> None:
+        self.store = store
+        self.backend = store.backend
+        self._observer = observer
+
+    def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
+        return self._call("put", self.store.put, key, source, if_absent=if_absent)
+
+    def get(self, key: str) -> bytes:
+        return self._call("get", self.store.get, key)
+
+    def download(self, key: str, path: Path) -> None:
+        return self._call("download", self.store.download, key, path)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self._call("head", self.store.head, key)
+
+    def delete(self, key: str) -> None:
+        return self._call("delete", self.store.delete, key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        return self._call("list", self.store.list, prefix)
+
+    def check(self) -> None:
+        self.store.check()
+
+    def _call(self, operation: str, method: Callable[..., _T], *args: object, **kwargs: object) -> _T:
+        started = time.monotonic()
+        kind: str | None = "other"
+        try:
+            result = method(*args, **kwargs)
+            kind = "conflict" if result is PutResult.DIFFERENT else None
+            return result
+        except Exception as exc:
+            kind = error_kind(exc)
+            raise
+        finally:
+            self._observer(operation, self.backend, time.monotonic() - started, kind)

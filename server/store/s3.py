@@ -6,6 +6,8 @@ StorageUnavailable. A conditional write sends `If-None-Match: *`, which the engi
 when the key exists; the existing object's SHA-256, kept as user metadata (`x-amz-meta-sha256`) by
 every put, then says whether it holds the same bytes. Every put also sends Content-MD5, so the engine
 refuses bytes damaged on the way, and every read checks the SHA-256 it brought back.
+`check` (readiness) is one listing of at most one key, one try of at most CHECK_TIMEOUT seconds
+through a second client, so a gateway that is down or frozen is reported within a couple of seconds.
 Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ...).
 """
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 SHA256_META = "sha256"
 PUT_TRIES = 3  # a key deleted between our 412 and our HEAD is written again, a few times at most
+CHECK_TIMEOUT = 2.0  # seconds `check` waits to connect and to read (one try): /readyz answers promptly
 
 
 class _Taken(Exception):
@@ -49,6 +52,8 @@ class _Taken(Exception):
 
 class S3Objects:
     """An ObjectStore on one bucket, every key under `prefix`."""
+
+    backend = "s3"
 
     def __init__(
         self,
@@ -77,13 +82,21 @@ class S3Objects:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        self.client = boto3.session.Session().client(
+        session = boto3.session.Session()
+        where = {
+            "endpoint_url": endpoint_url or None,
+            "region_name": region,
+            "aws_access_key_id": access_key,
+            "aws_secret_access_key": secret_key,
+        }
+        self.client = session.client("s3", config=config, **where)
+        brief = min(timeout, CHECK_TIMEOUT)
+        self._checker = session.client(
             "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            config=config,
+            config=config.merge(
+                BotoConfig(connect_timeout=brief, read_timeout=brief, retries={"total_max_attempts": 1, "mode": "standard"})
+            ),
+            **where,
         )
 
     @classmethod
@@ -193,6 +206,10 @@ class S3Objects:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
                 keys.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", ()))
         return sorted(keys)
+
+    def check(self) -> None:
+        with self._answers("list", ""):
+            self._checker.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
 
     def presign_get(self, key: str, ttl: int) -> str:
         """Return a URL that GETs the object without credentials for `ttl` seconds."""

@@ -353,7 +353,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Whether this process can serve now: database, gearmand, memcached (each if configured), disk. */
+        /** Whether this process can serve now: database, gearmand, memcached (each if configured), disk, the S3 bucket (MEDIA_STORE=s3). */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -998,6 +998,8 @@ export interface components {
             queue: Record<string, never>;
             cache: Record<string, never>;
             media: Record<string, never>;
+            /** @description The object store: `kind` (`local` or `s3`), `ok` (whether its bucket answered), `error` in plain words when not. */
+            store: Record<string, never>;
         };
         Credentials: {
             username: string;
@@ -1091,7 +1093,7 @@ export interface components {
             /** @enum {string} */
             status: "ready" | "not_ready";
             ok: boolean;
-            down: ("database" | "gearman" | "cache" | "disk")[];
+            down: ("database" | "gearman" | "cache" | "disk" | "store")[];
             /** @description One object per dependency checked, `{"ok": true|false}` and nothing else (no addresses or byte counts: admins read those in /status.json). */
             checks: Record<string, never>;
             /** @constant */

@@ -20,6 +20,7 @@ from server.domain.changes import video_change
 from server.infra.metrics import serve
 from server.infra.models import AttemptOutcome, SegmentState
 from server.ops.system_metrics import quantile
+from server.store.objects import BACKENDS, ERROR_KINDS, OPERATIONS
 from tests.harness.android import new_video_body
 from tests.harness.services import ROOT, Memcached, free_port, wait_for
 from tests.harness.stack import upload
@@ -52,6 +53,8 @@ EXPOSED = {
     "team03_gearman_jobs_running": "gauge",
     "team03_gearman_workers": "gauge",
     "team03_media_free_bytes": "gauge",
+    "team03_store_seconds": "histogram",
+    "team03_store_errors": "counter",
 }
 # What each label may hold: fixed sets, or what the configuration names (rungs, gearmand addresses).
 BOUNDED = {
@@ -61,6 +64,9 @@ BOUNDED = {
     "function": set(FUNCTIONS),
     "quantile": {"0.5", "0.95", "1"},
     "rung": {"HIGH", "MEDIUM", "LOW"},
+    "operation": set(OPERATIONS),
+    "backend": set(BACKENDS),
+    "kind": set(ERROR_KINDS),
 }
 
 

@@ -26,7 +26,7 @@ KEPT = {
     "to_env",  # Config.from_env's inverse, beside it so the two cannot drift
     # The object store's interface (server/store/objects.py, s3.py), tested on both backends by
     # tests/integration/test_object_store.py; the pipeline moves onto it next (issue 17), then these leave.
-    "object_store", "download", "presign_get", "presign_put",
+    "download", "presign_get", "presign_put",
 }  # fmt: skip
 
 
