@@ -61,10 +61,9 @@ class NotReadyYet(ServiceError):
 
 
 class TooManyStreams(ServiceError):
-    """This process already holds ADMIN_STREAMS event streams open (each a thread); retry after Retry-After.
+    """This process already holds ADMIN_STREAMS event streams open (each a thread); retry after Retry-After."""
 
-    Answered at once: the event-stream server has threads beyond its ADMIN_STREAMS for this answer.
-    """
+    # Answered at once: the event-stream server keeps threads beyond its ADMIN_STREAMS for this answer.
 
     status = 503
     code = "too_many_streams"

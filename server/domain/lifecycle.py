@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from server.core.errors import Conflict, NotFound
 from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT, PackageJob, SegmentJob
-from server.core.playlists import VIDEO_TIMESCALE
 from server.core.playlists.publish import packagable, ready_for_vod
 from server.core.retry import Failure, Policy, after_failure
 from server.core.states import AttemptOutcome, VideoStatus, VideoType
+from server.core.timeline import VIDEO_TIMESCALE
 from server.core.transcode import outputs
 from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip, WorkerRef, outputs_of
 from server.domain import eventlog, publishing, registry

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from server.core.errors import NotFound
 from server.core.playlists import Published
-from server.core.playlists.model import AAC_FRAME
 from server.core.playlists.publish import packagable
+from server.core.timeline import AAC_FRAME
 from server.core.transcode import ffmpeg
 from server.core.transcode.mpegts import continue_counters, next_counters
 from server.domain.changes import video_change

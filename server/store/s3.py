@@ -110,11 +110,6 @@ class S3Objects:
             max_attempts=config.S3_MAX_ATTEMPTS,
         )
 
-    def check(self) -> None:
-        """Raise StorageUnavailable unless the bucket answers a listing (it exists and these credentials read it)."""
-        with self._answers("list", ""):
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
-
     def _name(self, key: str) -> str:
         return self.prefix + checked_key(key)
 
@@ -208,6 +203,8 @@ class S3Objects:
         return sorted(keys)
 
     def check(self) -> None:
+        """Raise StorageUnavailable unless the bucket answers a listing (it exists and these credentials read it),
+        within one try of at most CHECK_TIMEOUT: /readyz and `media migrate` ask it before anything else."""
         with self._answers("list", ""):
             self._checker.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
 

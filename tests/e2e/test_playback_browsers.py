@@ -21,7 +21,7 @@ from datetime import UTC
 import pytest
 import requests
 
-from server.core.playlists import VIDEO_TIMESCALE
+from server.core.timeline import VIDEO_TIMESCALE
 from tests.harness import services as real
 from tests.harness.media import make_segment
 from tests.harness.players import long_stalls, play, summary

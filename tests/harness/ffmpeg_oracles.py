@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from server.core.playlists.model import AUDIO_TIMESCALE, VIDEO_TIMESCALE
+from server.core.timeline import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 from server.core.transcode import ffmpeg
 from server.core.transcode.ffmpeg import _FFMPEG, _at, _audio_at, _audio_fragment, _ts, _video_fragment
 

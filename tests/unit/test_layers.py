@@ -111,3 +111,9 @@ def loaded_by(code: str) -> set[str]:
 def test_importing_the_pure_core_loads_no_framework():
     loaded = loaded_by("import server.core.transcode.ffmpeg, server.core.playlists.publish, server.core.wire, server.core.retry")
     assert not loaded & {"flask", "werkzeug", "sqlalchemy", "pymysql", "gearman", "pymemcache", "requests", "prometheus_client"}
+
+
+def test_the_remote_worker_s_modules_load_no_database_web_or_template_side():
+    # The fast form of test_remote_workers' check (which reads a real remote worker's modules at exit).
+    loaded = loaded_by("import server.segment_processor, server.worker.remote, server.worker.encoding")
+    assert not loaded & {"sqlalchemy", "pymysql", "flask", "werkzeug", "jinja2", "alembic", "boto3"}

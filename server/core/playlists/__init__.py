@@ -4,8 +4,6 @@ No flask, no database, no clock: callers pass frozen VideoView snapshots and `no
 """
 
 from server.core.playlists.model import (
-    AUDIO_TIMESCALE,
-    VIDEO_TIMESCALE,
     Published,
     RenditionView,
     SegmentView,
@@ -26,8 +24,6 @@ from server.core.playlists.render import (
 
 __all__ = [
     "AUDIO",
-    "AUDIO_TIMESCALE",
-    "VIDEO_TIMESCALE",
     "Published",
     "RenditionView",
     "SegmentView",

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-VIDEO_TIMESCALE = 90_000
-AUDIO_TIMESCALE = 48_000
+from server.core.timeline import VIDEO_TIMESCALE
+
 # Media names are six digits (000042.mp4) and the Android player compares them as strings.
 MAX_SEGMENT_ID = 999_999
-AAC_FRAME = 1024  # samples (48 kHz ticks) in one AAC-LC frame: a segment's audio holds whole frames
 
 SegmentViewStatus = Literal["READY", "FAILED", "PENDING"]
 SEGMENT_STATUSES: frozenset[str] = frozenset({"READY", "FAILED", "PENDING"})

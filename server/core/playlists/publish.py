@@ -42,7 +42,8 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
-from server.core.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE, Published, SegmentView, VideoView
+from server.core.playlists.model import Published, SegmentView, VideoView
+from server.core.timeline import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 _INF = math.inf
 

@@ -40,13 +40,12 @@ from typing import Literal
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from server.core.playlists.model import (
-    AUDIO_TIMESCALE,
-    VIDEO_TIMESCALE,
     Published,
     RenditionView,
     StoryboardTiles,
     VideoView,
 )
+from server.core.timeline import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 AUDIO: Literal["audio"] = "audio"
 DVR_SLACK_S = 60  # timeShiftBufferDepth margin beyond everything recorded so far

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from server.core.errors import FFmpegError, UnprocessableMedia
-from server.core.playlists.model import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE
+from server.core.timeline import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE
 from server.core.transcode.cmaf import split_init as split_init  # callers split what they remux
 from server.core.transcode.ladder import RenditionPlan, SourceInfo
 
