@@ -122,3 +122,16 @@ def test_a_disarmed_body_is_never_cut(pair) -> None:  # type: ignore[no-untyped-
     assert not body.cut
     client.sendall(b"still open")
     assert server.recv(10) == b"still open"
+
+
+def test_drain_reads_no_byte_past_the_body_on_a_keep_alive_socket():
+    # The dev server hands the raw socket to the app; its read(n) waits for n bytes. A 401 answered before a
+    # small body was read used to drain a whole chunk: it swallowed the client's next request, or waited for it.
+    server, client = socket.socketpair()
+    server.settimeout(5)
+    with server, client, server.makefile("rb") as stream:
+        client.sendall(b"x" * 120 + b"NEXT")
+        body = DeadlineInput(stream, time.monotonic() + 60, 60, time.monotonic, 120)
+        body.drain()
+        assert body.finished and body.consumed == 120
+        assert stream.read(4) == b"NEXT"

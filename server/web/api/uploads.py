@@ -77,10 +77,17 @@ class DeadlineInput:
         return self._take(self._stream.readline, size)
 
     def drain(self) -> None:
-        """Read and drop what is left of the body; stop at the deadline or a closed socket."""
+        """Read and drop what is left of the body; stop at the deadline or a closed socket.
+
+        Never more than the body declares: the server's stream is the raw socket on the dev server, whose
+        read(n) waits for n bytes, so reading a whole chunk past a small body's end waited for the client,
+        which was waiting for the answer (a 401 before a 120-byte body was read hung until the deadline).
+        """
         with suppress(RequestTimeout, OSError):
-            while not self.finished and self.read(DRAIN_CHUNK):
-                pass
+            while not self.finished:
+                want = DRAIN_CHUNK if self.length is None else min(DRAIN_CHUNK, self.length - self.consumed)
+                if not self.read(want):
+                    break
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
