@@ -162,6 +162,14 @@ CASES: list[Case] = [
     Case("DELETE", "/videos", 405),
     Case("GET", f"/video/{V}", 200, {"headers": {"X-Huge": "x" * 100_000, "Accept": "\x00", "Range": "bytes=-99999999999"}}),
     Case("GET", f"/video/{V}", 200, {"headers": {"X-Forwarded-For": "1.2.3.4, " * 1000, "Content-Length": "-1"}}),
+    # the second probe (issue 15): a stray id far ahead of a live video is refused before any probe, its end too
+    Case("POST", f"/video_segment/{V}", 409, _multipart("999999")),
+    Case("POST", f"/video_end/{V}", 409, {"data": {"last_segment_id": "999999"}}),
+    # webhooks never reach the private network, whatever the spelling
+    Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://127.0.0.1:3306/", "events": ["video.vod"]}}),
+    Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://2130706433/", "events": ["video.vod"]}}),
+    Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://[::1]:4730/", "events": ["video.vod"]}}),
+    Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://169.254.169.254/", "events": ["video.vod"]}}),
 ]
 
 

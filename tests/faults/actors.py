@@ -220,8 +220,9 @@ def _no_answer(route: str, exc: Exception) -> str:
     return ""
 
 
-def _malformed(video_id: int) -> list[tuple[str, bytes]]:
+def _malformed(video_id: int, clip: bytes = b"") -> list[tuple[str, bytes]]:
     """Requests no client should send: (name, raw HTTP/1.1 bytes). None may store anything or answer 5xx."""
+    stray, stray_type = segment_upload(999999, clip)  # a real clip, an id far past the phone's: it would end its stream
     junk = bytes(range(256)) * 8
     garbage = b'--b\r\nContent-Disposition: form-data; name="data"\r\n\r\n' + junk  # no closing boundary
     not_video, not_video_type = segment_upload(999, b"\x00\x00\x00\x18ftypisomnot a video at all")
@@ -229,6 +230,7 @@ def _malformed(video_id: int) -> list[tuple[str, bytes]]:
     return [
         ("garbage multipart", _post(f"/video_segment/{video_id}", "multipart/form-data; boundary=b", garbage)),
         ("not a video", _post(f"/video_segment/{video_id}", not_video_type, not_video)),
+        ("stray id far ahead", _post(f"/video_segment/{video_id}", stray_type, stray)),
         ("no boundary", _post(f"/video_segment/{video_id}", "multipart/form-data", b"segment_id=1")),
         ("bad id", f"GET /video/99999999999999999999999 HTTP/1.1\r\n{head}\r\n".encode()),
         (
@@ -270,9 +272,11 @@ class Hostile(threading.Thread):
     """Slow-loris connections held open for the whole run, and one malformed request every `pace` seconds,
     alternately through nginx (`front`) and straight to gunicorn (`app`), until `stop` is set."""
 
-    def __init__(self, front: int, app: int, video_id: Callable[[], int], record: Record, stop: threading.Event) -> None:
+    def __init__(
+        self, front: int, app: int, video_id: Callable[[], int], clip: bytes, record: Record, stop: threading.Event
+    ) -> None:
         super().__init__(name="hostile", daemon=True)
-        self.front, self.app, self.video_id, self.record, self.stop = front, app, video_id, record, stop
+        self.front, self.app, self.video_id, self.clip, self.record, self.stop = front, app, video_id, clip, record, stop
         self.slow: list[socket.socket] = []
         self.slow_closed = 0  # slow connections the server closed (a header or body timeout)
 
@@ -281,7 +285,7 @@ class Hostile(threading.Thread):
         kinds = itertools.cycle(range(len(_malformed(0))))
         ports = itertools.cycle((self.front, self.app))
         while not self.stop.wait(0.25):
-            name, payload = _malformed(self.video_id())[next(kinds)]
+            name, payload = _malformed(self.video_id(), self.clip)[next(kinds)]
             port = next(ports)
             started = time.monotonic()
             try:

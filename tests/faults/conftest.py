@@ -24,7 +24,6 @@ KNOBS: dict[str, object] = {
     "RETRY_BACKOFF": 0.3,
     "GAP_TIMEOUT": 4.0,
     "FFMPEG_TIMEOUT": 60.0,
-    "RATE_LIMIT_UPLOAD_PER_VIDEO": "1000/minute",  # the phones' retries and the hostile uploads share a video
     "BODY_READ_TIMEOUT": 10.0,
 }
 

@@ -49,7 +49,7 @@ def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> N
     phones = [Phone(f"phone{k}", system.base, clips, SEGMENTS, PACE, record, deadline) for k in range(PHONES)]
     stop = threading.Event()
     reader = Reader(system.base, lambda: [p.video_id for p in phones if p.video_id is not None], record, stop)
-    hostile = Hostile(system.front_port, system.app_port, lambda: phones[0].video_id or 0, record, stop)
+    hostile = Hostile(system.front_port, system.app_port, lambda: phones[0].video_id or 0, clips[0], record, stop)
     for thread in (*phones, reader, hostile):
         thread.start()
     try:
