@@ -346,7 +346,7 @@ def check_ahead(session: Session, video_id: int, segment_id: int, ahead: int, fi
     highest = _highest_segment(session, video_id)
     limit = (highest or 0) + ahead
     if segment_id > limit:
-        stored = "no segment is stored yet" if highest is None else f"the highest stored is {highest}"
+        stored = "0 (no segment is stored yet)" if highest is None else f"the highest stored segment, {highest}"
         raise Conflict(f"{field} {segment_id} is more than MAX_SEGMENT_AHEAD ({ahead}) past {stored}", field=field)
 
 
