@@ -79,9 +79,9 @@ class Snapshot:
     def finished(self) -> bool:
         return self.state.is_vod
 
-    def published(self, now: float, gap_timeout: float) -> list[Published]:
-        """Return the segments every player is given (the pure rule: publish.listed_segments)."""
-        return listed_segments(self.state, now, gap_timeout)
+    def published(self, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
+        """Return the segments players are given (the pure rule: publish.listed_segments)."""
+        return listed_segments(self.state, now, gap_timeout, append_only=append_only)
 
 
 def snapshot(session: Session, video_id: int, max_ahead: int) -> Snapshot:
@@ -130,7 +130,7 @@ def hls_master(s: Snapshot, _now: float) -> Rendered:
 def hls_media(gap: float, track: str) -> Render:
     def render(s: Snapshot, now: float) -> Rendered:
         target = AUDIO if track == AUDIO else rendition(s.state, track)
-        listed = _playable(s, s.published(now, gap))
+        listed = _playable(s, s.published(now, gap, append_only=True))
         return Rendered(render_hls_media(s.state, target, listed).encode(), s.finished)
 
     return render
@@ -142,7 +142,7 @@ def legacy_master(s: Snapshot, _now: float) -> Rendered:
 
 def legacy_media(gap: float, name: str) -> Render:
     return lambda s, now: Rendered(
-        render_legacy_hls_media(s.state, rendition(s.state, name), s.published(now, gap)).encode(),
+        render_legacy_hls_media(s.state, rendition(s.state, name), s.published(now, gap, append_only=True)).encode(),
         s.finished,
     )
 
@@ -193,8 +193,9 @@ def playlist_files(state: VideoView, gap: float) -> dict[str, Render]:
 
 def listing_key(s: Snapshot, now: float, gap: float) -> str:
     """Fingerprint what the files list at `now`: a gap decided with no new revision changes it."""
-    ids = [p.segment_id for p in s.published(now, gap)]
-    return hashlib.sha256(f"{s.finished}|{ids}".encode()).hexdigest()[:32]
+    dash_ids = [p.segment_id for p in s.published(now, gap)]
+    hls_ids = [p.segment_id for p in s.published(now, gap, append_only=True)]
+    return hashlib.sha256(f"{s.finished}|{dash_ids}|{hls_ids}".encode()).hexdigest()[:32]
 
 
 # --- writing them ------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from server.core.playlists import (
     is_finished,
     live_segments,
     stream_ended,
+    vod_segments,
 )
-from server.core.playlists.publish import listed_segments, packagable, ready_for_vod
+from server.core.playlists.publish import ready_for_vod
 
 T0 = 1_795_000_000.0
 GAP = 10.0
@@ -88,10 +89,8 @@ def test_segment_arriving_after_its_skip_stays_out_of_the_live_list() -> None:
     v = video(ready(0, 5), ready(1, 30), ready(2, 11), ready(3, 14))
     assert ids(v, 22) == [0, 2, 3]
     assert ids(v, 40) == [0, 2, 3]
-    finished = video(*v.segments, ended_at=15, last=3, vod=True)  # the one list, live or finished
-    assert [p.segment_id for p in listed_segments(finished, T0 + 40, GAP)] == [0, 2, 3]
-    assert [p.segment_id for p in android_segments(finished, None, T0 + 40, GAP)] == [0, 2, 3]
-    assert [p.segment_id for p in packagable(finished, T0 + 40, GAP)] == [0, 2, 3]
+    assert [p.segment_id for p in vod_segments(v)] == [0, 1, 2, 3]
+    assert [p.discontinuity for p in vod_segments(v)] == [False, False, False, False]
 
 
 def test_segment_arriving_before_the_deadline_is_listed() -> None:
@@ -147,6 +146,7 @@ def test_not_finished_while_the_end_is_unknown() -> None:
 def test_segments_past_the_last_id_are_ignored() -> None:
     v = video(ready(0, 5), ready(1, 8), ended_at=9, last=0)
     assert ids(v, 10) == [0]
+    assert [p.segment_id for p in vod_segments(v)] == [0]
 
 
 def test_no_skip_jumps_past_the_window_at_once() -> None:
@@ -174,9 +174,9 @@ def test_android_stream_ended_is_true_even_when_nothing_new_is_listed() -> None:
     assert stream_ended(v)
 
 
-def test_android_segments_of_a_vod_are_its_live_list() -> None:
+def test_android_segments_of_a_vod_include_late_ones() -> None:
     v = video(ready(0, 5), ready(1, 30), ready(2, 11), ended_at=12, last=2, vod=True)
-    assert [p.segment_id for p in android_segments(v, None, T0 + 40, GAP)] == [0, 2]
+    assert [p.segment_id for p in android_segments(v, None, T0 + 40, GAP)] == [0, 1, 2]
     assert stream_ended(v)
 
 
@@ -186,7 +186,7 @@ def test_starts_are_derived_from_earlier_durations_when_unknown() -> None:
         SegmentView(2, "READY", ready_at=T0 + 11, duration_ticks=269_000),
     ]
     v = video(*segs)
-    assert [(p.segment_id, p.start_ticks) for p in live_segments(v, T0 + 100, GAP)] == [(0, 0), (2, 271_000 + D)]
+    assert [(p.segment_id, p.start_ticks) for p in vod_segments(v)] == [(0, 0), (2, 271_000 + D)]
 
 
 def test_invalid_states_are_refused() -> None:
@@ -272,6 +272,8 @@ def test_live_list_only_grows_and_finishes_when_expected(seed: int) -> None:
         finished = is_finished(h.video, now, h.gap)
         assert finished or not was_finished, "is_finished went back to false"
         previous, was_finished = current, finished
+    listed = {p.segment_id for p in previous}
+    assert listed <= {p.segment_id for p in vod_segments(h.video)}
     if h.video.ended_at is None:
         assert not was_finished
         return
@@ -293,7 +295,7 @@ def test_audio_is_laid_end_to_end_in_whole_frames_never_ahead_of_the_picture() -
         SegmentView(k, "READY", ready_at=T0 + k, start_ticks=s, duration_ticks=d)
         for k, (s, d) in enumerate(zip(starts, durations, strict=True))
     ]
-    published = live_segments(video(*segments, ended_at=300, last=len(segments) - 1, vod=True), T0 + 1000, GAP)
+    published = vod_segments(video(*segments, ended_at=300, last=len(segments) - 1, vod=True))
     audio_end = 0
     for p in published:
         assert p.audio_start_ticks == audio_end  # no overlap, no gap
@@ -307,7 +309,7 @@ def test_audio_restarts_level_with_the_picture_after_a_hole_and_keeps_what_was_p
     packaged = SegmentView(
         0, "READY", ready_at=T0 + 5, start_ticks=0, duration_ticks=D, audio_start_ticks=0, audio_duration_ticks=99_328
     )
-    published = live_segments(video(packaged, ready(1, 8), ready(3, 14), ended_at=20, last=3, vod=True), T0 + 100, GAP)
+    published = vod_segments(video(packaged, ready(1, 8), ready(3, 14), ended_at=20, last=3, vod=True))
     assert [(p.segment_id, p.audio_start_ticks, p.audio_duration_ticks) for p in published] == [
         (0, 0, 99_328),  # recorded by the packager: kept as it is
         (1, 99_328, 188_416),  # follows it: (288000 - 99328) // 1024 = 184 frames

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from server.core.playlists import SegmentView, VideoView, live_segments
+from server.core.playlists import SegmentView, VideoView, live_segments, vod_segments
 from server.core.playlists import publish as publish_module
 from server.core.playlists.publish import (
     android_segments,
@@ -68,6 +68,7 @@ def video(*segments: SegmentView, ended_at: float | None = None, last: int | Non
 
 def _every_rule(v: VideoView, now: float) -> None:
     live_segments(v, now, GAP)
+    vod_segments(v)
     is_finished(v, now, GAP)
     listed_segments(v, now, GAP)
     android_segments(v, 0, now, GAP)
@@ -141,10 +142,7 @@ def test_derived_starts_count_a_nominal_length_for_each_missing_id() -> None:
         SegmentView(0, "READY", ready_at=T0 + 5, duration_ticks=271_000),
         SegmentView(500, "READY", ready_at=T0 + 6, duration_ticks=1),
     ]
-    assert [(p.segment_id, p.start_ticks) for p in live_segments(video(*segs), T0 + 100, GAP)] == [
-        (0, 0),
-        (500, 271_000 + 499 * D),
-    ]
+    assert [(p.segment_id, p.start_ticks) for p in vod_segments(video(*segs))] == [(0, 0), (500, 271_000 + 499 * D)]
 
 
 # One rule per decision: what players are served, and when the stream is over.
@@ -164,13 +162,13 @@ def test_a_vod_lists_every_packaged_ready_segment() -> None:
     assert [p.segment_id for p in android_segments(v, 0, T0 + 40, GAP)] == [2]
 
 
-def test_packagable_is_the_live_list_live_or_finished() -> None:
+def test_packagable_is_the_live_list_until_finished_then_every_ready_one() -> None:
     live = video(ready(0, 5, packaged=False), ready(2, 7, packaged=False))
     assert [p.segment_id for p in packagable(live, T0 + 16.9, GAP)] == [0]
     assert [p.segment_id for p in packagable(live, T0 + 17, GAP)] == [0, 2]  # 1 never came: skipped after GAP
     late = video(ready(0, 5, packaged=False), ready(1, 30, packaged=False), ready(2, 7, packaged=False), ended_at=8, last=2)
     assert [p.segment_id for p in live_segments(late, T0 + 31, GAP)] == [0, 2]
-    assert [p.segment_id for p in packagable(late, T0 + 31, GAP)] == [0, 2]  # late 1 has no place in any list
+    assert [p.segment_id for p in packagable(late, T0 + 31, GAP)] == [0, 1, 2]  # finished: late 1 gets its place too
 
 
 def test_vod_only_once_finished_and_every_listed_segment_is_packaged() -> None:

@@ -10,7 +10,7 @@ from server.core.playlists.model import (
     StoryboardTiles,
     VideoView,
 )
-from server.core.playlists.publish import android_segments, is_finished, live_segments, stream_ended
+from server.core.playlists.publish import android_segments, is_finished, live_segments, stream_ended, vod_segments
 from server.core.playlists.render import (
     AUDIO,
     render_android_mpd,
@@ -40,4 +40,5 @@ __all__ = [
     "render_legacy_hls_media",
     "render_storyboard_vtt",
     "stream_ended",
+    "vod_segments",
 ]

@@ -27,13 +27,13 @@ ids too; this keeps rows stored before that rule harmless).
 
 Facts learnt after `now` can only add terms greater than `now` to the min, so a deadline that has passed
 never moves and one still ahead stays ahead: a decision taken at some `now` is taken the same way at every
-later `now`. A segment that arrives after its deadline stays out of the live list.
+later `now`. A segment that arrives after its deadline stays out of the live list (vod_segments has it).
 
-One list for every player and for the recording's whole life: the live list is also what the finished
-(VOD) DASH MPD, HLS playlists and Android MPD list, and what is packaged. An HLS EVENT playlist may only be
-appended to (RFC 8216 section 6.2.1), so a segment skipped while live can never enter it; listing it in
-DASH VOD alone gave the two players of one recording two timelines. A segment that arrives after its
-deadline is therefore stored and encoded, but never listed.
+A phone that was told a segment is stored must find it in the recording: the finished DASH MPD and
+Android MPD list every ready segment, late ones too (`vod_segments`), and those are what is packaged once
+the video is finished. An HLS EVENT playlist may only be appended to (RFC 8216 section 6.2.1), so the HLS
+playlists keep the live list to their end (`append_only`); a late segment reaches HLS viewers only through
+a VOD playlist of its own, not served yet (docs/changelog.md says why it stays open).
 """
 
 from __future__ import annotations
@@ -54,6 +54,13 @@ def live_segments(video: VideoView, now: float, gap_timeout: float) -> list[Publ
     return _publish(video, included)
 
 
+def vod_segments(video: VideoView) -> list[Published]:
+    """Return every READY segment in id order, late ones too, with a discontinuity after each hole."""
+    last = video.last_segment_id if video.last_segment_id is not None else _INF
+    ready = [s.segment_id for s in _in_order(video) if s.status == "READY" and s.segment_id <= last]
+    return _publish(video, ready)
+
+
 def is_finished(video: VideoView, now: float, gap_timeout: float) -> bool:
     """Return whether the end is known and every segment up to the last one is decided."""
     end = _known_end(video, now)
@@ -70,22 +77,29 @@ def decided(video: VideoView, segment_id: int, now: float, gap_timeout: float) -
 
 
 def packagable(video: VideoView, now: float, gap_timeout: float) -> list[Published]:
-    """Return the segments whose place on the timeline is decided: the live list (the one list, live or finished)."""
+    """Return the segments whose place on the timeline is decided: the live list, or every ready one once finished."""
+    if video.is_vod or is_finished(video, now, gap_timeout):
+        return vod_segments(video)
     return live_segments(video, now, gap_timeout)
 
 
 def ready_for_vod(video: VideoView, now: float, gap_timeout: float) -> bool:
-    """Return whether a LIVE video is over: finished, and every segment of its list packaged."""
+    """Return whether a LIVE video is over: finished, and every segment of its VOD list packaged."""
     if video.is_vod or not is_finished(video, now, gap_timeout):
         return False
-    return all(video.by_id[p.segment_id].packaged for p in live_segments(video, now, gap_timeout))
+    return all(video.by_id[p.segment_id].packaged for p in vod_segments(video))
 
 
-def listed_segments(video: VideoView, now: float, gap_timeout: float) -> list[Published]:
-    """Return what every player is given, live or finished: the live list up to its first unpackaged segment.
+def listed_segments(video: VideoView, now: float, gap_timeout: float, *, append_only: bool = False) -> list[Published]:
+    """Return what players are given: the packaged VOD list, or the live list up to its first unpackaged segment.
 
     A live list only grows at its end, so it waits for a segment's remux rather than skip it.
+    `append_only` keeps the live list after the end too: an HLS EVENT playlist may only be appended to
+    (RFC 8216 section 6.2.1), so a segment that arrived after its live deadline is in DASH VOD and the
+    Android MPD only.
     """
+    if video.is_vod and not append_only:
+        return [p for p in vod_segments(video) if video.by_id[p.segment_id].packaged]
     listed: list[Published] = []
     for entry in live_segments(video, now, gap_timeout):
         if not video.by_id[entry.segment_id].packaged:
