@@ -36,6 +36,8 @@ from sqlalchemy.orm import Session
 from server.core.errors import InsufficientStorage, NotFound, NotReadyYet
 from server.core.playlists import (
     AUDIO,
+    HLS_LIVE,
+    HLS_VOD,
     Published,
     RenditionView,
     StoryboardTiles,
@@ -136,6 +138,18 @@ def hls_media(gap: float, track: str) -> Render:
     return render
 
 
+def hls_vod(gap: float, track: str) -> Render:
+    """A finished video's VOD media playlist: every ready segment, late ones too (the DASH VOD's list)."""
+
+    def render(s: Snapshot, now: float) -> Rendered:
+        if not s.finished:
+            raise NotFound(f"video {s.state.video_id} is still live: its VOD playlists come when it ends")
+        target = AUDIO if track == AUDIO else rendition(s.state, track)
+        return Rendered(render_hls_media(s.state, target, _playable(s, s.published(now, gap)), vod=True).encode(), True)
+
+    return render
+
+
 def legacy_master(s: Snapshot, _now: float) -> Rendered:
     return Rendered(render_legacy_hls_master(s.state).encode(), s.finished)
 
@@ -181,8 +195,10 @@ def rendition(state: VideoView, name: str) -> RenditionView:
 def playlist_files(state: VideoView, gap: float) -> dict[str, Render]:
     """Every published playlist of `state`, by its path under the video's folder (media playlists first)."""
     names = [r.name for r in state.renditions]
-    files: dict[str, Render] = {f"{name}/playlist.m3u8": hls_media(gap, name) for name in names}
-    files[f"{AUDIO}/playlist.m3u8"] = hls_media(gap, AUDIO)
+    files: dict[str, Render] = {f"{name}/{HLS_LIVE}": hls_media(gap, name) for name in names}
+    files[f"{AUDIO}/{HLS_LIVE}"] = hls_media(gap, AUDIO)
+    if state.is_vod:
+        files.update({f"{track}/{HLS_VOD}": hls_vod(gap, track) for track in (*names, AUDIO)})
     files["master.m3u8"] = hls_master
     files["manifest.mpd"] = dash(gap, state.video_id)
     files["storyboard.vtt"] = storyboard(gap)

@@ -236,6 +236,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/video_files/{video_id}/{name}/vod.m3u8": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description ASCII digits up to 2^31-1, else 404. */
+                video_id: components["parameters"]["VideoId"];
+                /** @description A rendition's name (e.g. HIGH). */
+                name: components["parameters"]["Rung"];
+            };
+            cookie?: never;
+        };
+        /** A finished video's HLS (CMAF) VOD media playlist of a rung or `audio`, late segments too (its master names it once the video is finished); 404 while live. */
+        get: operations["hlsVod"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/video_files/{video_id}/storyboard.vtt": {
         parameters: {
             query?: never;
@@ -1946,6 +1968,38 @@ export interface operations {
             304: components["responses"]["NotModified"];
             404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    hlsVod: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 if unchanged. */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
+            path: {
+                /** @description ASCII digits up to 2^31-1, else 404. */
+                video_id: components["parameters"]["VideoId"];
+                /** @description A rendition's name (e.g. HIGH). */
+                name: components["parameters"]["Rung"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A finished video's HLS (CMAF) VOD media playlist of a rung or `audio`, late segments too (its master names it once the video is finished); 404 while live. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/vnd.apple.mpegurl": string;
+                };
+            };
+            304: components["responses"]["NotModified"];
+            404: components["responses"]["NotFound"];
         };
     };
     storyboard: {

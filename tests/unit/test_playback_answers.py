@@ -8,7 +8,7 @@ import m3u8
 import pytest
 
 from server.core.errors import NotFound, NotReadyYet
-from server.core.playlists import RenditionView, SegmentView, VideoView
+from server.core.playlists import AUDIO, RenditionView, SegmentView, VideoView
 from server.domain import publishing as playback
 
 T0 = 1_795_000_000.0
@@ -82,3 +82,25 @@ def test_finished_hls_playlists_only_append_the_end_to_the_live_list() -> None:
     assert "000001.ts" not in legacy and legacy.endswith("#EXT-X-ENDLIST\n")
     dash = playback.dash(GAP, 7)(_snapshot(late, ended_at=11, vod=True), T0 + 41)
     assert b'type="static"' in dash.body and b"<S " in dash.body
+
+
+def test_a_finished_video_s_hls_vod_playlists_list_late_segments_like_the_dash_vod() -> None:
+    # The EVENT playlists cannot take segment 1 (above); the master of a finished video names VOD playlists
+    # at their own URLs, which list what the DASH VOD lists: a phone told 1 was stored finds it in HLS too.
+    late = _snapshot((_ready(0, 4), _ready(1, 40), _ready(2, 10)), ended_at=11, vod=True)
+    vod = m3u8.loads(playback.hls_vod(GAP, "HIGH")(late, T0 + 41).body.decode())
+    assert [s.uri for s in vod.segments] == ["000000.m4s", "000001.m4s", "000002.m4s"]
+    assert (vod.playlist_type, vod.is_endlist) == ("vod", True)
+    audio = m3u8.loads(playback.hls_vod(GAP, AUDIO)(late, T0 + 41).body.decode())
+    assert len(audio.segments) == 3
+    master = m3u8.loads(playback.hls_master(late, T0 + 41).body.decode())
+    assert {p.uri for p in master.playlists} == {f"{r}/vod.m3u8" for r in ("HIGH", "MEDIUM", "LOW")}
+    assert [m.uri for m in master.media] == ["audio/vod.m3u8"]
+    live = _snapshot((_ready(0, 4), _ready(2, 10)), ended_at=11)
+    assert {p.uri for p in m3u8.loads(playback.hls_master(live, T0 + 30).body.decode()).playlists} == {
+        f"{r}/playlist.m3u8" for r in ("HIGH", "MEDIUM", "LOW")
+    }
+    with pytest.raises(NotFound):
+        playback.hls_vod(GAP, "HIGH")(live, T0 + 30)
+    assert "HIGH/vod.m3u8" in playback.playlist_files(late.state, GAP)
+    assert "HIGH/vod.m3u8" not in playback.playlist_files(live.state, GAP)

@@ -13,6 +13,8 @@ from server.core.playlists.model import (
 from server.core.playlists.publish import android_segments, is_finished, live_segments, stream_ended, vod_segments
 from server.core.playlists.render import (
     AUDIO,
+    HLS_LIVE,
+    HLS_VOD,
     render_android_mpd,
     render_dash,
     render_hls_master,
@@ -24,6 +26,8 @@ from server.core.playlists.render import (
 
 __all__ = [
     "AUDIO",
+    "HLS_LIVE",
+    "HLS_VOD",
     "Published",
     "RenditionView",
     "SegmentView",

@@ -260,9 +260,18 @@ def _timeline(entries: Iterable[tuple[int, int]]) -> list[_S]:
     return out
 
 
+HLS_LIVE = "playlist.m3u8"  # a rung's (or audio's) EVENT playlist: the live list, appended to, ENDLIST at the end
+HLS_VOD = "vod.m3u8"  # a finished video's VOD playlist: every ready segment, late ones too
+
+
 def render_hls_master(video: VideoView) -> str:
-    """Render the standard HLS master playlist (fMP4 video renditions + one audio group)."""
-    return _env.get_template("hls_master.m3u8.j2").render(video=video, streams=_streams(video))
+    """Render the standard HLS master playlist (fMP4 video renditions + one audio group).
+
+    While live it names the EVENT playlists; once the video is finished, the VOD ones, so a viewer who
+    starts then gets every segment the DASH VOD lists (an EVENT playlist can never take a late one).
+    """
+    media = HLS_VOD if video.is_vod else HLS_LIVE
+    return _env.get_template("hls_master.m3u8.j2").render(video=video, streams=_streams(video), media=media)
 
 
 def _streams(video: VideoView) -> list[dict[str, object]]:
@@ -287,15 +296,18 @@ class _Entry:
     discontinuity: bool
 
 
-def render_hls_media(video: VideoView, track: RenditionView | Literal["audio"], segments: list[Published]) -> str:
-    """Render the fMP4 media playlist of a rendition (or AUDIO): EVENT, with ENDLIST appended once is_vod."""
+def render_hls_media(
+    video: VideoView, track: RenditionView | Literal["audio"], segments: list[Published], *, vod: bool = False
+) -> str:
+    """Render the fMP4 media playlist of a rendition (or AUDIO): EVENT, with ENDLIST appended once is_vod; `vod`: the
+    finished video's VOD playlist (HLS_VOD)."""
     _refuse_empty(segments)
     if track == AUDIO:
         pairs = [(p, p.audio_duration_ticks, AUDIO_TIMESCALE) for p in segments]
     else:
         pairs = [(p, p.duration_ticks, VIDEO_TIMESCALE) for p in segments]
     entries = [_Entry(f"{p.name}.m4s", decimal_seconds(d, ts), p.discontinuity) for p, d, ts in pairs]
-    return _render_media("hls_media.m3u8.j2", video, segments, entries)
+    return _render_media("hls_media.m3u8.j2", video, segments, entries, playlist_type="VOD" if vod else "EVENT")
 
 
 def render_legacy_hls_master(video: VideoView) -> str:
@@ -312,11 +324,14 @@ def render_legacy_hls_media(video: VideoView, rendition: RenditionView, segments
     return _render_media("legacy_media.m3u8.j2", video, segments, entries)
 
 
-def _render_media(template: str, video: VideoView, segments: list[Published], entries: list[_Entry]) -> str:
+def _render_media(
+    template: str, video: VideoView, segments: list[Published], entries: list[_Entry], playlist_type: str = "EVENT"
+) -> str:
     """Render a media playlist with the header values every HLS media playlist shares."""
     first = segments[0] if segments else None
     return _env.get_template(template).render(
         video=video,
+        playlist_type=playlist_type,
         entries=entries,
         target=live_timing(video.nominal_duration_ms).target_duration,
         media_sequence=first.sequence if first else 0,

@@ -10,6 +10,7 @@ from flask_restful import Resource
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.core.errors import NotFound
+from server.core.playlists import HLS_VOD
 from server.core.transcode.ladder import RUNG_NAME
 from server.domain import ingest, publishing
 from server.web import answers, caching
@@ -110,6 +111,15 @@ class HlsMedia(Resource):
             return file
         render = publishing.hls_media(_gap(), name)
         return _answer(answers.rendered_when_published(services(), session(), video_id, "hls-media", render, name), "m3u8")
+
+
+class HlsVod(Resource):
+    def get(self, video_id: int, name: str) -> Answer:
+        """A finished video's VOD media playlist (its master names it); 404 while the video is live."""
+        if TRACK.match(name) and (file := _published(video_id, f"{name}/{HLS_VOD}")) is not None:
+            return file
+        render = publishing.hls_vod(_gap(), name)
+        return _answer(answers.rendered(services(), session(), video_id, "hls-vod", render, name), "m3u8")
 
 
 class Storyboard(Resource):
