@@ -15,7 +15,7 @@ from server.core.errors import RequestTimeout
 from server.web.api.uploads import Cutoff, DeadlineInput
 
 
-class Clock:
+class SteppedClock:
     def __init__(self) -> None:
         self.now = 100.0
 
@@ -35,7 +35,7 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def test_a_read_past_the_deadline_is_refused_without_waiting() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     body = DeadlineInput(io.BytesIO(b"abc"), deadline=130.0, timeout=30.0, clock=clock, length=3)
     assert body.read(1) == b"a"
     clock.now = 130.0
@@ -44,7 +44,7 @@ def test_a_read_past_the_deadline_is_refused_without_waiting() -> None:
 
 
 def test_lines_are_read_under_the_same_deadline() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     body = DeadlineInput(io.BytesIO(b"one\ntwo\n"), deadline=101.0, timeout=1.0, clock=clock, length=8)
     assert list(body) == [b"one\n", b"two\n"]
     assert body.finished

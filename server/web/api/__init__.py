@@ -31,7 +31,6 @@ from server.web.api.metrics import Metrics
 from server.web.api.openapi import OpenApiDocument
 from server.web.api.playback import (
     AndroidMpd,
-    Clock,
     DashManifest,
     HlsMaster,
     HlsMedia,
@@ -39,6 +38,7 @@ from server.web.api.playback import (
     LegacyMaster,
     LegacyMedia,
     MediaFile,
+    ServerTime,
     Storyboard,
     add_cors,
 )
@@ -97,7 +97,7 @@ ROUTES = [
     (HlsVod, "/video_files/<int:video_id>/<string(maxlength=16):name>/vod.m3u8"),
     (Storyboard, "/video_files/<int:video_id>/storyboard.vtt"),
     (MediaFile, "/video_files/<int:video_id>/<path:path>"),
-    (Clock, "/time"),
+    (ServerTime, "/time"),
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),

@@ -142,7 +142,7 @@ class MediaFile(Resource):
         return response
 
 
-class Clock(Resource):
+class ServerTime(Resource):
     """The server's clock for DASH UTCTiming (urn:mpeg:dash:utc:http-iso:2014)."""
 
     def get(self) -> Answer:

@@ -36,7 +36,7 @@ from server.core.errors import RequestTimeout
 from server.store import UploadFile
 from server.web.api.context import services
 
-Clock = Callable[[], float]
+Monotonic = Callable[[], float]  # time.monotonic, or a test's
 DRAIN_CHUNK = 64 * 1024
 STARTED = "team03.started"  # environ key: when BodyDeadline saw the request begin (its clock, time.monotonic)
 
@@ -55,7 +55,7 @@ def request_started_at() -> datetime | None:
 class DeadlineInput:
     """A wsgi.input that refuses to read past `deadline` (on `clock`), and raises 408 for a read Cutoff cut short."""
 
-    def __init__(self, stream: IO[bytes], deadline: float, timeout: float, clock: Clock, length: int | None = 0) -> None:
+    def __init__(self, stream: IO[bytes], deadline: float, timeout: float, clock: Monotonic, length: int | None = 0) -> None:
         self._stream = stream
         self.deadline = deadline
         self._timeout = timeout
@@ -126,7 +126,7 @@ class Cutoff:
 
     IDLE = 30.0
 
-    def __init__(self, clock: Clock = time.monotonic) -> None:
+    def __init__(self, clock: Monotonic = time.monotonic) -> None:
         self._clock = clock
         self._changed = threading.Condition()
         self._due: list[tuple[float, int]] = []  # (deadline, token), a heap; a disarmed token's entry is skipped
@@ -180,7 +180,7 @@ class BodyDeadline:
     end (at most `drain_limit` bytes of it) before the answer goes out, even when the app did not need it."""
 
     def __init__(
-        self, app: Callable[..., Iterable[bytes]], timeout: float, drain_limit: int, clock: Clock = time.monotonic
+        self, app: Callable[..., Iterable[bytes]], timeout: float, drain_limit: int, clock: Monotonic = time.monotonic
     ) -> None:
         self.app = app
         self.timeout = timeout
