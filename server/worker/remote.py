@@ -13,7 +13,6 @@ file and downloads it again, also a bounded number of times.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from server.core.errors import Conflict, ServiceError, UnprocessableMedia, Worke
 from server.core.jobs import SegmentJob
 from server.core.retry import Failure
 from server.core.wire import ERROR_TAIL, AttemptGone, Claim, Skip
+from server.store.local import file_sha256
 from server.worker.encoding import workdir_for
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class RemoteOrigin:
             ) as exc:
                 log.warning("attempt %s: source download cut (%s); resuming", claim.attempt_id, exc)
                 continue
-            if target.stat().st_size == claim.source_size and _sha256(target) == claim.source_sha256:
+            if target.stat().st_size == claim.source_size and file_sha256(target) == claim.source_sha256:
                 log.info(
                     "transfer down attempt %s %d bytes %.4f s", claim.attempt_id, claim.source_size, time.monotonic() - started
                 )
@@ -175,7 +175,7 @@ class RemoteOrigin:
     def put_output(self, claim: Claim, name: str, path: Path) -> None:
         """Upload one output with its SHA-256; retried on 5xx, cuts and hash mismatches (422)."""
         started = time.monotonic()
-        digest = _sha256(path)
+        digest = file_sha256(path)
         url = f"{self.base}/attempts/{claim.attempt_id}/outputs/{name}"
         for attempt in range(self.limits.retries + 1):
             if attempt:
@@ -254,11 +254,3 @@ def _message(response: requests.Response) -> str:
         return str(response.json().get("message", response.reason))
     except ValueError:
         return response.reason or str(response.status_code)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
