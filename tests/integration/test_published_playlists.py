@@ -30,7 +30,7 @@ from tests.harness import services as real
 from tests.harness.stack import Stack
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
-PLAYLISTS = ("manifest.mpd", "master.m3u8", "HIGH/playlist.m3u8", "audio/playlist.m3u8", "storyboard.vtt")
+PLAYLISTS = ("manifest.mpd", "master.m3u8", "HIGH/playlist.m3u8", "audio/playlist.m3u8", "HIGH/vod.m3u8", "storyboard.vtt")
 LEGACY = ("root.m3u8", "LOW/stream.m3u8")
 
 
