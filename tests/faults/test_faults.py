@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import requests
 
@@ -109,25 +110,43 @@ def _is_vod(system: System, video_id: int) -> bool:
 
 
 def _published(system: System, video_id: int | None) -> set[int]:
-    """Segment ids every VOD playlist of the video lists, after checking each file they name is whole."""
+    """Segment ids every VOD playlist of the video lists, after checking each file they name is whole.
+
+    The VOD playlists are the finished DASH MPD, the Android MPD and the HLS media playlists the finished
+    master names (its VOD ones). The EVENT playlists (`playlist.m3u8`, the legacy TS `stream.m3u8`) keep the
+    live list, append-only (RFC 8216 6.2.1): each must be whole, name only stored segments and end.
+    """
     base = system.base
+    master = f"{base}/video_files/{video_id}/master.m3u8"
     manifests = {
         f"{base}/video_files/{video_id}/manifest.mpd": mpd_urls,
         f"{base}/live_mpd/{video_id}.mpd": mpd_urls,
-        **{f"{base}/video_files/{video_id}/{rung}/playlist.m3u8": m3u8_urls for rung in ("HIGH", "MEDIUM", "LOW")},
-        **{f"{base}/live_m3u8/{video_id}/{rung}/stream.m3u8": m3u8_urls for rung in ("HIGH", "MEDIUM", "LOW")},
+        **{url: m3u8_urls for url in _fetched(master, m3u8_urls)},
     }
-    found: list[set[int]] = []
-    for url, parse in manifests.items():
-        response = requests.get(url, timeout=20)
-        assert response.status_code == 200, f"{url}: {response.status_code}"
-        names = parse(url, response.text)
-        for name in names:
-            media = requests.get(name, timeout=20)
-            assert media.status_code == 200, f"{name} named by {url}: {media.status_code}"
-            check_media(name, media.content)
-        found.append({int(n.rsplit("/", 1)[1].split(".")[0]) for n in names if not n.endswith("init.mp4")})
-    return set.intersection(*found)
+    found = [_listed(url, parse) for url, parse in manifests.items()]
+    vod = set.intersection(*found)
+    events = [f"{base}/video_files/{video_id}/{rung}/playlist.m3u8" for rung in ("HIGH", "MEDIUM", "LOW")]
+    events += [f"{base}/live_m3u8/{video_id}/{rung}/stream.m3u8" for rung in ("HIGH", "MEDIUM", "LOW")]
+    for url in events:
+        assert _listed(url, m3u8_urls) <= vod, f"{url} names a segment the VOD does not"
+        assert requests.get(url, timeout=20).text.endswith("#EXT-X-ENDLIST\n"), f"{url} never ended"
+    return vod
+
+
+def _fetched(url: str, parse: Callable[[str, str], list[str]]) -> list[str]:
+    response = requests.get(url, timeout=20)
+    assert response.status_code == 200, f"{url}: {response.status_code}"
+    return parse(url, response.text)
+
+
+def _listed(url: str, parse: Callable[[str, str], list[str]]) -> set[int]:
+    """The segment ids a playlist names, once every file it names was fetched and found whole."""
+    names = _fetched(url, parse)
+    for name in names:
+        media = requests.get(name, timeout=20)
+        assert media.status_code == 200, f"{name} named by {url}: {media.status_code}"
+        check_media(name, media.content)
+    return {int(n.rsplit("/", 1)[1].split(".")[0]) for n in names if not n.endswith("init.mp4")}
 
 
 def _report(tally: dict[str, object]) -> None:
