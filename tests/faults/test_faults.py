@@ -31,6 +31,7 @@ SEGMENTS = 20  # per recording
 PACE = 1.5  # seconds between two segments (2 s clips: faster than real time, to fit the budget)
 RECORDING_DEADLINE = 150.0  # seconds for the phones to get every segment and the end stored, retries included
 CONVERGE = 120.0  # seconds after the phones are done for every video to be VOD
+RUNGS = ("HIGH", "MEDIUM", "LOW")
 
 
 def schedule(system: System) -> None:
@@ -102,11 +103,35 @@ def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> N
 
 
 def _is_vod(system: System, video_id: int) -> bool:
+    """Return whether the video is VOD and every playlist the verdict reads says so.
+
+    The switch is committed before the files are rewritten (publishing.py), so a VOD video's files may show the
+    live listing for a moment: the verdict waits for the files' own word, not the database's.
+    """
+    base = f"{system.base}/video_files/{video_id}"
     try:
-        response = requests.get(f"{system.base}/video/{video_id}", timeout=20)
+        answers = {
+            "video": requests.get(f"{system.base}/video/{video_id}", timeout=20),
+            "android": requests.get(f"{system.base}/live_mpd/{video_id}.mpd", timeout=20),
+            "dash": requests.get(f"{base}/manifest.mpd", timeout=20),
+            "master": requests.get(f"{base}/master.m3u8", timeout=20),
+            **{rung: requests.get(f"{base}/{rung}/playlist.m3u8", timeout=20) for rung in RUNGS},
+            **{
+                f"legacy {rung}": requests.get(f"{system.base}/live_m3u8/{video_id}/{rung}/stream.m3u8", timeout=20)
+                for rung in RUNGS
+            },
+        }
     except requests.RequestException:
         return False
-    return response.status_code == 200 and response.json()["type"] == "VOD"
+    if any(answer.status_code != 200 for answer in answers.values()):
+        return False
+    return (
+        answers["video"].json()["type"] == "VOD"
+        and answers["android"].headers.get("streamEnded") == "true"
+        and 'type="static"' in answers["dash"].text
+        and "vod.m3u8" in answers["master"].text
+        and all(answers[name].text.endswith("#EXT-X-ENDLIST\n") for rung in RUNGS for name in (rung, f"legacy {rung}"))
+    )
 
 
 def _published(system: System, video_id: int | None) -> set[int]:
@@ -125,8 +150,8 @@ def _published(system: System, video_id: int | None) -> set[int]:
     }
     found = [_listed(url, parse) for url, parse in manifests.items()]
     vod = set.intersection(*found)
-    events = [f"{base}/video_files/{video_id}/{rung}/playlist.m3u8" for rung in ("HIGH", "MEDIUM", "LOW")]
-    events += [f"{base}/live_m3u8/{video_id}/{rung}/stream.m3u8" for rung in ("HIGH", "MEDIUM", "LOW")]
+    events = [f"{base}/video_files/{video_id}/{rung}/playlist.m3u8" for rung in RUNGS]
+    events += [f"{base}/live_m3u8/{video_id}/{rung}/stream.m3u8" for rung in RUNGS]
     for url in events:
         assert _listed(url, m3u8_urls) <= vod, f"{url} names a segment the VOD does not"
         assert requests.get(url, timeout=20).text.endswith("#EXT-X-ENDLIST\n"), f"{url} never ended"
