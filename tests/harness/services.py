@@ -155,14 +155,18 @@ def render_nginx(
     status_port: int | None = None,
     workers: int = 1,
     events_port: int | None = None,
+    origins: tuple[str, ...] = (),
 ) -> str:
     """deploy/nginx/team03.conf as shipped, its addresses, cache folder (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
 
     The event-stream server's upstream goes to `events_port`, or without one (no events server started) to the app's.
+    With `origins` ("address:port" each), the app's upstream names those instead of 127.0.0.1:`app_port`, one
+    `server` line each, as docs/operations.md "Run two origins on one bucket" tells the operator to edit it.
     """
     site = NGINX_SITE.read_text()
+    servers = "\n    ".join(f"server {origin};" for origin in origins or (f"127.0.0.1:{app_port}",))
     replacements = [
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};", 1),
+        ("server 127.0.0.1:8000;", servers, 1),
         ("server 127.0.0.1:8001;", f"server 127.0.0.1:{events_port or app_port};", 1),
         ("listen 80;", f"listen 127.0.0.1:{port};", 1),
         ("proxy_cache_path /var/lib/nginx/team03-mpd ", f"proxy_cache_path {prefix}/team03-mpd ", 1),
