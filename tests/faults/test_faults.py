@@ -17,13 +17,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
-
-import requests
 
 from tests.faults.actors import Hostile, Phone, Reader
-from tests.faults.answers import check_media, m3u8_urls, mpd_urls
 from tests.faults.system import System
+from tests.faults.verdict import is_vod, published
 from tests.harness.services import wait_for
 
 PHONES = 3
@@ -31,7 +28,6 @@ SEGMENTS = 20  # per recording
 PACE = 1.5  # seconds between two segments (2 s clips: faster than real time, to fit the budget)
 RECORDING_DEADLINE = 150.0  # seconds for the phones to get every segment and the end stored, retries included
 CONVERGE = 120.0  # seconds after the phones are done for every video to be VOD
-RUNGS = ("HIGH", "MEDIUM", "LOW")
 
 
 def schedule(system: System) -> None:
@@ -62,7 +58,7 @@ def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> N
         recorded = time.monotonic()
         for phone in phones:
             assert phone.video_id is not None, f"{phone.name} never created its video"
-            wait_for(lambda p=phone: _is_vod(system, p.video_id), CONVERGE, f"video {phone.video_id} of {phone.name} VOD")
+            wait_for(lambda p=phone: is_vod(system.base, p.video_id), CONVERGE, f"video {phone.video_id} of {phone.name} VOD")
         converged = time.monotonic()
     finally:
         stop.set()
@@ -71,13 +67,13 @@ def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> N
         for thread in (*phones, reader, hostile):
             thread.join(timeout=30)
 
-    published = {p.name: _published(system, p.video_id) for p in phones}
+    in_vod = {p.name: published(system.base, p.video_id) for p in phones}
     tally = {
         **record.tally(),
         "segments": {
             "recorded": PHONES * SEGMENTS,
             "uploaded_2xx": sum(len(p.stored) for p in phones),
-            "published": sum(len(published[p.name] & p.stored) for p in phones),
+            "published": sum(len(in_vod[p.name] & p.stored) for p in phones),
             "lost": sum(SEGMENTS - len(p.stored) for p in phones),
             "upload_tries": sum(sum(p.tries.values()) for p in phones),
         },
@@ -93,85 +89,13 @@ def test_recordings_survive_every_fault(system: System, clips: list[bytes]) -> N
     for phone in phones:
         assert phone.ended, f"{phone.name}: /video_end never got a 2xx"
         assert phone.stored == set(range(SEGMENTS)), f"{phone.name}: segments never stored: {set(range(SEGMENTS)) - phone.stored}"
-        assert published[phone.name] == phone.stored, (
-            f"{phone.name}: stored, not published: {phone.stored - published[phone.name]}; "
-            f"published, never stored: {published[phone.name] - phone.stored}"
+        assert in_vod[phone.name] == phone.stored, (
+            f"{phone.name}: stored, not published: {phone.stored - in_vod[phone.name]}; "
+            f"published, never stored: {in_vod[phone.name] - phone.stored}"
         )
         assert system.finished_events(phone.video_id) == 1, f"video {phone.video_id} finished more or less than once"  # type: ignore[arg-type]
     assert system.dangling_attempts() == 0
     assert system.temp_files() == []
-
-
-def _is_vod(system: System, video_id: int) -> bool:
-    """Return whether the video is VOD and every playlist the verdict reads says so.
-
-    The switch is committed before the files are rewritten (publishing.py), so a VOD video's files may show the
-    live listing for a moment: the verdict waits for the files' own word, not the database's.
-    """
-    base = f"{system.base}/video_files/{video_id}"
-    try:
-        answers = {
-            "video": requests.get(f"{system.base}/video/{video_id}", timeout=20),
-            "android": requests.get(f"{system.base}/live_mpd/{video_id}.mpd", timeout=20),
-            "dash": requests.get(f"{base}/manifest.mpd", timeout=20),
-            "master": requests.get(f"{base}/master.m3u8", timeout=20),
-            **{rung: requests.get(f"{base}/{rung}/playlist.m3u8", timeout=20) for rung in RUNGS},
-            **{
-                f"legacy {rung}": requests.get(f"{system.base}/live_m3u8/{video_id}/{rung}/stream.m3u8", timeout=20)
-                for rung in RUNGS
-            },
-        }
-    except requests.RequestException:
-        return False
-    if any(answer.status_code != 200 for answer in answers.values()):
-        return False
-    return (
-        answers["video"].json()["type"] == "VOD"
-        and answers["android"].headers.get("streamEnded") == "true"
-        and 'type="static"' in answers["dash"].text
-        and "vod.m3u8" in answers["master"].text
-        and all(answers[name].text.endswith("#EXT-X-ENDLIST\n") for rung in RUNGS for name in (rung, f"legacy {rung}"))
-    )
-
-
-def _published(system: System, video_id: int | None) -> set[int]:
-    """Segment ids every VOD playlist of the video lists, after checking each file they name is whole.
-
-    The VOD playlists are the finished DASH MPD, the Android MPD and the HLS media playlists the finished
-    master names (its VOD ones). The EVENT playlists (`playlist.m3u8`, the legacy TS `stream.m3u8`) keep the
-    live list, append-only (RFC 8216 6.2.1): each must be whole, name only stored segments and end.
-    """
-    base = system.base
-    master = f"{base}/video_files/{video_id}/master.m3u8"
-    manifests = {
-        f"{base}/video_files/{video_id}/manifest.mpd": mpd_urls,
-        f"{base}/live_mpd/{video_id}.mpd": mpd_urls,
-        **{url: m3u8_urls for url in _fetched(master, m3u8_urls)},
-    }
-    found = [_listed(url, parse) for url, parse in manifests.items()]
-    vod = set.intersection(*found)
-    events = [f"{base}/video_files/{video_id}/{rung}/playlist.m3u8" for rung in RUNGS]
-    events += [f"{base}/live_m3u8/{video_id}/{rung}/stream.m3u8" for rung in RUNGS]
-    for url in events:
-        assert _listed(url, m3u8_urls) <= vod, f"{url} names a segment the VOD does not"
-        assert requests.get(url, timeout=20).text.endswith("#EXT-X-ENDLIST\n"), f"{url} never ended"
-    return vod
-
-
-def _fetched(url: str, parse: Callable[[str, str], list[str]]) -> list[str]:
-    response = requests.get(url, timeout=20)
-    assert response.status_code == 200, f"{url}: {response.status_code}"
-    return parse(url, response.text)
-
-
-def _listed(url: str, parse: Callable[[str, str], list[str]]) -> set[int]:
-    """The segment ids a playlist names, once every file it names was fetched and found whole."""
-    names = _fetched(url, parse)
-    for name in names:
-        media = requests.get(name, timeout=20)
-        assert media.status_code == 200, f"{name} named by {url}: {media.status_code}"
-        check_media(name, media.content)
-    return {int(n.rsplit("/", 1)[1].split(".")[0]) for n in names if not n.endswith("init.mp4")}
 
 
 def _report(tally: dict[str, object]) -> None:
