@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -325,3 +326,54 @@ class Hostile(threading.Thread):
             with contextlib.suppress(OSError):
                 sock.close()
         self.slow.clear()
+
+
+_SEGMENT_NAME = re.compile(r"/([0-9]+)\.(?:m4s|mp4|ts)$")
+
+
+class ForwardReader(Reader):
+    """The reader, also holding every playlist to "never backwards" across reads: each URL's list of segments
+    only grows, a playlist that ended (EXT-X-ENDLIST, a static MPD) stays ended, and the video's revision and
+    the revision its files show (`revisions(video_id)`, read from the database each round) never decrease."""
+
+    def __init__(
+        self,
+        base: str,
+        videos: Callable[[], list[int]],
+        record: Record,
+        stop: threading.Event,
+        revisions: Callable[[int], tuple[int, int] | None],
+    ) -> None:
+        super().__init__(base, videos, record, stop)
+        self.revisions = revisions
+        self.seen: dict[str, tuple[set[int], bool]] = {}  # URL -> (segment ids it listed, ended) at its last read
+        self.last_revision: dict[int, tuple[int, int]] = {}
+        self.backwards: list[str] = []
+        self.compared = 0  # playlist reads compared with an earlier read of the same URL
+
+    def polls(self, video_id: int) -> list[Poll]:
+        """The round's polls; first, the video's revisions, compared with the last round's (once per round)."""
+        found = self.revisions(video_id)
+        last = self.last_revision.get(video_id)
+        if found is not None:
+            if last is not None and (found[0] < last[0] or found[1] < last[1]):
+                self.backwards.append(f"video {video_id}: (revision, published) went {last} -> {found}")
+            self.last_revision[video_id] = found
+        return super().polls(video_id)
+
+    def _get(self, route: str, url: str, parse: Callable[[str, str], list[str]] | None, media_of: bool = False) -> str | None:
+        text = super()._get(route, url, parse, media_of)
+        if text is not None and parse is not None:
+            ids = {int(m.group(1)) for name in parse(url, text) if (m := _SEGMENT_NAME.search(name.split("?")[0]))}
+            self._compare(url, ids, "#EXT-X-ENDLIST" in text or 'type="static"' in text)
+        return text
+
+    def _compare(self, url: str, ids: set[int], ended: bool) -> None:
+        before = self.seen.get(url)
+        if before is not None:
+            self.compared += 1
+            if not ids >= before[0]:
+                self.backwards.append(f"{url}: listed {sorted(before[0] - ids)}, then no more")
+            if before[1] and not ended:
+                self.backwards.append(f"{url}: ended, then live again")
+        self.seen[url] = (ids, ended)
