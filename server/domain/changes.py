@@ -53,7 +53,9 @@ def lock_video(session: Session, video_id: int) -> bool:
     """Take the video's row lock (see the module docstring); False if the video does not exist."""
     if session.get_bind().dialect.name == "sqlite":
         videos = cast(Table, Video.__table__)  # a mapped class's table; typed as any FromClause
-        claimed = cast(CursorResult[Any], session.execute(update(videos).where(videos.c.id == video_id).values(revision=videos.c.revision)))
+        claimed = cast(
+            CursorResult[Any], session.execute(update(videos).where(videos.c.id == video_id).values(revision=videos.c.revision))
+        )
         return claimed.rowcount == 1
     return session.scalar(select(Video.id).where(Video.id == video_id).with_for_update()) is not None
 

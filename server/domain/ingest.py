@@ -182,52 +182,46 @@ def _probe_and_store(
     check_one_piece(upload.path)
     final = services.media.original(video.id, segment_id, ext)
     old_original = None
-    in_place = False  # the file is at `final` and durable: from here on only the database can fail
-    try:
-        with video_change(session, video.id, services.clock) as change:
-            video = change.video
-            # Every path from here stores the segment or finds it stored: its arrivals are over.
-            session.execute(
-                delete(SegmentArrival).where(SegmentArrival.video_id == video.id, SegmentArrival.segment_id == segment_id)
-            )
-            existing = _admissible(session, video, segment_id, upload, services.config.MAX_SEGMENT_AHEAD)  # again, locked
-            if existing is not None and existing.sha256 == upload.sha256:
-                upload.discard()
-                existing.duplicates += 1
-                return Accepted(existing, created=False)
-            segment = existing or Segment(video_id=video.id, segment_id=segment_id)
-            if existing is None:
-                segment.status = SegmentState.RECEIVED
-                segment.renditions = [SegmentRendition(rendition_id=r.id, status=SegmentState.RECEIVED) for r in video.renditions]
-                session.add(segment)
-                change.event("segment.received", segment=segment_id, size=upload.size)
-            else:  # a FAILED segment uploaded again with new bytes: its life starts over
-                old_original = services.media.original(video.id, segment_id, existing.original_extension)
-                transitions.move(change, segment, SegmentState.RECEIVED, size=upload.size, reupload=True)
-            _fill(segment, ext, upload, info, arrival.arrived(change.now) if arrival else change.now)
-            for rung in segment.renditions:
-                rung.size = None
-            if video.status is VideoStatus.EMPTY:
-                video.status = VideoStatus.UPLOADING
-                change.event("video.uploading")
-            # The row is flushed first: its unique key is the lock that keeps two concurrent
-            # uploads of the same segment from both renaming into place.
-            try:
-                session.flush()
-            except IntegrityError:
-                raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
-            upload.commit(final)
-            in_place = True
-            segment.upload_ms = None if started is None else round((time.monotonic() - started) * 1000)
-    except BaseException:
-        if old_original is None and not upload.path.exists() and not in_place:
-            final.unlink(missing_ok=True)  # renamed, then making it durable failed: the row is rolled back
-        # Once in place, the file stays whatever the database said: a COMMIT whose answer was lost (MariaDB
-        # gone mid-COMMIT) may have taken effect, and the phone's retry of the same bytes is then answered 2xx
-        # from the row. If it did not, the retry renames its own copy over this one.
-        raise
+    with video_change(session, video.id, services.clock) as change:
+        video = change.video
+        # Every path from here stores the segment or finds it stored: its arrivals are over.
+        session.execute(
+            delete(SegmentArrival).where(SegmentArrival.video_id == video.id, SegmentArrival.segment_id == segment_id)
+        )
+        existing = _admissible(session, video, segment_id, upload, services.config.MAX_SEGMENT_AHEAD)  # again, locked
+        if existing is not None and existing.sha256 == upload.sha256:
+            upload.discard()
+            existing.duplicates += 1
+            return Accepted(existing, created=False)
+        segment = existing or Segment(video_id=video.id, segment_id=segment_id)
+        if existing is None:
+            segment.status = SegmentState.RECEIVED
+            segment.renditions = [SegmentRendition(rendition_id=r.id, status=SegmentState.RECEIVED) for r in video.renditions]
+            session.add(segment)
+            change.event("segment.received", segment=segment_id, size=upload.size)
+        else:  # a FAILED segment uploaded again with new bytes: its life starts over
+            old_original = services.media.original(video.id, segment_id, existing.original_extension)
+            transitions.move(change, segment, SegmentState.RECEIVED, size=upload.size, reupload=True)
+        _fill(segment, ext, upload, info, arrival.arrived(change.now) if arrival else change.now)
+        for rung in segment.renditions:
+            rung.size = None
+        if video.status is VideoStatus.EMPTY:
+            video.status = VideoStatus.UPLOADING
+            change.event("video.uploading")
+        # The row is flushed first: its unique key is the lock that keeps two concurrent
+        # uploads of the same segment from both storing.
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"segment {segment_id} is being uploaded concurrently; retry") from None
+        # The object is whole or absent. Once stored it stays whatever the database says: a COMMIT whose
+        # answer was lost (MariaDB gone mid-COMMIT) may have taken effect, and the phone's retry of the
+        # same bytes is then answered 2xx from the row. If it did not, the retry stores its own copy.
+        services.media.put(final, upload.finished())
+        upload.discard()
+        segment.upload_ms = None if started is None else round((time.monotonic() - started) * 1000)
     if old_original is not None and old_original != final:
-        old_original.unlink(missing_ok=True)
+        services.media.delete(old_original)
     metrics.upload_stored(upload.size, None if started is None else time.monotonic() - started, info.duration)
     lifecycle.submit(services, session, video.id, segment_id)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))

@@ -9,11 +9,8 @@ change that can place segments on the timeline or end a video, callers call `set
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,9 +34,11 @@ from server.infra import metrics
 from server.infra.models import Attempt, Segment, SegmentRendition, Video, Worker
 from server.infra.queue import QueueUnavailable
 from server.infra.services import Services
-from server.store.local import fsync_dir
+from server.store.media import MediaStore
+from server.store.objects import ObjectMissing
 
 log = logging.getLogger(__name__)
+
 
 def policy(services: Services) -> Policy:
     return Policy(max_attempts=services.config.JOB_MAX_ATTEMPTS, backoff=services.config.RETRY_BACKOFF)
@@ -184,58 +183,71 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
     if attempt is None:
         raise AttemptGone(f"attempt {attempt_id} does not exist")
     video_id = attempt.video_id
-    staging = media.attempt_dir(video_id, attempt_id)
-    try:
-        with video_change(session, video_id, services.clock) as change:
-            attempt = session.get(Attempt, attempt_id, populate_existing=True)
-            if attempt is None:
-                raise AttemptGone(f"attempt {attempt_id} does not exist")
-            if attempt.outcome is AttemptOutcome.OK:
-                return False
-            if attempt.outcome is not None:
-                raise AttemptGone(f"attempt {attempt_id} is {attempt.outcome.value}; its results were discarded")
-            segment = _segment_by_pk(session, attempt.segment_pk)
-            assert segment is not None  # the attempt's row cascades with it
-            rungs = _rungs(segment)
-            names = outputs_of(tuple(rendition_plan(r.rendition) for r in rungs))
-            places = _output_places(services, segment, rungs)
-            handed = {n: _handed_back(staging / n, places[n], attempt) for n in names}
-            missing = [n for n, path in handed.items() if path is None]
-            if missing:
-                raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
-            # Whoever encoded them, the outputs are what the plan asks (422 naming the first that is not).
-            plan = outputs.Plan(tuple(rendition_plan(r.rendition) for r in rungs), (segment.duration_ms or 0) / 1000)
-            videos = plan.check_files({n: path for n, path in handed.items() if path is not None})  # none is missing (above)
-            _commit_outputs(places, staging)
-            for rung in rungs:
-                rung.size = media.file(video_id, rung.rendition.name, segment.segment_id, "mp4").stat().st_size
-            video = videos[names[0]]  # every rung has the same frames
-            segment.duration_ticks = video.duration * VIDEO_TIMESCALE // video.timescale
-            segment.audio_duration_ticks = None  # whole AAC frames, fixed by the packager with the audio start
-            segment.error = None
-            segment.ready_at = change.now
-            _finish_attempt(change, segment, attempt, AttemptOutcome.OK, progress=1.0)
-            move(change, segment, S.ENCODED, attempt=attempt_id)
-            if segment.segment_id == 0 and change.video.thumbnail_segment_id is None:
-                change.video.thumbnail_segment_id = 0  # segment 0's picture is the video's while it is live
-            original = media.original(video_id, segment.segment_id, segment.original_extension)
-    except AttemptGone:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    except NotFound:
-        shutil.rmtree(staging, ignore_errors=True)
-        media.remove_video(video_id)  # deleted while the worker encoded: leave nothing behind
-        raise AttemptGone(f"video {video_id} was deleted") from None
-    shutil.rmtree(staging, ignore_errors=True)
+    with media.workspace("complete") as folder:
+        try:
+            original = _commit_attempt(services, session, video_id, attempt_id, folder)
+        except AttemptGone:
+            media.remove_attempt(video_id, attempt_id)
+            raise
+        except NotFound:
+            media.remove_attempt(video_id, attempt_id)
+            media.remove_video(video_id)  # deleted while the worker encoded: leave nothing behind
+            raise AttemptGone(f"video {video_id} was deleted") from None
+    if original is None:
+        return False
+    media.remove_attempt(video_id, attempt_id)
     if not services.config.KEEP_ORIGINALS:
         # The renditions are committed and the HIGH one is the archive; a failed segment keeps its original.
-        original.unlink(missing_ok=True)
+        media.delete(original)
     settle(services, session, video_id, inline=inline)
     return True
 
 
-def _output_places(services: Services, segment: Segment, rungs: list[SegmentRendition]) -> dict[str, Path]:
-    """Where each output of an attempt of `segment` goes once committed, by its name in the staging directory."""
+def _commit_attempt(services: Services, session: Session, video_id: int, attempt_id: int, folder: Path) -> str | None:
+    """Check the staged outputs, store them in their places and mark the segment ENCODED, under the video's lock.
+
+    Returns the original's key, or None when the attempt had already succeeded. The staged outputs stay until
+    the transaction is committed: a completion retried after a lost COMMIT finds them again.
+    """
+    media = services.media
+    with video_change(session, video_id, services.clock) as change:
+        attempt = session.get(Attempt, attempt_id, populate_existing=True)
+        if attempt is None:
+            raise AttemptGone(f"attempt {attempt_id} does not exist")
+        if attempt.outcome is AttemptOutcome.OK:
+            return None
+        if attempt.outcome is not None:
+            raise AttemptGone(f"attempt {attempt_id} is {attempt.outcome.value}; its results were discarded")
+        segment = _segment_by_pk(session, attempt.segment_pk)
+        assert segment is not None  # the attempt's row cascades with it
+        rungs = _rungs(segment)
+        names = outputs_of(tuple(rendition_plan(r.rendition) for r in rungs))
+        handed = {n: _staged(media, media.attempt_output(video_id, attempt_id, n), folder) for n in names}
+        missing = [n for n, path in handed.items() if path is None]
+        if missing:
+            raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
+        files = {n: path for n, path in handed.items() if path is not None}  # none is missing (above)
+        # Whoever encoded them, the outputs are what the plan asks (422 naming the first that is not).
+        plan = outputs.Plan(tuple(rendition_plan(r.rendition) for r in rungs), (segment.duration_ms or 0) / 1000)
+        videos = plan.check_files(files)
+        for name, key in _output_places(services, segment, rungs).items():
+            media.put(key, files[name])
+        for rung in rungs:
+            rung.size = files[f"{rung.rendition.name}.mp4"].stat().st_size
+        video = videos[names[0]]  # every rung has the same frames
+        segment.duration_ticks = video.duration * VIDEO_TIMESCALE // video.timescale
+        segment.audio_duration_ticks = None  # whole AAC frames, fixed by the packager with the audio start
+        segment.error = None
+        segment.ready_at = change.now
+        _finish_attempt(change, segment, attempt, AttemptOutcome.OK, progress=1.0)
+        move(change, segment, S.ENCODED, attempt=attempt_id)
+        if segment.segment_id == 0 and change.video.thumbnail_segment_id is None:
+            change.video.thumbnail_segment_id = 0  # segment 0's picture is the video's while it is live
+        return media.original(video_id, segment.segment_id, segment.original_extension)
+
+
+def _output_places(services: Services, segment: Segment, rungs: list[SegmentRendition]) -> dict[str, str]:
+    """The key each output of an attempt of `segment` is stored under once committed, by its staged name."""
     media, vid, k = services.media, segment.video_id, segment.segment_id
     places = {f"{r.rendition.name}.mp4": media.file(vid, r.rendition.name, k, "mp4") for r in rungs}
     places["thumbnail.jpg"] = media.file(vid, "thumbnails", k, "jpg")
@@ -243,30 +255,12 @@ def _output_places(services: Services, segment: Segment, rungs: list[SegmentRend
     return places
 
 
-def _handed_back(staged: Path, final: Path, attempt: Attempt) -> Path | None:
-    """Where one output of `attempt` is: staged, or already in its place.
-
-    In its place: an earlier completion of this attempt renamed it there, then its transaction failed (the
-    database went away mid-commit); a file written before the attempt started is another attempt's.
-    """
-    if staged.is_file():
-        return staged
-    started = attempt.started_at.replace(tzinfo=UTC).timestamp() if attempt.started_at else None
-    with contextlib.suppress(FileNotFoundError):
-        if started is not None and final.stat().st_mtime >= started:
-            return final
-    return None
-
-
-def _commit_outputs(places: dict[str, Path], staging: os.PathLike[str]) -> None:
-    """Rename each staged output into its place (same filesystem), then make the renames durable."""
-    for name, final in places.items():
-        staged = Path(staging, name)
-        if staged.is_file():  # else already there (see _handed_back)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, final)
-    for folder in {final.parent for final in places.values()}:
-        fsync_dir(folder)
+def _staged(media: MediaStore, key: str, folder: Path) -> Path | None:
+    """A local file holding one staged output, None if it was never handed back."""
+    try:
+        return media.readable(key, folder)
+    except ObjectMissing:
+        return None
 
 
 def fail_attempt(services: Services, session: Session, attempt_id: int, error: str, failure: Failure) -> None:
@@ -276,7 +270,7 @@ def fail_attempt(services: Services, session: Session, attempt_id: int, error: s
     if attempt is None:
         raise AttemptGone(f"attempt {attempt_id} does not exist")
     video_id = attempt.video_id
-    shutil.rmtree(services.media.attempt_dir(video_id, attempt_id), ignore_errors=True)
+    services.media.remove_attempt(video_id, attempt_id)
     try:
         with video_change(session, video_id, services.clock) as change:
             attempt = session.get(Attempt, attempt_id, populate_existing=True)
@@ -313,7 +307,7 @@ def expire_leases(services: Services, session: Session, limit: int = 100) -> int
         except NotFound:
             continue
         taken += 1
-        shutil.rmtree(services.media.attempt_dir(video_id, attempt_id), ignore_errors=True)
+        services.media.remove_attempt(video_id, attempt_id)
         if gave_up:
             settle(services, session, video_id, inline=services.has_media)
     return taken
@@ -410,7 +404,7 @@ def cancel_attempt(services: Services, session: Session, attempt_id: int) -> Att
         segment.retry_at = change.now
         move(change, segment, S.RECEIVED, cancelled=attempt_id)
         segment_id = segment.segment_id
-    shutil.rmtree(services.media.attempt_dir(video_id, attempt_id), ignore_errors=True)
+    services.media.remove_attempt(video_id, attempt_id)
     submit(services, session, video_id, segment_id)
     return attempt
 

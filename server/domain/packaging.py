@@ -8,7 +8,6 @@ is the playlist layer's decision (publish.packagable); the move to PACKAGED is l
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -24,7 +23,7 @@ from server.domain.state import load_view
 from server.domain.transitions import S, move
 from server.infra.models import Segment, SegmentRendition
 from server.infra.services import Services
-from server.store.local import atomic_write, temp_path_for
+from server.store.media import MediaStore
 
 # The video row lock serialises packagers across processes (MySQL); these, the threads of one process.
 _PACKAGING = [threading.Lock() for _ in range(64)]
@@ -69,41 +68,34 @@ def _package(services: Services, segment: Segment, entry: Published, *, follows:
     """
     media, vid, k = services.media, segment.video_id, segment.segment_id
     names = [s.rendition.name for s in sorted(segment.renditions, key=lambda s: s.rendition.position)]
-    fragments = [_prepared_temp(media.file(vid, name, k, "m4s")) for name in names]
-    streams = [_prepared_temp(media.file(vid, name, k, "ts")) for name in names]
-    audio = _prepared_temp(media.file(vid, "audio", k, "m4s"))
-    try:
-        mp4s = [media.file(vid, name, k, "mp4") for name in names]
+    with media.workspace("package") as folder:
+        fragments = [folder / f"{name}.m4s" for name in names]
+        streams = [folder / f"{name}.ts" for name in names]
+        audio = folder / "audio.m4s"
+        mp4s = [media.readable(media.file(vid, name, k, "mp4"), folder) for name in names]
         frames = entry.audio_duration_ticks // AAC_FRAME
         argv = ffmpeg.package_argv(mp4s, fragments, streams, audio, entry.start_ticks, entry.audio_start_ticks, frames)
         ffmpeg.run(argv, timeout=services.config.FFMPEG_TIMEOUT)
-        for folder, temp in [*zip(names, fragments, strict=True), ("audio", audio)]:
-            _write_fragment(media.rendition_dir(vid, folder), k, temp.read_bytes())
+        for track, temp in [*zip(names, fragments, strict=True), ("audio", audio)]:
+            _write_fragment(media, vid, track, k, temp.read_bytes())
         for name, temp in zip(names, streams, strict=True):
             previous = media.file(vid, name, k - 1, "ts") if follows and k else None
-            _write_ts(media.file(vid, name, k, "ts"), temp.read_bytes(), previous)
-    finally:
-        for temp in [*fragments, *streams, audio]:
-            temp.unlink(missing_ok=True)
+            _write_ts(media, media.file(vid, name, k, "ts"), temp.read_bytes(), previous)
     segment.start_ticks = entry.start_ticks
     segment.audio_start_ticks = entry.audio_start_ticks
     segment.audio_duration_ticks = entry.audio_duration_ticks
 
 
-def _prepared_temp(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return temp_path_for(final)
+def _write_ts(media: MediaStore, key: str, data: bytes, previous: str | None) -> None:
+    before = None if previous is None else media.read(previous)
+    if before is not None:
+        data = continue_counters(data, next_counters(before))
+    media.put(key, data)
 
 
-def _write_ts(ts: Path, data: bytes, previous: Path | None) -> None:
-    if previous is not None and previous.exists():
-        data = continue_counters(data, next_counters(previous.read_bytes()))
-    atomic_write(ts, data)
-
-
-def _write_fragment(folder: Path, segment_id: int, data: bytes) -> None:
+def _write_fragment(media: MediaStore, video_id: int, track: str, segment_id: int, data: bytes) -> None:
     """Write init.mp4 once (identical for every segment of a track) and the media segment NNNNNN.m4s."""
     init, media_segment = ffmpeg.split_init(data)
-    if not (folder / "init.mp4").exists():
-        atomic_write(folder / "init.mp4", init)
-    atomic_write(folder / f"{segment_id:06d}.m4s", media_segment)
+    if not media.exists(media.init(video_id, track)):
+        media.put(media.init(video_id, track), init)
+    media.put(media.file(video_id, track, segment_id, "m4s"), media_segment)

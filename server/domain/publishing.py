@@ -58,7 +58,6 @@ from server.domain.state import load_video, to_view
 from server.infra import metrics
 from server.infra.models import Video
 from server.infra.services import Services
-from server.store.local import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +224,8 @@ def publish(services: Services, session: Session, video_id: int) -> bool:
     """
     started = time.monotonic()
     try:
-        with services.media.video_lock(video_id) as present:
-            written = _publish_locked(services, session, video_id, present)
+        with services.media.video_lock(video_id):
+            written = _publish_locked(services, session, video_id)
     except (OSError, InsufficientStorage, SQLAlchemyError) as exc:
         session.rollback()
         metrics.PLAYLIST_PUBLISHES.labels(result="failed").inc()
@@ -238,7 +237,7 @@ def publish(services: Services, session: Session, video_id: int) -> bool:
     return written
 
 
-def _publish_locked(services: Services, session: Session, video_id: int, folder_exists: bool) -> bool:
+def _publish_locked(services: Services, session: Session, video_id: int) -> bool:
     """Write the files of a fresh snapshot unless they show it already; record what they show."""
     session.rollback()  # a fresh read: everything committed before the lock was taken
     try:
@@ -253,13 +252,10 @@ def _publish_locked(services: Services, session: Session, video_id: int, folder_
         snap.published_revision > snap.revision or (snap.published_revision == snap.revision and snap.published_key == key)
     ):
         return False  # current (or, which the lock rules out, newer than this snapshot)
-    # No folder yet: no segment was ever stored, so there is nothing to list (the first upload moves the revision).
-    rendered = _render_all(snap, now, gap) if folder_exists else {}
-    folder = services.media.video_dir(video_id)
+    # No segment stored yet: nothing to list (the first upload moves the revision).
+    rendered = _render_all(snap, now, gap) if snap.state.segments else {}
     for name, result in rendered.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_file(path, result.body)
+        services.media.put(services.media.playlist(video_id, name), result.body)
     session.execute(update(Video).where(Video.id == video_id).values(published_revision=snap.revision, published_key=key))
     session.commit()
     return bool(rendered)

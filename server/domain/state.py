@@ -13,7 +13,11 @@ from server.core.states import SegmentState, VideoType
 from server.core.transcode.ladder import VIDEO_FPS, RenditionPlan, Rung, plan_rung
 from server.infra.models import Rendition, Segment, Video
 
-_VIEW: dict[SegmentState, SegmentViewStatus] = {SegmentState.ENCODED: "READY", SegmentState.PACKAGED: "READY", SegmentState.FAILED: "FAILED"}
+_VIEW: dict[SegmentState, SegmentViewStatus] = {
+    SegmentState.ENCODED: "READY",
+    SegmentState.PACKAGED: "READY",
+    SegmentState.FAILED: "FAILED",
+}
 
 
 def segment_view(segment: Segment) -> SegmentView:

@@ -65,7 +65,7 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     media: MediaStore
-    objects: ObjectStore  # MEDIA_STORE's backend, every call measured (team03_store_*); the pipeline moves onto it (issue 17)
+    objects: ObjectStore  # MEDIA_STORE's backend, every call measured (team03_store_*); `media` names its keys
     cache: Cache
     ladder: tuple[Rung, ...]
     queue: JobQueue | None = field(default=None)
@@ -88,14 +88,9 @@ class Services:
         cache: Cache = (
             MemcachedCache(config.MEMCACHED_SERVERS, prefix=config.CACHE_PREFIX) if config.MEMCACHED_SERVERS else LocalCache()
         )
+        objects = observed_store(object_store(config))
         services = cls(
-            config,
-            engine,
-            make_sessionmaker(engine),
-            MediaStore(config.MEDIA_ROOT),
-            observed_store(object_store(config)),
-            cache,
-            parse_ladder(config.LADDER),
+            config, engine, make_sessionmaker(engine), MediaStore(objects, config.MEDIA_ROOT), objects, cache, parse_ladder(config.LADDER)
         )
         if config.uses_gearman:
             services.queue = GearmanQueue(config.GEARMAN_SERVERS)

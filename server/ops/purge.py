@@ -1,16 +1,15 @@
-"""What the operator's `purge` removes: files and rows nothing refers to any more, listed first, removed on demand.
+"""What the operator's `purge` removes: media and rows nothing refers to any more, listed first, removed on demand.
 
-Files: a video directory under MEDIA_ROOT whose video row is gone (a delete cut short between the row
-and the files), the staging directory of an attempt that is no longer running (a worker died between
-writing and reporting), and temp files a dead process left mid-write. Rows: expired admin sessions and
-events past EVENT_RETENTION. Files are only taken once untouched for a quiet period, so nothing a live
-writer still holds is removed. The reaper removes staging directories and temp files by the same rules
-(`stale_staging`, `stale_temps`); purge adds the orphans and rows, and is bounded (PURGE_MAX per kind).
+Media (objects, server/store/media.py): a video's whose video row is gone (a delete cut short between the
+row and the media), and the staged outputs of an attempt that is no longer running (a worker died between
+writing and reporting). Scratch: files a dead process left mid-write, only once untouched for a quiet
+period, so nothing a live writer still holds is removed. Rows: expired admin sessions and events past
+EVENT_RETENTION. The reaper removes staged outputs and scratch files by the same rules (`stale_staging`,
+`stale_temps`); purge adds the orphans and rows, and is bounded (PURGE_MAX per kind).
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from server.infra.models import AdminSession, Attempt, Event, Video
 from server.infra.services import Services
 
 PURGE_MAX = 10_000  # items of each kind one purge lists (run it again for more)
+TEMPS = "temp files"  # the kind whose items are scratch files; the others are key prefixes of media objects
 
 
 def expired_sessions(now: datetime) -> ColumnElement[bool]:
@@ -65,44 +65,42 @@ def written_since(session: Session, since: datetime) -> list[int]:
     return found
 
 
-def stale_staging(services: Services, session: Session, limit: int = PURGE_MAX, videos: list[int] | None = None) -> list[Path]:
-    """Staging directories of attempts not running, untouched for twice the lease (of every video, or of `videos`)."""
-    quiet = _staging_quiet(services.config)
-    stale = []
-    for _video_id, attempt_id, path in services.media.attempt_dirs(videos)[:limit]:
+def stale_staging(services: Services, session: Session, limit: int = PURGE_MAX, videos: list[int] | None = None) -> list[str]:
+    """Key prefixes of the staged outputs of attempts not running (of every video, or of `videos`).
+
+    An attempt that is over never writes again (the worker API refuses its outputs), so no quiet period is needed.
+    """
+    media, stale = services.media, []
+    for video_id, attempt_id in media.attempts(videos)[:limit]:
         running = session.scalar(select(Attempt.id).where(Attempt.id == attempt_id, Attempt.outcome.is_(None)))
-        if running is None and _idle(path, quiet):
-            stale.append(path)
+        if running is None:
+            stale.append(media.attempt_prefix(video_id, attempt_id))
     session.rollback()
     return stale
 
 
 def stale_temps(services: Services, limit: int = PURGE_MAX, videos: list[int] | None = None) -> list[Path]:
-    """Temp files untouched for twice the processing deadline (their writer died), anywhere or in `videos`' folders."""
+    """Scratch and temp files untouched for twice the processing deadline (their writer died): the local tree's
+    in every video's folder, or in `videos`' only."""
     quiet = _temp_quiet(services.config)
     return [p for p in services.media.temp_files(videos)[:limit] if _idle(p, quiet)]
 
 
-def orphan_videos(services: Services, session: Session, limit: int = PURGE_MAX) -> list[Path]:
-    """Video directories with no video row, untouched for the idle timeout of a live video."""
-    videos = services.media.root / "videos"
-    found = (
-        sorted((int(p.name), p) for p in videos.iterdir() if p.is_dir() and p.name.isdigit())[:limit] if videos.is_dir() else []
-    )
-    ids = [video_id for video_id, _ in found]
+def orphan_videos(services: Services, session: Session, limit: int = PURGE_MAX) -> list[str]:
+    """Key prefixes of videos that have objects but no video row (a delete cut short between the row and the media)."""
+    ids = services.media.video_ids(limit)
     known: set[int] = set()
     for start in range(0, len(ids), 500):
         known.update(session.scalars(select(Video.id).where(Video.id.in_(ids[start : start + 500]))))
     session.rollback()
-    quiet = max(2 * services.config.LEASE_SECONDS, 60.0)
-    return [path for video_id, path in found if video_id not in known and _idle(path, quiet)]
+    return [services.media.video_prefix(video_id) for video_id in ids if video_id not in known]
 
 
 @dataclass
 class PurgePlan:
-    """What one purge would remove: paths per kind and row counts per table."""
+    """What one purge would remove: key prefixes (media) or paths (scratch files) per kind, row counts per table."""
 
-    files: dict[str, list[Path]] = field(default_factory=dict)
+    files: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
 
 
@@ -110,9 +108,9 @@ def plan(services: Services, session: Session) -> PurgePlan:
     """List what is orphaned now (nothing is removed)."""
     now = services.clock.now()
     files = {
-        "orphan video dirs": orphan_videos(services, session),
-        "staging dirs": stale_staging(services, session),
-        "temp files": stale_temps(services),
+        "orphan videos' media": orphan_videos(services, session),
+        "staged outputs": stale_staging(services, session),
+        TEMPS: [str(path) for path in stale_temps(services)],
     }
     sessions = session.scalar(select(func.count()).select_from(AdminSession).where(expired_sessions(now)))
     events = session.scalar(
@@ -128,7 +126,12 @@ def plan(services: Services, session: Session) -> PurgePlan:
 
 def apply(services: Services, session: Session, purge: PurgePlan) -> PurgePlan:
     """Remove what `purge` listed (rows: at most as many as it counted, by the same rules); return what was removed."""
-    removed = PurgePlan({kind: [p for p in paths if remove(p)] for kind, paths in purge.files.items()}, {})
+    removed = PurgePlan({}, {})
+    for kind, names in purge.files.items():
+        if kind == TEMPS:
+            removed.files[kind] = [name for name in names if remove(Path(name))]
+        else:
+            removed.files[kind] = [name for name in names if remove_objects(services, name)]
     now = services.clock.now()
     stale = session.scalars(select(AdminSession.id).where(expired_sessions(now)).limit(PURGE_MAX)).all()
     if stale:
@@ -146,9 +149,11 @@ def apply(services: Services, session: Session, purge: PurgePlan) -> PurgePlan:
 
 
 def remove(path: Path) -> bool:
-    """Delete a file or a directory tree; whether it is gone."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    """Delete a scratch file; whether it is gone."""
+    path.unlink(missing_ok=True)
     return not path.exists()
+
+
+def remove_objects(services: Services, prefix: str) -> bool:
+    """Delete every object under `prefix`; whether there were any."""
+    return services.media.delete_prefix(prefix) > 0

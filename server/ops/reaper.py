@@ -118,7 +118,8 @@ def reap(services: Services, sweep: TempSweep | None = None) -> int:
             lifecycle.settle(services, session, video_id, inline=True)  # gap timeouts: packages, finishes, publishes
         republished = _republish(services, session)
         pruned = eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION)
-        staged = sum(purge.remove(path) for path in purge.stale_staging(services, session, SUBMIT_BATCH, searched))
+        stale = purge.stale_staging(services, session, SUBMIT_BATCH, searched)
+        staged = sum(purge.remove_objects(services, prefix) for prefix in stale)
     end_idle_videos(services, services.clock.now())
     report_stalls(services, services.clock.now())
     with services.sessions() as session:

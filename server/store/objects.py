@@ -1,4 +1,4 @@
-"""Media as objects: one interface, a local tree and S3 behind it (issue 17; the pipeline does not use it yet).
+"""Media as objects: one interface, a local tree and S3 behind it (server/store/media.py names the keys).
 
 An object is named by a key such as `videos/12/HIGH/000003.m4s` and is visible whole or not at all.
 Writes that may race (two uploads of one segment, a retried attempt) use `put(..., if_absent=True)`:
@@ -14,6 +14,7 @@ other keys (`a` and `a/b`); the media layout never needs both.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
 import os
@@ -97,6 +98,14 @@ class ObjectStore(Protocol):
         """Return the keys that start with `prefix`, sorted."""
         ...
 
+    def folders(self, prefix: str) -> builtins.list[str]:
+        """Return the names one level below the folder `prefix` (ending in `/`) that hold keys, sorted."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """Return the object's own file where the backend is a local tree (read it, never write it), else None."""
+        ...
+
     def check(self) -> None:
         """Raise StorageUnavailable unless the backend answers within a couple of seconds (readiness)."""
         ...
@@ -165,8 +174,11 @@ class LocalObjects:
             raise _storage_error(exc) from exc
 
     def get(self, key: str) -> bytes:
+        path = self.local_path(key)
         try:
-            return self._path(key).read_bytes()
+            if path is None:
+                raise FileNotFoundError(key)
+            return path.read_bytes()
         except (FileNotFoundError, IsADirectoryError):
             raise ObjectMissing(f"no object {key}") from None
 
@@ -193,8 +205,17 @@ class LocalObjects:
             return None
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         with suppress(IsADirectoryError):  # a folder of other keys is no object
-            self._path(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+        # Folders emptied by the delete go too (a deleted video leaves no folder); one still holding files stays.
+        for folder in path.parents:
+            if folder == self.root:
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def list(self, prefix: str = "") -> list[str]:
         checked_prefix(prefix)
@@ -210,6 +231,19 @@ class LocalObjects:
                     keys.append(key)
         return sorted(keys)
 
+    def folders(self, prefix: str) -> builtins.list[str]:
+        start = self.root / checked_prefix(prefix)
+        try:
+            return sorted(p.name for p in start.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def local_path(self, key: str) -> Path | None:
+        """The key's regular file, reached through no symlink (a link planted in the tree is no object; MEDIA_ROOT
+        itself may be reached through one), else None."""
+        path = self.root.resolve() / checked_key(key)
+        return path if path.resolve() == path and path.is_file() else None
+
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -218,7 +252,19 @@ class LocalObjects:
 
 
 def _write_synced(temp: Path, source: Source) -> str:
-    """Write `source` to the new file `temp`, fsync it, and return its SHA-256."""
+    """Write `source` to the new file `temp`, fsync it, and return its SHA-256.
+
+    A file on the same filesystem is linked, not copied (an upload or an encode's output in MEDIA_ROOT/scratch
+    becomes an object without its bytes being written twice); its writer never changes it afterwards.
+    """
+    if isinstance(source, Path):
+        with suppress(OSError):
+            os.link(source, temp)
+            os.chmod(temp, 0o644)  # static servers (nginx) run as another user
+            with open(temp, "rb") as linked:
+                os.fsync(linked.fileno())
+            return file_sha256(temp)
+        temp.unlink(missing_ok=True)
     sha = hashlib.sha256()
     with open(temp, "xb") as out:
         for chunk in _chunks(source):
@@ -226,6 +272,7 @@ def _write_synced(temp: Path, source: Source) -> str:
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
+    os.chmod(temp, 0o644)
     return sha.hexdigest()
 
 
@@ -291,6 +338,12 @@ class ObservedObjects:
 
     def list(self, prefix: str = "") -> list[str]:
         return self._call("list", self.store.list, prefix)
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        return self._call("list", self.store.folders, prefix)
+
+    def local_path(self, key: str) -> Path | None:
+        return self.store.local_path(key)
 
     def check(self) -> None:
         self.store.check()

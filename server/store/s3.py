@@ -14,6 +14,7 @@ Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCE
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import os
 from collections.abc import Iterator
@@ -201,6 +202,18 @@ class S3Objects:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
                 keys.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", ()))
         return sorted(keys)
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        start = self.prefix + checked_prefix(prefix)
+        names: builtins.list[str] = []
+        with self._answers("list", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start, Delimiter="/")
+            for page in pages:
+                names.extend(item["Prefix"][len(start) :].rstrip("/") for item in page.get("CommonPrefixes", ()))
+        return sorted(names)
+
+    def local_path(self, key: str) -> Path | None:
+        return None  # every read is a download
 
     def check(self) -> None:
         """Raise StorageUnavailable unless the bucket answers a listing (it exists and these credentials read it),

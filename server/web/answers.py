@@ -37,7 +37,9 @@ def current_revision(session: Session, video_id: int) -> int:
     return revision
 
 
-def rendered_when_published(services: Services, session: Session, video_id: int, kind: str, render: Render, extra: str = "") -> Rendered:
+def rendered_when_published(
+    services: Services, session: Session, video_id: int, kind: str, render: Render, extra: str = ""
+) -> Rendered:
     """Return rendered(...); while `render` says NotReadyYet, hold the request (see the module docstring)."""
     try:
         return rendered(services, session, video_id, kind, render, extra)

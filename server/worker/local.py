@@ -7,7 +7,6 @@ for a worker with DATABASE_URL), so it never loads SQLAlchemy.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from functools import partial
 from pathlib import Path
@@ -20,7 +19,7 @@ from server.domain import lifecycle, registry
 from server.infra.queue import LocalQueue
 from server.infra.services import Services
 from server.ops.reaper import Reaper
-from server.store.local import commit_file
+from server.worker.encoding import workdir_for
 from server.worker.runner import default_worker_name, handlers_for, registration, start_workers
 
 log = logging.getLogger(__name__)
@@ -38,21 +37,20 @@ class LocalOrigin:
             return lifecycle.start_attempt(self.services, session, job.video_id, job.segment_id, self.worker)
 
     def workdir(self, claim: Claim) -> Path:
-        # Inside the attempt's staging directory: put_output is then a rename on one filesystem.
-        path = self.services.media.attempt_dir(claim.video_id, claim.attempt_id) / ".work"
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
+        # In MEDIA_ROOT/scratch (an attempt's id is the deployment's own): put_output is then a link on the local tree.
+        return workdir_for(self.services.media.scratch("work"), claim)
 
     def fetch_source(self, claim: Claim, workdir: Path) -> Path:
-        return self.services.media.original(claim.video_id, claim.segment_id, claim.source_extension)
+        media = self.services.media
+        return media.readable(media.original(claim.video_id, claim.segment_id, claim.source_extension), workdir)
 
     def heartbeat(self, claim: Claim, progress: float) -> None:
         with self.services.sessions() as session:
             lifecycle.renew_lease(self.services, session, claim.attempt_id, progress)
 
     def put_output(self, claim: Claim, name: str, path: Path) -> None:
-        commit_file(path, self.services.media.attempt_dir(claim.video_id, claim.attempt_id) / name)
+        media = self.services.media
+        media.put(media.attempt_output(claim.video_id, claim.attempt_id, name), path)
 
     def complete(self, claim: Claim) -> None:
         with self.services.sessions() as session:

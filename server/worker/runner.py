@@ -29,7 +29,9 @@ def default_worker_name(config: Config) -> str:
     return config.WORKER_NAME or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def handlers_for(config: Config, origin: Origin, functions: tuple[str, ...], package: Handler | None = None) -> dict[str, Handler]:
+def handlers_for(
+    config: Config, origin: Origin, functions: tuple[str, ...], package: Handler | None = None
+) -> dict[str, Handler]:
     """The handlers of `functions`; packaging needs the database and the media tree (`package`, server/worker/local.py)."""
     handlers: dict[str, Handler] = {}
     if TRANSCODE_SEGMENT in functions:
@@ -43,12 +45,12 @@ def handlers_for(config: Config, origin: Origin, functions: tuple[str, ...], pac
 
 def registration(config: Config, functions: tuple[str, ...]) -> Registration:
     """What a worker tells the registry about itself."""
-    return Registration(
-        socket.gethostname(), metrics.software_version(), capabilities(), config.WORKER_CONCURRENCY, functions
-    )
+    return Registration(socket.gethostname(), metrics.software_version(), capabilities(), config.WORKER_CONCURRENCY, functions)
 
 
-def start_workers(config: Config, handlers: dict[str, Handler], stop: threading.Event, *extra: threading.Thread) -> list[threading.Thread]:
+def start_workers(
+    config: Config, handlers: dict[str, Handler], stop: threading.Event, *extra: threading.Thread
+) -> list[threading.Thread]:
     """Start WORKER_CONCURRENCY Gearman worker threads (and `extra`: the origin's reaper); they end when `stop` is set."""
     threads: list[threading.Thread] = [
         WorkerThread(config.GEARMAN_SERVERS, handlers, stop, i) for i in range(config.WORKER_CONCURRENCY)

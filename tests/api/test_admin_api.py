@@ -26,6 +26,7 @@ from tests.harness.clock import FakeClock
 from tests.harness.services import wait_for
 from tests.harness.sse import END, Message, SseClient
 from tests.harness.stack import http_server, upload
+from tests.harness.tree import tree
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 VIDEO_ROW = {
@@ -271,10 +272,10 @@ def test_rename(client: FlaskClient, services: Services, admin_auth: dict[str, s
 def test_delete(client: FlaskClient, services: Services, admin_auth: dict[str, str]) -> None:
     video_id = new_video(services)
     add_segment(services, video_id, 0, at=3)
-    services.media.video_dir(video_id).mkdir(parents=True)
+    services.media.put(services.media.file(video_id, "HIGH", 0, "mp4"), b"encoded")
     response = client.delete(f"/api/admin/videos/{video_id}", headers=admin_auth)
     assert response.status_code == 204
-    assert not services.media.video_dir(video_id).exists()
+    assert not tree(services).video_dir(video_id).exists()
     assert client.get(f"/api/admin/videos/{video_id}", headers=admin_auth).status_code == 404
     assert events(services)[-1] == ("video.deleted", None)
     assert client.delete(f"/api/admin/videos/{video_id}", headers=admin_auth).status_code == 404

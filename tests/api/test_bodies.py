@@ -11,6 +11,7 @@ from server import create_app
 from server.domain import ingest
 from server.infra.models import Segment, Video
 from tests.harness.android import new_video_body, segment_upload
+from tests.harness.tree import tree
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_every_body_past_its_deadline_gets_408_and_stores_nothing(expired, admin
         assert [v.title for v in db.scalars(select(Video))] == ["kept"]
         assert db.scalar(select(func.count()).select_from(Segment)) == 0
         assert db.get(Video, video_id).last_segment_id is None
-    assert services.media.temp_files() == []
+    assert tree(services).temp_files() == []
     # Requests without a body are not affected.
     assert client.get("/ping").status_code == 200
     assert client.get(f"/video/{video_id}").status_code == 200
@@ -51,4 +52,4 @@ def test_an_upload_to_a_missing_video_is_refused_before_its_body_is_read(client,
     body, content_type = segment_upload(0, b"x" * 1000)
     response = client.post("/video_segment/999", data=body, content_type=content_type)
     assert response.status_code == 404, response.json
-    assert not (app.extensions["team03"].media.video_dir(999)).exists()
+    assert not (tree(app.extensions["team03"]).video_dir(999)).exists()

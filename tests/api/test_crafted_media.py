@@ -20,6 +20,7 @@ from server.worker.encoding import encode
 from server.worker.local import LocalOrigin
 from tests.harness.android import new_video_body
 from tests.harness.stack import upload
+from tests.harness.tree import tree
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
@@ -73,7 +74,7 @@ def test_an_encode_reads_no_further_than_max_segment_seconds_and_fails_as_bad_me
     piece = ts_piece(tmp_path / "piece.ts").read_bytes()
     assert upload(app.test_client(), video_id, 0, piece, "ts").status_code == 201
     # The stored original becomes the concatenation (as if accepted before the upload check): 30 s behind a 3 s probe.
-    original = app.extensions["team03"].media.original(video_id, 0, "ts")
+    original = tree(app.extensions["team03"]).original(video_id, 0, "ts")
     original.write_bytes(piece * 10)
     outcome, segment, attempts = encode_segment(app, video_id, 0)
     assert outcome.startswith("failed (media)"), outcome

@@ -9,6 +9,7 @@ from server.core.errors import InsufficientStorage
 from server.store import UploadFile
 from tests.harness.services import fill_disk
 from tests.harness.stack import upload
+from tests.harness.tree import tree
 
 
 def test_disk_full_is_507_and_nothing_is_half_written(make_config, gearmand, tiny_disk, segment_files):
@@ -22,7 +23,7 @@ def test_disk_full_is_507_and_nothing_is_half_written(make_config, gearmand, tin
         assert response.json["code"] == "insufficient_storage"
         assert "disk is full" in response.json["message"]
         assert [s["segment_id"] for s in client.get(f"/video_segment/{vid}").json] == [0]
-        assert app.extensions["team03"].media.temp_files() == []
+        assert tree(app.extensions["team03"]).temp_files() == []
         stored = sorted(p.name for p in (tiny_disk / "videos" / str(vid) / "originals").iterdir())
         assert stored == ["000000.mp4"]
     finally:

@@ -16,6 +16,7 @@ from server.infra.db import alembic_config
 from server.infra.models import Admin, Segment
 from tests.harness.services import free_port
 from tests.harness.stack import upload
+from tests.harness.tree import tree
 
 HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()  # the newest migration
 
@@ -72,7 +73,7 @@ def test_a_database_that_does_not_answer_is_a_503_and_stores_nothing(make_config
         assert ping.headers["Retry-After"] == "5"
         assert client.post("/videos", json={"title": "x"}).status_code == 503
         assert upload(client, 1, 0, segment_files[0].read_bytes()).status_code == 503
-        assert app.extensions["team03"].media.temp_files() == []
+        assert tree(app.extensions["team03"]).temp_files() == []
     finally:
         app.extensions["team03"].close()
 

@@ -166,10 +166,17 @@ CASES: list[Case] = [
     Case("POST", f"/video_segment/{V}", 409, _multipart("999999")),
     Case("POST", f"/video_end/{V}", 409, {"data": {"last_segment_id": "999999"}}),
     # webhooks never reach the private network, whatever the spelling
-    Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://127.0.0.1:3306/", "events": ["video.vod"]}}),
+    Case(
+        "POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://127.0.0.1:3306/", "events": ["video.vod"]}}
+    ),
     Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://2130706433/", "events": ["video.vod"]}}),
     Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://[::1]:4730/", "events": ["video.vod"]}}),
-    Case("POST", "/api/admin/webhooks", 400, {"headers": ADMIN, "json": {"url": "http://169.254.169.254/", "events": ["video.vod"]}}),
+    Case(
+        "POST",
+        "/api/admin/webhooks",
+        400,
+        {"headers": ADMIN, "json": {"url": "http://169.254.169.254/", "events": ["video.vod"]}},
+    ),
 ]
 
 

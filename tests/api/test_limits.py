@@ -19,6 +19,7 @@ from server.ops.reaper import end_idle_videos, reap
 from tests.harness.android import new_video_body, segment_upload
 from tests.harness.services import Memcached
 from tests.harness.stack import upload
+from tests.harness.tree import tree
 
 
 def _queued(gearmand) -> int:  # type: ignore[no-untyped-def]
@@ -176,7 +177,7 @@ def test_a_refused_upload_is_refused_before_its_body_is_read(make_app, segment_f
     )
     _assert_429(response)
     assert stream.taken == len(body)
-    assert app.extensions["team03"].media.temp_files() == []
+    assert tree(app.extensions["team03"]).temp_files() == []
 
 
 def test_counters_are_shared_by_every_process_through_memcached(make_app, memcached, database_url):

@@ -13,6 +13,7 @@ from server.infra.models import Segment, SegmentState
 from server.infra.queue import queue_status
 from tests.harness.android import SEGMENT_KEYS
 from tests.harness.stack import upload
+from tests.harness.tree import tree
 
 
 def _queued(gearmand) -> int:  # type: ignore[no-untyped-def]
@@ -28,7 +29,7 @@ def _rows(database_url: str) -> int:
 
 
 def _files(app, video_id: int) -> list[str]:  # type: ignore[no-untyped-def]
-    root = app.extensions["team03"].media.video_dir(video_id)
+    root = tree(app.extensions["team03"]).video_dir(video_id)
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
@@ -43,7 +44,7 @@ def test_upload_stores_bytes_durably_and_answers_the_segment(client, app, video_
     assert (body["media_mpd"], body["media_m3u8"]) == ("000000.mp4", "000000.ts")
     assert body["status"] == "NIL"
     assert [body[f"repr_{i}_status"] for i in (1, 2, 3)] == ["NIL"] * 3
-    stored = app.extensions["team03"].media.original(video_id, 0, "mp4")
+    stored = tree(app.extensions["team03"]).original(video_id, 0, "mp4")
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert _files(app, video_id) == ["originals/000000.mp4"]
     video = client.get(f"/video/{video_id}").json
@@ -81,7 +82,7 @@ def test_different_bytes_for_a_stored_segment_conflict(client, app, video_id, se
     response = upload(client, video_id, 0, segment_files[1].read_bytes())
     assert response.status_code == 409
     assert response.json["code"] == "conflict"
-    stored = app.extensions["team03"].media.original(video_id, 0, "mp4")
+    stored = tree(app.extensions["team03"]).original(video_id, 0, "mp4")
     assert stored.read_bytes() == first  # the original survives
     assert _queued(gearmand) == 1
     assert _files(app, video_id) == ["originals/000000.mp4"]
@@ -137,7 +138,7 @@ def test_audio_only_upload_is_unprocessable(client, app, video_id, tmp_path, dat
 def test_unknown_video_is_404_before_anything_is_stored(client, app, segment_files):
     response = upload(client, 4242, 0, segment_files[0].read_bytes())
     assert response.status_code == 404
-    assert not app.extensions["team03"].media.video_dir(4242).exists()
+    assert not tree(app.extensions["team03"]).video_dir(4242).exists()
 
 
 def test_too_large_is_413_and_leaves_no_temp_file(client, app, video_id):
@@ -146,7 +147,7 @@ def test_too_large_is_413_and_leaves_no_temp_file(client, app, video_id):
     assert response.status_code == 413
     assert response.json["code"] == "payload_too_large"
     assert _files(app, video_id) == []
-    assert app.extensions["team03"].media.temp_files() == []
+    assert tree(app.extensions["team03"]).temp_files() == []
 
 
 def test_unknown_segment_is_404(client, video_id):
@@ -170,7 +171,7 @@ def test_a_failed_segment_is_replaced_by_new_bytes(client, app, video_id, segmen
         assert (segment.attempts, segment.error, segment.sha256) == (0, None, hashlib.sha256(second).hexdigest())
         assert segment.queued_at is not None  # handed to gearmand again
     engine.dispose()
-    assert app.extensions["team03"].media.original(video_id, 0, "mp4").read_bytes() == second
+    assert tree(app.extensions["team03"]).original(video_id, 0, "mp4").read_bytes() == second
     assert _files(app, video_id) == ["originals/000000.mp4"]
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import update
 from server.infra.models import Video, VideoStatus
 from tests.harness.android import VIDEO_KEYS, new_video_body
 from tests.harness.stack import upload
+from tests.harness.tree import tree
 
 
 def test_create_video_answers_the_full_video_object(client):
@@ -77,7 +78,7 @@ def test_rename_and_delete_need_an_admin(client, video_id, admin_auth):
 
 def test_delete_removes_rows_and_every_file(client, app, video_id, admin_auth, segment_files):
     assert upload(client, video_id, 0, segment_files[0].read_bytes()).status_code == 201
-    video_dir = app.extensions["team03"].media.video_dir(video_id)
+    video_dir = tree(app.extensions["team03"]).video_dir(video_id)
     assert any(video_dir.rglob("*.mp4"))
     assert client.delete(f"/video/{video_id}", headers=admin_auth).status_code == 204
     assert not video_dir.exists()

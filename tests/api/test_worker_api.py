@@ -17,6 +17,7 @@ from server.domain import lifecycle, registry
 from server.infra.models import Attempt, AttemptOutcome, Worker
 from server.worker.encoding import encode, workdir_for
 from tests.harness.stack import ticketed, upload
+from tests.harness.tree import tree
 
 SOURCE_ROUTES = [
     ("post", "/api/worker/hello"),
@@ -85,7 +86,7 @@ class CollectingOrigin:
         return workdir_for(self.where, claim)
 
     def fetch_source(self, claim: Claim, workdir: Path) -> Path:
-        return self.services.media.original(claim.video_id, claim.segment_id, claim.source_extension)
+        return tree(self.services).original(claim.video_id, claim.segment_id, claim.source_extension)
 
     def heartbeat(self, claim: Claim, progress: float) -> None:
         pass
@@ -121,7 +122,7 @@ def test_every_worker_route_refuses_a_missing_invalid_or_revoked_token(client, s
         assert response.status_code == 401, (headers, response.json)
         assert response.json["code"] == "unauthorized"
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert services.media.temp_files() == []  # a refused body was never received
+    assert tree(services).temp_files() == []  # a refused body was never received
 
 
 def test_failed_tokens_are_rate_limited_per_address_but_valid_ones_are_not(make_config, gearmand):  # type: ignore[no-untyped-def]
@@ -231,10 +232,10 @@ def test_an_output_is_stored_once_same_bytes_again_200_different_409_damaged_422
     assert (different.status_code, different.json["code"]) == (409, "conflict")
     damaged = put(client, claim, claim["outputs"][1], b"bytes", auth, digest=sha(b"other"))
     assert damaged.status_code == 422
-    staged = services.media.attempt_dir(claim["video_id"], claim["attempt_id"])
+    staged = tree(services).attempt_dir(claim["video_id"], claim["attempt_id"])
     assert sorted(p.name for p in staged.iterdir()) == [name]  # nothing of the refused ones
     assert (staged / name).read_bytes() == b"encoded bytes"
-    assert services.media.temp_files() == []
+    assert tree(services).temp_files() == []
 
 
 def test_an_output_needs_its_sha256_a_known_name_and_a_size_within_the_limit(client, services, claim, auth):
@@ -244,7 +245,7 @@ def test_an_output_needs_its_sha256_a_known_name_and_a_size_within_the_limit(cli
     assert put(client, claim, "..", b"x", auth).status_code == 404
     big = b"\0" * (services.config.MAX_SEGMENT_BYTES + 1)
     assert put(client, claim, claim["outputs"][0], big, auth).status_code == 413
-    assert services.media.temp_files() == []
+    assert tree(services).temp_files() == []
 
 
 def test_complete_commits_once_and_refuses_a_missing_output(client, services, claim, auth, outputs):
@@ -284,7 +285,7 @@ def test_a_failed_attempt_is_recorded_and_its_late_completion_refused(client, se
     assert (late.status_code, late.json["code"]) == (410, "gone")
     with services.sessions() as session:
         assert session.get(Attempt, attempt).outcome is not None
-    assert not services.media.attempt_dir(claim["video_id"], attempt).exists()  # its staging was discarded
+    assert not tree(services).attempt_dir(claim["video_id"], attempt).exists()  # its staging was discarded
 
 
 def test_a_failure_kind_that_is_no_string_is_400_not_a_500(client, claim, auth):
@@ -304,7 +305,7 @@ def test_a_completion_after_the_lease_expired_is_refused_and_its_outputs_discard
         assert lifecycle.expire_leases(services, session) == 1
     late = client.post(f"/api/worker/attempts/{attempt}/complete", headers=auth)
     assert (late.status_code, late.json["code"]) == (410, "gone")
-    assert not services.media.attempt_dir(claim["video_id"], attempt).exists()
+    assert not tree(services).attempt_dir(claim["video_id"], attempt).exists()
     with services.sessions() as session:
         assert session.get(Attempt, attempt).outcome is AttemptOutcome.EXPIRED
 
@@ -375,7 +376,7 @@ def test_a_remote_workers_full_disk_is_its_own_not_the_origins(client, services,
 
 
 def test_media_served_by_the_app_is_never_sniffed(client, services, video_id):
-    picture = services.media.file(video_id, "thumbnails", 0, "jpg")
+    picture = tree(services).file(video_id, "thumbnails", 0, "jpg")
     picture.parent.mkdir(parents=True, exist_ok=True)
     picture.write_bytes(b"<html><script>alert(1)</script></html>")
     with client.get(f"/video_files/{video_id}/thumbnails/000000.jpg") as response:

@@ -32,6 +32,7 @@ from tests.harness import services as real
 from tests.harness.media import make_segment
 from tests.harness.players import E2E, chromium_path
 from tests.harness.stack import Stack, stack_config
+from tests.harness.tree import tree
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 DASHBOARD_MJS = E2E / "dashboard.mjs"
@@ -91,7 +92,7 @@ def _broken_video(stack: Stack, good: bytes, log: Path) -> int:
     """A live video whose segment 0 failed for good; its original's bytes are put back afterwards, so a retry works."""
     vid = stack.new_video(f"broken {secrets.token_hex(3)}")
     stack.upload(vid, 0, good)
-    original = stack.services.media.original(vid, 0, "mp4")
+    original = tree(stack.services).original(vid, 0, "mp4")
     original.write_bytes(good[:4096] + os.urandom(100_000))  # rots on disk before any worker reads it
     stack.start_workers(2, log)
     stack.wait(lambda: stack.segment(vid, 0).status is SegmentState.FAILED, 90, "segment 0 of the broken video FAILED")
@@ -181,7 +182,7 @@ def test_dashboard_end_to_end(stack: Stack, segments: list[bytes], tmp_path: Pat
         renamed = session.scalars(select(Event.data).where(Event.video_id == vid, Event.kind == "video.renamed")).all()
     assert [json.loads(d)["title"] for d in renamed] == [new_title]
     assert stack.video(vid) is None, summary
-    assert not stack.services.media.video_dir(vid).exists()
+    assert not tree(stack.services).video_dir(vid).exists()
     assert stack.segment(broken, 0).status is SegmentState.PACKAGED
     assert len(stack.attempts(broken, 0)) > attempts_before_retry
     # The workers page: both workers from the worker registry, and gearmand's count of them beside.

@@ -28,6 +28,7 @@ from tests.faults.record import Record
 from tests.harness import services as real
 from tests.harness.netns import TestHost
 from tests.harness.stack import Stack
+from tests.harness.tree import tree
 
 REMOTE = "remote1"
 LOCAL_WORKERS = 2
@@ -192,7 +193,7 @@ class System:
             return sum(1 for a in self.record.answers if a.status == status)
 
     def temp_files(self) -> list[Path]:
-        media = self.stack.services.media
+        media = tree(self.stack.services)
         staging = [p for p in self.config.MEDIA_ROOT.glob("videos/*/attempts/*")]
         scratch = self.tmp / "remote-media" / "work"  # encoding.Scratch: a live worker's lock file and the sweep gate stay
         locks = {p for p in scratch.glob("*") if p.name == ".sweep" or p.suffix == ".lock"}

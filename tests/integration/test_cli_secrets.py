@@ -27,7 +27,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 def run_cli(sqlite_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as an operator's shell does, on `sqlite_url`."""
-    env = {**os.environ, "DATABASE_URL": sqlite_url, "MEMCACHED_SERVERS": "", "GEARMAN_SERVERS": "", "WEBHOOK_ALLOW_PRIVATE": "true"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": sqlite_url,
+        "MEMCACHED_SERVERS": "",
+        "GEARMAN_SERVERS": "",
+        "WEBHOOK_ALLOW_PRIVATE": "true",
+    }
     done = subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done

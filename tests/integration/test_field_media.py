@@ -16,6 +16,7 @@ import m3u8
 import pytest
 
 from tests.harness.media import fragment_spans, make_segment
+from tests.harness.tree import tree
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 BOXES = {"HIGH": (720, 480), "MEDIUM": (480, 320), "LOW": (240, 160)}
@@ -89,7 +90,7 @@ def test_the_ladder_never_changes_whatever_the_phone_sends(stack, tmp_path):
     # The same ladder from the first answer to the last; once finished, the master names the VOD playlists.
     assert [(uri.replace("/vod.m3u8", "/playlist.m3u8"), codecs, res) for uri, codecs, res in last_answer] == first_answer
     assert all(uri.endswith("/vod.m3u8") for uri, _, _ in last_answer)
-    media = stack.services.media
+    media = tree(stack.services)
     for k in range(len(files)):
         assert stack.segment(vid, k).status.encoded
         for name, (w, h) in BOXES.items():
@@ -165,7 +166,7 @@ def test_audio_fragments_neither_overlap_nor_leave_gaps(stack, tmp_path, sample_
         stack.upload(vid, k, path.read_bytes())
     stack.end(vid, len(files) - 1)
     stack.wait_vod(vid, timeout=180)
-    client, media = stack.client, stack.services.media
+    client, media = stack.client, tree(stack.services)
 
     # DASH: the audio fragments on disk, and what the MPD says of them.
     dash = [_span(media.file(vid, "audio", k, "m4s").read_bytes()) for k in range(len(files))]

@@ -24,6 +24,7 @@ from server.infra.services import Services
 from server.store.local import UploadFile
 from server.worker.encoding import encode
 from server.worker.local import LocalOrigin
+from tests.harness.tree import tree
 
 WORKER = WorkerRef(None, "test-worker")
 
@@ -63,7 +64,7 @@ def services(make_config) -> Iterator[Services]:  # type: ignore[no-untyped-def]
 
 
 def store(services: Services, video_id: int, segment_id: int, source: Path) -> None:
-    upload = UploadFile(services.media.root / "incoming", limit=64 << 20)
+    upload = UploadFile(tree(services).root / "incoming", limit=64 << 20)
     upload.write(source.read_bytes())
     with services.sessions() as session:
         video = ingest.get_video(session, video_id)
@@ -170,7 +171,7 @@ def test_an_expired_lease_is_taken_back_and_its_late_result_refused(services, se
     vid = new_video(services)
     store(services, vid, 0, segment_files[0])
     dead = claim(services, vid, 0)
-    staged = services.media.attempt_dir(vid, dead.attempt_id)
+    staged = tree(services).attempt_dir(vid, dead.attempt_id)
     staged.mkdir(parents=True)
     (staged / "HIGH.mp4").write_bytes(b"a late worker's output")
     services.clock.advance(11)  # type: ignore[attr-defined]
@@ -256,8 +257,8 @@ class HoldingOrigin(LocalOrigin):
         pass
 
 
-def test_a_completion_whose_commit_failed_after_its_renames_is_finished_by_its_retry(services, segment_files, monkeypatch):
-    """The database goes away mid-commit: the outputs were renamed into place, the rows were not; the retry completes."""
+def test_a_completion_whose_commit_failed_after_storing_its_outputs_is_finished_by_its_retry(services, segment_files, monkeypatch):
+    """The database goes away mid-commit: the outputs were stored in place, the rows were not; the retry completes."""
     vid = new_video(services)
     store(services, vid, 0, segment_files[0])
     work = claim(services, vid, 0)
@@ -270,8 +271,9 @@ def test_a_completion_whose_commit_failed_after_its_renames_is_finished_by_its_r
     monkeypatch.setattr(lifecycle, "move", database_gone)
     with services.sessions() as session, pytest.raises(OperationalError):
         lifecycle.complete_attempt(services, session, work.attempt_id, inline=True)
-    staged = services.media.attempt_dir(vid, work.attempt_id)
-    assert not (staged / "HIGH.mp4").exists() and services.media.file(vid, "HIGH", 0, "mp4").is_file()  # renamed, not committed
+    staged = tree(services).attempt_dir(vid, work.attempt_id)
+    # Stored in place, not committed: the staged outputs stay until the completion's transaction is.
+    assert (staged / "HIGH.mp4").exists() and tree(services).file(vid, "HIGH", 0, "mp4").is_file()
     assert segment(services, vid, 0).status is SegmentState.RUNNING
     monkeypatch.setattr(lifecycle, "move", real_move)
     with services.sessions() as session:

@@ -67,6 +67,27 @@ def test_list_by_prefix(objects):
     assert objects.list("videos/2/") == []
 
 
+def test_folders_name_one_level_that_holds_keys(objects):
+    for key in ("videos/1/HIGH/000001.m4s", "videos/1/master.m3u8", "videos/12/LOW/init.mp4", "videos/3/a.jpg", "x"):
+        objects.put(key, b"k")
+    assert objects.folders("videos/") == ["1", "12", "3"]
+    assert objects.folders("videos/1/") == ["HIGH"]
+    assert objects.folders("videos/9/") == []
+
+
+def test_a_file_put_is_the_objects_own_whatever_becomes_of_the_file(objects, tmp_path):
+    source = tmp_path / "encoded.mp4"
+    source.write_bytes(b"first bytes")
+    objects.put(KEY, source)
+    source.unlink()
+    source.write_bytes(b"the next encode")
+    assert objects.get(KEY) == b"first bytes"
+    path = objects.local_path(KEY)
+    assert (path is None) == (objects.backend == "s3")  # the local tree lends its file to readers (ffmpeg)
+    assert path is None or path.read_bytes() == b"first bytes"
+    assert objects.local_path("videos/7/HIGH/000002.m4s") is None
+
+
 def test_if_absent_the_first_write_wins_and_the_same_bytes_again_are_fine(objects):
     assert objects.put(KEY, b"first", if_absent=True) is PutResult.CREATED
     assert objects.put(KEY, b"first", if_absent=True) is PutResult.SAME

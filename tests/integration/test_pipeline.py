@@ -11,6 +11,7 @@ from pathlib import Path
 from server.core.jobs import TRANSCODE_SEGMENT, SegmentJob
 from server.infra.models import AttemptOutcome, SegmentState
 from tests.harness.media import box_types, decode_times, make_segment
+from tests.harness.tree import tree
 
 
 def ffprobe(path: Path) -> dict:
@@ -35,7 +36,7 @@ def test_segments_become_renditions_fragments_ts_thumbnails_and_storyboard(stack
     stack.end(vid, 3)
     video = stack.wait_vod(vid)
     assert video.status.value == "OK"
-    media = stack.services.media
+    media = tree(stack.services)
     sizes = {"HIGH": (720, 480), "MEDIUM": (480, 320), "LOW": (240, 160)}
     for k in range(4):
         segment = stack.segment(vid, k)
@@ -74,7 +75,7 @@ def test_segments_become_renditions_fragments_ts_thumbnails_and_storyboard(stack
     thumb = _streams(media.file(vid, "thumbnails", video.thumbnail_segment_id, "jpg"))["video"]
     assert thumb["codec_name"] == "mjpeg" and thumb["width"] == 320
     assert all(media.file(vid, "storyboard", k, "jpg").stat().st_size > 0 for k in range(4))
-    assert list((media.video_dir(vid) / "originals").iterdir()) == []  # deleted once their renditions exist
+    assert media.media.objects.list(f"videos/{vid}/originals/") == []  # deleted once their renditions exist
     assert media.temp_files() == []
 
 
@@ -94,7 +95,7 @@ def test_a_worker_killed_mid_encode_is_replaced_and_the_segment_completes(stack,
     assert stack.segment(vid, 0).status is SegmentState.PACKAGED
     assert stack.segment(vid, 0).attempts == 2
     assert [a.outcome for a in stack.attempts(vid, 0)] == [AttemptOutcome.EXPIRED, AttemptOutcome.OK]
-    assert stack.services.media.temp_files() == [] and stack.services.media.attempt_dirs() == []
+    assert tree(stack.services).temp_files() == [] and tree(stack.services).attempt_dirs() == []
 
 
 def test_gearmand_restarted_with_an_empty_queue_converges(stack, segment_files, tmp_path):
@@ -115,7 +116,7 @@ def test_a_corrupt_segment_ends_in_error_while_its_neighbours_succeed(stack, seg
     for k in range(3):
         stack.upload(vid, k, segment_files[k].read_bytes())
     # The stored original rots on disk before any worker reads it.
-    original = stack.services.media.original(vid, 1, "mp4")
+    original = tree(stack.services).original(vid, 1, "mp4")
     original.write_bytes(original.read_bytes()[:4096] + os.urandom(200_000))
     stack.start_worker(tmp_path / "worker.log")
     stack.end(vid, 2)
@@ -150,7 +151,7 @@ def test_the_same_job_twice_is_harmless(stack, segment_files, tmp_path):
     assert first.status is SegmentState.PACKAGED and first.attempts == 1
     assert [a.outcome for a in stack.attempts(vid, 0)] == [AttemptOutcome.OK]
     assert _outcomes(tmp_path, vid, "ok in") == 1
-    m4s = stack.services.media.file(vid, "HIGH", 0, "m4s")
+    m4s = tree(stack.services).file(vid, "HIGH", 0, "m4s")
     before = (m4s.stat().st_mtime_ns, m4s.read_bytes())
     # Delivered again after it finished: nothing is redone.
     stack.services.queue.submit(TRANSCODE_SEGMENT, job.encode(), unique="again-" + job.unique)
@@ -159,7 +160,7 @@ def test_the_same_job_twice_is_harmless(stack, segment_files, tmp_path):
     assert stack.segment(vid, 0).attempts == first.attempts
     assert (m4s.stat().st_mtime_ns, m4s.read_bytes()) == before
     assert len(stack.client.get(f"/video_segment/{vid}").json) == 1
-    assert stack.services.media.temp_files() == []
+    assert tree(stack.services).temp_files() == []
 
 
 def _outcomes(tmp_path, vid, what: str = "") -> int:
@@ -192,7 +193,7 @@ def test_transient_failures_retry_with_backoff_then_error(make_config, gearmand,
         assert failed.attempts == 3
         assert "timed out" in failed.error
         assert failed.retry_at is not None and failed.failed_at is not None
-        assert stack.services.media.temp_files() == []
+        assert tree(stack.services).temp_files() == []
     finally:
         stack.close()
 
@@ -206,7 +207,7 @@ def test_a_video_deleted_while_transcoding_leaves_nothing(stack, tmp_path, admin
     assert stack.client.delete(f"/video/{vid}", headers=admin_auth).status_code == 204
     # Its next heartbeat (or its completion) finds the attempt gone: ffmpeg is stopped, its files deleted.
     stack.wait(lambda: "segment 0: abandoned" in (tmp_path / "worker.log").read_text(), 60, "the encode abandoned")
-    assert not stack.services.media.video_dir(vid).exists()
+    assert not tree(stack.services).video_dir(vid).exists()
 
 
 def test_sigterm_finishes_the_current_job_then_exits(stack, tmp_path):

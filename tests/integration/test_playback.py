@@ -16,6 +16,7 @@ import requests
 from mpegdash.parser import MPEGDASHParser
 
 from server.infra.models import SegmentState
+from tests.harness.tree import tree
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
@@ -316,7 +317,7 @@ def test_live_to_vod_in_every_order(stack, segment_files, tmp_path):
     d = stack.new_video("d")
     for k in range(3):
         stack.upload(d, k, data[k])
-    original = stack.services.media.original(d, 1, "mp4")
+    original = tree(stack.services).original(d, 1, "mp4")
     original.write_bytes(b"\0" * 5000)
     stack.end(d, 2)
     for vid, expected in ((b, [0, 1, 2]), (c, [0, 2]), (d, [0, 2])):

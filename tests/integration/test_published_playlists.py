@@ -28,6 +28,7 @@ from server.infra.models import Video
 from server.ops import reaper
 from tests.harness import services as real
 from tests.harness.stack import Stack
+from tests.harness.tree import tree
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 PLAYLISTS = ("manifest.mpd", "master.m3u8", "HIGH/playlist.m3u8", "audio/playlist.m3u8", "HIGH/vod.m3u8", "storyboard.vtt")
@@ -59,7 +60,7 @@ def test_files_move_forward_whole_while_two_workers_publish(stack: Stack, segmen
     """Two workers package and publish at once; a reader polling the files never sees one torn or going back."""
     stack.start_workers(2, tmp_path / "workers.log")
     vid = stack.new_video()
-    folder = stack.services.media.video_dir(vid)
+    folder = tree(stack.services).video_dir(vid)
     seen: list[tuple[int, int]] = []  # (HLS segments, MPD segments) per read
     errors: list[str] = []
     done = threading.Event()
@@ -92,7 +93,7 @@ def test_files_move_forward_whole_while_two_workers_publish(stack: Stack, segmen
     assert hls_counts[-1] == len(segment_files) and len(set(hls_counts)) > 1  # it was read while it grew
     final = (folder / "HIGH/playlist.m3u8").read_bytes()
     assert m3u8.loads(final.decode()).is_endlist
-    assert stack.services.media.temp_files() == []
+    assert tree(stack.services).temp_files() == []
     # Flask answers the files themselves (the embedded default), as nginx would.
     for name in PLAYLISTS:
         assert stack.client.get(f"/video_files/{vid}/{name}").data == (folder / name).read_bytes(), name
@@ -106,7 +107,7 @@ def test_a_gap_decided_by_time_is_published_while_live(stack: Stack, segment_fil
     vid = stack.new_video()
     stack.upload(vid, 0, segment_files[0].read_bytes())
     stack.upload(vid, 2, segment_files[2].read_bytes())  # 1 never comes
-    playlist = stack.services.media.video_dir(vid) / "HIGH/playlist.m3u8"
+    playlist = tree(stack.services).video_dir(vid) / "HIGH/playlist.m3u8"
     stack.wait(lambda: playlist.is_file() and _listed(playlist.read_bytes()) == ["000000.m4s"], 60, "0 listed")
     stack.wait(lambda: _listed(playlist.read_bytes()) == ["000000.m4s", "000002.m4s"], 60, "1 skipped, 2 listed")
     video = stack.video(vid)
@@ -121,7 +122,7 @@ def test_a_publish_that_failed_is_retried_by_the_reaper(stack: Stack, segment_fi
     stack.upload(vid, 0, segment_files[0].read_bytes())
     stack.end(vid, 0)
     stack.wait_vod(vid)
-    manifest = stack.services.media.video_dir(vid) / "manifest.mpd"
+    manifest = tree(stack.services).video_dir(vid) / "manifest.mpd"
     assert b"<Title>before</Title>" in manifest.read_bytes()
 
     def disk_full(final: Path, data: bytes) -> None:
@@ -144,7 +145,7 @@ def test_videos_published_before_files_existed_are_backfilled(stack: Stack, segm
     stack.upload(vid, 0, segment_files[0].read_bytes())
     stack.end(vid, 0)
     stack.wait_vod(vid)
-    folder = stack.services.media.video_dir(vid)
+    folder = tree(stack.services).video_dir(vid)
     for name in (*PLAYLISTS, "live_m3u8"):
         path = folder / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -222,7 +223,7 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
         assert requests.get(url + path, headers={"If-None-Match": ours.headers["ETag"]}, timeout=10).status_code == 304
     assert requests.get(f"{url}/video_files/{vid}/master.m3u8", timeout=10).headers["Cache-Control"] == "public, max-age=1"
     part = requests.get(f"{url}/video_files/{vid}/HIGH/000001.m4s", headers={"Range": "bytes=10-109"}, timeout=10)
-    whole = (stack.services.media.video_dir(vid) / "HIGH/000001.m4s").read_bytes()
+    whole = (tree(stack.services).video_dir(vid) / "HIGH/000001.m4s").read_bytes()
     assert part.status_code == 206 and part.content == whole[10:110]
     preflight = requests.options(
         f"{url}/video_files/{vid}/HIGH/000001.m4s",
@@ -250,7 +251,7 @@ def test_nginx_answers_the_published_files_as_the_app_does(front: Front, segment
             assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content), (path, method, headers)
             assert _headers(ours) == _headers(theirs), (path, method, headers)
     # Names the tree never serves, and videos without files, are the app's JSON 404s.
-    folder = stack.services.media.video_dir(vid)
+    folder = tree(stack.services).video_dir(vid)
     (folder / ".manifest.mpd.tmp-0000").write_bytes(b"half")
     (folder / "HIGH/.000001.m4s.tmp-0000").write_bytes(b"half")
     for bad in (
@@ -383,7 +384,7 @@ def _kept_within_its_second(cached: str, app: str, new: Callable[[requests.Respo
 
 def test_nginx_serves_only_the_layouts_names_and_never_a_symlink(front: Front) -> None:
     """A stray file or a planted symlink in a video's folder is the app's JSON 404 through nginx, not its bytes."""
-    media = front.stack.services.media
+    media = tree(front.stack.services)
     folder = media.video_dir(4242)
     (folder / "HIGH").mkdir(parents=True)
     (folder / "HIGH/000000.m4s").write_bytes(b"a segment")
@@ -409,7 +410,7 @@ def test_nginx_serves_only_the_layouts_names_and_never_a_symlink(front: Front) -
 
 def test_nginx_answers_one_range_at_most(front: Front) -> None:
     """A request for many ranges of a media file gets the whole file once (max_ranges 1), not a multipart answer."""
-    folder = front.stack.services.media.video_dir(4343)
+    folder = tree(front.stack.services).video_dir(4343)
     (folder / "HIGH").mkdir(parents=True)
     (folder / "HIGH/000000.m4s").write_bytes(bytes(range(256)) * 4)
     url = f"{front.url}/video_files/4343/HIGH/000000.m4s"

@@ -16,6 +16,7 @@ from server.domain import ingest
 from server.infra.services import Services
 from server.ops import reaper
 from tests.harness.clock import FakeClock
+from tests.harness.tree import tree
 
 
 @pytest.fixture
@@ -28,11 +29,12 @@ def services(make_config) -> Iterator[Services]:  # type: ignore[no-untyped-def]
 
 
 def _dead_writers_left(services: Services, video_id: int) -> list[Path]:
-    """A temp file and an attempt's staging folder, untouched for long (their writers died)."""
-    rung = services.media.rendition_dir(video_id, "HIGH")
-    staged = services.media.attempt_dir(video_id, 990000 + video_id)
+    """A temp file and an attempt's staged output, untouched for long (their writers died)."""
+    rung = tree(services).rendition_dir(video_id, "HIGH")
+    staged = tree(services).attempt_dir(video_id, 990000 + video_id) / "HIGH.mp4"
     rung.mkdir(parents=True, exist_ok=True)
-    staged.mkdir(parents=True)
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"encoded")
     temp = rung / ".000000.m4s.tmp-dead"
     temp.write_bytes(b"half")
     for path in (temp, staged):
@@ -57,7 +59,8 @@ def test_a_pass_looks_only_in_the_folders_of_videos_written_lately(services: Ser
     reaper.reap(services, sweep)
     assert [path.exists() for path in left[busy]] == [False, False]
     assert [path.exists() for path in left[quiet]] == [True, True]  # not looked at this pass
-    assert searched and all(path.is_relative_to(services.media.video_dir(busy)) for path in searched), searched
+    scratch = services.media.scratch_root  # this machine's in-flight work only: searched every pass
+    assert searched and all(p.is_relative_to(tree(services).video_dir(busy)) or p == scratch for p in searched), searched
     services.clock.advance(3600)  # TEMP_SWEEP_INTERVAL: the whole tree again
     reaper.reap(services, sweep)
     assert [path.exists() for path in left[quiet]] == [False, False]

@@ -28,6 +28,7 @@ from server.web.devserver import make_dev_server
 from tests.harness.android import segment_upload
 from tests.harness.netns import TestHost
 from tests.harness.services import ROOT, Gearmand, stop_gracefully, wait_for
+from tests.harness.tree import tree
 
 # Long enough that a worker on this busy 2-core machine renews in time (ffmpeg's progress lines drive its
 # heartbeats), short enough that a killed worker's attempt is taken back within seconds.
@@ -185,8 +186,8 @@ def remote_stack(host: TestHost, make_config, tmp_path: Path) -> Iterator[Remote
 
 def assert_clean(stack: RemoteStack, video_id: int) -> None:
     """No temp file on the server, no staging directory left, nothing left in the remote workers' MEDIA_ROOTs."""
-    assert stack.services.media.temp_files() == []
-    staging = stack.services.media.video_dir(video_id) / "attempts"
+    assert tree(stack.services).temp_files() == []
+    staging = tree(stack.services).video_dir(video_id) / "attempts"
     assert not staging.exists() or list(staging.iterdir()) == []
     assert scratch_files(stack.tmp) == []
 

@@ -9,6 +9,7 @@ from server.web.answers import current_revision
 from tests.harness.media import make_segment
 from tests.harness.services import MYSQL_BASE, Memcached, fill_disk
 from tests.harness.stack import Stack
+from tests.harness.tree import tree
 
 
 def _packaged(stack: Stack, video_id: int, segment_id: int) -> bool:
@@ -84,7 +85,7 @@ def test_mysql_connections_dropped_mid_encode_lose_nothing(stack, segment_files,
     assert [s.status for s in segments] == [SegmentState.PACKAGED] * 3
     assert segments[1].attempts == 1  # the encode in flight was recorded, not redone
     assert all(s.packaged_at is not None for s in segments)
-    assert stack.services.media.temp_files() == []
+    assert tree(stack.services).temp_files() == []
 
 
 def test_a_full_disk_delays_a_segment_but_never_fails_it(make_config, gearmand, make_tmpfs, segment_files, tmp_path):
@@ -105,12 +106,12 @@ def test_a_full_disk_delays_a_segment_but_never_fails_it(make_config, gearmand, 
         waiting = stack.segment(vid, 0)
         assert waiting.status is not SegmentState.FAILED and waiting.attempts <= 1
         assert "No space left on device" in waiting.error
-        assert stack.services.media.temp_files() == []  # each failed run removed its partial outputs
+        assert tree(stack.services).temp_files() == []  # each failed run removed its partial outputs
 
         filler.unlink()  # the operator frees space: the segment lands without anyone re-submitting it
         stack.wait_vod(vid, timeout=60)
         done = stack.segment(vid, 0)
         assert done.status.encoded and done.packaged_at is not None and done.error is None
-        assert stack.services.media.temp_files() == []
+        assert tree(stack.services).temp_files() == []
     finally:
         stack.close()

@@ -41,6 +41,7 @@ from server.worker.encoding import encode
 from server.worker.local import LocalOrigin
 from tests.harness.clock import FakeClock
 from tests.harness.netns import TestHost
+from tests.harness.tree import tree
 
 WORKER = WorkerRef(None, "test-worker")
 HANG_LIMIT = 30.0  # a hanging handler is released by the test, or after this at the latest
@@ -188,7 +189,7 @@ def rows(services: Services, hook_id: int) -> list[WebhookDelivery]:
 
 
 def store(services: Services, video_id: int, segment_id: int, source: Path) -> None:
-    upload = UploadFile(services.media.root / "incoming", limit=64 << 20)
+    upload = UploadFile(tree(services).root / "incoming", limit=64 << 20)
     upload.write(source.read_bytes())
     with services.sessions() as session:
         ingest.accept_segment(services, session, ingest.get_video(session, video_id), segment_id, "mp4", upload)

@@ -57,12 +57,10 @@ def _published(video_id: int, name: str) -> WerkzeugResponse | None:
     The same bytes, type and Cache-Control as deploy/nginx/team03.conf: 1 s, live or not (a finished
     playlist is revalidated by its ETag), which keeps nginx's answer a bare static file.
     """
-    path = services().media.served_file(video_id, name)
-    if path is None:
-        return None
-    try:
-        body = path.read_bytes()  # small, replaced whole: never torn
-    except FileNotFoundError:  # the video removed since
+    media = services().media
+    key = media.served(video_id, name)
+    body = None if key is None else media.read(key)  # small, replaced whole: never torn
+    if body is None:
         return None
     return _answer(publishing.Rendered(body, finished=False), name.rsplit(".", 1)[1])
 
@@ -133,11 +131,21 @@ class MediaFile(Resource):
     def get(self, video_id: int, path: str) -> Answer:
         if not MEDIA_PATH.match(path):
             raise NotFound(f"no such file: {path[:80]}")
-        target = services().media.served_file(video_id, path)
-        if target is None:
-            raise NotFound(f"no such file: {path[:80]}")
-        # Media never changes once written (renamed into place whole), hence immutable.
-        response = send_file(target, mimetype=MIME[path.rsplit(".", 1)[1]], conditional=True, etag=True, max_age=caching.YEAR)
+        media = services().media
+        key = media.served(video_id, path)
+        mimetype = MIME[path.rsplit(".", 1)[1]]
+        # Media never changes once written (stored whole), hence immutable.
+        local = None if key is None else media.objects.local_path(key)
+        response: WerkzeugResponse
+        if local is not None:
+            response = send_file(local, mimetype=mimetype, conditional=True, etag=True, max_age=caching.YEAR)
+        else:  # in a bucket: nginx's cache tier serves these (deploy/nginx); the app answers without it too
+            body = None if key is None else media.read(key)
+            if body is None:
+                raise NotFound(f"no such file: {path[:80]}")
+            whole = Response(body, mimetype=mimetype)
+            whole.add_etag()
+            response = whole.make_conditional(request, accept_ranges=True, complete_length=len(body))
         response.headers["Cache-Control"] = caching.IMMUTABLE
         return response
 

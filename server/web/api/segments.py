@@ -32,11 +32,11 @@ class SegmentList(Resource):
 
     @staticmethod
     def upload_dir(video_id: int) -> Path:
-        """Where the body's file parts are received, beside their destination (server/web/api/uploads.py)."""
+        """Where the body's file parts are received: this machine's scratch (server/web/api/uploads.py)."""
         # 404 before the body arrives; this session is closed before its first byte is read.
         with services().sessions() as db:
             ingest.get_video(db, video_id)
-        return services().media.video_dir(video_id) / "originals"
+        return services().media.scratch("uploads")
 
     def post(self, video_id: int) -> Answer:
         # The whole body is in (receive_body); the temp file is deleted at teardown unless committed.

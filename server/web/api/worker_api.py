@@ -14,6 +14,8 @@ existing output answers 200 for the same bytes and 409 for different ones.
 from __future__ import annotations
 
 import re
+import secrets
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ from server.core.retry import Failure
 from server.domain import lifecycle, registry
 from server.domain.state import rendition_plan
 from server.infra.models import Attempt, Segment
-from server.store.local import UploadFile, file_sha256
+from server.store.local import UploadFile
+from server.store.objects import ObjectMissing, PutResult
 from server.web.api.context import services, session
 from server.web.api.limits import count_failed_worker_auth
 from server.web.api.resource import Answer
@@ -140,12 +143,19 @@ class AttemptSource(WorkerResource):
         """The original's bytes (Range, ETag), with their SHA-256 for the worker to verify."""
         db = session()
         _attempt, segment = _running(db, attempt_id)
-        path = services().media.original(segment.video_id, segment.segment_id, segment.original_extension)
+        media = services().media
+        key = media.original(segment.video_id, segment.segment_id, segment.original_extension)
         digest = segment.sha256
         db.close()  # no connection is held while the bytes go out
-        if not path.is_file():
-            raise Gone(f"attempt {attempt_id}: the original is no longer stored")
+        folder = media.scratch("sources") / secrets.token_hex(8)  # a download, when the store is a bucket
+        folder.mkdir()
+        try:
+            path = media.readable(key, folder)
+        except ObjectMissing:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Gone(f"attempt {attempt_id}: the original is no longer stored") from None
         response = send_file(path, mimetype="application/octet-stream", conditional=True, etag=digest, max_age=0)
+        response.call_on_close(lambda: shutil.rmtree(folder, ignore_errors=True))
         response.headers["X-Content-SHA256"] = digest
         return response
 
@@ -167,13 +177,11 @@ class AttemptHeartbeat(WorkerResource):
 class AttemptOutput(WorkerResource):
     @staticmethod
     def raw_upload_dir(attempt_id: int, name: str) -> Path:
-        """Where the body is received (server/web/api/uploads.py): the attempt's staging directory; 410 before any byte."""
+        """Where the body is received (server/web/api/uploads.py): this machine's scratch; 410 before any byte."""
         with services().sessions() as db:
             attempt, segment = _running(db, attempt_id)
             _check_output_name(segment, attempt, name)
-        directory = services().media.attempt_dir(segment.video_id, attempt_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory
+        return services().media.scratch("outputs")
 
     def put(self, attempt_id: int, name: str) -> Answer:
         upload: UploadFile = g.raw_upload
@@ -184,12 +192,15 @@ class AttemptOutput(WorkerResource):
             raise InvalidInput("body", "empty output")
         if upload.sha256 != claimed:
             raise UnprocessableMedia("the body does not match its X-Content-SHA256: damaged on the way, send it again")
-        final = upload.path.parent / name
-        stored = upload.commit_new(final)
-        if stored:
+        with services().sessions() as db:
+            _attempt, segment = _running(db, attempt_id)
+        media = services().media
+        stored = media.put_new(media.attempt_output(segment.video_id, attempt_id, name), upload.finished())
+        upload.discard()
+        if stored is PutResult.CREATED:
             self._renew(attempt_id)
             return {"name": name, "size": upload.size, "sha256": claimed}, 201, _NO_STORE
-        if file_sha256(final) != claimed:
+        if stored is PutResult.DIFFERENT:
             raise Conflict(f"output {name} is already stored with different bytes")
         return {"name": name, "size": upload.size, "sha256": claimed}, 200, _NO_STORE
 
