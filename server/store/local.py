@@ -13,14 +13,13 @@ then renamed, so a reader sees either nothing or the whole file.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,26 +79,10 @@ class MediaStore:
                 found.append((int(path.parent.parent.name), int(path.name), path))
         return found
 
-    @contextmanager
-    def video_lock(self, video_id: int) -> Iterator[bool]:
-        """Hold the video's folder lock (flock on the folder itself, every process of this host); yield
-        whether the folder exists. Publishers take it so their files are written one revision after the other."""
-        try:
-            fd = os.open(self.video_dir(video_id), os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            yield False
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield os.path.isdir(self.video_dir(video_id))  # not deleted while we waited
-        finally:
-            os.close(fd)  # releases the lock
-
     def remove_video(self, video_id: int) -> None:
-        """Delete every file a video owns (under its lock: no publisher writes into a folder being removed)."""
-        with self.video_lock(video_id) as present:
-            if present:
-                shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
+        """Delete every file a video owns (after its row: a publisher still writing removes them again,
+        server/domain/publishing.py)."""
+        shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
 
     def temp_files(self, video_ids: Iterable[int] | None = None) -> list[Path]:
         """List leftover temp files in the whole tree, or in these videos' folders (tests and the operator check
