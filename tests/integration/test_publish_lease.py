@@ -267,6 +267,26 @@ def test_a_holder_that_outlives_its_lease_mid_write_has_its_files_rewritten(orig
     assert shown(a, vid) == "three" and current(a, vid)
 
 
+def test_a_holder_whose_lease_expired_before_it_wrote_writes_nothing(origins: Origins, segment_files, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """a stalls past PUBLISH_LEASE after its snapshot; b takes the expired lease and publishes newer; a's fence
+    (the renewal right before writing) fails, and a writes nothing."""
+    a, b, clock = origins.a, origins.b, origins.clock
+    vid = vod_video(a, segment_files[0])
+    stop = Stop(monkeypatch, "snapshot")
+    rename(a, vid, "two")
+    holder, wrote = in_thread(lambda: publish(a, vid))
+    stop.wait()
+    clock.advance(LEASE + 1)
+    rename(b, vid, "three")
+    assert publish(b, vid) is True and shown(a, vid) == "three"
+    written = (a.media.video_dir(vid) / "manifest.mpd").stat().st_ino  # each write is a new file renamed in place
+    stop.go()
+    holder.join(60)
+    assert wrote == [False]
+    assert (a.media.video_dir(vid) / "manifest.mpd").stat().st_ino == written
+    assert shown(a, vid) == "three" and current(a, vid)
+
+
 @pytest.mark.parametrize("step", ["snapshot", "_renew"])
 def test_a_video_deleted_while_its_publisher_holds_the_lease_leaves_no_files(
     origins: Origins, segment_files, monkeypatch, step
