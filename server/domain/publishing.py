@@ -1,4 +1,4 @@
-"""Playlists published as files: what players see, rendered from the database and written into the media tree.
+"""Playlists published as objects: what players see, rendered from the database and put into the media store.
 
 Every change that can alter a playlist ends in `publish(services, session, video_id)` (lifecycle.maybe_finish,
 the last step of settling, of an end and of a rename); the reaper calls it for every video whose files lag
@@ -10,11 +10,30 @@ players from these files; Flask answers the same files on the embedded default (
     videos/<vid>/<REPR>/playlist.m3u8, audio/playlist.m3u8           HLS media playlists (CMAF)
     videos/<vid>/live_m3u8/root.m3u8, live_m3u8/<REPR>/stream.m3u8   the legacy HLS routes /live_m3u8/<vid>/...
 
-Order: a publisher holds the video folder's lock (flock, every process of the host) while it reads a fresh
-snapshot, writes the files and records (published_revision, published_key) on the video's row. Whoever
-takes the lock next reads a snapshot at least as new, so files only ever move forward in revision order,
-and an unchanged listing at the same revision writes nothing. Each file is replaced in one rename: a reader
-gets the old bytes or the new ones, never a torn file.
+Order: the database decides who publishes, so publishers on several origin machines (web processes, workers,
+reapers) write one after the other. A publisher takes the video's publish lease by compare-and-set on its row
+(`publishing_until`, `publishing_by`: one row updated, or none because another holds an unexpired lease), then
+reads a fresh snapshot, writes the files, and in one statement that checks it still holds the lease records
+(published_revision, published_key) and releases it. The next holder reads a snapshot at least as new, so files
+only ever move forward in revision order, and an unchanged listing at the same revision writes nothing. A
+publisher that finds the lease held returns at once: the holder, once released, reads the revision again and
+publishes again if it moved (at most PUBLISH_ROUNDS rounds; the reaper's `lagging` takes what is left). Each
+file is one object put (server/store/media.py): a reader gets the old bytes or the new ones, never a torn file.
+
+A holder killed mid-publish (kill -9) leaves its lease: the next publisher takes it once PUBLISH_LEASE has
+passed (the reaper republishes the lagging video then). PUBLISH_LEASE is far above a publish (a few
+milliseconds to render, a few files to write) and above the clock skew of NTP-synced origins, whose clocks
+the lease times come from. A store with no conditional overwrite cannot refuse a stale writer's file, so
+fencing is as close as the holder can get: right before writing it renews the lease (only if still its own
+and unexpired), which gives it a whole PUBLISH_LEASE for the writes. One that still outlives it (stalled
+that long mid-write) finds at its release that the lease is no longer its own: its files may have landed
+after a newer holder's, so it marks the row unpublished and the reaper rewrites every file (a newer holder
+writing at that very moment may record over the mark: the one window left, 30 s of stall wide).
+
+A deleted video: its row goes first (a publisher then finds it NotFound), its files after. A holder already
+past its renewal may write one more round into the folder being removed; its release then finds no row, and
+it removes the video's files itself. A holder killed in that window leaves a folder with no row, which the
+operator's purge removes (server/ops/purge.py `orphan_videos`).
 
 The Android MPD (`/live_mpd/<vid>.mpd?last_segment_id=`) stays dynamic: it depends on the query and carries
 response headers (answers.py). Before a video's first segment is playable nothing is published, and the
@@ -25,11 +44,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -216,34 +238,59 @@ def listing_key(s: Snapshot, now: float, gap: float) -> str:
 # --- writing them ------------------------------------------------------------------------------------
 
 
+PUBLISH_LEASE = timedelta(seconds=30)  # how long a publisher may write a video's files (see Order above)
+PUBLISH_ROUNDS = 3  # rounds of one publish while the revision moves under it; the reaper takes what is left
+
+
 def publish(services: Services, session: Session, video_id: int) -> bool:
     """Bring `video_id`'s playlist files up to the database; True if files were written.
 
-    Never raises for a storage or database failure: the change it follows is already committed, and the
-    reaper publishes any video whose files lag (`lagging`).
+    Returns at once, writing nothing, while another publisher holds the video's lease (it re-checks the
+    revision when it releases). Never raises for a storage or database failure: the change it follows is
+    already committed, and the reaper publishes any video whose files lag (`lagging`).
     """
     started = time.monotonic()
+    outcomes: list[str] = []
     try:
-        with services.media.video_lock(video_id):
-            written = _publish_locked(services, session, video_id)
+        for _ in range(PUBLISH_ROUNDS):
+            outcomes.append(_publish_round(services, session, video_id))
+            if outcomes[-1] == "busy" or not _lags(session, video_id):
+                break
     except (OSError, InsufficientStorage, SQLAlchemyError) as exc:
         session.rollback()
         metrics.PLAYLIST_PUBLISHES.labels(result="failed").inc()
         log.warning("video %s: playlists not published (%s); the reaper retries", video_id, exc)
         return False
-    metrics.PLAYLIST_PUBLISHES.labels(result="written" if written else "current").inc()
+    written = "written" in outcomes
+    metrics.PLAYLIST_PUBLISHES.labels(result=next(o for o in ("lost", "written", "busy", "current") if o in outcomes)).inc()
     if written:
         metrics.PLAYLIST_PUBLISH_SECONDS.observe(time.monotonic() - started)
     return written
 
 
-def _publish_locked(services: Services, session: Session, video_id: int) -> bool:
-    """Write the files of a fresh snapshot unless they show it already; record what they show."""
-    session.rollback()  # a fresh read: everything committed before the lock was taken
+def _publish_round(services: Services, session: Session, video_id: int) -> str:
+    """Take the lease and publish once; return what happened: written, current, busy (another publisher holds
+    the lease) or lost (it was taken from us before we wrote, or while we wrote)."""
+    token = _take_lease(services, session, video_id)
+    if token is None:
+        return "busy"
+    try:
+        return _publish_held(services, session, video_id, token)
+    except BaseException:
+        session.rollback()
+        try:
+            _release(session, video_id, token)  # the next publisher need not wait for the lease to expire
+        except SQLAlchemyError:
+            session.rollback()
+        raise
+
+
+def _publish_held(services: Services, session: Session, video_id: int, token: str) -> str:
+    """Holding the lease: write the files of a fresh snapshot unless they show it already; record what they show."""
     try:
         snap = snapshot(session, video_id, services.config.MAX_SEGMENT_AHEAD)
     except NotFound:
-        return False
+        return "current"  # deleted: its lease went with its row
     finally:
         session.rollback()
     now, gap = services.clock.time(), services.config.GAP_TIMEOUT
@@ -251,14 +298,86 @@ def _publish_locked(services: Services, session: Session, video_id: int) -> bool
     if snap.published_revision is not None and (
         snap.published_revision > snap.revision or (snap.published_revision == snap.revision and snap.published_key == key)
     ):
-        return False  # current (or, which the lock rules out, newer than this snapshot)
+        _release(session, video_id, token)
+        return "current"  # (or, which the lease rules out, newer than this snapshot)
     # No segment stored yet: nothing to list (the first upload moves the revision).
     rendered = _render_all(snap, now, gap) if snap.state.segments else {}
+    if not _renew(services, session, video_id, token):
+        return "lost"  # it expired while we rendered and another publisher took it: write nothing
+    _write_files(services, video_id, rendered)
+    if not _release(session, video_id, token, snap.revision, key):
+        _lost_while_writing(services, session, video_id)
+        return "lost"
+    return "written" if rendered else "current"
+
+
+def _write_files(services: Services, video_id: int, rendered: dict[str, Rendered]) -> None:
     for name, result in rendered.items():
         services.media.put(services.media.playlist(video_id, name), result.body)
-    session.execute(update(Video).where(Video.id == video_id).values(published_revision=snap.revision, published_key=key))
+
+
+# --- the publish lease: compare-and-set on the video's row ------------------------------------------
+
+
+def _videos() -> Table:
+    return cast(Table, Video.__table__)  # a mapped class's table; typed as any FromClause
+
+
+def _updated(session: Session, statement: Any) -> bool:
+    """Run an UPDATE and commit it; True if it changed the one row it names."""
+    # An UPDATE's result is a CursorResult (Session.execute is typed for any statement).
+    done = cast(CursorResult[Any], session.execute(statement))
     session.commit()
-    return bool(rendered)
+    return done.rowcount == 1
+
+
+def _take_lease(services: Services, session: Session, video_id: int) -> str | None:
+    """Take `video_id`'s publish lease if nobody holds an unexpired one; return its token, else None."""
+    session.rollback()  # nothing of the caller's is ours to commit
+    videos, now, token = _videos(), services.clock.now(), secrets.token_hex(8)
+    free = videos.c.publishing_until.is_(None) | (videos.c.publishing_until <= now)
+    taken = update(videos).where(videos.c.id == video_id, free).values(publishing_until=now + PUBLISH_LEASE, publishing_by=token)
+    return token if _updated(session, taken) else None
+
+
+def _renew(services: Services, session: Session, video_id: int, token: str) -> bool:
+    """Extend the lease right before writing, if it is still ours and unexpired: the fence (module docstring)."""
+    videos, now = _videos(), services.clock.now()
+    ours = (videos.c.id == video_id) & (videos.c.publishing_by == token) & (videos.c.publishing_until > now)
+    return _updated(session, update(videos).where(ours).values(publishing_until=now + PUBLISH_LEASE))
+
+
+def _release(session: Session, video_id: int, token: str, revision: int | None = None, key: str | None = None) -> bool:
+    """Release the lease if it is still ours, recording what the files show when `revision` is given; False if not ours.
+
+    The token is the check: nobody else wrote since we took the lease unless someone took it from us, which
+    changed the token. An expired lease nobody took is still ours to record.
+    """
+    videos = _videos()
+    values: dict[str, object] = {"publishing_until": None, "publishing_by": None}
+    if revision is not None:
+        values.update(published_revision=revision, published_key=key)
+    return _updated(session, update(videos).where(videos.c.id == video_id, videos.c.publishing_by == token).values(**values))
+
+
+def _lost_while_writing(services: Services, session: Session, video_id: int) -> None:
+    """The lease was taken from us, or the row deleted, while we wrote: our files may be older than a newer
+    holder's (mark the row unpublished: the reaper rewrites them all) or in a folder being removed (remove it)."""
+    videos = _videos()
+    unpublished = update(videos).where(videos.c.id == video_id).values(published_revision=None, published_key=None)
+    if _updated(session, unpublished):
+        log.warning(
+            "video %s: publish lease lost while writing (over %s); the reaper rewrites its files", video_id, PUBLISH_LEASE
+        )
+    else:
+        services.media.remove_video(video_id)
+
+
+def _lags(session: Session, video_id: int) -> bool:
+    """Whether `video_id`'s files lag its revision now (it moved while we published); False once it is gone."""
+    row = session.execute(select(Video.revision, Video.published_revision).where(Video.id == video_id)).first()
+    session.rollback()
+    return row is not None and (row.published_revision is None or row.published_revision < row.revision)
 
 
 def _render_all(snap: Snapshot, now: float, gap: float) -> dict[str, Rendered]:

@@ -83,13 +83,14 @@ ATTEMPTS = _counter(
 
 PLAYLIST_PUBLISHES = _counter(
     "team03_playlist_publishes",
-    "Publishes of a video's playlist files: written, current (nothing changed), failed (the reaper retries)",
+    "Publishes of a video's playlist files: written, current (nothing changed), busy (another publisher holds the"
+    " video's lease), lost (the lease was taken from this publisher), failed (the reaper retries)",
     "result",
-    ("written", "current", "failed"),
+    ("written", "current", "busy", "lost", "failed"),
 )
 PLAYLIST_PUBLISH_SECONDS = Histogram(
     "team03_playlist_publish_seconds",
-    "Seconds to render and write one video's playlist files (under its folder lock)",
+    "Seconds to render and write one video's playlist files (holding its publish lease)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 

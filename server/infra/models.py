@@ -53,6 +53,10 @@ class Video(Base):
     # they were rendered from. Written by the publisher only, never a revision of its own.
     published_revision: Mapped[int | None] = mapped_column(Integer)
     published_key: Mapped[str | None] = mapped_column(String(64))
+    # The publish lease (server/domain/publishing.py): until when, and by whom (a token per publish), a publisher
+    # may write the files. Taken and released by compare-and-set; NULL when nobody publishes.
+    publishing_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    publishing_by: Mapped[str | None] = mapped_column(String(32))
 
     renditions: Mapped[list[Rendition]] = relationship(
         back_populates="video", order_by="Rendition.position", cascade="all, delete-orphan", passive_deletes=True

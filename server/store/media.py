@@ -17,7 +17,6 @@ object's own file (`readable`); on S3 it is uploaded, and readers download it to
 
 from __future__ import annotations
 
-import fcntl
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
@@ -64,14 +63,6 @@ class MediaStore:
     def playlist(self, video_id: int, name: str) -> str:
         """A published playlist's key (`master.m3u8`, `HIGH/playlist.m3u8`, `live_m3u8/root.m3u8`...)."""
         return checked_key(self.video_prefix(video_id) + name)
-
-    @contextmanager
-    def video_lock(self, video_id: int) -> Iterator[None]:
-        """Hold the video's publishing lock (flock, every process of this host)."""
-        folder = self.scratch("locks")
-        with open(folder / f"{int(video_id)}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
 
     def served(self, video_id: int, relative: str) -> str | None:
         """The key of `relative` (a name of the layout the caller checked) in the video's folder; None if unsafe."""
@@ -169,7 +160,7 @@ class MediaStore:
         Tests and the operator check this stays empty; the reaper sweeps what is old (server/ops/purge.py).
         """
         scratch = self.scratch_root
-        found = [p for p in scratch.rglob("*") if p.is_file() and p.parent.name != "locks"] if scratch.is_dir() else []
+        found = [p for p in scratch.rglob("*") if p.is_file()] if scratch.is_dir() else []
         if video_ids is None:
             folders = [self.root / "videos"]
         else:

@@ -59,7 +59,7 @@ EXPOSED = {
 # What each label may hold: fixed sets, or what the configuration names (rungs, gearmand addresses).
 BOUNDED = {
     "outcome": {o.value for o in AttemptOutcome},
-    "result": {"written", "current", "failed", "delivered", "retrying", "given_up"},
+    "result": {"written", "current", "busy", "lost", "failed", "delivered", "retrying", "given_up"},
     "state": {s.value.lower() for s in SegmentState},
     "function": set(FUNCTIONS),
     "quantile": {"0.5", "0.95", "1"},
