@@ -55,7 +55,7 @@ from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from server.core.errors import InsufficientStorage, NotFound, NotReadyYet
+from server.core.errors import InsufficientStorage, NotFound, NotReadyYet, StorageUnavailable
 from server.core.playlists import (
     AUDIO,
     HLS_LIVE,
@@ -256,7 +256,7 @@ def publish(services: Services, session: Session, video_id: int) -> bool:
             outcomes.append(_publish_round(services, session, video_id))
             if outcomes[-1] == "busy" or not _lags(session, video_id):
                 break
-    except (OSError, InsufficientStorage, SQLAlchemyError) as exc:
+    except (OSError, InsufficientStorage, StorageUnavailable, SQLAlchemyError) as exc:
         session.rollback()
         metrics.PLAYLIST_PUBLISHES.labels(result="failed").inc()
         log.warning("video %s: playlists not published (%s); the reaper retries", video_id, exc)

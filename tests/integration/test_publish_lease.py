@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
+from server.core.errors import InsufficientStorage
 from server.core.wire import Claim, WorkerRef
 from server.domain import ingest, lifecycle, publishing
 from server.domain.changes import video_change
@@ -314,10 +315,10 @@ def test_the_lease_is_released_when_writing_fails(origins: Origins, segment_file
     vid = vod_video(a, segment_files[0])
     rename(a, vid, "two")
 
-    def disk_full(final: Path, data: bytes) -> None:
-        raise OSError(28, "No space left on device")
+    def disk_full(key: str, data: bytes) -> None:
+        raise InsufficientStorage("the server's disk is full; nothing was stored")
 
-    monkeypatch.setattr(publishing, "replace_file", disk_full)
+    monkeypatch.setattr(a.media, "put", disk_full)
     assert publish(a, vid) is False
     video = row(a, vid)
     assert video is not None and video.publishing_by is None and video.publishing_until is None

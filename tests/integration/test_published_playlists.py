@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import collections
 import email.utils
-import errno
 import json
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from xml.etree import ElementTree
 
 import m3u8
@@ -23,6 +21,7 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
+from server.core.errors import StorageUnavailable
 from server.domain import publishing
 from server.infra.models import Video
 from server.ops import reaper
@@ -125,10 +124,10 @@ def test_a_publish_that_failed_is_retried_by_the_reaper(stack: Stack, segment_fi
     manifest = tree(stack.services).video_dir(vid) / "manifest.mpd"
     assert b"<Title>before</Title>" in manifest.read_bytes()
 
-    def disk_full(final: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def disk_full(key: str, data: bytes) -> None:
+        raise StorageUnavailable("the object store did not answer to store")
 
-    monkeypatch.setattr(publishing, "replace_file", disk_full)
+    monkeypatch.setattr(stack.services.media, "put", disk_full)
     failed = REGISTRY.get_sample_value("team03_playlist_publishes_total", {"result": "failed"}) or 0.0
     response = stack.client.put(f"/video/{vid}", json={"title": "after"}, headers=admin_auth)
     assert response.status_code == 200  # the rename is committed; only its files lagged
