@@ -28,8 +28,7 @@ class Config:
     MEMCACHED_SERVERS: tuple[str, ...] = ()
     MEDIA_ROOT: Path = INSTANCE / "media"
     # Where media objects live (server/store/objects.py): "local" (under MEDIA_ROOT) or "s3" (the bucket
-    # below). Read and checked, but the pipeline does not switch on it yet (issue 17); `cli media migrate`
-    # copies MEDIA_ROOT into the bucket.
+    # below; MEDIA_ROOT then keeps only scratch). `cli media migrate` copies MEDIA_ROOT into the bucket.
     MEDIA_STORE: str = "local"
     S3_ENDPOINT_URL: str = ""  # empty: AWS's own endpoint for S3_REGION
     S3_BUCKET: str = ""

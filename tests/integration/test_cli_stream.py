@@ -198,15 +198,13 @@ def test_purge_lists_then_removes_orphaned_files_and_rows(stack: Stack, run) -> 
     kept = stack.new_video("kept")
     media = Path(stack.config.MEDIA_ROOT) / "videos"
     old = (1_000_000_000, 1_000_000_000)
-    orphan = media / "999999"
-    staging = media / str(kept) / "attempts" / "424242"
-    temp = media / str(kept) / "originals" / ".000000.mp4.tmp"
-    fresh = media / "999998"  # an orphan touched just now: a writer may still hold it
-    for folder in (orphan / "HIGH", staging, temp.parent, fresh):
-        folder.mkdir(parents=True, exist_ok=True)
-    temp.write_bytes(b"half")
+    orphan = media / "999999" / "HIGH" / "000000.mp4"  # a video's media whose row is gone
+    staging = media / str(kept) / "attempts" / "424242" / "HIGH.mp4"  # an attempt that is not running
+    temp = media / str(kept) / "originals" / ".000000.mp4.tmp"  # a dead writer's temp file
     for path in (orphan, staging, temp):
-        os.utime(path, old)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    os.utime(temp, old)
     now = stack.services.clock.now()
     with stack.services.sessions() as db:
         admin = Admin(name="purger", password_hash="x")
@@ -220,10 +218,10 @@ def test_purge_lists_then_removes_orphaned_files_and_rows(stack: Stack, run) -> 
     code, out, _ = run("purge")
     assert code == 0
     assert out.splitlines() == [
-        "would remove 1 orphan video dirs",
-        f"  {orphan}",
-        "would remove 1 staging dirs",
-        f"  {staging}",
+        "would remove 1 orphan videos' media",
+        "  videos/999999/",
+        "would remove 1 staged outputs",
+        f"  videos/{kept}/attempts/424242/",
         "would remove 1 temp files",
         f"  {temp}",
         "would remove 1 expired admin sessions",
@@ -237,7 +235,7 @@ def test_purge_lists_then_removes_orphaned_files_and_rows(stack: Stack, run) -> 
     assert code == 0 and answer["removed"] is True
     assert answer["rows"] == {"expired admin sessions": 1, "events past retention": 1}
     assert not orphan.exists() and not staging.exists() and not temp.exists()
-    assert fresh.exists() and (media / str(kept)).exists()
+    assert (media / str(kept)).exists()
     with stack.services.sessions() as db:
         assert db.scalars(select(AdminSession)).all() == []
         assert stack.video(kept) is not None
