@@ -221,7 +221,7 @@ def _probe_and_store(
         upload.discard()
         segment.upload_ms = None if started is None else round((time.monotonic() - started) * 1000)
     if old_original is not None and old_original != final:
-        services.media.delete(old_original)
+        services.media.discard(old_original)
     metrics.upload_stored(upload.size, None if started is None else time.monotonic() - started, info.duration)
     lifecycle.submit(services, session, video.id, segment_id)
     log.info("video %s segment %s stored (%d bytes, %d ms)", video.id, segment_id, upload.size, round(info.duration * 1000))

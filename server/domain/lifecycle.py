@@ -198,7 +198,7 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
     media.remove_attempt(video_id, attempt_id)
     if not services.config.KEEP_ORIGINALS:
         # The renditions are committed and the HIGH one is the archive; a failed segment keeps its original.
-        media.delete(original)
+        media.discard(original)
     settle(services, session, video_id, inline=inline)
     return True
 
@@ -352,8 +352,8 @@ def _after_failure(services: Services, change: Change, segment: Segment, failure
     assert decision.retry_in is not None
     segment.retry_at = change.now + timedelta(seconds=decision.retry_in)
     move(change, segment, S.RECEIVED, failure=failure.value, retry_in=decision.retry_in)
-    if failure is Failure.DISK_FULL:
-        log.error("%s: disk full, retrying in %.1fs without spending an attempt", where, decision.retry_in)
+    if not decision.spends_attempt:
+        log.error("%s: %s, retrying in %.1fs without spending an attempt", where, failure.value, decision.retry_in)
     else:
         log.warning("%s attempt %d failed (%s), retrying in %.1fs", where, segment.attempts, failure.value, decision.retry_in)
     return False

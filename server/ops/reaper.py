@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from server.config import Config
-from server.core.errors import Conflict, NotFound, disk_full
+from server.core.errors import Conflict, NotFound, StorageUnavailable, disk_full
 from server.core.ingest_health import is_stalled
 from server.core.states import SegmentState, VideoStatus, VideoType
 from server.domain import eventlog, lifecycle, publishing, registry
@@ -81,8 +81,8 @@ class Reaper(threading.Thread):
         try:
             reap(self.services, self.sweep)
         except Exception as exc:  # a database restart or a full disk must not kill the loop
-            if disk_full(exc):  # the operator's to fix; one line per pass, not a traceback
-                log.error("reaper pass stopped, disk full: %s; retrying next interval", exc)
+            if disk_full(exc) or isinstance(exc, StorageUnavailable):  # one line per pass, not a traceback
+                log.error("reaper pass stopped (%s); retrying next interval", exc)
             else:
                 log.exception("reaper pass failed; retrying next interval")
         try:  # after reap(): this pass's stalls and lost workers are in the log; sends run on the pool

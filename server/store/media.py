@@ -17,15 +17,18 @@ object's own file (`readable`); on S3 it is uploaded, and readers download it to
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from server.core.errors import StorageUnavailable
 from server.store.local import checked_name
 from server.store.objects import ObjectMissing, ObjectStore, PutResult, Source, UnsafeKey, checked_key
 
+log = logging.getLogger(__name__)
 SCRATCH = "scratch"  # MEDIA_ROOT/scratch: never a key (keys start with videos/)
 
 
@@ -114,13 +117,28 @@ class MediaStore:
         return len(keys)
 
     def remove_video(self, video_id: int) -> None:
-        """Delete every object a video owns."""
-        self.delete_prefix(self.video_prefix(video_id))
+        """Delete every object a video owns, as far as the store answers: its row is gone already, and the
+        operator's purge removes what a store outage left (orphan videos' media)."""
+        self._tidy(self.video_prefix(video_id), "purge removes them")
 
     def remove_attempt(self, video_id: int, attempt_id: int) -> None:
-        """Delete an attempt's staged outputs, and its worker's scratch folder if the worker ran on this machine."""
+        """Delete an attempt's staged outputs and, if its worker ran on this machine, its scratch folder, as far
+        as the store answers: the reaper removes the staged outputs of attempts that are over."""
         shutil.rmtree(self.scratch_root / "work" / str(int(attempt_id)), ignore_errors=True)
-        self.delete_prefix(self.attempt_prefix(video_id, attempt_id))
+        self._tidy(self.attempt_prefix(video_id, attempt_id), "the reaper removes them")
+
+    def discard(self, key: str) -> None:
+        """Delete an object nothing needs any more (an encoded segment's original), as far as the store answers."""
+        try:
+            self.objects.delete(key)
+        except StorageUnavailable as exc:
+            log.warning("%s not deleted (%s); left in the store", key, exc)
+
+    def _tidy(self, prefix: str, later: str) -> None:
+        try:
+            self.delete_prefix(prefix)
+        except StorageUnavailable as exc:  # what it tidies is never read again; a failure is nobody's error
+            log.warning("objects under %s not deleted (%s); %s", prefix, exc, later)
 
     def video_ids(self, limit: int) -> list[int]:
         """The ids of the videos that have objects, smallest first, at most `limit`."""

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from server.config import Config
-from server.core.errors import Conflict, FFmpegError, ServiceError, disk_full
+from server.core.errors import Conflict, FFmpegError, ServiceError, StorageUnavailable, disk_full
 from server.core.jobs import SegmentJob
 from server.core.retry import Failure
 from server.core.transcode import ffmpeg, outputs
@@ -98,9 +98,11 @@ def encode(origin: Origin, claim: Claim, config: Config) -> str:
 
 
 def classify(exc: BaseException) -> Failure:
-    """Name a failure for the retry policy: full disk, a crash that may not recur, or media that never decodes."""
+    """Name a failure for the retry policy: full disk, store down, a crash that may not recur, or media that never decodes."""
     if disk_full(exc):
         return Failure.DISK_FULL
+    if isinstance(exc, StorageUnavailable):
+        return Failure.STORE
     if isinstance(exc, (FFmpegError, OSError, Conflict)):  # Conflict: outputs not all handed back (a transfer)
         return Failure.CRASH
     return Failure.MEDIA

@@ -28,3 +28,16 @@ def test_a_full_disk_spends_nothing_and_waits_the_longest_backoff_forever():
 
 def test_one_attempt_allowed_means_no_retry():
     assert after_failure(Policy(max_attempts=1, backoff=5.0), 1, Failure.CRASH).give_up
+
+
+def test_a_store_that_does_not_answer_spends_nothing_and_retries_soon_forever():
+    for spent in (1, 4, 40):
+        decision = after_failure(POLICY, spent, Failure.STORE)
+        assert not decision.give_up and not decision.spends_attempt and decision.retry_in == 2.0
+
+
+def test_the_encoder_names_a_store_outage_the_stores_fault_never_the_medias():
+    from server.core.errors import StorageUnavailable
+    from server.worker.encoding import classify
+
+    assert classify(StorageUnavailable("the object store did not answer to read")) is Failure.STORE
