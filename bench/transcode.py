@@ -47,7 +47,7 @@ from server.core.transcode.ladder import Rung, plan_ladder
 from server.domain import registry
 from server.infra.models import Segment
 from server.infra.queue import queue_status
-from server.store.local import commit_file
+from server.store.objects import LocalObjects
 from tests.harness.android import segment_upload
 from tests.harness.media import make_segment
 from tests.harness.services import ROOT, wait_for
@@ -384,12 +384,13 @@ def time_pieces(sources: list[Path], ladder: tuple[Rung, ...], out: Path) -> dic
         plan = plan_ladder(ladder)
         temps = {r.name: work / f".{r.name}.tmp" for r in plan}
         finals = {r.name: work / f"{r.name}.mp4" for r in plan}
+        tree = LocalObjects(work)  # the local tree's put: a link and an fsync (server/store/objects.py)
         stills = ffmpeg.Pictures(work / "t.jpg", work / "s.jpg", at=1.0, width=320, tile_height=106)
         argv = ffmpeg.transcode_argv(src, plan, temps, source=info, pictures=stills)
         _timed(pieces, "worker: encode + pictures (1 ffmpeg)", lambda argv=argv: ffmpeg.run(argv, timeout=120))
         top_temp = temps[plan[0].name]
         _timed(pieces, "worker: durations from the moov (Python)", lambda t=top_temp: track_durations(t.read_bytes()))
-        _timed(pieces, "worker: fsync + rename x3", lambda t=temps, f=finals: [commit_file(t[n], f[n]) for n in t])
+        _timed(pieces, "worker: store x3 (local tree)", lambda t=temps, o=tree: [o.put(f"{n}.mp4", t[n]) for n in t])
         mp4s = list(finals.values())
         _timed(pieces, "worker: package 3 TS + 4 fMP4 (1 ffmpeg)", lambda m=mp4s, w=work: package(m, w))
     startup = []

@@ -313,7 +313,8 @@ def _publish_held(services: Services, session: Session, video_id: int, token: st
 
 def _write_files(services: Services, video_id: int, rendered: dict[str, Rendered]) -> None:
     for name, result in rendered.items():
-        services.media.put(services.media.playlist(video_id, name), result.body)
+        # Not fsynced on the local tree: derived from the database, rewritten by the reaper if a crash loses it.
+        services.media.put(services.media.playlist(video_id, name), result.body, durable=False)
 
 
 # --- the publish lease: compare-and-set on the video's row ------------------------------------------

@@ -76,9 +76,9 @@ class MediaStore:
 
     # -- objects ------------------------------------------------------------------------------------
 
-    def put(self, key: str, source: Source) -> None:
-        """Store `source` under `key`, replacing what was there (whole or not at all)."""
-        self.objects.put(key, source)
+    def put(self, key: str, source: Source, *, durable: bool = True) -> None:
+        """Store `source` under `key`, replacing what was there (whole or not at all; see ObjectStore.put)."""
+        self.objects.put(key, source, durable=durable)
 
     def put_new(self, key: str, source: Source) -> PutResult:
         """Store `source` under `key` unless it holds an object; say whether that one had the same bytes."""
@@ -103,7 +103,8 @@ class MediaStore:
         if path is not None:
             return path
         target = folder / key.replace("/", "-")  # unique in the folder: a rung's and another's have one name
-        self.objects.download(key, target)
+        if not target.is_file():  # else downloaded whole (renamed in) by an earlier call into this folder
+            self.objects.download(key, target)
         return target
 
     def delete(self, key: str) -> None:
@@ -124,7 +125,8 @@ class MediaStore:
     def remove_attempt(self, video_id: int, attempt_id: int) -> None:
         """Delete an attempt's staged outputs and, if its worker ran on this machine, its scratch folder, as far
         as the store answers: the reaper removes the staged outputs of attempts that are over."""
-        shutil.rmtree(self.scratch_root / "work" / str(int(attempt_id)), ignore_errors=True)
+        for purpose in ("work", "sources"):
+            shutil.rmtree(self.scratch_root / purpose / str(int(attempt_id)), ignore_errors=True)
         self._tidy(self.attempt_prefix(video_id, attempt_id), "the reaper removes them")
 
     def discard(self, key: str) -> None:

@@ -74,8 +74,12 @@ class ObjectStore(Protocol):
 
     backend: str  # one of BACKENDS
 
-    def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
-        """Store `source` (bytes, or a file's path) under `key`; with `if_absent`, only if the key is free."""
+    def put(self, key: str, source: Source, *, if_absent: bool = False, durable: bool = True) -> PutResult:
+        """Store `source` (bytes, or a file's path) under `key`; with `if_absent`, only if the key is free.
+
+        `durable=False`: the bytes may be lost in a crash of the machine (never torn): for what is derived from
+        the database and rewritten when it lags (playlists). A backend that is durable anyway ignores it.
+        """
         ...
 
     def get(self, key: str) -> bytes:
@@ -155,18 +159,19 @@ class LocalObjects:
     def _path(self, key: str) -> Path:
         return self.root / checked_key(key)
 
-    def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
+    def put(self, key: str, source: Source, *, if_absent: bool = False, durable: bool = True) -> PutResult:
         final = self._path(key)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             temp = temp_path_for(final)
             try:
-                sha256 = _write_synced(temp, source)
+                sha256 = _write_synced(temp, source, durable=durable)
                 if not if_absent:
                     os.replace(temp, final)
                 elif not _link_new(temp, final):
                     return PutResult.SAME if file_sha256(final) == sha256 else PutResult.DIFFERENT
-                fsync_dir(final.parent)
+                if durable:
+                    fsync_dir(final.parent)
                 return PutResult.CREATED
             finally:
                 temp.unlink(missing_ok=True)
@@ -251,7 +256,7 @@ class LocalObjects:
             raise _storage_error(exc) from exc
 
 
-def _write_synced(temp: Path, source: Source) -> str:
+def _write_synced(temp: Path, source: Source, *, durable: bool = True) -> str:
     """Write `source` to the new file `temp`, fsync it, and return its SHA-256.
 
     A file on the same filesystem is linked, not copied (an upload or an encode's output in MEDIA_ROOT/scratch
@@ -261,8 +266,9 @@ def _write_synced(temp: Path, source: Source) -> str:
         with suppress(OSError):
             os.link(source, temp)
             os.chmod(temp, 0o644)  # static servers (nginx) run as another user
-            with open(temp, "rb") as linked:
-                os.fsync(linked.fileno())
+            if durable:
+                with open(temp, "rb") as linked:
+                    os.fsync(linked.fileno())
             return file_sha256(temp)
         temp.unlink(missing_ok=True)
     sha = hashlib.sha256()
@@ -271,7 +277,8 @@ def _write_synced(temp: Path, source: Source) -> str:
             sha.update(chunk)
             out.write(chunk)
         out.flush()
-        os.fsync(out.fileno())
+        if durable:
+            os.fsync(out.fileno())
     os.chmod(temp, 0o644)
     return sha.hexdigest()
 
@@ -321,8 +328,8 @@ class ObservedObjects:
         self.backend = store.backend
         self._observer = observer
 
-    def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
-        return self._call("put", self.store.put, key, source, if_absent=if_absent)
+    def put(self, key: str, source: Source, *, if_absent: bool = False, durable: bool = True) -> PutResult:
+        return self._call("put", self.store.put, key, source, if_absent=if_absent, durable=durable)
 
     def get(self, key: str) -> bytes:
         return self._call("get", self.store.get, key)

@@ -114,7 +114,7 @@ class S3Objects:
     def _name(self, key: str) -> str:
         return self.prefix + checked_key(key)
 
-    def put(self, key: str, source: Source, *, if_absent: bool = False) -> PutResult:
+    def put(self, key: str, source: Source, *, if_absent: bool = False, durable: bool = True) -> PutResult:
         name = self._name(key)
         sha256, md5, size = digest_of(source)
         for _ in range(PUT_TRIES):

@@ -14,8 +14,6 @@ existing output answers 200 for the same bytes and 409 for different ones.
 from __future__ import annotations
 
 import re
-import secrets
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -147,15 +145,15 @@ class AttemptSource(WorkerResource):
         key = media.original(segment.video_id, segment.segment_id, segment.original_extension)
         digest = segment.sha256
         db.close()  # no connection is held while the bytes go out
-        folder = media.scratch("sources") / secrets.token_hex(8)  # a download, when the store is a bucket
-        folder.mkdir()
+        # From a bucket: downloaded once into the attempt's scratch folder, which a resumed fetch (Range) reuses
+        # and which goes when the attempt is over (MediaStore.remove_attempt; the reaper sweeps a dead origin's).
+        folder = media.scratch("sources") / str(int(attempt_id))
+        folder.mkdir(exist_ok=True)
         try:
             path = media.readable(key, folder)
         except ObjectMissing:
-            shutil.rmtree(folder, ignore_errors=True)
             raise Gone(f"attempt {attempt_id}: the original is no longer stored") from None
         response = send_file(path, mimetype="application/octet-stream", conditional=True, etag=digest, max_age=0)
-        response.call_on_close(lambda: shutil.rmtree(folder, ignore_errors=True))
         response.headers["X-Content-SHA256"] = digest
         return response
 
