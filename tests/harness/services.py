@@ -168,14 +168,12 @@ def render_nginx(
     workers: int = 1,
     events_port: int | None = None,
     store: Store | None = None,
-    http_extra: str = "",
 ) -> str:
     """deploy/nginx/team03.conf as shipped, its addresses, cache folders (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
 
     The event-stream server's upstream goes to `events_port`, or without one (no events server started) to the app's.
     With `store`, the MEDIA_STORE=s3 deployment: team03.conf's `include team03-s3.conf;` uncommented and
     deploy/nginx/team03-s3.conf rendered beside it with the store's address, bucket and prefix.
-    `http_extra` goes in nginx.conf's http block as it is (a test's own log).
     """
     replacements = [
         ("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};", 1),
@@ -188,12 +186,12 @@ def render_nginx(
     if store is not None:
         replacements.append(("# include team03-s3.conf;", f"include {prefix}/team03-s3.conf;", 1))
         s3_site = _rendered(NGINX_S3_SITE, [
-            ("http://127.0.0.1:7480/team03-media/videos/", f"http://{store.address}/{store.bucket}/{store.prefix}videos/", 1),
+            ("http://127.0.0.1:7480/team03-media/videos/", f"http://{store.address}/{store.bucket}/{store.prefix}videos/", 2),
         ])  # fmt: skip
         (prefix / "team03-s3.conf").write_text(s3_site)
     (prefix / "team03.conf").write_text(_rendered(NGINX_SITE, replacements))
     status = "" if status_port is None else f"server {{ listen 127.0.0.1:{status_port}; location = /status {{ stub_status; }} }}"
-    return nginx_conf(prefix, f"{http_extra}\ninclude {prefix}/team03.conf;\n{status}", workers=workers)
+    return nginx_conf(prefix, f"include {prefix}/team03.conf;\n{status}", workers=workers)
 
 
 def _rendered(shipped: Path, replacements: list[tuple[str, str, int]]) -> str:
