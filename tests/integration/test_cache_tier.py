@@ -349,7 +349,7 @@ def lone_tier(store_bucket: str, gateway: s3.SpareGateway) -> Iterator[tuple[str
 def test_a_burst_costs_the_store_one_get_and_a_changed_playlist_shows_within_a_second(lone_tier, segment_files, gateway) -> None:  # type: ignore[no-untyped-def]
     url, objects, log, prefix = lone_tier
     segment = segment_files[1].read_bytes()
-    objects.put("videos/7/HIGH/000001.m4s", segment)
+    objects.put("videos/7/HIGH/000001.m4s", segment)  # as the pipeline will
     objects.put("videos/7/HIGH/playlist.m3u8", b"#EXTM3U\n#EXT-X-VERSION:7\n#EXTINF:3.0,\n000000.m4s\n")
 
     media = f"{url}/video_files/7/HIGH/000001.m4s"
@@ -359,6 +359,14 @@ def test_a_burst_costs_the_store_one_get_and_a_changed_playlist_shows_within_a_s
     answers, _, _ = _burst(media, 40)
     assert {(a.status_code, a.content) for a in answers} == {(200, segment)}
     assert log.gets(f"{prefix}videos/7/HIGH/000001.m4s") == 1  # and none for the next 40: media is kept
+
+    # A query never reaches the store (it could pick another version or rename the type) nor splits nginx's copy.
+    objects.put("videos/7/HIGH/000002.m4s", segment)
+    other = f"{url}/video_files/7/HIGH/000002.m4s"
+    for query in ("?response-content-type=text/html&versionId=x", "", "?x=1"):
+        asked = requests.get(other + query, timeout=10)
+        assert (asked.status_code, asked.headers["Content-Type"], asked.content) == (200, "video/iso.segment", segment)
+    assert log.gets(f"{prefix}videos/7/HIGH/000002.m4s") == 1  # the store's log names the key without a query
 
     gateway.pause()  # the store frozen: what nginx keeps is still served (media is never rewritten)
     try:
