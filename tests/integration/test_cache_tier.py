@@ -103,7 +103,11 @@ def start_front(folder: Path, app_port: int, **options: object) -> tuple[str, su
     """The shipped nginx config (render_nginx's `media_root` or `store`) on a free port; return its URL and process."""
     port = real.free_port()
     proc = real.start_nginx(folder, real.render_nginx(folder, app_port, port, **options))  # type: ignore[arg-type]
-    real.wait_port(port)  # not an HTTP probe: the bucket's front of lone_tier has no app behind it
+    try:
+        real.wait_port(port)  # not an HTTP probe: the bucket's front of lone_tier has no app behind it
+    except RuntimeError:
+        real.stop_gracefully([proc])
+        raise RuntimeError((folder / "nginx.out").read_text(errors="replace")[-3000:]) from None
     return f"http://127.0.0.1:{port}", proc
 
 
