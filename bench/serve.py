@@ -1,6 +1,6 @@
 """Playlist and media GETs through the shipped nginx config against nginx on a plain file of the same bytes.
 
-    python -m bench.serve [--seconds 10] [--connections 32]
+    python -m bench.serve [--seconds 10] [--connections 32] [--rounds 3] [--tier-only]
 
 A fresh MariaDB database and a private gearmand; one worker turns 4 ffmpeg-made segments, uploaded and
 ended through the API, into a finished VOD video, and publishes its playlists as files (server/domain/publishing.py).
@@ -17,6 +17,12 @@ The ratio front/plain is what the issue asks (>= 0.9 for playlists): the median 
 (/live_mpd/<id>.mpd?last_segment_id=1, the same bytes and headers either way) is measured through the
 front (cached: gunicorn answers it once a second) against gunicorn answering it straight, alternated the
 same way: front/gunicorn is what the issue asks of the cache (>= 20).
+The cache tier (MEDIA_STORE=s3, deploy/nginx/team03-s3.conf included by team03.conf): the same video's files
+copied into a fresh bucket on the test run's Ceph RGW (TEST_S3_ENDPOINT_URL, scripts/services.sh; readable by
+loopback through the bucket policy of docs/operations.md), a media playlist and a media segment GET through
+  tier      deploy/nginx/team03.conf + team03-s3.conf (2 workers), reading the bucket through nginx's cache,
+against plain on the same bytes, alternated the same way: tier/plain is what the issue asks (>= 0.9).
+`--tier-only` measures that alone.
 Load: wrk (-t2 -c<connections> -d<seconds> --latency, keep-alive) when installed, else a Python loop of
 <connections> threads on keep-alive connections. The load generator shares the 2 CPUs with the servers.
 Everything started here is stopped on the way out.
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import re
 import shutil
@@ -41,9 +48,11 @@ from pathlib import Path
 import requests
 
 from bench.live_latency import make_segments, percentile, served_stack
+from tests.harness import s3
 from tests.harness import services as real
 
 TARGETS = ("master.m3u8", "HIGH/playlist.m3u8", "manifest.mpd", "HIGH/000001.m4s")
+TIER_TARGETS = ("HIGH/playlist.m3u8", "HIGH/000001.m4s")  # a playlist (kept within its second) and media (kept)
 ANDROID = "/live_mpd/{vid}.mpd?last_segment_id=1"  # dynamic by protocol: the app answers it through the front
 PLAIN_SITE = """\
     sendfile on;
@@ -88,6 +97,26 @@ def start_gunicorn(stack, port: int, log: Path) -> subprocess.Popen[bytes]:  # t
 
 def start_nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     return real.start_nginx(tmp, real.nginx_conf(tmp, PLAIN_SITE.format(tmp=tmp, port=port), workers=2))
+
+
+def start_tier(folder: Path, bucket: str, video_dir: Path, video_id: int, app_port: int, port: int) -> subprocess.Popen[bytes]:
+    """Copy the video's files into `bucket` (as `media migrate` does), let loopback read them, start the tier's nginx."""
+    prefix = f"b{uuid.uuid4().hex[:8]}/"
+    objects = s3.s3_objects(bucket, prefix=prefix)
+    for path in sorted(
+        p for p in video_dir.rglob("*") if p.is_file() and "originals" not in p.parts and not p.name.startswith(".")
+    ):
+        objects.put(f"videos/{video_id}/{path.relative_to(video_dir).as_posix()}", path)
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/{prefix}videos/*",
+        "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}},
+    }
+    objects.client.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
+    store = real.Store(s3.ENDPOINT.removeprefix("http://").rstrip("/"), bucket, prefix)
+    return real.start_nginx(folder, real.render_nginx(folder, app_port, port, store=store, workers=2))
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -156,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="load duration per URL and server (default 10)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
     parser.add_argument("--rounds", type=int, default=3, help="front and plain alternated this many times per URL (default 3)")
+    parser.add_argument("--tier-only", action="store_true", help="measure only the cache tier against plain nginx")
     args = parser.parse_args(argv)
     load = wrk if shutil.which("wrk") else python_load
     with served_stack(1) as stack:
@@ -164,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         video_id = make_vod(stack, tmp / "phone")
         media_root = Path(stack.config.MEDIA_ROOT)
         real.readable_by_all(media_root)
-        g_port, f_port, n_port = real.free_port(), real.free_port(), real.free_port()
+        g_port, f_port, n_port, t_port = real.free_port(), real.free_port(), real.free_port(), real.free_port()
         gunicorn = start_gunicorn(stack, g_port, tmp / "gunicorn.log")
         procs: list[subprocess.Popen[bytes]] = []
         try:
@@ -188,8 +218,27 @@ def main(argv: list[str] | None = None) -> int:
             f_android, g_android = f"http://127.0.0.1:{f_port}{android}", f"http://127.0.0.1:{g_port}{android}"
             same_android = {_android_answer(requests.get(u, timeout=10)) for u in (f_android, g_android)}
             assert len(same_android) == 1, "the front and gunicorn answer the Android MPD differently"
-            report(load, args, {"front": f_base, "plain": n_base, "gunicorn": g_base}, tmp / "www/video_files" / str(video_id))
-            report_android(load, args, f_android, g_android, f"{n_base}/manifest.mpd")
+            t_base = f"http://127.0.0.1:{t_port}/video_files/{video_id}"
+            bucket = s3.new_bucket()
+            tier_prefix = real.nginx_prefix()
+            try:
+                procs.append(start_tier(tier_prefix, bucket, media_root / "videos" / str(video_id), video_id, g_port, t_port))
+                real.wait_http(f"{t_base}/master.m3u8", procs[-1], tier_prefix / "nginx.out")
+                for name in TIER_TARGETS:
+                    assert (
+                        requests.get(f"{t_base}/{name}", timeout=10).content
+                        == requests.get(f"{n_base}/{name}", timeout=10).content
+                    ), name
+                if not args.tier_only:
+                    files = tmp / "www/video_files" / str(video_id)
+                    report(load, args, {"front": f_base, "plain": n_base, "gunicorn": g_base}, files)
+                    report_android(load, args, f_android, g_android, f"{n_base}/manifest.mpd")
+                report_tier(
+                    load, args, {"tier": t_base, "plain": n_base, "front": f_base}, tmp / "www/video_files" / str(video_id)
+                )
+            finally:
+                s3.remove_bucket(bucket)
+                shutil.rmtree(tier_prefix, ignore_errors=True)
         finally:
             for proc in procs:
                 stop(proc, signal.SIGQUIT)
@@ -252,6 +301,29 @@ def report_android(load, args: argparse.Namespace, front_url: str, gunicorn_url:
         f" rounds {' '.join(f'{r:.1f}' for r in ratios)}; front/plain manifest.mpd {f_rps / n_rps:.3f}"
         + (f"  errors {errors}" if errors else "")
     )
+
+
+def report_tier(load, args: argparse.Namespace, bases: dict[str, str], files: Path) -> None:  # type: ignore[no-untyped-def]
+    """Players' files through the cache tier (the bucket behind nginx's cache) against plain nginx on the same bytes;
+    the front (the same config reading MEDIA_ROOT) alternated with them, for scale on a loaded machine."""
+    print("tier: deploy/nginx/team03.conf + team03-s3.conf (2 workers) over the bucket on Ceph RGW; plain, front: as above")
+    for base in bases.values():
+        load(f"{base}/{TIER_TARGETS[0]}", 2, args.connections)  # warm every server (and the tier's copies)
+    for name in TIER_TARGETS:
+        rounds = [
+            {role: load(f"{base}/{name}", args.seconds, args.connections) for role, base in bases.items()}
+            for _ in range(args.rounds)
+        ]
+        rps = {role: statistics.median(r[role][0] for r in rounds) for role in bases}
+        ratios = sorted(r["tier"][0] / r["plain"][0] for r in rounds)
+        fronts = sorted(r["front"][0] / r["plain"][0] for r in rounds)
+        errors = sum(r[role][2] for r in rounds for role in bases)
+        print(
+            f"tier {name:<20}{(files / name).stat().st_size:>8} B  tier {rps['tier']:.0f} req/s, p99 {rounds[-1]['tier'][1] * 1000:.1f}ms;"
+            f" plain {rps['plain']:.0f} req/s; tier/plain {statistics.median(ratios):.3f} (issue: >= 0.9), rounds"
+            f" {' '.join(f'{r:.2f}' for r in ratios)}; front/plain {statistics.median(fronts):.3f}"
+            + (f"  errors {errors}" if errors else "")
+        )
 
 
 if __name__ == "__main__":

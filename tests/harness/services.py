@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -144,6 +145,17 @@ def nginx_prefix() -> Path:
 
 
 NGINX_SITE = ROOT / "deploy/nginx/team03.conf"
+NGINX_S3_SITE = ROOT / "deploy/nginx/team03-s3.conf"  # MEDIA_STORE=s3: players' files from the bucket
+NGINX_CACHES = ("team03-mpd", "team03-media", "team03-playlists")  # team03.conf's proxy_cache_path folders
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where team03-s3.conf reads players' files: the store's host:port, the bucket, S3_PREFIX ("" or ending in /)."""
+
+    address: str
+    bucket: str
+    prefix: str = ""
 
 
 def render_nginx(
@@ -156,29 +168,43 @@ def render_nginx(
     workers: int = 1,
     events_port: int | None = None,
     origins: tuple[str, ...] = (),
+    store: Store | None = None,
 ) -> str:
-    """deploy/nginx/team03.conf as shipped, its addresses, cache folder (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
+    """deploy/nginx/team03.conf as shipped, its addresses, cache folders (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
 
     The event-stream server's upstream goes to `events_port`, or without one (no events server started) to the app's.
     With `origins` ("address:port" each), the app's upstream names those instead of 127.0.0.1:`app_port`, one
     `server` line each, as docs/operations.md "Run two origins on one bucket" tells the operator to edit it.
     """
-    site = NGINX_SITE.read_text()
+    With `store`, the MEDIA_STORE=s3 deployment: team03.conf's `include team03-s3.conf;` uncommented and
+    deploy/nginx/team03-s3.conf rendered beside it with the store's address, bucket and prefix.
+    """
     servers = "\n    ".join(f"server {origin};" for origin in origins or (f"127.0.0.1:{app_port}",))
     replacements = [
         ("server 127.0.0.1:8000;", servers, 1),
         ("server 127.0.0.1:8001;", f"server 127.0.0.1:{events_port or app_port};", 1),
         ("listen 80;", f"listen 127.0.0.1:{port};", 1),
-        ("proxy_cache_path /var/lib/nginx/team03-mpd ", f"proxy_cache_path {prefix}/team03-mpd ", 1),
+        *((f"proxy_cache_path /var/lib/nginx/{name} ", f"proxy_cache_path {prefix}/{name} ", 1) for name in NGINX_CACHES),
     ]
     if media_root is not None:
         replacements.append(("alias /srv/team03/media/videos/", f"alias {media_root}/videos/", 2))
-    for shipped, local, times in replacements:
-        assert site.count(shipped) == times, f"{NGINX_SITE} no longer says {shipped!r} {times}x: update tests/harness/services.py"
-        site = site.replace(shipped, local)
-    (prefix / "team03.conf").write_text(site)
+    if store is not None:
+        replacements.append(("# include team03-s3.conf;", f"include {prefix}/team03-s3.conf;", 1))
+        s3_site = _rendered(NGINX_S3_SITE, [
+            ("http://127.0.0.1:7480/team03-media/videos/", f"http://{store.address}/{store.bucket}/{store.prefix}videos/", 2),
+        ])  # fmt: skip
+        (prefix / "team03-s3.conf").write_text(s3_site)
+    (prefix / "team03.conf").write_text(_rendered(NGINX_SITE, replacements))
     status = "" if status_port is None else f"server {{ listen 127.0.0.1:{status_port}; location = /status {{ stub_status; }} }}"
     return nginx_conf(prefix, f"include {prefix}/team03.conf;\n{status}", workers=workers)
+
+
+def _rendered(shipped: Path, replacements: list[tuple[str, str, int]]) -> str:
+    text = shipped.read_text()
+    for before, after, times in replacements:
+        assert text.count(before) == times, f"{shipped} no longer says {before!r} {times}x: update tests/harness/services.py"
+        text = text.replace(before, after)
+    return text
 
 
 def nginx_conf(prefix: Path, http_body: str, *, workers: int = 1) -> str:
