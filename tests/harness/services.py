@@ -175,7 +175,6 @@ def render_nginx(
     The event-stream server's upstream goes to `events_port`, or without one (no events server started) to the app's.
     With `origins` ("address:port" each), the app's upstream names those instead of 127.0.0.1:`app_port`, one
     `server` line each, as docs/operations.md "Run two origins on one bucket" tells the operator to edit it.
-    """
     With `store`, the MEDIA_STORE=s3 deployment: team03.conf's `include team03-s3.conf;` uncommented and
     deploy/nginx/team03-s3.conf rendered beside it with the store's address, bucket and prefix.
     """
