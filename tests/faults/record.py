@@ -20,6 +20,7 @@ GRACE = 5.0
 EXCUSES = {
     "mariadb": {(503, "database_unavailable")},
     "disk": {(507, "insufficient_storage")},
+    "store": {(503, "storage_unavailable")},
     "kill origin": {(503, "service_unavailable")},
 }
 

@@ -2,8 +2,9 @@
 
     nginx (deploy/nginx/team03.conf) -> gunicorn (deploy/gunicorn.conf.py, 2 processes) on 127.0.0.1
     gunicorn also on the test host's veth peer, where a remote worker (its own namespace) reaches the API
-    2 local `python -m server.segment_processor` (database + media tree + reaper), 1 remote (API + token)
-    a private MariaDB, gearmand (on the veth peer, for the remote worker) and memcached; media on a tmpfs
+    2 local `python -m server.segment_processor` (database + media store + reaper), 1 remote (API + token)
+    a private MariaDB, gearmand (on the veth peer, for the remote worker) and memcached; media in a bucket of a
+    radosgw of the test's own (MEDIA_STORE=s3), nginx's cache tier in front of it; scratch on a tmpfs
 
 Every fault is recorded with its window in the shared `Record`; each waits for the facts it needs
 (a worker holding an attempt, an upload refused for the full disk) with a deadline.
@@ -25,6 +26,7 @@ from server.core.clock import SystemClock
 from server.domain import registry
 from server.infra.models import Attempt, Event, Worker
 from tests.faults.record import Record
+from tests.harness import s3
 from tests.harness import services as real
 from tests.harness.netns import TestHost
 from tests.harness.stack import Stack
@@ -37,8 +39,18 @@ LOCAL_WORKERS = 2
 class System:
     """Everything the fault suite starts, in the order it must be stopped (close() is safe after a failure)."""
 
-    def __init__(self, config: Config, stack: Stack, host: TestHost, mariadb: real.MariaDB, memcached: real.Memcached, tmp: Path):
+    def __init__(
+        self,
+        config: Config,
+        stack: Stack,
+        host: TestHost,
+        mariadb: real.MariaDB,
+        memcached: real.Memcached,
+        tmp: Path,
+        gateway: s3.SpareGateway,
+    ):
         self.config, self.stack, self.host, self.mariadb, self.memcached, self.tmp = config, stack, host, mariadb, memcached, tmp
+        self.gateway = gateway
         self.record = Record()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.app_port = real.free_port()
@@ -61,10 +73,8 @@ class System:
         log = self.tmp / "gunicorn.log"
         self.procs.append(real.start_gunicorn(env, self.app_port, log, "-w", "2", "--threads", "8", "-b", peer))
         real.wait_http(f"http://127.0.0.1:{self.app_port}/ping", self.procs[-1], log, timeout=60)
-        media = Path(self.config.MEDIA_ROOT)
-        conf = real.render_nginx(
-            self.nginx_prefix, self.app_port, self.front_port, media_root=media, status_port=real.free_port()
-        )
+        store = real.Store(self.gateway.endpoint.removeprefix("http://"), self.config.S3_BUCKET, self.config.S3_PREFIX)
+        conf = real.render_nginx(self.nginx_prefix, self.app_port, self.front_port, status_port=real.free_port(), store=store)
         self.procs.append(real.start_nginx(self.nginx_prefix, conf))
         real.wait_http(f"{self.base}/ping", self.procs[-1], self.nginx_prefix / "nginx.out")
         self.start_remote()
@@ -162,8 +172,19 @@ class System:
         self.memcached.start()
         fault.ended = time.monotonic()
 
+    def pause_store(self, down: float) -> None:
+        """Freeze the object store (SIGSTOP: connections accepted, nothing answered) for `down` seconds."""
+        fault = self.record.begin("store", note=f"frozen {down:g}s")
+        self.gateway.pause()
+        try:
+            time.sleep(down)  # the outage's length is the fault's parameter, not a wait for something
+        finally:
+            self.gateway.resume()
+            fault.ended = time.monotonic()
+        fault.note += f"; {self._count(503)} answers 503 by then"
+
     def fill_disk(self, refused: int) -> None:
-        """Fill the media tmpfs, wait until `refused` uploads were answered 507 (30 s at most), then free it."""
+        """Fill the scratch tmpfs (MEDIA_ROOT), wait until `refused` uploads were answered 507 (30 s at most), then free it."""
         fault = self.record.begin("disk")
         before = self._count(507)
         filler = real.fill_disk(self.config.MEDIA_ROOT)
@@ -194,7 +215,9 @@ class System:
 
     def temp_files(self) -> list[Path]:
         media = tree(self.stack.services)
-        staging = [p for p in self.config.MEDIA_ROOT.glob("videos/*/attempts/*")]
+        staging = [
+            Path(self.config.S3_PREFIX) / key for key in self.stack.services.objects.list("videos/") if "/attempts/" in key
+        ]
         scratch = self.tmp / "remote-media" / "work"  # encoding.Scratch: a live worker's lock file and the sweep gate stay
         locks = {p for p in scratch.glob("*") if p.name == ".sweep" or p.suffix == ".lock"}
         remote = [p for p in (self.tmp / "remote-media").rglob("*") if p.is_file() and p not in locks]

@@ -1,13 +1,14 @@
 """The fault suite (issue 10): three paced live recordings upload while every dependency fails in turn.
 
-Faults, one after another while the phones upload: kill -9 a worker mid-encode, stop and start
-memcached, restart gearmand, kill -9 and restart MariaDB, fill the media disk and free it, cut the
+The media live in an S3 bucket (MEDIA_STORE=s3, issue 17) behind nginx's cache tier. Faults, one after
+another while the phones upload: kill -9 a worker mid-encode, stop and start memcached, restart gearmand,
+kill -9 and restart MariaDB, fill the scratch disk and free it, freeze the object store for 20 s, cut the
 remote worker's link while it holds an attempt, and kill -9 a worker again; slow-loris connections
 and malformed requests run throughout. A reader polls every playlist and fetches every file they name.
 
 Afterwards: every segment that got a 2xx is published and whole, every video became VOD exactly once,
-no attempt is left running and no temp file is left; no 5xx but a 503 while MariaDB was down or a 507
-while the disk was full; no answer failed to parse. The tally is printed and, with FAULT_TALLY set,
+no attempt is left running and no temp file is left; no 5xx but a 503 while MariaDB or the store was
+down or a 507 while the disk was full; no answer failed to parse. The tally is printed and, with FAULT_TALLY set,
 written there as JSON.
 """
 
@@ -37,6 +38,7 @@ def schedule(system: System) -> None:
     system.restart_gearmand()
     system.restart_mariadb(down=3.0)
     system.fill_disk(refused=3)
+    system.pause_store(down=20.0)
     system.cut_remote()
     system.kill_worker()
 

@@ -6,6 +6,7 @@ it is not up, `ensure_gateway()` starts it the same way, or fails saying why (ne
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -133,3 +134,16 @@ class SpareGateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def read_policy(bucket: str, prefix: str, source: str = "127.0.0.1/32") -> str:
+    """docs/operations.md's bucket policy: nginx's address may GET the media prefix without credentials."""
+    statement = {
+        "Sid": "team03-nginx-reads-media",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/{prefix}videos/*",
+        "Condition": {"IpAddress": {"aws:SourceIp": source}},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})

@@ -11,7 +11,6 @@ requests that reach it are counted in its own access log.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -38,19 +37,6 @@ SERVED = re.compile(
     r"^(?:manifest\.mpd|master\.m3u8|storyboard\.vtt|(?:[A-Z0-9_]{1,16}|audio)/(?:playlist\.m3u8|vod\.m3u8|init\.mp4)"
     r"|[A-Z0-9_]{1,16}/[0-9]{6}\.(?:mp4|m4s|ts)|audio/[0-9]{6}\.m4s|(?:thumbnails|storyboard)/[0-9]{6}\.jpg)$"
 )  # deploy/nginx/team03.conf's list of the layout's names
-
-
-def read_policy(bucket: str, prefix: str, source: str = "127.0.0.1/32") -> str:
-    """docs/operations.md's bucket policy: nginx's address may GET the media prefix without credentials."""
-    statement = {
-        "Sid": "team03-nginx-reads-media",
-        "Effect": "Allow",
-        "Principal": "*",
-        "Action": "s3:GetObject",
-        "Resource": f"arn:aws:s3:::{bucket}/{prefix}videos/*",
-        "Condition": {"IpAddress": {"aws:SourceIp": source}},
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 class StoreLog:
@@ -146,7 +132,7 @@ def tier(
             "MEDIA_ROOT": str(media_root), "DATABASE_URL": config.DATABASE_URL, "GEARMAN_SERVERS": "",
         })  # fmt: skip
         objects = s3.s3_objects(store_bucket, prefix=prefix)
-        objects.client.put_bucket_policy(Bucket=store_bucket, Policy=read_policy(store_bucket, f"{prefix}/"))
+        objects.client.put_bucket_policy(Bucket=store_bucket, Policy=s3.read_policy(store_bucket, f"{prefix}/"))
         app = stack.serve()
         app_port = int(app.rsplit(":", 1)[1])
         store = real.Store(f"127.0.0.1:{gateway.port}", store_bucket, f"{prefix}/")
@@ -331,7 +317,7 @@ def lone_tier(store_bucket: str, gateway: s3.SpareGateway) -> Iterator[tuple[str
     """The bucket front alone (no app behind it: nothing here needs one), on objects a test writes as the pipeline will."""
     prefix = f"t{uuid.uuid4().hex[:8]}/"
     objects = s3.s3_objects(store_bucket, prefix=prefix)
-    objects.client.put_bucket_policy(Bucket=store_bucket, Policy=read_policy(store_bucket, prefix))
+    objects.client.put_bucket_policy(Bucket=store_bucket, Policy=s3.read_policy(store_bucket, prefix))
     folder = real.nginx_prefix()
     url, proc = start_front(folder, real.free_port(), store=real.Store(f"127.0.0.1:{gateway.port}", store_bucket, prefix))
     try:

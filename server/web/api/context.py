@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 from flask import current_app, g
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.infra.services import Services
 from server.web.eventfeed import Feed
 
 FEED = "team03.feed"
+log = logging.getLogger(__name__)
 
 
 def services() -> Services:
@@ -31,6 +36,14 @@ def session() -> Session:
 
 
 def close_session(_exc: BaseException | None = None) -> None:
+    """Close this request's Session at teardown. A database that went away meanwhile (its ROLLBACK unanswered)
+    changes nothing the route answered: the connection is dropped from the pool, and the answer stands."""
     db = g.pop("db", None)
-    if db is not None:
+    if db is None:
+        return
+    try:
         db.close()
+    except SQLAlchemyError as exc:
+        log.warning("closing a request's database session failed (%s); its connection is discarded", exc)
+        with contextlib.suppress(SQLAlchemyError):
+            db.invalidate()
