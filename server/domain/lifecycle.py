@@ -10,6 +10,7 @@ change that can place segments on the timeline or end a video, callers call `set
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -170,7 +171,9 @@ def renew_lease(services: Services, session: Session, attempt_id: int, progress:
     return lease
 
 
-def complete_attempt(services: Services, session: Session, attempt_id: int, *, inline: bool) -> bool:
+def complete_attempt(
+    services: Services, session: Session, attempt_id: int, *, inline: bool, local_files: Mapping[str, Path] | None = None
+) -> bool:
     """Commit a running attempt's staged outputs and mark its segment ENCODED; True if this call did it.
 
     A second completion of an attempt that succeeded is a no-op (False). An attempt that is no longer
@@ -185,7 +188,7 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
     video_id = attempt.video_id
     with media.workspace("complete") as folder:
         try:
-            original = _commit_attempt(services, session, video_id, attempt_id, folder)
+            original = _commit_attempt(services, session, video_id, attempt_id, folder, local_files)
         except AttemptGone:
             media.remove_attempt(video_id, attempt_id)
             raise
@@ -203,11 +206,15 @@ def complete_attempt(services: Services, session: Session, attempt_id: int, *, i
     return True
 
 
-def _commit_attempt(services: Services, session: Session, video_id: int, attempt_id: int, folder: Path) -> str | None:
-    """Check the staged outputs, store them in their places and mark the segment ENCODED, under the video's lock.
+def _commit_attempt(
+    services: Services, session: Session, video_id: int, attempt_id: int, folder: Path, local_files: Mapping[str, Path] | None
+) -> str | None:
+    """Check the outputs, store them in their places and mark the segment ENCODED, under the video's lock.
 
-    Returns the original's key, or None when the attempt had already succeeded. The staged outputs stay until
-    the transaction is committed: a completion retried after a lost COMMIT finds them again.
+    The outputs are a worker's of this machine (`local_files`: LocalOrigin's, never staged) or the staged ones
+    (a remote worker's, through the worker API). Returns the original's key, or None when the attempt had
+    already succeeded. Staged outputs stay until the transaction is committed: a completion retried after a
+    lost COMMIT finds them again.
     """
     media = services.media
     with video_change(session, video_id, services.clock) as change:
@@ -222,7 +229,10 @@ def _commit_attempt(services: Services, session: Session, video_id: int, attempt
         assert segment is not None  # the attempt's row cascades with it
         rungs = _rungs(segment)
         names = outputs_of(tuple(rendition_plan(r.rendition) for r in rungs))
-        handed = {n: _staged(media, media.attempt_output(video_id, attempt_id, n), folder) for n in names}
+        if local_files is not None:
+            handed = {n: local_files.get(n) for n in names}
+        else:
+            handed = {n: _staged(media, media.attempt_output(video_id, attempt_id, n), folder) for n in names}
         missing = [n for n, path in handed.items() if path is None]
         if missing:
             raise Conflict(f"attempt {attempt_id} has not handed back {', '.join(missing)}")
@@ -230,8 +240,7 @@ def _commit_attempt(services: Services, session: Session, video_id: int, attempt
         # Whoever encoded them, the outputs are what the plan asks (422 naming the first that is not).
         plan = outputs.Plan(tuple(rendition_plan(r.rendition) for r in rungs), (segment.duration_ms or 0) / 1000)
         videos = plan.check_files(files)
-        for name, key in _output_places(services, segment, rungs).items():
-            media.put(key, files[name])
+        media.put_many({key: files[name] for name, key in _output_places(services, segment, rungs).items()})
         for rung in rungs:
             rung.size = files[f"{rung.rendition.name}.mp4"].stat().st_size
         video = videos[names[0]]  # every rung has the same frames

@@ -24,6 +24,7 @@ from server.domain.transitions import S, move
 from server.infra.models import Segment, SegmentRendition
 from server.infra.services import Services
 from server.store.media import MediaStore
+from server.store.objects import Source
 
 # The video row lock serialises packagers across processes (MySQL); these, the threads of one process.
 _PACKAGING = [threading.Lock() for _ in range(64)]
@@ -72,30 +73,32 @@ def _package(services: Services, segment: Segment, entry: Published, *, follows:
         fragments = [folder / f"{name}.m4s" for name in names]
         streams = [folder / f"{name}.ts" for name in names]
         audio = folder / "audio.m4s"
-        mp4s = [media.readable(media.file(vid, name, k, "mp4"), folder) for name in names]
+        mp4s = media.readable_many([media.file(vid, name, k, "mp4") for name in names], folder)
         frames = entry.audio_duration_ticks // AAC_FRAME
         argv = ffmpeg.package_argv(mp4s, fragments, streams, audio, entry.start_ticks, entry.audio_start_ticks, frames)
         ffmpeg.run(argv, timeout=services.config.FFMPEG_TIMEOUT)
+        written: dict[str, Source] = {}
         for track, temp in [*zip(names, fragments, strict=True), ("audio", audio)]:
-            _write_fragment(media, vid, track, k, temp.read_bytes())
+            written.update(_fragment(media, vid, track, k, temp.read_bytes()))
         for name, temp in zip(names, streams, strict=True):
             previous = media.file(vid, name, k - 1, "ts") if follows and k else None
-            _write_ts(media, media.file(vid, name, k, "ts"), temp.read_bytes(), previous)
+            written[media.file(vid, name, k, "ts")] = _continued(media, temp.read_bytes(), previous)
+        media.put_many(written)
     segment.start_ticks = entry.start_ticks
     segment.audio_start_ticks = entry.audio_start_ticks
     segment.audio_duration_ticks = entry.audio_duration_ticks
 
 
-def _write_ts(media: MediaStore, key: str, data: bytes, previous: str | None) -> None:
+def _continued(media: MediaStore, data: bytes, previous: str | None) -> bytes:
+    """The TS bytes with their continuity counters carried on from the previous segment's, when it follows it."""
     before = None if previous is None else media.read(previous)
-    if before is not None:
-        data = continue_counters(data, next_counters(before))
-    media.put(key, data)
+    return data if before is None else continue_counters(data, next_counters(before))
 
 
-def _write_fragment(media: MediaStore, video_id: int, track: str, segment_id: int, data: bytes) -> None:
-    """Write init.mp4 once (identical for every segment of a track) and the media segment NNNNNN.m4s."""
+def _fragment(media: MediaStore, video_id: int, track: str, segment_id: int, data: bytes) -> dict[str, Source]:
+    """The objects of one track's fragment: init.mp4 once (identical for every segment of a track), NNNNNN.m4s."""
     init, media_segment = ffmpeg.split_init(data)
+    objects: dict[str, Source] = {media.file(video_id, track, segment_id, "m4s"): media_segment}
     if not media.exists(media.init(video_id, track)):
-        media.put(media.init(video_id, track), init)
-    media.put(media.file(video_id, track, segment_id, "m4s"), media_segment)
+        objects[media.init(video_id, track)] = init
+    return objects

@@ -311,10 +311,16 @@ def _publish_held(services: Services, session: Session, video_id: int, token: st
     return "written" if rendered else "current"
 
 
+MASTERS = ("master.m3u8", f"{LEGACY}/root.m3u8")  # they name the media playlists: written after them
+
+
 def _write_files(services: Services, video_id: int, rendered: dict[str, Rendered]) -> None:
-    for name, result in rendered.items():
-        # Not fsynced on the local tree: derived from the database, rewritten by the reaper if a crash loses it.
-        services.media.put(services.media.playlist(video_id, name), result.body, durable=False)
+    """Put every file, the masters last (a master never names a media playlist not yet there; each phase in
+    parallel on S3). Not fsynced on the local tree: derived from the database, rewritten by the reaper if lost."""
+    media = services.media
+    for masters in (False, True):
+        files = {media.playlist(video_id, name): r.body for name, r in rendered.items() if (name in MASTERS) == masters}
+        media.put_many(files, durable=False)
 
 
 # --- the publish lease: compare-and-set on the video's row ------------------------------------------

@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +31,18 @@ from server.store.local import checked_name
 from server.store.objects import ObjectMissing, ObjectStore, PutResult, Source, UnsafeKey, checked_key
 
 log = logging.getLogger(__name__)
-SCRATCH = "scratch"  # MEDIA_ROOT/scratch: never a key (keys start with videos/)
+SCRATCH = "scratch"
+PARALLEL = 8  # S3 requests one process makes at once for one piece of work (a publish, a remux's outputs)
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's pool for parallel S3 requests, made on first use (boto3's clients are thread-safe)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(PARALLEL, thread_name_prefix="store"))
+        return _POOL[0]  # MEDIA_ROOT/scratch: never a key (keys start with videos/)
 
 
 class MediaStore:
@@ -79,6 +92,26 @@ class MediaStore:
     def put(self, key: str, source: Source, *, durable: bool = True) -> None:
         """Store `source` under `key`, replacing what was there (whole or not at all; see ObjectStore.put)."""
         self.objects.put(key, source, durable=durable)
+
+    def put_many(self, items: Mapping[str, Source], *, durable: bool = True) -> None:
+        """Store several objects; on S3 up to PARALLEL puts at once (each is a round trip), on the local tree in turn.
+
+        Raises the first failure once every put has ended; the ones that succeeded stay (each is whole).
+        """
+        if self.objects.backend != "s3" or len(items) < 2:
+            for key, source in items.items():
+                self.objects.put(key, source, durable=durable)
+            return
+        futures = [_pool().submit(self.objects.put, key, source, durable=durable) for key, source in items.items()]
+        errors = [exc for future in futures if (exc := future.exception()) is not None]
+        if errors:
+            raise errors[0]
+
+    def readable_many(self, keys: list[str], folder: Path) -> list[Path]:
+        """`readable` of several keys, downloaded (on S3) up to PARALLEL at once; in the order of `keys`."""
+        if self.objects.backend != "s3" or len(keys) < 2:
+            return [self.readable(key, folder) for key in keys]
+        return list(_pool().map(lambda key: self.readable(key, folder), keys))
 
     def put_new(self, key: str, source: Source) -> PutResult:
         """Store `source` under `key` unless it holds an object; say whether that one had the same bytes."""

@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 
 
 class LocalOrigin:
-    """The origin seen from a worker that shares its database and media tree."""
+    """The origin seen from a worker that shares its database and media store.
+
+    Its outputs are never staged: they stay in its scratch folder until the completion checks them and stores
+    them in their places (a remote worker's must cross the network before, hence its staging).
+    """
 
     def __init__(self, services: Services, worker: WorkerRef) -> None:
         self.services = services
         self.worker = worker
+        self._outputs: dict[int, dict[str, Path]] = {}  # by attempt: each thread its own attempt's entry
 
     def claim(self, job: SegmentJob) -> Claim | Skip:
         with self.services.sessions() as session:
@@ -49,14 +54,15 @@ class LocalOrigin:
             lifecycle.renew_lease(self.services, session, claim.attempt_id, progress)
 
     def put_output(self, claim: Claim, name: str, path: Path) -> None:
-        media = self.services.media
-        media.put(media.attempt_output(claim.video_id, claim.attempt_id, name), path)
+        self._outputs.setdefault(claim.attempt_id, {})[name] = path
 
     def complete(self, claim: Claim) -> None:
+        outputs = self._outputs.pop(claim.attempt_id, {})
         with self.services.sessions() as session:
-            lifecycle.complete_attempt(self.services, session, claim.attempt_id, inline=True)
+            lifecycle.complete_attempt(self.services, session, claim.attempt_id, inline=True, local_files=outputs)
 
     def fail(self, claim: Claim, error: str, failure: Failure) -> None:
+        self._outputs.pop(claim.attempt_id, None)
         with self.services.sessions() as session:
             lifecycle.fail_attempt(self.services, session, claim.attempt_id, error, failure)
 

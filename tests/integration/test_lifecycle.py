@@ -251,7 +251,12 @@ def test_events_older_than_the_retention_are_pruned(services, segment_files):
 
 
 class HoldingOrigin(LocalOrigin):
-    """A local worker that stages every output and then stops short of completing (the test completes)."""
+    """A worker that stages every output, as a remote one does through the worker API, and then stops short of
+    completing (the test completes)."""
+
+    def put_output(self, claim: Claim, name: str, path: Path) -> None:
+        media = self.services.media
+        media.put(media.attempt_output(claim.video_id, claim.attempt_id, name), path)
 
     def complete(self, claim: Claim) -> None:
         pass
