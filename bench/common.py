@@ -6,9 +6,11 @@ stopped by the context manager that started it: temp dir, database, private gear
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import threading
+import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,6 +24,21 @@ BENCH_CONFIG: dict[str, object] = {
     # Benchmarks upload far faster than a phone; the limits' own cost is bench.limits'.
     **dict.fromkeys(("RATE_LIMIT_CREATE", "RATE_LIMIT_UPLOAD", "RATE_LIMIT_UPLOAD_PER_VIDEO"), "1000000/minute"),
 }
+
+
+def store_config(name: str) -> dict[str, object]:
+    """The settings of MEDIA_STORE `name`: the local tree, or a fresh prefix in a fresh bucket of the S3 gateway
+    (S3_ENDPOINT_URL or TEST_S3_ENDPOINT_URL, default the project's Ceph RADOS Gateway, scripts/services.sh)."""
+    if name == "local":
+        return {"MEDIA_STORE": "local"}
+    from tests.harness import s3  # the gateway's keys and a bucket of the bench's own
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", s3.ACCESS_KEY)  # worker subprocesses read boto3's variables
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", s3.SECRET_KEY)
+    s3.ensure_gateway()
+    bucket = os.environ.get("BENCH_S3_BUCKET") or s3.new_bucket()
+    os.environ["BENCH_S3_BUCKET"] = bucket  # one bucket per bench process, a prefix per stack
+    return {"MEDIA_STORE": "s3", "S3_ENDPOINT_URL": s3.ENDPOINT, "S3_BUCKET": bucket, "S3_PREFIX": f"b{uuid.uuid4().hex[:8]}"}
 
 
 def stack(database: str = "mysql", **overrides: object) -> AbstractContextManager[Stack]:

@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import uuid
 
-from bench.common import percentile
+from bench.common import percentile, store_config
 from bench.live_latency import (
     make_segments,
     run_streams,
@@ -31,12 +30,6 @@ from bench.live_latency import (
 from tests.harness import s3
 
 
-def _store(name: str, bucket: str) -> dict[str, object]:
-    if name == "local":
-        return {"MEDIA_STORE": "local"}
-    return {"MEDIA_STORE": "s3", "S3_ENDPOINT_URL": s3.ENDPOINT, "S3_BUCKET": bucket, "S3_PREFIX": f"b{uuid.uuid4().hex[:8]}"}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.store", description=__doc__.split("\n\n")[0])
     parser.add_argument("--segments", type=int, default=8, help="segments per stream (3 s each, default 8)")
@@ -44,10 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1, help="concurrent real-time streams (default 1)")
     parser.add_argument("--rounds", type=int, default=2, help="local/s3 alternations (default 2)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", s3.ACCESS_KEY)  # the worker subprocesses read boto3's variables
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", s3.SECRET_KEY)
-    s3.ensure_gateway()
-    bucket = s3.new_bucket()
+    store_config("s3")  # the gateway is up, and the bucket made
+    bucket = os.environ["BENCH_S3_BUCKET"]
     started = time.monotonic()
     seen: dict[str, dict[str, list[float]]] = {
         "local": {"hls": [], "dash": [], "job": []},
@@ -57,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         segments: list[bytes] | None = None
         for round_ in range(args.rounds):
             for name in ("local", "s3"):
-                with served_stack(args.workers, **_store(name, bucket)) as stack:
+                with served_stack(args.workers, **store_config(name)) as stack:
                     if segments is None:
                         segments = [p.read_bytes() for p in make_segments(stack.tmp / "phone", args.segments)]
                     streams = run_streams(stack.base_url, args.streams, segments)

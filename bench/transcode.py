@@ -39,7 +39,7 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from sqlalchemy import event, select, text
 
-from bench.common import ms, ok_lines, percentile, stack
+from bench.common import ms, ok_lines, percentile, stack, store_config
 from server.core.jobs import PACKAGE_VIDEO, TRANSCODE_SEGMENT
 from server.core.transcode import ffmpeg
 from server.core.transcode.cmaf import track_durations
@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=8, help="segments in the batch runs (default 8)")
     parser.add_argument("--live-segments", type=int, default=10, help="segments in the live run (default 10)")
     parser.add_argument("--remote-only", action="store_true", help="only (b) with 1 worker and (d): the remote/local ratio")
+    parser.add_argument("--store", choices=("local", "s3"), default="local", help="MEDIA_STORE of the pipeline runs")
     args = parser.parse_args(argv)
-    with stack("mysql") as s:
+    with stack("mysql", **store_config(args.store)) as s:
+        print(f"media store: {args.store}")
         (run_remote if args.remote_only else run)(s, args.segments, args.live_segments)
     return 0
 
