@@ -1,6 +1,6 @@
 """Live latency: upload -> live playlist, how many real-time streams the machine keeps up with, where the CPU goes, glass-to-glass.
 
-    python -m bench.live_latency [--streams auto|N|0] [--segments 8] [--workers 2] [--max-streams 6]
+    python -m bench.live_latency [--streams auto|N|0] [--segments 8] [--workers 2] [--max-streams 6] [--store local|s3]
                                  [--no-browser] [--players hls/hls,videojs/hls,...] [--player-segments 20] [--join-after 8]
 
 A fresh MariaDB database, a private gearmand, `--workers` real `python -m server.segment_processor`
@@ -51,7 +51,7 @@ from xml.etree import ElementTree
 
 import requests
 
-from bench.common import percentile, stack
+from bench.common import percentile, stack, store_config
 from server.core.transcode import ffmpeg
 from server.core.transcode.ladder import parse_ladder, plan_ladder
 from server.worker.encoding import THUMBNAIL_WIDTH
@@ -540,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--player-segments", type=int, default=20, help="segments of each (c) stream (default 20)")
     parser.add_argument("--join-after", type=int, default=8, help="(c) starts the player once this many are listed (default 8)")
+    parser.add_argument("--store", choices=("local", "s3"), default="local", help="MEDIA_STORE (default local)")
     args = parser.parse_args(argv)
     if args.streams != "auto" and not args.streams.isdigit():
         parser.error("--streams must be auto or a number")
@@ -547,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(v.count("/") != 1 or v.split("/")[0] not in NAMES or v.split("/")[1] not in MANIFESTS for v in viewers):
         parser.error(f"--players: a comma list of player/manifest, player in {sorted(NAMES)}, manifest hls or dash")
     started = time.monotonic()
-    with served_stack(args.workers) as stack:
+    with served_stack(args.workers, **store_config(args.store)) as stack:
+        print(f"media store: {args.store}")
         tmp = stack.tmp
         paths = make_segments(tmp / "phone", max(args.segments, args.player_segments))
         segments = [p.read_bytes() for p in paths]
