@@ -362,7 +362,8 @@ def _after_failure(services: Services, change: Change, segment: Segment, failure
     segment.retry_at = change.now + timedelta(seconds=decision.retry_in)
     move(change, segment, S.RECEIVED, failure=failure.value, retry_in=decision.retry_in)
     if not decision.spends_attempt:
-        log.error("%s: %s, retrying in %.1fs without spending an attempt", where, failure.value, decision.retry_in)
+        why = "disk full" if failure is Failure.DISK_FULL else "the media store did not answer"
+        log.error("%s: %s, retrying in %.1fs without spending an attempt", where, why, decision.retry_in)
     else:
         log.warning("%s attempt %d failed (%s), retrying in %.1fs", where, segment.attempts, failure.value, decision.retry_in)
     return False

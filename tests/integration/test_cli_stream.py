@@ -245,12 +245,12 @@ def test_purge_lists_then_removes_orphaned_files_and_rows(stack: Stack, run) -> 
 def test_the_reaper_sweeps_staging_and_temp_files_by_the_same_rules(stack: Stack) -> None:
     kept = stack.new_video("kept")
     media = Path(stack.config.MEDIA_ROOT) / "videos"
-    staging, temp, orphan = media / str(kept) / "attempts" / "7", media / str(kept) / ".x.tmp", media / "999999"
-    staging.mkdir(parents=True)
-    orphan.mkdir()
-    temp.write_bytes(b"half")
+    staging, temp = media / str(kept) / "attempts" / "7" / "HIGH.mp4", media / str(kept) / ".x.tmp"
+    orphan = media / "999999" / "HIGH" / "000000.mp4"
     for path in (staging, temp, orphan):
-        os.utime(path, (1_000_000_000, 1_000_000_000))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    os.utime(temp, (1_000_000_000, 1_000_000_000))
     reaper.reap(stack.services)
-    assert not staging.exists() and not temp.exists()
-    assert orphan.exists()  # an orphaned video directory is the operator's `purge`, never the reaper's
+    assert not staging.exists() and not temp.exists()  # attempt 7 is not running; the temp file is old
+    assert orphan.exists()  # an orphaned video's media is the operator's `purge`, never the reaper's

@@ -315,10 +315,10 @@ def test_the_lease_is_released_when_writing_fails(origins: Origins, segment_file
     vid = vod_video(a, segment_files[0])
     rename(a, vid, "two")
 
-    def disk_full(key: str, data: bytes) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
         raise InsufficientStorage("the server's disk is full; nothing was stored")
 
-    monkeypatch.setattr(a.media, "put", disk_full)
+    monkeypatch.setattr(a.media, "put_many", disk_full)
     assert publish(a, vid) is False
     video = row(a, vid)
     assert video is not None and video.publishing_by is None and video.publishing_until is None

@@ -124,10 +124,10 @@ def test_a_publish_that_failed_is_retried_by_the_reaper(stack: Stack, segment_fi
     manifest = tree(stack.services).video_dir(vid) / "manifest.mpd"
     assert b"<Title>before</Title>" in manifest.read_bytes()
 
-    def disk_full(key: str, data: bytes) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
         raise StorageUnavailable("the object store did not answer to store")
 
-    monkeypatch.setattr(stack.services.media, "put", disk_full)
+    monkeypatch.setattr(stack.services.media, "put_many", disk_full)
     failed = REGISTRY.get_sample_value("team03_playlist_publishes_total", {"result": "failed"}) or 0.0
     response = stack.client.put(f"/video/{vid}", json={"title": "after"}, headers=admin_auth)
     assert response.status_code == 200  # the rename is committed; only its files lagged
