@@ -28,7 +28,7 @@ fencing is as close as the holder can get: right before writing it renews the le
 and unexpired), which gives it a whole PUBLISH_LEASE for the writes. One that still outlives it (stalled
 that long mid-write) finds at its release that the lease is no longer its own: its files may have landed
 after a newer holder's, so it marks the row unpublished and the reaper rewrites every file (a newer holder
-writing at that very moment may record over the mark: the one window left, 30 s of stall wide).
+writing at that very moment may record over the mark: the one window left, a stall of PUBLISH_LEASE wide).
 
 A deleted video: its row goes first (a publisher then finds it NotFound), its files after. A holder already
 past its renewal may write one more round into the folder being removed; its release then finds no row, and
@@ -238,7 +238,9 @@ def listing_key(s: Snapshot, now: float, gap: float) -> str:
 # --- writing them ------------------------------------------------------------------------------------
 
 
-PUBLISH_LEASE = timedelta(seconds=30)  # how long a publisher may write a video's files (see Order above)
+# How long a publisher may write a video's files (see Order above): a publish takes milliseconds (a bucket's
+# puts go in parallel), and a holder killed mid-publish blocks the video's playlists this long.
+PUBLISH_LEASE = timedelta(seconds=10)
 PUBLISH_ROUNDS = 3  # rounds of one publish while the revision moves under it; the reaper takes what is left
 
 

@@ -44,10 +44,14 @@ class Origins:
     clock: FakeClock
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+BOTH_DATABASES = pytest.mark.parametrize("origins", ["sqlite", "mariadb"], indirect=True)  # the compare-and-set itself
+
+
+@pytest.fixture
 def origins(request, make_config, gearmand, tmp_path) -> Iterator[Origins]:  # type: ignore[no-untyped-def]
+    """Two origins (two Services) on one database: MariaDB, or (parametrized) SQLite, the embedded default."""
     overrides: dict[str, object] = {"GEARMAN_SERVERS": (gearmand.address,)}
-    if request.param == "sqlite":
+    if getattr(request, "param", "mariadb") == "sqlite":
         url = f"sqlite:///{tmp_path / 'lease.sqlite'}"
         migrate(url)
         overrides["DATABASE_URL"] = url
@@ -149,6 +153,7 @@ def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object
     return thread, results
 
 
+@BOTH_DATABASES
 def test_a_lease_left_by_a_killed_holder_blocks_publishing_until_it_expires(origins: Origins, segment_files) -> None:  # type: ignore[no-untyped-def]
     """kill -9 between taking the lease and releasing it: nobody writes until it expires, then the reaper does."""
     a, b, clock = origins.a, origins.b, origins.clock
@@ -173,6 +178,7 @@ def test_a_lease_left_by_a_killed_holder_blocks_publishing_until_it_expires(orig
     assert shown(a, vid) == "two" and current(a, vid)  # expired: taken, written, released
 
 
+@BOTH_DATABASES
 def test_a_publish_that_finds_the_lease_held_returns_and_the_holder_publishes_the_newer_revision(  # type: ignore[no-untyped-def]
     origins: Origins, segment_files, monkeypatch
 ) -> None:

@@ -246,7 +246,6 @@ def test_a_remote_worker_turns_a_paced_recording_into_a_vod(remote_stack: Remote
     assert not {name for name in modules.read_text().split() if name.startswith(("server.domain", "server.web", "server.ops"))}
 
 
-@pytest.mark.parametrize("remote_stack", ["local", "s3"], indirect=True)
 def test_kill_9_of_a_remote_worker_mid_encode_another_finishes_once(remote_stack: RemoteStack, segment_files) -> None:
     doomed = remote_stack.start_remote("doomed")
     video_id = remote_stack.new_video()
