@@ -11,7 +11,6 @@ end at the same time, each from its own page origin. The VOD plays run a few at 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,6 @@ import pytest
 import requests
 
 from server.core.timeline import VIDEO_TIMESCALE
-from tests.harness import s3
 from tests.harness import services as real
 from tests.harness.media import make_segment
 from tests.harness.players import long_stalls, play, summary
@@ -75,21 +73,12 @@ def segments(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def stack(mysql_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The app with two workers, its media in a bucket (MEDIA_STORE=s3 on the Ceph gateway): every player file
-    the browsers fetch is read from the store (tests/e2e/test_harness.py plays from the local tree)."""
     real.truncate_all(mysql_database)
     tmp = tmp_path_factory.mktemp("stack")
     gearmand = real.Gearmand().start()
-    s3.ensure_gateway()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", s3.ACCESS_KEY)  # the worker subprocesses read boto3's variables
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", s3.SECRET_KEY)
-    bucket = s3.new_bucket()
     config = stack_config(
         mysql_database,
         tmp / "media",
-        MEDIA_STORE="s3",
-        S3_ENDPOINT_URL=s3.ENDPOINT,
-        S3_BUCKET=bucket,
         GEARMAN_SERVERS=(gearmand.address,),
         REAPER_INTERVAL=0.5,
         PROCESSING_DEADLINE=20.0,
@@ -108,7 +97,6 @@ def stack(mysql_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     finally:
         s.close()
         gearmand.stop()
-        s3.remove_bucket(bucket)
 
 
 def _record(stack: Stack, segments: list[bytes], video_id: int) -> Recording:
