@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -412,3 +413,21 @@ def fill_disk(disk: Path) -> Path:
             if exc.errno != errno.ENOSPC:
                 raise
     return filler
+
+
+def burst(url: str, count: int) -> tuple[list[requests.Response], float, float]:
+    """`count` GETs of `url` at once, each on its own connection; return them and the wall clock before and after."""
+    ready = threading.Barrier(count)
+    answers: list[requests.Response] = []
+
+    def one() -> None:
+        ready.wait(timeout=30)
+        answers.append(requests.get(url, timeout=20))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return answers, started, time.time()

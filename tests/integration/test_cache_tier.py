@@ -29,6 +29,7 @@ import requests
 from server.store.s3 import S3Objects
 from tests.harness import s3
 from tests.harness import services as real
+from tests.harness.services import burst
 from tests.harness.stack import Stack
 
 PLAYLISTS = ("manifest.mpd", "master.m3u8", "HIGH/playlist.m3u8", "audio/playlist.m3u8", "HIGH/vod.m3u8", "storyboard.vtt")
@@ -294,24 +295,6 @@ def test_what_the_tree_never_serves_the_bucket_never_serves(tier) -> None:  # ty
         _from_the_store(store, path)
 
 
-def _burst(url: str, count: int) -> tuple[list[requests.Response], float, float]:
-    """`count` GETs of `url` at once, each on its own connection; return them and the wall clock before and after."""
-    ready = threading.Barrier(count)
-    answers: list[requests.Response] = []
-
-    def one() -> None:
-        ready.wait(timeout=30)
-        answers.append(requests.get(url, timeout=20))
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    started = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return answers, started, time.time()
-
-
 @pytest.fixture
 def lone_tier(store_bucket: str, gateway: s3.SpareGateway) -> Iterator[tuple[str, S3Objects, StoreLog, str]]:
     """The bucket front alone (no app behind it: nothing here needs one), on objects a test writes as the pipeline will."""
@@ -334,10 +317,10 @@ def test_a_burst_costs_the_store_one_get_and_a_changed_playlist_shows_within_a_s
     objects.put("videos/7/HIGH/playlist.m3u8", b"#EXTM3U\n#EXT-X-VERSION:7\n#EXTINF:3.0,\n000000.m4s\n")
 
     media = f"{url}/video_files/7/HIGH/000001.m4s"
-    answers, _, _ = _burst(media, 40)
+    answers, _, _ = burst(media, 40)
     assert len(answers) == 40 and {(a.status_code, a.content) for a in answers} == {(200, segment)}
     assert log.gets(f"{prefix}videos/7/HIGH/000001.m4s") == 1  # one GET for the 40 (the others waited for it)
-    answers, _, _ = _burst(media, 40)
+    answers, _, _ = burst(media, 40)
     assert {(a.status_code, a.content) for a in answers} == {(200, segment)}
     assert log.gets(f"{prefix}videos/7/HIGH/000001.m4s") == 1  # and none for the next 40: media is kept
 
@@ -358,7 +341,7 @@ def test_a_burst_costs_the_store_one_get_and_a_changed_playlist_shows_within_a_s
 
     playlist = f"{url}/video_files/7/HIGH/playlist.m3u8"
     key = f"{prefix}videos/7/HIGH/playlist.m3u8"
-    answers, started, ended = _burst(playlist, 40)
+    answers, started, ended = burst(playlist, 40)
     assert {a.status_code for a in answers} == {200} and len({a.content for a in answers}) == 1
     assert 1 <= log.gets(key) <= int(ended) - int(started) + 1  # at most one GET per wall-clock second the burst spanned
 

@@ -26,6 +26,7 @@ from server.domain import publishing
 from server.infra.models import Video
 from server.ops import reaper
 from tests.harness import services as real
+from tests.harness.services import burst
 from tests.harness.stack import Stack
 from tests.harness.tree import tree
 
@@ -294,24 +295,6 @@ class AppRequests:
         return self._wsgi(environ, start_response)
 
 
-def _burst(url: str, count: int) -> tuple[list[requests.Response], float, float]:
-    """`count` GETs of `url` at once, each on its own connection; return them and the wall clock before and after."""
-    ready = threading.Barrier(count)
-    answers: list[requests.Response] = []
-
-    def one() -> None:
-        ready.wait(timeout=30)
-        answers.append(requests.get(url, timeout=20))
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    started = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return answers, started, time.time()
-
-
 def test_nginx_micro_caches_the_android_mpd(front: Front, segment_files, tmp_path, admin_auth) -> None:  # type: ignore[no-untyped-def]
     """A crowd polling one live MPD URL costs the app one request per second; a change shows within about 1 s.
 
@@ -328,7 +311,7 @@ def test_nginx_micro_caches_the_android_mpd(front: Front, segment_files, tmp_pat
         direct = requests.get(app + path, timeout=10)
         assert direct.headers.get("lastSegmentId") == listed
         counted.seen.clear()
-        answers, started, ended = _burst(url + path, 40)
+        answers, started, ended = burst(url + path, 40)
         assert len(answers) == 40 and {(a.status_code, a.content) for a in answers} == {(200, direct.content)}, path
         assert {(a.headers.get("lastSegmentId"), a.headers["streamEnded"]) for a in answers} == {(listed, "false")}
         if kept:  # at most one request per wall-clock second the burst spanned (nginx keys each second apart)
