@@ -13,6 +13,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 MEDIA_STORES = ("local", "s3")
+RECORDING_MODES = ("open", "keys")
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -63,6 +64,15 @@ class Config:
     FIRST_SEGMENT_WAIT: float = 8.0
     FIRST_SEGMENT_WAITERS: int = 4
     KEEP_ORIGINALS: bool = False
+    # Doors (docs/api.md "Doors"): "open" lets anyone create, upload and end (the embedded default, so the README's
+    # tour works), "keys" only a recording key's URL (/k/<key>/, `cli key create`); production sets "keys".
+    RECORDING: str = "open"
+    # Finished videos older than this many days are deleted, rows and media, unless pinned (0: kept forever).
+    RETENTION_DAYS: float = 0.0
+    # What signs private videos' playback links (server/core/doors.py): the same value in nginx's team03.conf
+    # (secure_link_md5). Empty: one made by the first process that asks and kept in the database (embedded).
+    LINK_SECRET: str = ""
+    LINK_TTL: int = 3600  # `cli video link`'s default lifetime of a link, in seconds
     CACHE_TTL: int = 3600
     CACHE_PREFIX: str = "team03:"
     LOG_LEVEL: str = "INFO"
@@ -115,6 +125,10 @@ class Config:
             raise ValueError(f"MEDIA_STORE={self.MEDIA_STORE!r}: expected one of {', '.join(MEDIA_STORES)}")
         if self.MEDIA_STORE == "s3" and not self.S3_BUCKET:
             raise ValueError("MEDIA_STORE=s3 needs S3_BUCKET")
+        if self.RECORDING not in RECORDING_MODES:
+            raise ValueError(f"RECORDING={self.RECORDING!r}: expected one of {', '.join(RECORDING_MODES)}")
+        if self.RETENTION_DAYS < 0 or self.LINK_TTL < 1:
+            raise ValueError("RETENTION_DAYS must be 0 or more and LINK_TTL at least 1")
         if self.S3_MAX_ATTEMPTS < 1 or self.S3_TIMEOUT <= 0:
             raise ValueError("S3_MAX_ATTEMPTS must be at least 1 and S3_TIMEOUT above 0")
 

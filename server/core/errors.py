@@ -106,6 +106,12 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class KeyRequired(Unauthorized):
+    """Recording needs a recording key in the server URL (/k/<key>/) and this one is missing, unknown or revoked."""
+
+    code = "recording_key_required"
+
+
 class WorkerUnauthorized(Unauthorized):
     """The worker API needs a valid, unrevoked worker token (Authorization: Bearer)."""
 
@@ -126,6 +132,18 @@ class Forbidden(ServiceError):
 
     status = 403
     code = "forbidden"
+
+
+class QuotaExceeded(Forbidden):
+    """The upload would take its recording key past its storage quota; nothing of it was stored."""
+
+    code = "quota_exceeded"
+
+
+class LinkRefused(Forbidden):
+    """A signed playback link that is altered, expired or made for another video (docs/api.md "Doors")."""
+
+    code = "link_refused"
 
 
 class TicketRefused(Forbidden):

@@ -52,3 +52,11 @@ class AttemptOutcome(enum.Enum):
     FAILED = "failed"
     EXPIRED = "expired"  # its lease ran out: the worker died or lost the network
     CANCELLED = "cancelled"  # its segment or video went away
+
+
+class Visibility(enum.Enum):
+    """Who may watch a video (docs/api.md "Doors"): listed to all, playable by its URL, or only with a signed link."""
+
+    PUBLIC = "public"  # listed in GET /videos and playable by anyone, as before doors
+    UNLISTED = "unlisted"  # not listed (but to its own key), playable by anyone who has its URLs
+    PRIVATE = "private"  # playable only through a signed link (server/core/doors.py) or its own key's URL

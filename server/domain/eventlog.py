@@ -48,6 +48,15 @@ KINDS: tuple[str, ...] = (
     "worker.started",
     "worker.stopped",
     "worker.lost",
+    # The audit trail (docs/admin-api.md "Audit"): admin actions, each with `by` (the admin's name, or "cli"),
+    # beside video.renamed and video.deleted, which carry `by` too when an admin did them.
+    "admin.login",
+    "key.minted",
+    "key.revoked",
+    "video.visibility",
+    "video.pinned",
+    "video.link",
+    "video.retried",
 )
 
 PRUNE_BATCH = 5000

@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Enum, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from server.core.states import AttemptOutcome, SegmentState, VideoStatus, VideoType
+from server.core.states import AttemptOutcome, SegmentState, VideoStatus, VideoType, Visibility
 
 MAX_ID = 2**31 - 1  # the largest value of the INT id columns (MySQL INT, signed)
 
@@ -57,6 +57,11 @@ class Video(Base):
     # may write the files. Taken and released by compare-and-set; NULL when nobody publishes.
     publishing_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     publishing_by: Mapped[str | None] = mapped_column(String(32))
+    # Doors (server/core/doors.py): the recording key that made it (NULL: made without one, RECORDING=open), who
+    # may watch it, and whether RETENTION_DAYS spares it (an admin's pin).
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("recording_keys.id", ondelete="SET NULL"), index=True)
+    visibility: Mapped[Visibility] = mapped_column(_enum(Visibility), default=Visibility.PUBLIC, server_default="public")
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     renditions: Mapped[list[Rendition]] = relationship(
         back_populates="video", order_by="Rendition.position", cascade="all, delete-orphan", passive_deletes=True
@@ -72,6 +77,22 @@ class Video(Base):
     @property
     def segment_count(self) -> int:
         return -1 if self.last_segment_id is None else self.last_segment_id + 1
+
+
+class RecordingKey(Base):
+    """A key that may record (server/domain/keys.py): the unchanged app carries it in its server URL, /k/<key>/."""
+
+    __tablename__ = "recording_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the key; the key is shown once
+    max_live: Mapped[int | None] = mapped_column(Integer)  # live videos at once; NULL: no cap
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # stored bytes of its videos; NULL: no quota
+    visibility: Mapped[Visibility] = mapped_column(_enum(Visibility), default=Visibility.PUBLIC)  # its videos' default
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Rendition(Base):

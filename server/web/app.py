@@ -49,6 +49,7 @@ def create_events_app(config: Config | None = None) -> Flask:
 def _flask_app(config: Config, services: Services, routes: Sequence[tuple[type, str]]) -> Flask:
     from server.web.api import init_app
     from server.web.api.uploads import BodyDeadline, Request
+    from server.web.doors import DoorPaths
 
     app = Flask(__name__, static_folder=None)
     app.request_class = Request
@@ -60,6 +61,7 @@ def _flask_app(config: Config, services: Services, routes: Sequence[tuple[type, 
     )
     app.extensions["team03"] = services
     init_app(app, routes)
+    app.wsgi_app = DoorPaths(app.wsgi_app)  # type: ignore[method-assign]  # werkzeug's documented way to add a middleware
     # The body limit plus the multipart envelope (deploy/nginx/team03.conf's client_max_body_size).
     drain_limit = config.MAX_SEGMENT_BYTES + 1024 * 1024
     app.wsgi_app = BodyDeadline(app.wsgi_app, config.BODY_READ_TIMEOUT, drain_limit)  # type: ignore[method-assign]  # werkzeug's documented way to add a middleware

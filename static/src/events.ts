@@ -222,6 +222,9 @@ const attemptChanged: Handler = (client, ev, refresh) => {
 
 const workerChanged: Handler = (_client, _ev, refresh) => refresh.workers();
 
+/** An admin action with nothing else on screen to change: the audit list shows it (it reads the log). */
+const audited: Handler = () => undefined;
+
 /**
  * What each kind of event does, one entry per kind the server sends (server/domain/eventlog.py KINDS, which
  * reaches here through the generated EventKind): a kind added there without its entry fails tsc.
@@ -261,6 +264,13 @@ export const HANDLERS: Record<EventKind, Handler> = {
   'worker.started': workerChanged,
   'worker.stopped': workerChanged,
   'worker.lost': workerChanged,
+  'admin.login': audited,
+  'key.minted': audited,
+  'key.revoked': audited,
+  'video.visibility': videoChanged,
+  'video.pinned': videoChanged,
+  'video.link': audited,
+  'video.retried': videoChanged,
 };
 
 // EventSource only delivers named events to listeners registered by name (docs/admin-api.md "Kinds").

@@ -1337,7 +1337,7 @@ export interface components {
          * @description Every kind of event the log holds and the admin stream sends (`event: <kind>`): server/domain/eventlog.py KINDS is the one list.
          * @enum {string}
          */
-        EventKind: "video.created" | "video.uploading" | "video.stalled" | "video.ended" | "video.renamed" | "video.finished" | "video.deleted" | "segment.received" | "segment.queued" | "segment.running" | "segment.encoded" | "segment.packaged" | "segment.failed" | "attempt.started" | "attempt.progress" | "attempt.ok" | "attempt.failed" | "attempt.expired" | "attempt.cancelled" | "worker.token_minted" | "worker.revoked" | "worker.started" | "worker.stopped" | "worker.lost";
+        EventKind: "video.created" | "video.uploading" | "video.stalled" | "video.ended" | "video.renamed" | "video.finished" | "video.deleted" | "segment.received" | "segment.queued" | "segment.running" | "segment.encoded" | "segment.packaged" | "segment.failed" | "attempt.started" | "attempt.progress" | "attempt.ok" | "attempt.failed" | "attempt.expired" | "attempt.cancelled" | "worker.token_minted" | "worker.revoked" | "worker.started" | "worker.stopped" | "worker.lost" | "admin.login" | "key.minted" | "key.revoked" | "video.visibility" | "video.pinned" | "video.link" | "video.retried";
         /** @description One event: the `data:` line of the admin stream's frame. */
         AdminEvent: {
             id: number;

@@ -28,6 +28,8 @@ ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # First path parts that belong to the server, never to the dashboard.
 SERVER_PATHS = (
     "api",
+    "k",  # server/web/doors.py: a recording key's routes; one that matches none is the JSON 404
+    "s",  # a signed link's files
     "assets",
     "video_files",
     "videos",
