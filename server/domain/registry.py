@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.core.errors import InvalidInput, NotFound
 from server.core.wire import Registration
+from server.domain import settings
 from server.domain.eventlog import record
-from server.infra.models import Attempt, Event, Setting, Worker
+from server.infra.models import Attempt, Event, Worker
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # secrets.token_urlsafe(32) is 43 characters; anything far longer or outside that alphabet is no token of ours.
@@ -96,16 +96,8 @@ def ticket_key(session: Session) -> bytes:
     It lives in the database, so every process with it (web processes, the reaper, workers with the
     media tree) signs and checks alike with nothing to configure; remote workers, without it, cannot forge one.
     """
-    row = session.get(Setting, TICKET_KEY)
-    if row is None:
-        session.add(Setting(name=TICKET_KEY, value=secrets.token_hex(32)))
-        try:
-            session.commit()
-        except IntegrityError:  # another process made it first: theirs it is
-            session.rollback()
-        row = session.get(Setting, TICKET_KEY, populate_existing=True)
-        assert row is not None
-    key = bytes.fromhex(row.value)
+    value = settings.shared_secret(session, TICKET_KEY)
+    key = bytes.fromhex(value)
     session.rollback()
     return key
 

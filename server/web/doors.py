@@ -15,9 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import request
+from flask import g, request
+from sqlalchemy.orm import Session
 
 from server.core.doors import EXPIRES_PATTERN, KEY_PATTERN, KEY_PREFIX, KEYED_ROUTES, LINK_PREFIX, SIGNATURE_PATTERN
+from server.core.errors import KeyRequired
+from server.domain import keys
+from server.infra.models import RecordingKey
 
 KEY_ENV = "team03.recording_key"
 LINK_ENV = "team03.link"
@@ -63,3 +67,19 @@ def path_link() -> PathLink | None:
     """The signed link this request came under (/s/<sig>/<exp>/), unchecked; None without one."""
     link = request.environ.get(LINK_ENV)
     return link if isinstance(link, PathLink) else None
+
+
+def request_key(session: Session) -> RecordingKey | None:
+    """The row of this request's recording key; None without one; KeyRequired (401) if unknown or revoked.
+
+    Looked up once per request (a revoked key is refused from its next request on).
+    """
+    key = path_key()
+    if key is None:
+        return None
+    if "recording_key" not in g:
+        g.recording_key = keys.find(session, key)
+    row: RecordingKey | None = g.recording_key
+    if row is None:
+        raise KeyRequired("this server URL's recording key is unknown or revoked")
+    return row
