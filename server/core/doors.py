@@ -75,3 +75,16 @@ def check_link(secret: str, video_id: int, signature: str, expires: str, now: fl
 def link_path(secret: str, video_id: int, expires: int, file: str) -> str:
     """The root-relative path of a signed link to one of the video's files (`master.m3u8`, `manifest.mpd`)."""
     return f"{LINK_PREFIX}{link_signature(secret, video_id, expires)}/{expires}/video_files/{video_id}/{file}"
+
+
+def may_watch(visibility: str, video_key_id: int | None, key_id: int | None) -> bool:
+    """Whether a request without a signed link may play a video (and read its JSON): public and unlisted videos
+    by anyone with their URL, a private one only under the key that recorded it."""
+    if visibility != "private":
+        return True
+    return key_id is not None and video_key_id == key_id
+
+
+def listed(visibility: str, video_key_id: int | None, key_id: int | None) -> bool:
+    """Whether GET /videos lists a video to a request: public ones to all, and a key's own videos to that key."""
+    return visibility == "public" or (key_id is not None and video_key_id == key_id)
