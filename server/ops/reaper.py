@@ -103,6 +103,9 @@ def reap(services: Services, sweep: TempSweep | None = None) -> int:
     the whole media tree is searched for what dead writers left."""
     deadline = timedelta(seconds=services.config.PROCESSING_DEADLINE)
     since = None if sweep is None else sweep.since(services.clock.now())
+    # First: it needs only the database (its media go as far as the store answers), and a store that is down
+    # stops the steps below that read it.
+    expired_videos = expire_videos(services, services.clock.now())
     with services.sessions() as session:
         searched = None if since is None else purge.written_since(session, since)  # before this pass's own writes
         expired = lifecycle.expire_leases(services, session)
@@ -121,7 +124,6 @@ def reap(services: Services, sweep: TempSweep | None = None) -> int:
         stale = purge.stale_staging(services, session, SUBMIT_BATCH, searched)
         staged = sum(purge.remove_objects(services, prefix) for prefix in stale)
     end_idle_videos(services, services.clock.now())
-    expired_videos = expire_videos(services, services.clock.now())
     report_stalls(services, services.clock.now())
     with services.sessions() as session:
         config = services.config
