@@ -4,11 +4,12 @@ Every REAPER_INTERVAL seconds it takes back attempts whose lease ran out (lifecy
 to the queue the segments that were never queued (gearmand down at upload) or whose retry time has come,
 re-submits QUEUED segments no worker took within PROCESSING_DEADLINE (a gearmand restarted empty),
 settles live videos (a gap timed out: package, maybe finish), ends live videos abandoned for
-LIVE_IDLE_TIMEOUT, deletes finished videos past RETENTION_DAYS (`expire_videos`), reports stalled streams (`video.stalled`) and lost workers (`worker.lost`) in the event
-log once each, hands new events to the webhook dispatcher and sends its due deliveries (server/ops/webhooks.py),
-prunes the event log, and deletes what dead processes left (temp files, staging
-directories of finished attempts). It runs where the database and the media are (the local runner, and
-every segment_processor of the origin); any number of them may run: the attempt rows decide.
+LIVE_IDLE_TIMEOUT, deletes finished videos past RETENTION_DAYS (`expire_videos`), reports stalled streams
+(`video.stalled`) and lost workers (`worker.lost`) in the event log once each, hands new events to the
+webhook dispatcher and sends its due deliveries (server/ops/webhooks.py), prunes the event log, and deletes
+what dead processes left (temp files, staging directories of finished attempts). It runs where the database
+and the media are (the local runner, and every segment_processor of the origin); any number of them may
+run: the attempt rows decide.
 """
 
 from __future__ import annotations
