@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from server.core.transcode.ffmpeg import probe
 from server.core.transcode.ladder import SourceInfo, plan_ladder
 from server.core.transcode.mpegts import timestamps_go_back
 from server.domain import eventlog, lifecycle, publishing, transitions
-from server.domain.changes import video_change
+from server.domain.changes import Change, video_change
 from server.domain.state import load_view
 from server.infra import metrics
 from server.infra.models import Rendition, Segment, SegmentArrival, SegmentRendition, Video
@@ -431,11 +432,30 @@ def delete_video(services: Services, session: Session, video_id: int) -> None:
 
 def delete_abandoned(services: Services, session: Session, video_id: int) -> bool:
     """Delete a live video that never received a segment and was never ended; False if that changed meanwhile."""
-    with video_change(session, video_id, services.clock) as change:
-        first = session.scalar(select(Segment.id).where(Segment.video_id == video_id).limit(1))
-        if change.video.type is not VideoType.LIVE or change.video.last_segment_id is not None or first is not None:
-            return False
-        session.delete(change.video)
-        change.event("video.deleted", reason="abandoned before its first segment")
+    return delete_when(services, session, video_id, "abandoned before its first segment", _never_recorded)
+
+
+def _never_recorded(change: Change) -> bool:
+    first = change.session.scalar(select(Segment.id).where(Segment.video_id == change.video.id).limit(1))
+    return change.video.type is VideoType.LIVE and change.video.last_segment_id is None and first is None
+
+
+def delete_when(services: Services, session: Session, video_id: int, reason: str, due: Callable[[Change], bool]) -> bool:
+    """Delete a video the server decided to delete (`reason`), rows then media, if `due` still holds under its row lock.
+
+    The decision was taken without the lock (a reaper's query): a first segment, an end or an admin's pin that
+    came meanwhile is seen here, and wins (False, nothing deleted; False too when the video is gone already).
+    The `video.deleted` event carries `reason`, so webhooks and the dashboard say why. The media go after the
+    commit, as far as the store answers (MediaStore.remove_video): a store that is down keeps the objects for
+    the operator's purge, never the row, and never raises here.
+    """
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            if not due(change):
+                return False
+            session.delete(change.video)
+            change.event("video.deleted", reason=reason)
+    except NotFound:
+        return False
     services.media.remove_video(video_id)
     return True

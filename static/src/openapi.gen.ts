@@ -1273,7 +1273,7 @@ export interface components {
         Webhook: {
             id: number;
             url: string;
-            events: ("video.live" | "video.vod" | "segment.failed" | "stream.stalled" | "worker.lost")[];
+            events: ("video.live" | "video.vod" | "segment.failed" | "stream.stalled" | "worker.lost" | "video.deleted")[];
             created_at: string;
             disabled_at: string | null;
             /** @description Only in the answer that created the hook. */
