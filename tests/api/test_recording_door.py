@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
@@ -257,6 +258,29 @@ def test_an_upload_past_the_quota_is_403_naming_it_and_stores_nothing(make_app, 
     _refused(door.upload(vid, 1, data[1], one), 403, "quota_exceeded")
     assert door.count(Segment, Segment.video_id == vid) == 1 and tree(door.services).temp_files() == []
     assert door.end(vid, 0, one).status_code == 200  # the end stores nothing: never refused by the quota
+
+
+def test_a_chunked_upload_is_measured_when_received_and_refused_before_it_is_stored(make_app, segment_files):
+    """Without a Content-Length the quota is checked on the received file, before it is stored; the same bytes
+    again (a retry after a lost answer) are answered from the stored segment."""
+    door = make_app(RECORDING="keys")
+    data = segment_files[0].read_bytes()
+    small = door.mint("small", quota_bytes=1000)
+    room = door.mint("room", quota_bytes=len(data) + 10)
+    small_vid, room_vid = door.created(small), door.created(room)
+    with http_server(door.app) as base:
+
+        def chunked(key: str, vid: int) -> requests.Response:
+            body, content_type = segment_upload(0, data)
+            chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))  # a generator: sent chunked
+            return requests.post(f"{base}/k/{key}/video_segment/{vid}", data=chunks, headers={"Content-Type": content_type}, timeout=20)
+
+        refused = chunked(small, small_vid)
+        assert refused.status_code == 403 and refused.json()["code"] == "quota_exceeded", refused.text
+        assert "this upload (" + str(len(data)) + " bytes)" in refused.json()["message"]
+        assert chunked(room, room_vid).status_code == 201
+        assert chunked(room, room_vid).status_code == 201  # full now, but these bytes are stored
+    assert door.nothing_stored(small_vid) and door.count(Segment, Segment.video_id == room_vid) == 1
 
 
 def test_usage_counts_the_originals_and_renditions_of_a_keys_videos_only(make_app):
