@@ -4,6 +4,9 @@ every URL it builds from them; and a quota refusing an upload once the stored or
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -13,8 +16,10 @@ from sqlalchemy import select
 
 from server.core.states import Visibility
 from server.domain import keys
-from server.infra.models import RecordingKey, Segment, SegmentState
+from server.infra.models import RecordingKey, Segment, SegmentState, Video
 from tests.harness.android import APP_HEADERS, SEGMENT_KEYS, VIDEO_KEYS, android_player, new_video_body, segment_upload
+from tests.harness.media import make_segment
+from tests.harness.services import ROOT
 from tests.harness.stack import Stack
 from tests.harness.tree import tree
 
@@ -125,4 +130,30 @@ def test_an_upload_past_the_quota_is_refused_on_the_real_pipeline(make_stack, se
     assert tree(stack.services).temp_files() == []
     assert phone.end(vid, 0).status_code == 200
     stack.wait_vod(vid)  # what was stored plays to the end
+
+
+def test_the_operators_phone_records_under_a_key_url(make_stack, tmp_path):
+    """`cli stream --server http://host/k/<key>` records as the app does; a revoked key stops it before any cutting."""
+    stack = make_stack(RECORDING="keys")
+    key = _mint(stack, "operator")
+    source = make_segment(tmp_path / "clip.mp4", seconds=6.0, size="640x360")
+    base = stack.serve()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # stream talks HTTP only
+
+    def stream(server: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "server.cli", "stream", str(source), "--fast", "--retries", "0", "--server", server]
+        return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    done = stream(f"{base}/k/{key}")
+    assert done.returncode == 0, done.stderr
+    with stack.services.sessions() as session:
+        video = session.scalars(select(Video)).one()
+        assert video.key_id == session.scalar(select(RecordingKey.id)) and video.last_segment_id == 1
+    assert f"Android {base}/k/{key}/live_mpd/{video.id}.mpd" in done.stdout
+    with stack.services.sessions() as session:
+        keys.revoke(stack.services, session, "operator", by="test")
+    refused = stream(f"{base}/k/{key}")
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr and "cut" not in refused.stderr, refused.stderr
+    with stack.services.sessions() as session:
+        assert len(session.scalars(select(Video)).all()) == 1
 
