@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
@@ -241,6 +243,17 @@ def test_max_live_caps_a_keys_live_videos(make_app, segment_files):
     assert door.end(first, 0, capped).status_code == 200  # ended: no longer live
     door.created(capped)
     _refused(door.create(capped), 409, "max_live_reached")
+
+
+def test_creates_racing_for_the_last_live_slot_get_one_video(make_app):
+    """The key's row is locked from the count to the commit: of 6 creates sent at once, one gets the slot."""
+    door = make_app(RECORDING="keys")
+    key = door.mint("one-slot", max_live=1)
+    with http_server(door.app) as base, ThreadPoolExecutor(6) as pool:
+        post = partial(requests.post, f"{base}/k/{key}/videos", json=new_video_body("race"), timeout=30)
+        statuses = sorted(answer.status_code for answer in pool.map(lambda _i: post(), range(6)))
+    assert statuses == [201] + [409] * 5
+    assert door.count(Video) == 1
 
 
 def test_an_upload_past_the_quota_is_403_naming_it_and_stores_nothing(make_app, segment_files):
