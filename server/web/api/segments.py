@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.base import ExecutableOption
 
 from server.core.errors import InvalidInput, NotFound
-from server.domain import ingest, keys
+from server.domain import ingest
 from server.infra.models import Segment, SegmentRendition
 from server.store import UploadFile
 from server.web.api.context import services, session
@@ -37,14 +37,14 @@ class SegmentList(Resource):
         """Where the body's file parts are received: this machine's scratch (server/web/api/uploads.py).
 
         Refused before the body arrives: 404 for a video that does not exist or was recorded under another key
-        (or none), 403 quota_exceeded when the body's declared length would take the key past its quota.
+        (or none). The quota is checked once the body is in, before it is stored (ingest.accept_segment): only
+        then can a retry of a stored segment (a lost answer) be told from new bytes, and answered 200 even when
+        the key is full; refused before the body, the app would retry it for ever.
         """
         # This session is closed before the body's first byte is read.
         with services().sessions() as db:
             key = request_key(db)
             ingest.get_recording(db, video_id, None if key is None else key.id)
-            if key is not None:
-                keys.check_quota(db, key, request.content_length or 0)
         return services().media.scratch("uploads")
 
     def post(self, video_id: int) -> Answer:
