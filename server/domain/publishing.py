@@ -137,11 +137,12 @@ def _playable(s: Snapshot, listed: list[Published]) -> list[Published]:
     raise NotReadyYet(f"video {s.state.video_id} has no segment ready yet; retry shortly")
 
 
-def dash(gap: float, video_id: int) -> Render:
-    """The standard DASH MPD; its BaseURL is the video's folder, root-relative, as the Android MPD's."""
-    base_url = f"/video_files/{video_id}/"
+def dash(gap: float) -> Render:
+    """The standard DASH MPD. No BaseURL: its segments resolve against the MPD's own URL (the video's folder), so a
+    player that opened it under a signed link (/s/<sig>/<exp>/video_files/<id>/) asks every file under that link
+    too, as HLS players do; a root-relative BaseURL sent them to the plain, refused URL (server/core/doors.py)."""
     return lambda s, now: Rendered(
-        render_dash(s.state, _playable(s, s.published(now, gap)), now, base_url=base_url, utc_timing_url=TIME_URL).encode(),
+        render_dash(s.state, _playable(s, s.published(now, gap)), now, utc_timing_url=TIME_URL).encode(),
         s.finished,
     )
 
@@ -221,7 +222,7 @@ def playlist_files(state: VideoView, gap: float) -> dict[str, Render]:
     if state.is_vod:
         files.update({f"{track}/{HLS_VOD}": hls_vod(gap, track) for track in (*names, AUDIO)})
     files["master.m3u8"] = hls_master
-    files["manifest.mpd"] = dash(gap, state.video_id)
+    files["manifest.mpd"] = dash(gap)
     files["storyboard.vtt"] = storyboard(gap)
     files.update({f"{LEGACY}/{name}/stream.m3u8": legacy_media(gap, name) for name in names})
     files[f"{LEGACY}/root.m3u8"] = legacy_master

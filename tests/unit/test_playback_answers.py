@@ -33,7 +33,7 @@ def _snapshot(segments: tuple[SegmentView, ...], *, ended_at: float | None = Non
 
 
 STANDARD = {
-    "manifest.mpd": playback.dash(GAP, 7),
+    "manifest.mpd": playback.dash(GAP),
     "HIGH/playlist.m3u8": playback.hls_media(GAP, "HIGH"),
     "audio/playlist.m3u8": playback.hls_media(GAP, "audio"),
 }
@@ -80,7 +80,7 @@ def test_finished_hls_playlists_only_append_the_end_to_the_live_list() -> None:
     assert after_text.startswith(before_text) and after_text.removeprefix(before_text) == "#EXT-X-ENDLIST\n"
     legacy = playback.legacy_media(GAP, "LOW")(_snapshot(late, ended_at=11, vod=True), T0 + 41).body.decode()
     assert "000001.ts" not in legacy and legacy.endswith("#EXT-X-ENDLIST\n")
-    dash = playback.dash(GAP, 7)(_snapshot(late, ended_at=11, vod=True), T0 + 41)
+    dash = playback.dash(GAP)(_snapshot(late, ended_at=11, vod=True), T0 + 41)
     assert b'type="static"' in dash.body and b"<S " in dash.body
 
 

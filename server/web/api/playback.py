@@ -92,7 +92,7 @@ class DashManifest(Resource):
     def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, "manifest.mpd")) is not None:
             return file
-        render = publishing.dash(_gap(), video_id)
+        render = publishing.dash(_gap())
         return _answer(answers.rendered_when_published(services(), session(), video_id, "dash", render), "mpd")
 
 
