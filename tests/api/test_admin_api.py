@@ -528,7 +528,7 @@ def base_url(app: Flask) -> Iterator[str]:
 
 def rename(services: Services, video_id: int, title: str) -> None:
     with services.sessions() as db:
-        ingest.rename_video(services, db, video_id, title)
+        ingest.rename_video(services, db, video_id, title, by="test")
 
 
 def test_the_stream_starts_after_the_newest_event_and_carries_new_ones(
