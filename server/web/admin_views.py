@@ -111,7 +111,8 @@ def _key_names(session: Session, key_ids: set[int]) -> dict[int, str]:
     """The names of the recording keys `key_ids` (a revoked key keeps its name)."""
     if not key_ids:
         return {}
-    return dict(session.execute(select(RecordingKey.id, RecordingKey.name).where(RecordingKey.id.in_(key_ids))).tuples().all())
+    rows = session.execute(select(RecordingKey.id, RecordingKey.name).where(RecordingKey.id.in_(key_ids)))
+    return {key_id: name for key_id, name in rows}
 
 
 def _video_row(video: Video, counts: tuple[int, int], health: dict[str, Any] | None) -> dict[str, Any]:
