@@ -3,7 +3,7 @@
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { Link } from 'react-router-dom';
 import { endpoints, type AuditEntry } from './api';
-import { AUDIT_VERBS, auditKey, describe } from './doors';
+import { auditKey, describe, verb } from './doors';
 import { age, time, useNow } from './format';
 import { Empty, ErrorView, Loading } from './ui';
 
@@ -72,7 +72,7 @@ function AuditLine({ entry: e, now }: { entry: AuditEntry; now: number }) {
       </td>
       <th scope="row">{e.by ?? '–'}</th>
       <td>
-        {AUDIT_VERBS[e.kind]} {details && <span className="sub">{details}</span>}
+        {verb(e)} {details && <span className="sub">{details}</span>}
       </td>
       <td>
         {e.video_id !== null ? (

@@ -212,8 +212,13 @@ export function VideoActions({ video, onRename, onDeleted }: { video: VideoRow; 
       <button type="button" className="small danger" onClick={() => setConfirming(true)}>
         Delete
       </button>
-      <CopyButton label="Copy MPD" path={video.mpd_url} />
-      <CopyButton label="Copy M3U8" path={video.m3u8_url} />
+      {video.visibility !== 'private' && (
+        // A private video plays only through a signed link: its page's Copy link mints one.
+        <>
+          <CopyButton label="Copy MPD" path={video.mpd_url} />
+          <CopyButton label="Copy M3U8" path={video.m3u8_url} />
+        </>
+      )}
       {video.type === 'LIVE' && (
         <button
           type="button"

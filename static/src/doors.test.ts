@@ -12,6 +12,7 @@ import {
   prependAudit,
   quotaShare,
   VISIBILITIES,
+  verb,
 } from './doors';
 import doc from '../../server/web/api/openapi.json';
 
@@ -72,7 +73,9 @@ describe('the audit trail', () => {
     const entry = (kind: EventKind, data: Record<string, unknown>) => auditEntry(event(kind, { ...data, by: 'root' }))!;
     expect(say(entry('video.retried', { segments: [0, 2] }))).toBe('segments 0, 2');
     expect(say(entry('video.retried', { segments: [3] }))).toBe('segment 3');
-    expect(say(entry('video.pinned', { pinned: false }))).toBe('off');
+    expect([verb(entry('video.pinned', { pinned: false })), say(entry('video.pinned', { pinned: false }))]).toEqual(['unpinned', '']);
+    expect(verb(entry('video.pinned', { pinned: true }))).toBe('pinned');
+    expect(verb(entry('key.revoked', { name: 'k' }))).toBe('revoked key');
     expect(say(entry('video.renamed', { title: 'Talk' }))).toBe('to “Talk”');
     expect(say(entry('key.minted', { name: 'k', max_live: 2, quota_bytes: 5e9 }))).toBe('at most 2 live, quota 5.0 GB');
     expect(say(entry('key.minted', { name: 'k', max_live: null, quota_bytes: null }))).toBe('');

@@ -46,6 +46,12 @@ export function auditEntry(ev: AdminEvent): AuditEntry | null {
   return { id: ev.id, at: ev.at, kind: ev.kind, by, video_id: ev.video_id, key, data };
 }
 
+/** What the entry did: its kind's verb (a pin's says which way). */
+export function verb(entry: AuditEntry): string {
+  if (entry.kind === 'video.pinned') return entry.data.pinned ? 'pinned' : 'unpinned';
+  return AUDIT_VERBS[entry.kind];
+}
+
 /** The entry's details in words ("private", "segments 0, 2", "until 12:00:00"). */
 export function describe(entry: AuditEntry): string {
   const d = entry.data;
@@ -61,8 +67,6 @@ export function describe(entry: AuditEntry): string {
     }
     case 'video.visibility':
       return String(d.visibility ?? '');
-    case 'video.pinned':
-      return d.pinned ? 'on' : 'off';
     case 'video.link':
       return `${d.file === 'manifest.mpd' ? 'DASH' : 'HLS'}, until ${typeof d.expires === 'number' ? time(new Date(d.expires * 1000).toISOString()) : '?'}`;
     case 'video.retried':
