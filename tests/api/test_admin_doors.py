@@ -406,6 +406,15 @@ def test_every_admin_action_is_in_the_audit_trail_with_who_did_it(
     assert data["video.renamed"] == {"title": "renamed"} and page["events"][0]["at"] == "2026-01-01T12:00:00.000000Z"
 
 
+def test_the_android_routes_admin_changes_are_audited_too(client: FlaskClient, services: Services, admin_auth: dict[str, str]) -> None:
+    vid = new_video(services)
+    before = newest_event(services)
+    assert client.put(f"/video/{vid}", json={"title": "by script"}, headers=admin_auth).status_code == 200
+    assert client.delete(f"/video/{vid}", headers=admin_auth).status_code == 204
+    assert audit_events(services, before) == [("video.renamed", vid, {"title": "by script", "by": "root"}),
+                                              ("video.deleted", vid, {"by": "root"})]  # fmt: skip
+
+
 def test_the_audit_trail_pages_newest_first(client: FlaskClient, services: Services, admin_auth: dict[str, str]) -> None:
     vid = new_video(services)
     for i in range(5):
