@@ -66,7 +66,7 @@ export function VideoPage() {
           </Suspense>
         ) : (
           <div className="player placeholder">
-            <p>{v.segment_count ? 'Waiting for the first segment to be packaged…' : 'Nothing uploaded yet.'}</p>
+            <p>{v.segments.length ? 'Waiting for the first segment to be packaged…' : 'Nothing uploaded yet.'}</p>
           </div>
         )}
         {v.type === 'LIVE' && v.health && (
