@@ -38,7 +38,7 @@ from server.core.clock import SystemClock
 from server.core.errors import Conflict, FFmpegError, ServiceError
 from server.core.states import Visibility
 from server.core.transcode import ffmpeg
-from server.domain import admins, ingest, keys, lifecycle, registry
+from server.domain import admins, curation, ingest, keys, lifecycle, registry
 from server.infra.db import alembic_config, make_engine, make_sessionmaker
 from server.infra.models import Admin
 from server.infra.queue import NoQueue
@@ -47,6 +47,7 @@ from server.ops import migrate, phone, purge, webhooks
 from server.ops.purge import PurgePlan
 from server.web import admin_views
 
+CLI = "cli"  # who the audit trail says acted, for a command run here (docs/admin-api.md "Audit")
 T = TypeVar("T")  # what the work given to with_session or with_services returns
 
 
@@ -439,6 +440,8 @@ def retry_command(services: Services, session: Session, video_id: int, as_json: 
         except Conflict:  # retried by someone else meanwhile
             continue
         retried.append(segment_id)
+    if retried:
+        curation.record_retry(services, session, video_id, retried, by=CLI)
     if as_json:
         return dumps({"video_id": video_id, "retried": retried})
     return f"video {video_id}: {len(retried)} failed segment(s) retried" + (f": {retried}" if retried else "")
@@ -452,6 +455,30 @@ def end_command(services: Services, session: Session, video_id: int, as_json: bo
     if as_json:
         return dumps(row)
     return f"video {video_id}: ended at segment {row['segment_count'] - 1}; now {row['type']} {row['status']}"
+
+
+def video_command(services: Services, session: Session, args: argparse.Namespace) -> str:
+    """`video visibility|pin|unpin ID`: as the admin API's PATCH does, audited with by="cli"."""
+    if args.action == "visibility":
+        curation.set_visibility(services, session, args.video, curation.parse_visibility(args.visibility), by=CLI)
+    else:
+        curation.set_pinned(services, session, args.video, args.action == "pin", by=CLI)
+    row = admin_views.video_rows(services, session, [ingest.get_video(session, args.video)])[0]
+    if args.json:
+        return dumps(row)
+    return f"video {args.video}: {row['visibility']}, {'pinned' if row['pinned'] else 'not pinned'}"
+
+
+def add_video_parser(sub: Any) -> None:
+    """`video visibility ID public|unlisted|private`, `video pin ID`, `video unpin ID` (docs/operations.md)."""
+    video = sub.add_parser("video", help="a video's visibility and pin").add_subparsers(dest="action", required=True)
+    visibility = video.add_parser("visibility", help="who may watch a video (docs/api.md Doors)")
+    visibility.add_argument("video", type=_video_id)
+    visibility.add_argument("visibility", choices=curation.VISIBILITIES)
+    video.add_parser("pin", help="RETENTION_DAYS spares the video").add_argument("video", type=_video_id)
+    video.add_parser("unpin", help="RETENTION_DAYS applies to the video again").add_argument("video", type=_video_id)
+    for action in ("visibility", "pin", "unpin"):
+        video.choices[action].add_argument("--json", action="store_true", help="the video's row as JSON")
 
 
 def purge_command(services: Services, session: Session, yes: bool, as_json: bool) -> str:
@@ -757,6 +784,7 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     add_webhook_parser(sub)
     add_key_parser(sub)
+    add_video_parser(sub)
     media = sub.add_parser("media", help="media migrate").add_subparsers(dest="action", required=True)
     moving = media.add_parser("migrate", help="copy MEDIA_ROOT's media into the S3 bucket (MEDIA_STORE=s3, S3_*)")
     moving.add_argument("--dry-run", action="store_true", help="list what would be copied; copy nothing")
@@ -807,6 +835,7 @@ def run(args: argparse.Namespace, config: Config) -> str | Outcome:
         "retry": lambda s, db: retry_command(s, db, args.video, args.json),
         "end": lambda s, db: end_command(s, db, args.video, args.json),
         "purge": lambda s, db: purge_command(s, db, args.yes, args.json),
+        "video": lambda s, db: video_command(s, db, args),
     }
     return with_services(config, commands[group])
 

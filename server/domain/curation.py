@@ -38,3 +38,13 @@ def set_pinned(services: Services, session: Session, video_id: int, pinned: bool
             change.video.pinned = pinned
             change.event("video.pinned", pinned=pinned, by=by)
     return change.video
+
+
+def record_retry(services: Services, session: Session, video_id: int, segments: list[int], *, by: str) -> None:
+    """Log that `by` started the video's FAILED `segments` over (video.retried: the audit trail); NotFound if gone.
+
+    The retries themselves are lifecycle.retry_failed's, one change each; this is who asked, once per request.
+    """
+    with video_change(session, video_id, services.clock) as change:
+        change.event("video.retried", segments=segments, by=by)
+    log.info("video %s: segments %s retried by %s", video_id, segments, by)

@@ -445,20 +445,21 @@ def _highest_segment(session: Session, video_id: int) -> int | None:
     return session.scalar(query)
 
 
-def rename_video(services: Services, session: Session, video_id: int, title: str) -> Video:
+def rename_video(services: Services, session: Session, video_id: int, title: str, *, by: str) -> Video:
+    """Retitle a video (`by`: the admin's name, or "cli": the audit trail, docs/admin-api.md "Audit")."""
     with video_change(session, video_id, services.clock) as change:
         change.video.title = title
-        change.event("video.renamed", title=title)
+        change.event("video.renamed", title=title, by=by)
     if services.has_media:
         publishing.publish(services, session, video_id)  # the DASH MPD carries the title
     return change.video
 
 
-def delete_video(services: Services, session: Session, video_id: int) -> None:
-    """Delete a video's rows, then every file it owns (a worker that finishes later finds it gone)."""
+def delete_video(services: Services, session: Session, video_id: int, *, by: str) -> None:
+    """Delete a video's rows, then every file it owns (a worker that finishes later finds it gone); `by` as rename's."""
     with video_change(session, video_id, services.clock) as change:
         session.delete(change.video)
-        change.event("video.deleted")
+        change.event("video.deleted", by=by)
     services.media.remove_video(video_id)
     log.info("video %s deleted", video_id)
 

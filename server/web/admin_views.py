@@ -12,10 +12,10 @@ import math
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from server.core.errors import NotFound
@@ -23,7 +23,8 @@ from server.core.ingest_health import Upload, ingest_health
 from server.core.jobs import FUNCTIONS
 from server.core.states import AttemptOutcome, SegmentState, VideoStatus, VideoType
 from server.core.transcode.ladder import SourceInfo
-from server.infra.models import Attempt, Event, Segment, SegmentRendition, Video, Worker
+from server.domain import eventlog, keys
+from server.infra.models import Attempt, Event, RecordingKey, Segment, SegmentRendition, Video, Worker
 from server.infra.queue import QueueStatus, ServerStatus, queue_status
 from server.infra.services import Services
 from server.ops import checks
@@ -46,6 +47,11 @@ QUEUE_GROWING = 10  # waiting segments per alive worker slot (at least this many
 def iso(value: datetime | None) -> str | None:
     """A naive-UTC column value as ISO 8601 with a Z (what the dashboard parses)."""
     return None if value is None else value.isoformat(timespec="microseconds") + "Z"
+
+
+def utc(unix: float) -> datetime:
+    """Unix seconds as the naive-UTC datetime the columns hold (for iso())."""
+    return datetime.fromtimestamp(unix, UTC).replace(tzinfo=None)
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
@@ -94,7 +100,19 @@ def video_rows(services: Services, session: Session, videos: Sequence[Video]) ->
         for video_id, duration_ms, failed_count in rows:
             counts[video_id] = (int(duration_ms or 0), int(failed_count or 0))
     now = services.clock.now()
-    return [_video_row(v, counts.get(v.id, (0, 0)), _health(session, v, now)) for v in videos]
+    names = _key_names(session, {v.key_id for v in videos if v.key_id is not None})
+    out = [_video_row(v, counts.get(v.id, (0, 0)), _health(session, v, now)) for v in videos]
+    for video, row in zip(videos, out, strict=True):
+        row["key"] = names.get(video.key_id) if video.key_id is not None else None
+    return out
+
+
+def _key_names(session: Session, key_ids: set[int]) -> dict[int, str]:
+    """The names of the recording keys `key_ids` (a revoked key keeps its name)."""
+    if not key_ids:
+        return {}
+    rows = session.execute(select(RecordingKey.id, RecordingKey.name).where(RecordingKey.id.in_(key_ids)))
+    return {key_id: name for key_id, name in rows}
 
 
 def _video_row(video: Video, counts: tuple[int, int], health: dict[str, Any] | None) -> dict[str, Any]:
@@ -117,6 +135,8 @@ def _video_row(video: Video, counts: tuple[int, int], health: dict[str, Any] | N
         "mpd_url": f"{base}/manifest.mpd",
         "m3u8_url": f"{base}/master.m3u8",
         "health": health,
+        "visibility": video.visibility.value,
+        "pinned": video.pinned,
     }
 
 
@@ -445,3 +465,86 @@ def event_json(event: Event) -> dict[str, Any]:
         "worker_id": event.worker_id,
         "data": json.loads(event.data) if event.data else {},
     }
+
+
+# -- recording keys -----------------------------------------------------------------------------------
+
+
+def key_row(summary: keys.KeySummary) -> dict[str, Any]:
+    """A KeyRow: a key's name, limits and use (never the key itself, which only its mint's answer shows)."""
+    return {
+        "name": summary.name,
+        "created_at": iso(summary.created_at),
+        "created_by": summary.created_by,
+        "revoked_at": iso(summary.revoked_at),
+        "max_live": summary.max_live,
+        "quota_bytes": summary.quota_bytes,
+        "visibility": summary.visibility,
+        "live": summary.live,
+        "used_bytes": summary.used_bytes,
+    }
+
+
+def key_detail(session: Session, name: str) -> dict[str, Any]:
+    """The KeyRow of the key `name` (revoked or not); NotFound if there is none."""
+    row = session.scalars(select(RecordingKey).where(RecordingKey.name == name)).one_or_none()
+    if row is None:
+        raise NotFound(f"no recording key named {name!r}")
+    summary = keys.KeySummary(
+        name=row.name,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        revoked_at=row.revoked_at,
+        max_live=row.max_live,
+        quota_bytes=row.quota_bytes,
+        visibility=row.visibility.value,
+        live=keys.live_count(session, row.id),
+        used_bytes=keys.usage(session, row.id),
+    )
+    return key_row(summary)
+
+
+# -- the audit trail ----------------------------------------------------------------------------------
+
+# The admin actions in the event log (docs/admin-api.md "Audit"): these kinds always, and a rename or a
+# delete when an admin made it (its data carries `by`; the reaper's and retention's deletions carry a reason).
+AUDIT_KINDS = ("admin.login", "key.minted", "key.revoked", "video.visibility", "video.pinned", "video.link", "video.retried")
+BY_KINDS = ("video.renamed", "video.deleted")
+# The log has no index on kind (it is read in id order): a page reads ranges of the primary key, newest first,
+# AUDIT_WINDOW ids each and at most AUDIT_WINDOWS of them, so a request costs the same however big the log is;
+# a page may then hold fewer than `limit` entries and still have a next_before.
+AUDIT_WINDOW = 20_000
+AUDIT_WINDOWS = 10
+
+
+def _audited() -> ColumnElement[bool]:
+    # data is compact JSON (eventlog.record): a key reads '"by":'; inside a string a quote is escaped.
+    by_admin = Event.kind.in_(BY_KINDS) & Event.data.like('%"by":%')
+    return Event.kind.in_(AUDIT_KINDS) | by_admin
+
+
+def audit(session: Session, *, limit: int, before: int | None) -> dict[str, Any]:
+    """One page of AuditEntries, newest first, and the `before` of the next page (None at the log's start)."""
+    top = eventlog.newest_id(session) + 1
+    if before is not None:
+        top = min(top, before)
+    oldest = int(session.scalar(select(func.min(Event.id))) or top)
+    found: list[Event] = []
+    for _ in range(AUDIT_WINDOWS):
+        if top <= oldest:
+            break
+        floor = max(oldest, top - AUDIT_WINDOW)
+        window = select(Event).where(Event.id >= floor, Event.id < top, _audited()).order_by(Event.id.desc())
+        found += session.scalars(window.limit(limit - len(found)))
+        if len(found) == limit:
+            return {"events": [audit_entry(e) for e in found], "next_before": found[-1].id}
+        top = floor
+    return {"events": [audit_entry(e) for e in found], "next_before": top if top > oldest else None}
+
+
+def audit_entry(event: Event) -> dict[str, Any]:
+    """Who (`by`) did what (`kind`, `data`) when (`at`) to which video or key."""
+    data = json.loads(event.data) if event.data else {}
+    by = data.pop("by", None)
+    key = data.get("name") if event.kind.startswith("key.") else None
+    return {"id": event.id, "at": iso(event.at), "kind": event.kind, "by": by, "video_id": event.video_id, "key": key, "data": data}

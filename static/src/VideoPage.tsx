@@ -6,6 +6,7 @@ import { keys } from './events';
 import { age, bytes, clock, percent, seconds, time, useNow } from './format';
 import { Badge, Empty, ErrorText, ErrorView, Health, Loading } from './ui';
 import { RenameForm, VideoActions } from './Videos';
+import { Access } from './Access';
 
 // hls.js is most of the bundle: loaded only when a video page has something to play.
 const Player = lazy(() => import('./Player').then((m) => ({ default: m.Player })));
@@ -57,6 +58,7 @@ export function VideoPage() {
         </div>
       </div>
       <VideoActions video={v} onRename={() => setRenaming(true)} onDeleted={() => navigate('/', { replace: true })} />
+      <Access video={v} />
       <div className="video-top">
         {playable ? (
           <Suspense fallback={<div className="player placeholder"><p>Loading the player…</p></div>}>
@@ -64,7 +66,7 @@ export function VideoPage() {
           </Suspense>
         ) : (
           <div className="player placeholder">
-            <p>{v.segment_count ? 'Waiting for the first segment to be packaged…' : 'Nothing uploaded yet.'}</p>
+            <p>{v.segments.length ? 'Waiting for the first segment to be packaged…' : 'Nothing uploaded yet.'}</p>
           </div>
         )}
         {v.type === 'LIVE' && v.health && (

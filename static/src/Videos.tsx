@@ -5,6 +5,7 @@ import { endpoints, type Filter, type VideoQuery, type VideoRow } from './api';
 import { keys, removeRow, replaceRow } from './events';
 import { age, clock, useNow } from './format';
 import { tileAt, useStoryboard } from './storyboard';
+import { VISIBILITY_HELP } from './doors';
 import { Badge, ConfirmDialog, CopyButton, Empty, ErrorView, Health, Loading, TileView } from './ui';
 
 const FILTERS: { value: Filter | ''; label: string }[] = [
@@ -211,8 +212,13 @@ export function VideoActions({ video, onRename, onDeleted }: { video: VideoRow; 
       <button type="button" className="small danger" onClick={() => setConfirming(true)}>
         Delete
       </button>
-      <CopyButton label="Copy MPD" path={video.mpd_url} />
-      <CopyButton label="Copy M3U8" path={video.m3u8_url} />
+      {video.visibility !== 'private' && (
+        // A private video plays only through a signed link: its page's Copy link mints one.
+        <>
+          <CopyButton label="Copy MPD" path={video.mpd_url} />
+          <CopyButton label="Copy M3U8" path={video.m3u8_url} />
+        </>
+      )}
       {video.type === 'LIVE' && (
         <button
           type="button"
@@ -276,6 +282,13 @@ function VideoItem({ video }: { video: VideoRow }) {
             </span>
           )}
           {video.segments_failed > 0 && <span className="level-alarm">{video.segments_failed} failed</span>}
+          {video.visibility !== 'public' && (
+            <Badge kind={video.visibility} title={VISIBILITY_HELP[video.visibility]}>
+              {video.visibility}
+            </Badge>
+          )}
+          {video.pinned && <Badge kind="pinned" title="kept whatever RETENTION_DAYS says">pinned</Badge>}
+          {video.key && <span title="recorded with this key">key {video.key}</span>}
           <span title={video.created_at}>{age(video.created_at, now)}</span>
         </div>
         {video.type === 'LIVE' && video.health && <Health health={video.health} sinceMs={now - (video.fetched_at ?? now)} compact />}

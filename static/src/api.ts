@@ -35,6 +35,16 @@ export type Workers = Schemas['WorkersReport'];
 export type Queue = Workers['queue'];
 export type SystemInfo = Schemas['SystemReport'];
 export type Me = Schemas['AdminLogin'];
+export type Visibility = Schemas['Visibility'];
+export type VideoChange = Schemas['VideoChange'];
+export type KeyRow = Schemas['KeyRow'];
+export type NewKey = Schemas['NewKey'];
+export type MintedKey = Schemas['MintedKey'];
+export type RevokedKey = Schemas['RevokedKey'];
+export type Link = Schemas['Link'];
+export type AuditKind = Schemas['AuditKind'];
+export type AuditEntry = Schemas['AuditEntry'];
+export type AuditPage = Schemas['AuditPage'];
 
 export class ApiError extends Error {
   constructor(
@@ -139,7 +149,8 @@ export const endpoints = {
     return { ...page, videos: page.videos.map((v) => ({ ...v, fetched_at: now })) };
   },
   video: async (id: number) => ({ ...(await api<VideoDetail>(`/api/admin/videos/${id}`)), fetched_at: Date.now() }),
-  rename: (id: number, title: string) => api<VideoRow>(`/api/admin/videos/${id}`, { method: 'PATCH', body: { title } }),
+  rename: (id: number, title: string) => change(id, { title }),
+  change,
   remove: (id: number) => api<null>(`/api/admin/videos/${id}`, { method: 'DELETE' }),
   end: (id: number) => api<VideoRow>(`/api/admin/videos/${id}/end`, { method: 'POST' }),
   retrySegment: (id: number, segment: number) =>
@@ -148,4 +159,17 @@ export const endpoints = {
   workers: () => api<Workers>('/api/admin/workers'),
   cancelAttempt: (id: number) => api<Attempt>(`/api/admin/attempts/${id}/cancel`, { method: 'POST' }),
   system: () => api<SystemInfo>('/api/admin/system'),
+  mintLink: (id: number, dash = false) => api<Link>(`/api/admin/videos/${id}/link`, { method: 'POST', body: { dash } }),
+  keys: () => api<{ keys: KeyRow[] }>('/api/admin/keys'),
+  mintKey: (key: NewKey) => api<MintedKey>('/api/admin/keys', { method: 'POST', body: key }),
+  revokeKey: (name: string) => api<RevokedKey>(`/api/admin/keys/${encodeURIComponent(name)}/revoke`, { method: 'POST' }),
+  audit: (before: number | null) =>
+    api<AuditPage>(`/api/admin/audit?limit=${AUDIT_PAGE}${before === null ? '' : `&before=${before}`}`),
 };
+
+export const AUDIT_PAGE = 50;
+
+/** Rename, set who may watch, pin or unpin: PATCH with just the fields that change. */
+function change(id: number, fields: VideoChange) {
+  return api<VideoRow>(`/api/admin/videos/${id}`, { method: 'PATCH', body: fields });
+}

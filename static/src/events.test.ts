@@ -9,7 +9,8 @@ function row(id: number, over: Partial<VideoRow> = {}): VideoRow {
   return {
     id, title: `v${id}`, type: 'LIVE', status: 'UPLOADING', created_at: '2026-01-01T00:00:00Z', ended_at: null,
     finished_at: null, duration: 3, segment_count: 1, segments_failed: 0, revision: 1, thumbnail_url: null,
-    storyboard_url: '/video_files/1/storyboard.vtt', mpd_url: '', m3u8_url: '', health: null, ...over,
+    storyboard_url: '/video_files/1/storyboard.vtt', mpd_url: '', m3u8_url: '', health: null, visibility: 'public',
+    pinned: false, key: null, ...over,
   };
 }
 
@@ -26,6 +27,7 @@ function spy(): Refresher & { calls: string[] } {
     firstPages: () => calls.push('firstPages'),
     workers: () => calls.push('workers'),
     system: () => calls.push('system'),
+    keys: () => calls.push('keys'),
   };
 }
 
@@ -39,7 +41,7 @@ describe('applyEvent', () => {
     const r = spy();
     applyEvent(client, event('segment.packaged'), r);
     applyEvent(client, event('segment.queued', { video_id: 99 }), r);
-    expect(r.calls).toEqual(['system', 'video:7']);
+    expect(r.calls).toEqual(['system', 'keys', 'video:7']);
   });
 
   it('a new video refreshes the first pages; a deleted one leaves every page and is never fetched', () => {
@@ -49,7 +51,7 @@ describe('applyEvent', () => {
     const r = spy();
     applyEvent(client, event('video.created', { video_id: 8 }), r);
     applyEvent(client, event('video.deleted'), r);
-    expect(r.calls).toEqual(['firstPages', 'forget:7', 'system']);
+    expect(r.calls).toEqual(['firstPages', 'keys', 'forget:7', 'system', 'keys']);
     expect(client.getQueryData<VideoPage>(keys.videoList(ALL))?.videos.map((v) => v.id)).toEqual([6]);
     expect(client.getQueryData<VideoDetail>(keys.video(7))?.deleted).toBe(true);
   });
@@ -62,7 +64,7 @@ describe('applyEvent', () => {
     applyEvent(client, event('segment.packaged', { segment_id: 3 }), r);
     const after = client.getQueryData<VideoDetail>(keys.video(7))?.segments[0];
     expect([after?.state, after?.rungs[0].state]).toEqual(['PACKAGED', 'PACKAGED']);
-    expect(r.calls).toEqual(['system', 'video:7']);
+    expect(r.calls).toEqual(['system', 'keys', 'video:7']);
   });
 
   it('progress is written into the cache without any fetch', () => {
@@ -89,7 +91,7 @@ describe('applyEvent', () => {
     for (const kind of ['video.stalled', 'video.uploading', 'video.ended', 'video.renamed', 'video.finished'] as const) {
       applyEvent(client, event(kind, { segment_id: null }), r);
     }
-    expect(r.calls).toEqual(Array(5).fill('video:7'));
+    expect(r.calls).toEqual(['video:7', 'video:7', 'video:7', 'keys', 'video:7', 'video:7']); // an end: its key's live count
   });
 
   it('a token minted or revoked refreshes the workers', () => {

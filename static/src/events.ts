@@ -14,6 +14,7 @@ import {
   type VideoRow,
   type Workers,
 } from './api';
+import { auditEntry, auditKey, keysKey, prependAudit } from './doors';
 
 export type { AdminEvent, EventKind };
 
@@ -24,6 +25,8 @@ export const keys = {
   video: (id: number) => ['video', id] as const,
   workers: ['workers'] as const,
   system: ['system'] as const,
+  keys: keysKey,
+  audit: auditKey,
 };
 
 /**
@@ -149,6 +152,8 @@ export interface Refresher {
   firstPages(): void;
   workers(): void;
   system(): void;
+  /** The recording keys: their live videos and bytes stored. */
+  keys(): void;
 }
 
 /** The refreshers an event can ask for, each coalesced, each fetching only what the event touched. */
@@ -187,6 +192,7 @@ export function refresher(client: QueryClient): Refresher {
       ),
     workers: () => others.request('workers', () => client.invalidateQueries({ queryKey: keys.workers })),
     system: () => slow.request('system', () => client.invalidateQueries({ queryKey: keys.system })),
+    keys: () => slow.request('keys', () => client.invalidateQueries({ queryKey: keys.keys })),
   };
 }
 
@@ -205,12 +211,13 @@ const segmentMoved =
     videoChanged(client, ev, refresh);
   };
 
-/** A segment became playable or failed for good: the system page's figures change too. */
+/** A segment became playable or failed for good: the system page's figures change too, and its key's bytes. */
 const segmentDone =
   (state: SegmentState): Handler =>
   (client, ev, refresh) => {
     applySegmentState(client, ev, state);
     refresh.system();
+    refresh.keys();
     videoChanged(client, ev, refresh);
   };
 
@@ -222,8 +229,21 @@ const attemptChanged: Handler = (client, ev, refresh) => {
 
 const workerChanged: Handler = (_client, _ev, refresh) => refresh.workers();
 
-/** An admin action with nothing else on screen to change: the audit list shows it (it reads the log). */
-const audited: Handler = () => undefined;
+/** An admin's action (its data says `by`): on top of the audit list at once, no fetch (src/doors.ts). */
+const audited: Handler = (client, ev) => {
+  const entry = auditEntry(ev);
+  if (entry) prependAudit(client, entry);
+};
+
+/** A key minted or revoked, a video begun or ended: the keys page's rows and live counts. */
+const keyChanged: Handler = (_client, _ev, refresh) => refresh.keys();
+
+/** Several handlers for one kind, in order. */
+const all =
+  (...handlers: Handler[]): Handler =>
+  (client, ev, refresh) => {
+    for (const handler of handlers) handler(client, ev, refresh);
+  };
 
 /**
  * What each kind of event does, one entry per kind the server sends (server/domain/eventlog.py KINDS, which
@@ -232,11 +252,12 @@ const audited: Handler = () => undefined;
 export const HANDLERS: Record<EventKind, Handler> = {
   'video.created': (_client, ev, refresh) => {
     if (ev.video_id !== null) refresh.firstPages();
+    refresh.keys();
   },
   'video.uploading': videoChanged,
   'video.stalled': videoChanged,
-  'video.ended': videoChanged,
-  'video.renamed': videoChanged,
+  'video.ended': all(videoChanged, keyChanged),
+  'video.renamed': all(videoChanged, audited),
   'video.finished': videoChanged,
   'video.deleted': (client, ev, refresh) => {
     const id = ev.video_id;
@@ -246,6 +267,8 @@ export const HANDLERS: Record<EventKind, Handler> = {
     client.setQueryData<VideoDetail>(keys.video(id), (d) => d && { ...d, deleted: true });
     refresh.forget(id);
     refresh.system();
+    refresh.keys();
+    audited(client, ev, refresh);
   },
   'segment.received': segmentMoved('RECEIVED'),
   'segment.queued': segmentMoved('QUEUED'),
@@ -265,12 +288,12 @@ export const HANDLERS: Record<EventKind, Handler> = {
   'worker.stopped': workerChanged,
   'worker.lost': workerChanged,
   'admin.login': audited,
-  'key.minted': audited,
-  'key.revoked': audited,
-  'video.visibility': videoChanged,
-  'video.pinned': videoChanged,
+  'key.minted': all(audited, keyChanged),
+  'key.revoked': all(audited, keyChanged),
+  'video.visibility': all(videoChanged, audited),
+  'video.pinned': all(videoChanged, audited),
   'video.link': audited,
-  'video.retried': videoChanged,
+  'video.retried': all(videoChanged, audited),
 };
 
 // EventSource only delivers named events to listeners registered by name (docs/admin-api.md "Kinds").

@@ -9,6 +9,8 @@ import { VideosPage } from './Videos';
 import { VideoPage } from './VideoPage';
 import { WorkersPage } from './Workers';
 import { SystemPage } from './System';
+import { KeysPage } from './Keys';
+import { AuditPage } from './Audit';
 import './styles.css';
 
 const client = new QueryClient({
@@ -86,6 +88,8 @@ function Layout({ me }: { me: Me }) {
           </NavLink>
           <NavLink to="/workers">Workers</NavLink>
           <NavLink to="/system">System</NavLink>
+          <NavLink to="/keys">Keys</NavLink>
+          <NavLink to="/audit">Audit</NavLink>
         </nav>
         <div className="who">
           <span className={`conn conn-${connection}`} title="live updates from the server" role="status">
@@ -130,6 +134,8 @@ function App() {
         <Route path="/recording/:id" element={<VideoPage />} />
         <Route path="/workers" element={<WorkersPage />} />
         <Route path="/system" element={<SystemPage />} />
+        <Route path="/keys" element={<KeysPage />} />
+        <Route path="/audit" element={<AuditPage />} />
         <Route path="*" element={<p className="state empty">No such page.</p>} />
       </Route>
     </Routes>

@@ -721,8 +721,8 @@ export interface paths {
         delete: operations["adminDeleteVideo"];
         options?: never;
         head?: never;
-        /** Rename. */
-        patch: operations["adminRenameVideo"];
+        /** Rename, set who may watch, pin or unpin (audited). */
+        patch: operations["adminChangeVideo"];
         trace?: never;
     };
     "/api/admin/videos/{video_id}/end": {
@@ -904,6 +904,81 @@ export interface paths {
         };
         /** A webhook's deliveries, newest first. */
         get: operations["adminWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every recording key, newest first, with its live videos and bytes stored (never the keys themselves). */
+        get: operations["adminKeys"];
+        put?: never;
+        /** Mint a recording key; the key is in this answer only (audited: key.minted). */
+        post: operations["adminMintKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/keys/{name}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key's name. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Revoke a key: refused from its next request on, its live videos ended; it stays listed (audited: key.revoked). */
+        post: operations["adminRevokeKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/videos/{video_id}/link": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description ASCII digits up to 2^31-1, else 404. */
+                video_id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A signed link that plays the video until it expires (audited: video.link). */
+        post: operations["adminMintLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit trail: admin actions, newest first. */
+        get: operations["adminAudit"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1171,6 +1246,11 @@ export interface components {
             mpd_url: string;
             m3u8_url: string;
             health: components["schemas"]["IngestHealth"];
+            visibility: components["schemas"]["Visibility"];
+            /** @description Spared by RETENTION_DAYS. */
+            pinned: boolean;
+            /** @description The name of the recording key that made it (null: recorded without a key). */
+            key: string | null;
         };
         AttemptRow: {
             id: number;
@@ -1351,6 +1431,94 @@ export interface components {
             data: {
                 [key: string]: unknown;
             };
+        };
+        /**
+         * @description Who may watch a video (docs/api.md "Doors"): public is listed and playable by anyone, unlisted playable by its URL but not listed, private only through a signed link (or its own key's URL).
+         * @enum {string}
+         */
+        Visibility: "public" | "unlisted" | "private";
+        /** @description At least one of these; every one given is checked before any is written. */
+        VideoChange: {
+            title?: string;
+            visibility?: components["schemas"]["Visibility"];
+            pinned?: boolean;
+        };
+        KeyRow: {
+            name: string;
+            /** @description ISO 8601 UTC. */
+            created_at: string;
+            /** @description The admin's name, or "cli". */
+            created_by: string | null;
+            /** @description ISO 8601 UTC; null while the key records. */
+            revoked_at: string | null;
+            /** @description Live videos at once; null: no cap. */
+            max_live: number | null;
+            /** @description Bytes its videos may hold; null: no quota. */
+            quota_bytes: number | null;
+            visibility: components["schemas"]["Visibility"];
+            /** @description Its live videos now (what max_live counts). */
+            live: number;
+            /** @description Bytes its videos hold (what quota_bytes counts). */
+            used_bytes: number;
+        };
+        NewKey: {
+            name: string;
+            max_live?: number | null;
+            quota_bytes?: number | null;
+            visibility?: components["schemas"]["Visibility"];
+        };
+        MintedKey: components["schemas"]["KeyRow"] & {
+            /** @description The key: shown in this answer only (the server keeps its SHA-256). */
+            key: string;
+            /** @description The server URL to type into the Android app: https://<host>/k/<key> (the request's own scheme and host). */
+            app_url: string;
+        };
+        RevokedKey: components["schemas"]["KeyRow"] & {
+            /** @description Its live videos ended by this revocation. */
+            ended: number[];
+        };
+        NewLink: {
+            /**
+             * @description The DASH MPD instead of the HLS master.
+             * @default false
+             */
+            dash: boolean;
+            /** @description Seconds the link plays; default LINK_TTL. */
+            ttl?: number;
+        };
+        Link: {
+            /** @description Absolute, on the host the request came to: .../s/<signature>/<expires>/video_files/<id>/master.m3u8 (or manifest.mpd). */
+            url: string;
+            /** @description ISO 8601 UTC. */
+            expires_at: string;
+            /** @description The same instant in Unix seconds (as the link carries it). */
+            expires: number;
+        };
+        /**
+         * @description The event kinds the audit trail shows (a subset of EventKind; video.renamed and video.deleted only when an admin did them).
+         * @enum {string}
+         */
+        AuditKind: "admin.login" | "key.minted" | "key.revoked" | "video.visibility" | "video.pinned" | "video.link" | "video.retried" | "video.renamed" | "video.deleted";
+        AuditEntry: {
+            /** @description The event's id (the admin stream's too). */
+            id: number;
+            /** @description ISO 8601 UTC. */
+            at: string;
+            kind: components["schemas"]["AuditKind"];
+            /** @description The admin's name, or "cli". */
+            by: string | null;
+            video_id: number | null;
+            /** @description The recording key's name, for key.minted and key.revoked. */
+            key: string | null;
+            /** @description The event's other facts (title, visibility, pinned, segments, expires, file, address...). */
+            data: {
+                [key: string]: unknown;
+            };
+        };
+        AuditPage: {
+            events: components["schemas"]["AuditEntry"][];
+            /** @description ?before= of the next page; null at the log's start. A page may hold fewer than limit entries and still have one. */
+            next_before: number | null;
         };
     };
     responses: {
@@ -2845,7 +3013,7 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
-    adminRenameVideo: {
+    adminChangeVideo: {
         parameters: {
             query?: never;
             header?: never;
@@ -2857,11 +3025,11 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Title"];
+                "application/json": components["schemas"]["VideoChange"];
             };
         };
         responses: {
-            /** @description Renamed. */
+            /** @description Changed. */
             200: {
                 headers: {
                     "Cache-Control": components["headers"]["Cache-Control"];
@@ -3171,6 +3339,149 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    adminKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        keys: components["schemas"]["KeyRow"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminMintKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewKey"];
+            };
+        };
+        responses: {
+            /** @description Minted. */
+            201: {
+                headers: {
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MintedKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminRevokeKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key's name. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked (again: no change). */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RevokedKey"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminMintLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description ASCII digits up to 2^31-1, else 404. */
+                video_id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["NewLink"];
+            };
+        };
+        responses: {
+            /** @description The link. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Link"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminAudit: {
+        parameters: {
+            query?: {
+                limit?: number;
+                before?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["Cache-Control"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["Unavailable"];
         };
     };
 }

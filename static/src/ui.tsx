@@ -72,7 +72,7 @@ export function ConfirmDialog(props: {
   );
 }
 
-async function copyText(text: string): Promise<boolean> {
+export async function copyText(text: string): Promise<boolean> {
   try {
     await navigator.clipboard.writeText(text);
     return true;
@@ -91,10 +91,10 @@ async function copyText(text: string): Promise<boolean> {
   }
 }
 
-/** Copy an absolute link to the clipboard and say so. */
-export function CopyButton({ label, path }: { label: string; path: string }) {
+/** Copy an absolute link (a path on this origin, or a whole URL) or a `text` to the clipboard and say so. */
+export function CopyButton({ label, path, text }: { label: string; path?: string; text?: string }) {
   const [done, setDone] = useState<'' | 'copied' | 'failed'>('');
-  const url = new URL(path, window.location.origin).toString();
+  const url = text ?? new URL(path ?? '', window.location.origin).toString();
   useEffect(() => {
     if (!done) return;
     const t = setTimeout(() => setDone(''), 2000);

@@ -32,6 +32,7 @@ T0 = datetime(2026, 1, 1, 12, 0, 0)
 VIDEO_ROW = {
     *("id", "title", "type", "status", "created_at", "ended_at", "finished_at", "duration", "segment_count"),
     *("segments_failed", "revision", "thumbnail_url", "storyboard_url", "mpd_url", "m3u8_url", "health"),
+    *("visibility", "pinned", "key"),
 }
 SEGMENT_ROW = {
     *("segment_id", "state", "size", "duration", "uploaded_at", "upload_seconds", "queued_at", "ready_at"),
@@ -307,7 +308,8 @@ def test_retrying_a_failed_segment(client: FlaskClient, services: Services, admi
     assert set(response.json) == SEGMENT_ROW
     assert (response.json["state"], response.json["error"], response.json["failed_at"]) == ("QUEUED", None, None)
     assert {r["state"] for r in response.json["rungs"]} == {"QUEUED"}
-    assert events(services, before) == [("segment.received", 0), ("segment.queued", 0)]
+    # ... and who asked (the audit trail, tests/api/test_admin_doors.py)
+    assert events(services, before) == [("segment.received", 0), ("segment.queued", 0), ("video.retried", None)]
     with services.sessions() as db:
         assert db.scalars(select(Segment.attempts).where(Segment.video_id == video_id, Segment.segment_id == 0)).one() == 0
     for k in (0, 1):  # queued now, packaged: not FAILED
@@ -528,7 +530,7 @@ def base_url(app: Flask) -> Iterator[str]:
 
 def rename(services: Services, video_id: int, title: str) -> None:
     with services.sessions() as db:
-        ingest.rename_video(services, db, video_id, title)
+        ingest.rename_video(services, db, video_id, title, by="test")
 
 
 def test_the_stream_starts_after_the_newest_event_and_carries_new_ones(
@@ -544,7 +546,7 @@ def test_the_stream_starts_after_the_newest_event_and_carries_new_ones(
         (message,) = stream.events(1, timeout=5)  # not video.created: nothing old is replayed
         assert (message.event, message.id) == ("video.renamed", newest_event(services))
         assert message.data == {"id": message.id, "at": "2026-01-01T12:00:00.000000Z", "kind": "video.renamed",
-                                "video_id": video_id, "segment_id": None, "worker_id": None, "data": {"title": "new"}}  # fmt: skip
+                                "video_id": video_id, "segment_id": None, "worker_id": None, "data": {"title": "new", "by": "test"}}  # fmt: skip
     finally:
         stream.close()
 

@@ -4,14 +4,17 @@
 //
 //   node dashboard.mjs --base http://127.0.0.1:PORT --user NAME --password PW --out DIR --ready FILE
 //                      --title T --segments N --stalled FILE2 --new-title T2 --broken-title T3 --broken-segment K
-//                      [--timeout S]
+//                      --doors-title T4 --key-name K1 --spare-key K2 --audit-open FILE3 [--timeout S]
 //
 // 1. log in; write FILE (the caller starts uploading a recording titled T); 2. without any reload, wait
 // for its row, open it, and watch its N segments' cells until every one is packaged, then (the phone
 // stops uploading) its health until it says stalled, and write FILE2 (the caller then ends it); 3. play it
 // (hls.js), pick a quality, hover the seek bar; 4. rename it to T2; 5. open the workers and system
-// pages; 6. open T3 and retry its failed segment K until it is packaged; 7. delete T2 from the list
-// (confirming the dialog); 8. the same pages at phone size, then log out. Screenshots of each page at
+// pages; 6. open T3 and retry its failed segment K until it is packaged; 7. on the keys page mint K1 (its key
+// and app URL shown once, the URL copied) and K2, and revoke K2 (confirming); 8. open T4 (a video with no
+// segment: nothing plays), make it private, pin it and copy a signed link; 9. on the audit page see every one
+// of these actions, write FILE3 and see the caller's own action arrive without a reload; 10. delete T2 from
+// the list (confirming the dialog); 11. the same pages at phone size, then log out. Screenshots of each page at
 // 1366x768 and 390x844 go to DIR. Every browser console error and page error is in the report.
 //
 // Exit 0 whenever a report was produced (a failed step is report.failed, with its name and message);
@@ -30,7 +33,8 @@ function parseArgs(argv) {
   const opts = { timeout: 240 };
   const names = { '--base': 'base', '--user': 'user', '--password': 'password', '--out': 'out', '--ready': 'ready',
     '--title': 'title', '--segments': 'segments', '--stalled': 'stalled', '--new-title': 'newTitle', '--broken-title': 'brokenTitle',
-    '--broken-segment': 'brokenSegment', '--timeout': 'timeout' };
+    '--broken-segment': 'brokenSegment', '--doors-title': 'doorsTitle', '--key-name': 'keyName', '--spare-key': 'spareKey',
+    '--audit-open': 'auditOpen', '--timeout': 'timeout' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
     if (!key || i + 1 >= argv.length) {
@@ -224,6 +228,89 @@ async function retryBroken(run) {
   run.report.retryStates = [...states];
 }
 
+const clipboard = (page) => page.evaluate(() => navigator.clipboard.readText());
+
+async function mintKey(run, name, { maxLive = '', quota = '', visibility = 'public' } = {}) {
+  const { page } = run;
+  const form = page.getByRole('form', { name: 'New key' });
+  await form.getByLabel('Name').fill(name);
+  await form.getByLabel('Live videos at once').fill(maxLive);
+  await form.getByLabel('Quota (GB)').fill(quota);
+  await form.getByLabel('Its new videos are').selectOption(visibility);
+  await form.getByRole('button', { name: 'Create key' }).click();
+  const minted = page.getByRole('region', { name: 'new key' });
+  await minted.getByRole('heading', { name: `Key “${name}” created` }).waitFor();
+  return minted;
+}
+
+// Mint a key (shown once, its app URL copied), mint a spare and revoke it through the confirmation.
+async function keys(run) {
+  const { page, opts } = run;
+  await run.nav('Keys');
+  await page.getByRole('heading', { name: 'Recording keys', level: 1 }).waitFor();
+  const minted = await mintKey(run, opts.keyName, { maxLive: '2', quota: '1', visibility: 'private' });
+  const key = await minted.getByLabel('Key', { exact: true }).inputValue();
+  const appUrl = await minted.getByLabel('Server URL for the Android app').inputValue();
+  await minted.getByRole('button', { name: 'Copy app URL' }).click();
+  await minted.getByRole('button', { name: 'Copied' }).waitFor();
+  run.report.key = { name: opts.keyName, key, appUrl, copied: await clipboard(page) };
+  const row = page.locator(`tr[data-key="${opts.keyName}"]`);
+  await row.waitFor();
+  run.report.key.row = (await row.innerText()).replace(/\s+/g, ' ');
+  await run.shot('keys-minted-laptop');
+  await minted.getByRole('button', { name: 'Done' }).click();
+  await (await mintKey(run, opts.spareKey)).getByRole('button', { name: 'Done' }).click();
+  const spare = page.locator(`tr[data-key="${opts.spareKey}"]`);
+  await spare.getByRole('button', { name: `Revoke ${opts.spareKey}` }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByRole('button', { name: 'Revoke', exact: true }).click();
+  await spare.getByText('revoked', { exact: true }).waitFor();
+  run.report.spareRevoked = true;
+  await run.shot('keys-laptop');
+}
+
+// A video made private and pinned on its page, and a signed link minted and copied.
+async function access(run) {
+  const { page, opts } = run;
+  await run.nav('Videos');
+  await page.getByRole('link', { name: opts.doorsTitle, exact: true }).click();
+  await page.getByRole('heading', { name: opts.doorsTitle, level: 1 }).waitFor();
+  const group = page.getByRole('group', { name: 'Visibility' });
+  await group.getByRole('button', { name: 'private' }).click();
+  await until('the video shown private', 15, async () => (await group.getByRole('button', { name: 'private' }).getAttribute('aria-pressed')) === 'true');
+  const pinned = page.getByRole('checkbox', { name: /Pinned/ });
+  await pinned.click(); // it turns checked once the server answers (no optimistic state to undo)
+  await until('the video shown pinned', 15, async () => (await pinned.isChecked()) && (await pinned.isEnabled()));
+  await page.getByRole('button', { name: 'Copy link', exact: true }).click();
+  const link = page.getByLabel('signed link');
+  await link.waitFor();
+  await page.getByRole('status').filter({ hasText: /^Copied\./ }).waitFor();
+  run.report.link = { shown: await link.inputValue(), copied: await clipboard(page) };
+  await run.shot('access-laptop');
+}
+
+// Every action so far is listed; then the caller acts (FILE3) and its row arrives over the event stream.
+async function audit(run) {
+  const { page, opts } = run;
+  await run.mark();
+  await run.nav('Audit');
+  await page.getByRole('heading', { name: 'Audit', level: 1 }).waitFor();
+  const kinds = async () => page.locator('tr[data-audit]').evaluateAll((rows) => rows.map((r) => r.dataset.audit));
+  const wanted = ['admin.login', 'video.renamed', 'video.retried', 'key.minted', 'key.revoked', 'video.visibility', 'video.pinned', 'video.link'];
+  await until('every action in the audit list', 15, async () => {
+    const seen = await kinds();
+    return wanted.every((k) => seen.includes(k));
+  });
+  run.report.auditKinds = await kinds();
+  run.report.auditWho = await page.locator('tr[data-audit] th').allTextContents();
+  fs.writeFileSync(opts.auditOpen, String(Date.now()));
+  const cli = page.locator('tr[data-audit="video.pinned"]').filter({ has: page.getByRole('rowheader', { name: 'cli', exact: true }) });
+  await cli.waitFor({ timeout: 20000 });
+  run.report.auditLive = await run.notReloaded();
+  run.report.auditTop = (await page.locator('tr[data-audit]').first().innerText()).replace(/\s+/g, ' ');
+  await run.shot('audit-laptop');
+}
+
 async function remove(run) {
   const { page, opts } = run;
   await run.nav('Videos');
@@ -248,6 +335,12 @@ async function phone(run) {
   await page.getByTestId('player').waitFor({ timeout: 20000 });
   await run.shot('video-phone');
   await workersAndSystem(run, 'phone');
+  await run.nav('Keys');
+  await page.locator(`tr[data-key="${opts.keyName}"]`).waitFor();
+  await run.shot('keys-phone');
+  await run.nav('Audit');
+  await page.locator('tr[data-audit]').first().waitFor();
+  await run.shot('audit-phone');
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('Username').waitFor();
   await run.shot('login-phone');
@@ -272,6 +365,8 @@ async function main() {
         '--disable-background-networking', '--disable-component-update', '--disable-sync',
         '--autoplay-policy=no-user-gesture-required'],
     });
+    // The Copy buttons write the clipboard; the report reads it back.
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: opts.base });
     const page = context.pages()[0] || await context.newPage();
     page.setDefaultTimeout(20000);
     run = new Run(page, opts);
@@ -283,7 +378,8 @@ async function main() {
     });
     page.on('pageerror', (e) => run.report.consoleErrors.push(`[pageerror] ${e.message}`));
     for (const [name, fn] of [['login', login], ['watch', watchRecording], ['play', play], ['rename', rename],
-      ['workers-system', (r) => workersAndSystem(r, 'laptop')], ['retry', retryBroken], ['delete', remove],
+      ['workers-system', (r) => workersAndSystem(r, 'laptop')], ['retry', retryBroken], ['keys', keys], ['access', access],
+      ['audit', audit], ['delete', remove],
       ['phone', phone]]) {
       try {
         await run.step(name, () => fn(run));

@@ -245,7 +245,7 @@ def test_events_older_than_the_retention_are_pruned(services, segment_files):
     vid = new_video(services)
     services.clock.advance(services.config.EVENT_RETENTION + 1)  # type: ignore[attr-defined]
     with services.sessions() as session:
-        ingest.rename_video(services, session, vid, "renamed")
+        ingest.rename_video(services, session, vid, "renamed", by="test")
         assert eventlog.prune(session, services.clock.now(), services.config.EVENT_RETENTION) == 1
     assert kinds(services, vid) == ["video.renamed"]
 

@@ -213,7 +213,7 @@ def test_two_origins_publishing_at_once_never_write_an_older_revision_after_a_ne
     def origin(services: Services, name: str) -> None:
         for k in range(12):
             with services.sessions() as session:
-                ingest.rename_video(services, session, vid, f"{name}{k}")  # commits, then publishes
+                ingest.rename_video(services, session, vid, f"{name}{k}", by="test")  # commits, then publishes
 
     reader, _ = in_thread(read)
     threads = [
@@ -307,7 +307,7 @@ def test_a_video_deleted_while_its_publisher_holds_the_lease_leaves_no_files(
     holder, _ = in_thread(lambda: publish(a, vid))
     stop.wait()
     with b.sessions() as session:
-        ingest.delete_video(b, session, vid)
+        ingest.delete_video(b, session, vid, by="test")
     assert not tree(a).video_dir(vid).exists()
     stop.go()
     holder.join(60)

@@ -51,7 +51,7 @@ def test_a_pass_looks_only_in_the_folders_of_videos_written_lately(services: Ser
     reaper.reap(services, sweep)  # the videos' creation is within this pass's look-back, not the next one's
     left = {video_id: _dead_writers_left(services, video_id) for video_id in (quiet, busy)}
     with services.sessions() as session:
-        ingest.rename_video(services, session, busy, "busy, renamed")  # a write to busy's folder, logged now
+        ingest.rename_video(services, session, busy, "busy, renamed", by="test")  # a write to busy's folder, logged now
     services.clock.advance(services.config.REAPER_INTERVAL)
     searched: list[Path] = []
     rglob = Path.rglob

@@ -23,6 +23,7 @@ from server.web.api.admin import (
     AdminWorkers,
 )
 from server.web.api.admin_auth import AdminLogin, AdminLogout, AdminMe
+from server.web.api.admin_doors import AdminAudit, AdminKeyRevoke, AdminKeys, AdminVideoLink
 from server.web.api.admin_webhooks import AdminWebhook, AdminWebhookDeliveries, AdminWebhooks
 from server.web.api.context import FEED, close_session
 from server.web.api.health import Healthz, Ping, Readyz, Status
@@ -134,6 +135,11 @@ ROUTES = [
     (AdminWebhooks, "/api/admin/webhooks"),
     (AdminWebhook, "/api/admin/webhooks/<int:webhook_id>"),
     (AdminWebhookDeliveries, "/api/admin/webhooks/<int:webhook_id>/deliveries"),
+    # Doors (docs/admin-api.md "Recording keys", "Who may watch", "Audit"): server/web/api/admin_doors.py
+    (AdminKeys, "/api/admin/keys"),
+    (AdminKeyRevoke, "/api/admin/keys/<string(maxlength=64):name>/revoke"),
+    (AdminVideoLink, "/api/admin/videos/<int:video_id>/link"),
+    (AdminAudit, "/api/admin/audit"),
     # The dashboard's built app (static/dist): its files, then every client route (SpaPath never matches the paths above)
     (DashboardIndex, "/"),
     (DashboardAsset, "/assets/<string(maxlength=128):name>"),

@@ -13,7 +13,7 @@ from flask import Response, request
 from flask_restful import Resource
 
 from server.core.errors import Conflict, InvalidInput, TooManyStreams
-from server.domain import ingest, lifecycle
+from server.domain import curation, ingest, lifecycle
 from server.domain.eventlog import newest_id
 from server.infra.models import MAX_ID
 from server.infra.services import Holds, Services
@@ -53,14 +53,27 @@ class AdminVideo(Resource):
         return admin_views.video_detail(services(), session(), video_id), 200, NO_STORE
 
     def patch(self, video_id: int) -> Answer:
-        require_admin(session())
-        title = ingest.validate_title(_json_object().get("title"))
-        ingest.rename_video(services(), session(), video_id, title)
+        """Change any of {"title", "visibility", "pinned"} (at least one); every field is checked before any is written."""
+        admin = require_admin(session())
+        body = _json_object()
+        if not {"title", "visibility", "pinned"} & body.keys():
+            raise InvalidInput("body", "at least one of title, visibility, pinned is required")
+        title = ingest.validate_title(body["title"]) if "title" in body else None
+        visibility = curation.parse_visibility(body["visibility"]) if "visibility" in body else None
+        pinned = body.get("pinned")
+        if "pinned" in body and not isinstance(pinned, bool):
+            raise InvalidInput("pinned", "must be true or false")
+        if title is not None:
+            ingest.rename_video(services(), session(), video_id, title, by=admin.name)
+        if visibility is not None:
+            curation.set_visibility(services(), session(), video_id, visibility, by=admin.name)
+        if isinstance(pinned, bool):
+            curation.set_pinned(services(), session(), video_id, pinned, by=admin.name)
         return _row(video_id), 200, NO_STORE
 
     def delete(self, video_id: int) -> Answer:
-        require_admin(session())
-        ingest.delete_video(services(), session(), video_id)
+        admin = require_admin(session())
+        ingest.delete_video(services(), session(), video_id, by=admin.name)
         return "", 204
 
 
@@ -76,23 +89,26 @@ class AdminVideoEnd(Resource):
 class AdminSegmentRetry(Resource):
     def post(self, video_id: int, segment_id: int) -> Answer:
         """A FAILED segment starts over; 409 if it is not FAILED."""
-        require_admin(session())
+        admin = require_admin(session())
         lifecycle.retry_failed(services(), session(), video_id, segment_id)
+        curation.record_retry(services(), session(), video_id, [segment_id], by=admin.name)
         return admin_views.segment_detail(session(), video_id, segment_id), 200, NO_STORE
 
 
 class AdminVideoRetry(Resource):
     def post(self, video_id: int) -> Answer:
         """Every FAILED segment of the video starts over; how many did."""
-        require_admin(session())
-        retried = 0
+        admin = require_admin(session())
+        retried = []
         for segment_id in admin_views.failed_segment_ids(session(), video_id):
             try:
                 lifecycle.retry_failed(services(), session(), video_id, segment_id)
             except Conflict:  # retried by someone else meanwhile
                 continue
-            retried += 1
-        return {"retried": retried}, 200, NO_STORE
+            retried.append(segment_id)
+        if retried:  # nothing was FAILED: nothing was done, nothing to audit
+            curation.record_retry(services(), session(), video_id, retried, by=admin.name)
+        return {"retried": len(retried)}, 200, NO_STORE
 
 
 class AdminWorkers(Resource):

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.core.errors import Forbidden, Unauthorized
-from server.domain import admins
+from server.domain import admins, eventlog
 from server.infra.models import Admin, AdminSession
 from server.ops.purge import expired_sessions
 from server.web.api.context import services
@@ -106,6 +106,8 @@ def open_session(session: Session, admin: Admin) -> tuple[str, AdminSession]:
         address=client_address()[:64],
     )
     session.add(row)
+    # The audit trail (docs/admin-api.md "Audit"): a dashboard login, committed with its session or not at all.
+    eventlog.record(session, "admin.login", at=now, by=admin.name, address=row.address)
     session.commit()
     return token, row
 

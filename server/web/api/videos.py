@@ -77,13 +77,13 @@ class VideoItem(Resource):
         return video_json(ingest.get_watchable(session(), video_id, key_id())), 200
 
     def put(self, video_id: int) -> Answer:
-        require_admin(session())
+        admin = require_admin(session())
         title = ingest.validate_title(_json_object().get("title"))
-        return video_json(ingest.rename_video(services(), session(), video_id, title)), 200
+        return video_json(ingest.rename_video(services(), session(), video_id, title, by=admin.name)), 200
 
     def delete(self, video_id: int) -> Answer:
-        require_admin(session())
-        ingest.delete_video(services(), session(), video_id)
+        admin = require_admin(session())
+        ingest.delete_video(services(), session(), video_id, by=admin.name)
         return "", 204
 
 
