@@ -47,9 +47,12 @@ def upgrade() -> None:
         batch.create_foreign_key(batch.f('fk_videos_key_id_recording_keys'), 'recording_keys', ['key_id'], ['id'], ondelete='SET NULL')
         # RETENTION_DAYS' pass reads unpinned VODs in finished_at order (server/ops/reaper.py retention_query).
         batch.create_index('ix_videos_retention', ['type', 'pinned', 'finished_at'], unique=False)
+    # The audit trail reads a few kinds of the event log, newest first (server/web/admin_views.py audit).
+    op.create_index('ix_events_kind_id', 'events', ['kind', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_events_kind_id', table_name='events')
     with op.batch_alter_table('videos') as batch:
         batch.drop_index('ix_videos_retention')
         batch.drop_constraint(batch.f('fk_videos_key_id_recording_keys'), type_='foreignkey')

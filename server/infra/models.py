@@ -270,6 +270,8 @@ class Event(Base):
     """One state change of a video, segment, attempt or worker, written in the change's transaction."""
 
     __tablename__ = "events"
+    # The audit trail (server/web/admin_views.py audit): a page of some kinds, newest first, read on this index.
+    __table_args__ = (Index("ix_events_kind_id", "kind", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
