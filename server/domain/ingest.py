@@ -457,11 +457,8 @@ def rename_video(services: Services, session: Session, video_id: int, title: str
 
 def delete_video(services: Services, session: Session, video_id: int, *, by: str) -> None:
     """Delete a video's rows, then every file it owns (a worker that finishes later finds it gone); `by` as rename's."""
-    with video_change(session, video_id, services.clock) as change:
-        session.delete(change.video)
-        change.event("video.deleted", by=by)
-    services.media.remove_video(video_id)
-    log.info("video %s deleted", video_id)
+    _delete(services, session, video_id, lambda _change: True, by=by)
+    log.info("video %s deleted by %s", video_id, by)
 
 
 def delete_abandoned(services: Services, session: Session, video_id: int) -> bool:
@@ -484,12 +481,23 @@ def delete_when(services: Services, session: Session, video_id: int, reason: str
     the operator's purge, never the row, and never raises here.
     """
     try:
-        with video_change(session, video_id, services.clock) as change:
-            if not due(change):
-                return False
-            session.delete(change.video)
-            change.event("video.deleted", reason=reason)
+        return _delete(services, session, video_id, due, reason=reason)
     except NotFound:
         return False
+
+
+def _delete(
+    services: Services, session: Session, video_id: int, due: Callable[[Change], bool], *, by: str = "", reason: str = ""
+) -> bool:
+    """The one deletion: under the row lock if `due` holds, the rows and a video.deleted event saying who (`by`, an
+    admin) or why (`reason`, the server's rule), then the media."""
+    with video_change(session, video_id, services.clock) as change:
+        if not due(change):
+            return False
+        session.delete(change.video)
+        if by:
+            change.event("video.deleted", by=by)
+        else:
+            change.event("video.deleted", reason=reason)
     services.media.remove_video(video_id)
     return True
