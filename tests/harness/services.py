@@ -195,7 +195,7 @@ def render_nginx(
     if store is not None:
         replacements.append(("# include team03-s3.conf;", f"include {prefix}/team03-s3.conf;", 1))
         s3_site = _rendered(NGINX_S3_SITE, [
-            ("http://127.0.0.1:7480/team03-media/videos/", f"http://{store.address}/{store.bucket}/{store.prefix}videos/", 2),
+            ("http://127.0.0.1:7480/team03-media/videos/", f"http://{store.address}/{store.bucket}/{store.prefix}videos/", 3),
         ])  # fmt: skip
         (prefix / "team03-s3.conf").write_text(s3_site)
     (prefix / "team03.conf").write_text(_rendered(NGINX_SITE, replacements))
