@@ -16,6 +16,7 @@ import argparse
 import getpass
 import json
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
@@ -35,9 +36,10 @@ from werkzeug.security import generate_password_hash
 
 from server.config import Config
 from server.core.clock import SystemClock
+from server.core.doors import MAX_LINK_TTL
 from server.core.errors import Conflict, FFmpegError, ServiceError
 from server.core.transcode import ffmpeg
-from server.domain import admins, ingest, lifecycle, registry
+from server.domain import admins, ingest, lifecycle, links, registry
 from server.infra.db import alembic_config, make_engine, make_sessionmaker
 from server.infra.models import Admin
 from server.infra.queue import NoQueue
@@ -404,6 +406,16 @@ def end_command(services: Services, session: Session, video_id: int, as_json: bo
     return f"video {video_id}: ended at segment {row['segment_count'] - 1}; now {row['type']} {row['status']}"
 
 
+def link_command(services: Services, session: Session, args: argparse.Namespace) -> str:
+    """A signed link that plays the video (its HLS master, or with --dash its MPD) until it expires (audited)."""
+    base = (args.base_url or services.config.PUBLIC_URL or DEFAULT_SERVER).rstrip("/")
+    ttl = args.ttl or services.config.LINK_TTL
+    link = links.mint_link(services, session, args.video, dash=args.dash, ttl=ttl, by="cli")
+    until = datetime.fromtimestamp(link.expires, UTC).isoformat(timespec="seconds")
+    hint(f"plays video {args.video} until {until} ({ttl} s); every file it names opens under the same link, nothing else")
+    return base + link.path
+
+
 def purge_command(services: Services, session: Session, yes: bool, as_json: bool) -> str:
     found = purge.plan(services, session)
     result = purge.apply(services, session, found) if yes else found
@@ -699,12 +711,34 @@ def parser() -> argparse.ArgumentParser:
     listing = worker.add_parser("list", help="the registered workers")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     add_webhook_parser(sub)
+    _video_parser(sub)
     media = sub.add_parser("media", help="media migrate").add_subparsers(dest="action", required=True)
     moving = media.add_parser("migrate", help="copy MEDIA_ROOT's media into the S3 bucket (MEDIA_STORE=s3, S3_*)")
     moving.add_argument("--dry-run", action="store_true", help="list what would be copied; copy nothing")
     moving.add_argument("--replace", action="store_true", help="overwrite objects that hold other bytes (else: conflicts)")
     moving.add_argument("--json", action="store_true", help="JSON instead of the summary line")
     return top
+
+
+def _base_url(text: str) -> str:
+    if not re.fullmatch(r"https?://[^/?#\s]+(?:/[^?#\s]*)?", text):
+        raise argparse.ArgumentTypeError(f"not an http(s) base URL: {text!r}")
+    return text
+
+
+def _video_parser(sub: Any) -> None:
+    video = sub.add_parser("video", help="video link").add_subparsers(dest="action", required=True)
+    link = video.add_parser("link", help="print a signed URL that plays a video (private ones too) until it expires")
+    link.add_argument("video", type=_video_id)
+    link.add_argument("--dash", action="store_true", help="the DASH MPD instead of the HLS master playlist")
+    link.add_argument("--ttl", type=_ttl, metavar="SECONDS", help="how long it plays (default LINK_TTL, 3600)")
+    link.add_argument("--base-url", type=_base_url, help="the server as players reach it (default PUBLIC_URL, else " + DEFAULT_SERVER + ")")
+
+
+def _ttl(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LINK_TTL:
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 1 to {MAX_LINK_TTL}: {text!r}")
+    return int(text)
 
 
 def _stream_parser(sub: Any) -> None:
@@ -747,6 +781,7 @@ def run(args: argparse.Namespace, config: Config) -> str | Outcome:
         "retry": lambda s, db: retry_command(s, db, args.video, args.json),
         "end": lambda s, db: end_command(s, db, args.video, args.json),
         "purge": lambda s, db: purge_command(s, db, args.yes, args.json),
+        "video": lambda s, db: link_command(s, db, args),
     }
     return with_services(config, commands[group])
 
