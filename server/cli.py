@@ -2,11 +2,11 @@
 
 `stream FILE|URL` records a video as the phone does, over HTTP against `--server` (server/ops/phone.py).
 `videos`, `segments VIDEO`, `workers`, `retry VIDEO`, `end VIDEO`, `purge`, `db upgrade`,
-`admin create|logout-all|delete`, `worker token|revoke|list` and `webhook ...` work on the deployment's
+`admin create|logout-all|delete`, `worker token|revoke|list`, `key create|list|revoke` and `webhook ...` work on the deployment's
 DATABASE_URL (and MEDIA_ROOT) through the same domain functions as the admin API; `media migrate` copies
 MEDIA_ROOT into the S3 bucket (server/ops/migrate.py). Each prints a table a person reads, or JSON with
 `--json`; an error is one line on stderr and exit 1 (2 for a usage error, or a refusal to start).
-A command that prints a secret (a worker token, a webhook's signing secret) prints it alone on stdout,
+A command that prints a secret (a worker token, a recording key, a webhook's signing secret) prints it alone on stdout,
 so `$(...)` captures just it; hints go to stderr.
 """
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
@@ -38,8 +38,9 @@ from server.config import Config
 from server.core.clock import SystemClock
 from server.core.doors import MAX_LINK_TTL
 from server.core.errors import Conflict, FFmpegError, ServiceError
+from server.core.states import Visibility
 from server.core.transcode import ffmpeg
-from server.domain import admins, ingest, lifecycle, links, registry
+from server.domain import admins, ingest, keys, lifecycle, links, registry
 from server.infra.db import alembic_config, make_engine, make_sessionmaker
 from server.infra.models import Admin
 from server.infra.queue import NoQueue
@@ -137,6 +138,55 @@ def worker_command(config: Config, action: str, name: str | None, as_json: bool)
         return f"worker {name!r}: token revoked"
     rows = with_session(config, registry.listing)
     return json.dumps(rows, indent=2) if as_json else format_table(rows)
+
+
+# --- key: create, list, revoke (server/domain/keys.py) ----------------------------------------------------
+
+
+def add_key_parser(sub: Any) -> None:
+    """The `key` subcommands: recording keys, carried in the Android app's server URL (docs/api.md "Doors")."""
+    key = sub.add_parser("key", help="recording keys: key create|list|revoke").add_subparsers(dest="action", required=True)
+    create = key.add_parser("create", help="mint a recording key (printed once, alone on stdout)")
+    create.add_argument("name")
+    create.add_argument("--max-live", type=_count, metavar="N", help="at most N live videos at once (default: no cap)")
+    create.add_argument("--quota", type=_count, metavar="BYTES", help="bytes its videos may hold (default: no quota)")
+    create.add_argument("--visibility", choices=[v.value for v in Visibility], default="public", help="its videos' visibility")
+    listing = key.add_parser("list", help="every key: limits, live videos, bytes stored (never the keys)")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    key.add_parser("revoke", help="refuse a key from its next request on; its live videos end").add_argument("name")
+
+
+def key_command(config: Config, args: argparse.Namespace) -> str:
+    """Carry out `key create|list|revoke` (by "cli") and return what to print."""
+    if args.action == "create":
+        _, key = with_services(
+            config,
+            lambda s, db: keys.mint(
+                s, db, args.name, max_live=args.max_live, quota_bytes=args.quota, visibility=Visibility(args.visibility), by="cli"
+            ),
+        )
+        hint(f"recording key {args.name!r}: shown only once. Set the Android app's server URL to https://<host>/k/<key>")
+        return key
+    if args.action == "revoke":
+        ended = with_services(config, lambda s, db: keys.revoke(s, db, args.name, by="cli"))
+        return f"recording key {args.name!r} revoked; live videos ended: {ended or 'none'}"
+    rows = [asdict(row) for row in with_session(config, keys.list_keys)]
+    return dumps(rows) if args.json else keys_table(rows)
+
+
+def keys_table(rows: Sequence[dict[str, Any]]) -> str:
+    return table(
+        rows,
+        [
+            ("NAME", lambda r: r["name"]),
+            ("CREATED", lambda r: f"{r['created_at']:%Y-%m-%d %H:%M}"),
+            ("BY", lambda r: r["created_by"]),
+            ("REVOKED", lambda r: r["revoked_at"] and f"{r['revoked_at']:%Y-%m-%d %H:%M}"),
+            ("VISIBILITY", lambda r: r["visibility"]),
+            ("LIVE", lambda r: f"{r['live']}/{r['max_live'] or '-'}"),
+            ("STORED", lambda r: f"{human_size(r['used_bytes'])} / {human_size(r['quota_bytes']) or '-'}"),
+        ],
+    )
 
 
 # --- webhook: add, list, remove, deliveries (server/ops/webhooks.py) ---------------------------------------
@@ -667,6 +717,13 @@ def _retries(text: str) -> int:
 MAX_RETRIES = 20
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1 (--max-live, --quota)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 18) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1: {text!r}")
+    return int(text)
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -711,6 +768,7 @@ def parser() -> argparse.ArgumentParser:
     listing = worker.add_parser("list", help="the registered workers")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     add_webhook_parser(sub)
+    add_key_parser(sub)
     _video_parser(sub)
     media = sub.add_parser("media", help="media migrate").add_subparsers(dest="action", required=True)
     moving = media.add_parser("migrate", help="copy MEDIA_ROOT's media into the S3 bucket (MEDIA_STORE=s3, S3_*)")
@@ -767,6 +825,8 @@ def run(args: argparse.Namespace, config: Config) -> str | Outcome:
         return stream_command(args, sys.stderr)
     if group == "webhook":
         return webhook_command(config, args)
+    if group == "key":
+        return key_command(config, args)
     if group == "db":
         db_upgrade(config)
         return f"database at head: {config.DATABASE_URL.split('@')[-1]}"

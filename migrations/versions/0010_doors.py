@@ -22,7 +22,8 @@ UtcDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariad
 
 def upgrade() -> None:
     """Doors (server/core/doors.py): keys that may record, the key that made each video, who may watch it, and
-    the admin's pin that spares it from RETENTION_DAYS. Videos made before keys stay public and keyless."""
+    the admin's pin that spares it from RETENTION_DAYS (and the index RETENTION_DAYS' pass reads). Videos made
+    before keys stay public and keyless."""
     op.create_table(
         'recording_keys',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -44,10 +45,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('pinned', sa.Boolean(), server_default='0', nullable=False))
         batch.create_index(batch.f('ix_videos_key_id'), ['key_id'], unique=False)
         batch.create_foreign_key(batch.f('fk_videos_key_id_recording_keys'), 'recording_keys', ['key_id'], ['id'], ondelete='SET NULL')
+        # RETENTION_DAYS' pass reads unpinned VODs in finished_at order (server/ops/reaper.py retention_query).
+        batch.create_index('ix_videos_retention', ['type', 'pinned', 'finished_at'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('videos') as batch:
+        batch.drop_index('ix_videos_retention')
         batch.drop_constraint(batch.f('fk_videos_key_id_recording_keys'), type_='foreignkey')
         batch.drop_index(batch.f('ix_videos_key_id'))
         batch.drop_column('pinned')

@@ -45,6 +45,12 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class MaxLiveReached(Conflict):
+    """The recording key already has as many live videos as its max_live allows; end one before starting another."""
+
+    code = "max_live_reached"
+
+
 class RequestTimeout(ServiceError):
     """The request body did not arrive in time; nothing was stored."""
 

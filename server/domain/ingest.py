@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,18 +16,19 @@ from sqlalchemy.orm import Session
 
 from server.config import Config
 from server.core.clock import epoch
+from server.core.doors import may_watch
 from server.core.errors import Conflict, InvalidInput, NotFound, UnprocessableMedia
 from server.core.playlists.model import MAX_SEGMENT_ID
 from server.core.playlists.publish import decided
-from server.core.states import SegmentState, VideoStatus, VideoType
+from server.core.states import SegmentState, VideoStatus, VideoType, Visibility
 from server.core.transcode.ffmpeg import probe
 from server.core.transcode.ladder import SourceInfo, plan_ladder
 from server.core.transcode.mpegts import timestamps_go_back
-from server.domain import eventlog, lifecycle, publishing, transitions
-from server.domain.changes import video_change
+from server.domain import eventlog, keys, lifecycle, publishing, transitions
+from server.domain.changes import Change, video_change
 from server.domain.state import load_view
 from server.infra import metrics
-from server.infra.models import Rendition, Segment, SegmentArrival, SegmentRendition, Video
+from server.infra.models import RecordingKey, Rendition, Segment, SegmentArrival, SegmentRendition, Video
 from server.infra.services import Services
 from server.store.local import UploadFile
 
@@ -42,6 +44,24 @@ def get_video(session: Session, video_id: int) -> Video:
     query = select(Video).where(Video.id == video_id).execution_options(populate_existing=True)
     video = session.scalars(query).one_or_none()
     if video is None:
+        raise NotFound(f"video {video_id} does not exist")
+    return video
+
+
+def get_recording(session: Session, video_id: int, key_id: int | None) -> Video:
+    """get_video for the recording routes (upload, end): a video recorded under another key, or under a key when
+    the request has none (and the reverse), is as missing as one never created (docs/api.md "Doors")."""
+    video = get_video(session, video_id)
+    if video.key_id != key_id:
+        raise NotFound(f"video {video_id} does not exist")
+    return video
+
+
+def get_watchable(session: Session, video_id: int, key_id: int | None) -> Video:
+    """get_video for the JSON read routes: a video this request may not watch (core.doors.may_watch: a private
+    one, but under its own key) is as missing as one never created."""
+    video = get_video(session, video_id)
+    if not may_watch(video.visibility.value, video.key_id, key_id):
         raise NotFound(f"video {video_id} does not exist")
     return video
 
@@ -74,11 +94,19 @@ def _is_unicode_text(value: str) -> bool:
     return True
 
 
-def create_video(services: Services, session: Session, title: str) -> Video:
-    """Create a LIVE video with the configured ladder."""
+def create_video(services: Services, session: Session, title: str, key: RecordingKey | None = None) -> Video:
+    """Create a LIVE video with the configured ladder, recorded under `key` (None: without one).
+
+    A keyed video takes its key's visibility; the key's row stays locked until the commit, so creates racing
+    for its last live slot (--max-live) are counted one after the other.
+    """
     now = services.clock.now()
+    if key is not None:
+        key = keys.hold_live_slot(session, key.id)
     video = Video(
         title=title,
+        key_id=None if key is None else key.id,
+        visibility=Visibility.PUBLIC if key is None else key.visibility,
         created_at=now,
         type=VideoType.LIVE,
         status=VideoStatus.EMPTY,
@@ -145,8 +173,12 @@ def accept_segment(
     *,
     started: float | None = None,
     started_at: datetime | None = None,
+    key: RecordingKey | None = None,
 ) -> Accepted:
     """Store an uploaded segment durably and record it, or explain why not; the caller discards `upload` on error.
+
+    Under a recording key with a quota, new bytes that would take the key past it are refused (403) before
+    they are stored; the same bytes again (a retry after a lost answer) are answered from the stored segment.
 
     `started` is the request's start (time.monotonic()): the segment keeps how long its upload took,
     from then until it was stored (the dashboard's upload ratio). `started_at` is the same instant on the
@@ -156,6 +188,8 @@ def accept_segment(
     if existing is not None and existing.sha256 == upload.sha256:
         upload.discard()
         return Accepted(_count_duplicate(services, session, video.id, segment_id), created=False)  # a lost response
+    if key is not None:
+        keys.check_quota(session, key, upload.size)
     session.rollback()
     arrival = record_arrival(services, session, video.id, segment_id, started_at)
     try:
@@ -431,11 +465,30 @@ def delete_video(services: Services, session: Session, video_id: int) -> None:
 
 def delete_abandoned(services: Services, session: Session, video_id: int) -> bool:
     """Delete a live video that never received a segment and was never ended; False if that changed meanwhile."""
-    with video_change(session, video_id, services.clock) as change:
-        first = session.scalar(select(Segment.id).where(Segment.video_id == video_id).limit(1))
-        if change.video.type is not VideoType.LIVE or change.video.last_segment_id is not None or first is not None:
-            return False
-        session.delete(change.video)
-        change.event("video.deleted", reason="abandoned before its first segment")
+    return delete_when(services, session, video_id, "abandoned before its first segment", _never_recorded)
+
+
+def _never_recorded(change: Change) -> bool:
+    first = change.session.scalar(select(Segment.id).where(Segment.video_id == change.video.id).limit(1))
+    return change.video.type is VideoType.LIVE and change.video.last_segment_id is None and first is None
+
+
+def delete_when(services: Services, session: Session, video_id: int, reason: str, due: Callable[[Change], bool]) -> bool:
+    """Delete a video the server decided to delete (`reason`), rows then media, if `due` still holds under its row lock.
+
+    The decision was taken without the lock (a reaper's query): a first segment, an end or an admin's pin that
+    came meanwhile is seen here, and wins (False, nothing deleted; False too when the video is gone already).
+    The `video.deleted` event carries `reason`, so webhooks and the dashboard say why. The media go after the
+    commit, as far as the store answers (MediaStore.remove_video): a store that is down keeps the objects for
+    the operator's purge, never the row, and never raises here.
+    """
+    try:
+        with video_change(session, video_id, services.clock) as change:
+            if not due(change):
+                return False
+            session.delete(change.video)
+            change.event("video.deleted", reason=reason)
+    except NotFound:
+        return False
     services.media.remove_video(video_id)
     return True

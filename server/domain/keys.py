@@ -11,12 +11,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.core.doors import key_hash, new_key, valid_key_name
-from server.core.errors import Conflict, InvalidInput, NotFound
+from server.core.errors import Conflict, InvalidInput, KeyRequired, MaxLiveReached, NotFound, QuotaExceeded
 from server.core.states import VideoType, Visibility
 from server.domain import eventlog, ingest, lifecycle
 from server.infra.models import RecordingKey, Segment, SegmentRendition, Video
@@ -116,6 +116,46 @@ def live_videos(key_id: int) -> ColumnElement[bool]:
 
 def live_count(session: Session, key_id: int) -> int:
     return int(session.scalar(select(func.count(Video.id)).where(live_videos(key_id))) or 0)
+
+
+def hold_live_slot(session: Session, key_id: int) -> RecordingKey:
+    """Lock the key's row (until the caller commits) and refuse a create past its max_live (409 max_live_reached).
+
+    KeyRequired (401) if the key was revoked since the request's door let it in.
+    """
+    if session.get_bind().dialect.name == "sqlite":  # no FOR UPDATE there: a no-op write takes the write lock (changes.py)
+        session.execute(update(RecordingKey).where(RecordingKey.id == key_id).values(max_live=RecordingKey.max_live))
+    query = select(RecordingKey).where(RecordingKey.id == key_id).with_for_update()
+    row = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    if row is None or row.revoked_at is not None:
+        session.rollback()
+        raise KeyRequired("this server URL's recording key is unknown or revoked")
+    if row.max_live is not None and (live := live_count(session, key_id)) >= row.max_live:
+        session.rollback()
+        raise MaxLiveReached(
+            f"this recording key has {live} live video(s), its max_live ({row.max_live}): end one before starting another",
+            field="max_live",
+        )
+    return row
+
+
+def check_quota(session: Session, key: RecordingKey, incoming: int) -> None:
+    """Refuse (403 quota_exceeded) `incoming` bytes that would take the key's videos past its quota_bytes."""
+    if key.quota_bytes is None:
+        return
+    used = usage(session, key.id)
+    if used + incoming > key.quota_bytes:
+        raise QuotaExceeded(
+            f"this upload ({incoming} bytes) would take this recording key past its quota_bytes "
+            f"({key.quota_bytes} bytes; {used} used); nothing was stored",
+            field="quota_bytes",
+        )
+
+
+def listed_to(key_id: int | None) -> ColumnElement[bool]:
+    """GET /videos's filter, core.doors.listed as SQL: public videos to all, and a key's own videos to that key."""
+    public = Video.visibility == Visibility.PUBLIC
+    return public if key_id is None else public | (Video.key_id == key_id)
 
 
 def usage(session: Session, key_id: int) -> int:

@@ -5,7 +5,20 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -36,6 +49,8 @@ def _enum(cls: type[enum.Enum]) -> Enum:
 
 class Video(Base):
     __tablename__ = "videos"
+    # RETENTION_DAYS' pass (server/ops/reaper.py retention_query): unpinned VODs in finished_at order, one range.
+    __table_args__ = (Index("ix_videos_retention", "type", "pinned", "finished_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(200))

@@ -210,8 +210,9 @@ class PhoneClient:
         self.retried = 0  # calls sent again (for the operator's summary)
 
     def check(self) -> None:
-        """GET /healthz, so an unreachable server is one error line before any cutting starts."""
-        self._call("/healthz", None, None, "reach the server")
+        """GET /videos?limit=1, so an unreachable server, or a recording key it refuses (401), is one error line
+        before any cutting starts; the app's list answers under /k/<key>/ as at the root (/healthz only there)."""
+        self._call("/videos?limit=1", None, None, "reach the server")
 
     def create_video(self, title: str) -> dict[str, Any]:
         """POST /videos: the app's whole Video object; the server's answer (201)."""

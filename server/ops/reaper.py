@@ -4,11 +4,12 @@ Every REAPER_INTERVAL seconds it takes back attempts whose lease ran out (lifecy
 to the queue the segments that were never queued (gearmand down at upload) or whose retry time has come,
 re-submits QUEUED segments no worker took within PROCESSING_DEADLINE (a gearmand restarted empty),
 settles live videos (a gap timed out: package, maybe finish), ends live videos abandoned for
-LIVE_IDLE_TIMEOUT, reports stalled streams (`video.stalled`) and lost workers (`worker.lost`) in the event
-log once each, hands new events to the webhook dispatcher and sends its due deliveries (server/ops/webhooks.py),
-prunes the event log, and deletes what dead processes left (temp files, staging
-directories of finished attempts). It runs where the database and the media are (the local runner, and
-every segment_processor of the origin); any number of them may run: the attempt rows decide.
+LIVE_IDLE_TIMEOUT, deletes finished videos past RETENTION_DAYS (`expire_videos`), reports stalled streams
+(`video.stalled`) and lost workers (`worker.lost`) in the event log once each, hands new events to the
+webhook dispatcher and sends its due deliveries (server/ops/webhooks.py), prunes the event log, and deletes
+what dead processes left (temp files, staging directories of finished attempts). It runs where the database
+and the media are (the local runner, and every segment_processor of the origin); any number of them may
+run: the attempt rows decide.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from server.config import Config
@@ -26,7 +27,7 @@ from server.core.ingest_health import is_stalled
 from server.core.states import SegmentState, VideoStatus, VideoType
 from server.domain import eventlog, lifecycle, publishing, registry
 from server.domain.changes import video_change
-from server.domain.ingest import delete_abandoned, end_video
+from server.domain.ingest import delete_abandoned, delete_when, end_video
 from server.infra.models import Event, Segment, Video
 from server.infra.services import Services
 from server.ops import purge
@@ -103,6 +104,9 @@ def reap(services: Services, sweep: TempSweep | None = None) -> int:
     the whole media tree is searched for what dead writers left."""
     deadline = timedelta(seconds=services.config.PROCESSING_DEADLINE)
     since = None if sweep is None else sweep.since(services.clock.now())
+    # First: it needs only the database (its media go as far as the store answers), and a store that is down
+    # stops the steps below that read it.
+    expired_videos = expire_videos(services, services.clock.now())
     with services.sessions() as session:
         searched = None if since is None else purge.written_since(session, since)  # before this pass's own writes
         expired = lifecycle.expire_leases(services, session)
@@ -126,15 +130,16 @@ def reap(services: Services, sweep: TempSweep | None = None) -> int:
         config = services.config
         registry.mark_lost(session, now=services.clock.now(), lease_seconds=config.LEASE_SECONDS, horizon=config.EVENT_RETENTION)
     swept = sum(purge.remove(path) for path in purge.stale_temps(services, SUBMIT_BATCH, searched))
-    if expired or submitted or swept or staged or pruned or republished:
+    if expired or submitted or swept or staged or pruned or republished or expired_videos:
         log.info(
-            "reaper: %d lease(s) expired, %d segment(s) queued, %d video(s) republished, %d temp file(s) and %d staging dir(s) removed, %d event(s) pruned",
+            "reaper: %d lease(s) expired, %d segment(s) queued, %d video(s) republished, %d temp file(s) and %d staging dir(s) removed, %d event(s) pruned, %d video(s) past retention deleted",
             expired,
             submitted,
             republished,
             swept,
             staged,
             pruned,
+            expired_videos,
         )
     return submitted
 
@@ -200,6 +205,62 @@ def _end_idle(services: Services, session: Session, video_id: int, highest: int 
         return False
     log.warning("video %s abandoned: no upload for %.0f s; ended at its highest segment %s", video_id, idle, highest)
     lifecycle.maybe_finish(services, session, video_id)
+    return True
+
+
+RETENTION_BATCH = 100  # videos deleted per pass at most: each is a transaction and a media prefix to remove
+
+
+def past_retention(video: Video, now: datetime, days: float) -> bool:
+    """Whether RETENTION_DAYS (`days`) deletes `video` at `now`.
+
+    Only a finished recording (VOD) that no admin pinned, once `days` days have passed since its end: its
+    `finished_at`, or its `ended_at` when that is NULL. A live video, even ended, is never deleted: it is
+    still being placed (its end is not its finish). 0 days keeps everything forever.
+    """
+    if days <= 0 or video.type is not VideoType.VOD or video.pinned:
+        return False
+    end = video.finished_at or video.ended_at
+    return end is not None and now - end >= timedelta(days=days)
+
+
+def retention_query(now: datetime, days: float, limit: int) -> Select[int, datetime]:
+    """The videos `past_retention` may delete at `now`, oldest first, at most `limit`: (id, end).
+
+    A range of the index (type, pinned, finished_at) in its order, so a pass reads `limit` rows however many
+    videos there are. A VOD whose finished_at is NULL (none is made so today) is read first and kept to
+    its ended_at; `past_retention` decides again under the row lock.
+    """
+    cutoff = now - timedelta(days=days)
+    old = or_(Video.finished_at <= cutoff, and_(Video.finished_at.is_(None), Video.ended_at <= cutoff))
+    return (
+        select(Video.id, func.coalesce(Video.finished_at, Video.ended_at))
+        .where(Video.type == VideoType.VOD, Video.pinned == false(), old)
+        .order_by(Video.finished_at, Video.id)
+        .limit(limit)
+    )
+
+
+def expire_videos(services: Services, now: datetime, limit: int = RETENTION_BATCH) -> int:
+    """Delete the finished videos past RETENTION_DAYS at `now` (at most `limit`, oldest first); return how many.
+
+    Each goes through ingest.delete_when (`video.deleted` with reason "retention"), which decides again under
+    the row lock: a video pinned since the query stays. Its media go as far as the store answers.
+    """
+    days = services.config.RETENTION_DAYS
+    if days <= 0:
+        return 0
+    with services.sessions() as session:
+        candidates = session.execute(retention_query(now, days, limit)).all()
+        session.rollback()
+        return sum(expire_video(services, session, video_id, end, days) for video_id, end in candidates)
+
+
+def expire_video(services: Services, session: Session, video_id: int, end: datetime, days: float) -> bool:
+    """Delete one video found by retention_query if `past_retention` still says so under its lock."""
+    if not delete_when(services, session, video_id, "retention", lambda change: past_retention(change.video, change.now, days)):
+        return False  # pinned, or deleted, meanwhile
+    log.info("video %s deleted: finished %s, more than RETENTION_DAYS (%g) ago", video_id, end.isoformat(timespec="seconds"), days)
     return True
 
 

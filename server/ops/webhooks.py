@@ -11,6 +11,7 @@ mapped by `hook_event`:
 | `segment.failed` (attempts spent) | `segment.failed` | event (a segment retried by an admin may fail again) |
 | `video.stalled` (the reaper, `ingest_health.is_stalled`) | `stream.stalled` | event (one per stall) |
 | `worker.lost` (the reaper, `workers.mark_lost`) | `worker.lost` | event (one per silence) |
+| `video.deleted` (an admin, or the reaper: `reason` abandoned or retention) | `video.deleted` | video |
 
 Each becomes a `WebhookDelivery` whose (hook, dedupe key) is unique. The dispatcher, run by the reaper
 (every origin worker, the local runner: any number at once), scans under the hook's row lock, then sends
@@ -65,7 +66,7 @@ from server.infra.services import Services
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("video.live", "video.vod", "segment.failed", "stream.stalled", "worker.lost")
+EVENTS = ("video.live", "video.vod", "segment.failed", "stream.stalled", "worker.lost", "video.deleted")
 SIGNATURE_HEADER = "X-Team03-Signature"
 SCAN_BATCH = 500  # log events read per hook per transaction
 SCAN_ROUNDS = 20  # batches per hook per pass: a hook catches up 10,000 events a pass, and a pass still ends
@@ -142,6 +143,8 @@ def hook_event(kind: str, event_id: int, video_id: int | None) -> tuple[str, str
         return "video.live", f"video.live:{video_id}"
     if kind == "video.finished" and video_id is not None:
         return "video.vod", f"video.vod:{video_id}"
+    if kind == "video.deleted" and video_id is not None:  # its data says why (`reason`; `by` when an admin did it)
+        return "video.deleted", f"video.deleted:{video_id}"
     mapped = {"segment.failed": "segment.failed", "video.stalled": "stream.stalled", "worker.lost": "worker.lost"}
     if kind in mapped:
         return mapped[kind], f"event:{event_id}"

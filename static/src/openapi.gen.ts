@@ -1313,7 +1313,7 @@ export interface components {
         Webhook: {
             id: number;
             url: string;
-            events: ("video.live" | "video.vod" | "segment.failed" | "stream.stalled" | "worker.lost")[];
+            events: ("video.live" | "video.vod" | "segment.failed" | "stream.stalled" | "worker.lost" | "video.deleted")[];
             created_at: string;
             disabled_at: string | null;
             /** @description Only in the answer that created the hook. */
@@ -1522,6 +1522,33 @@ export interface components {
             };
             content?: never;
         };
+        /** @description recording_key_required: a recording request without a recording key while RECORDING=keys, or with an unknown or revoked one in its /k/<key>/ prefix (docs/api.md "Doors"); never with WWW-Authenticate. */
+        KeyRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description quota_exceeded: the upload would take its recording key past its quota_bytes (named); nothing of it was stored. */
+        QuotaExceeded: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description max_live_reached: the recording key already has its max_live live videos (named); end one first. */
+        MaxLiveReached: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
     };
     parameters: {
         /** @description ASCII digits up to 2^31-1, else 404. */
@@ -1583,6 +1610,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["KeyRequired"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1610,6 +1638,8 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["KeyRequired"];
+            409: components["responses"]["MaxLiveReached"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["Unavailable"];
         };
@@ -1635,6 +1665,7 @@ export interface operations {
                     "application/json": components["schemas"]["Video"];
                 };
             };
+            401: components["responses"]["KeyRequired"];
             404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
@@ -1717,6 +1748,7 @@ export interface operations {
                     "application/json": components["schemas"]["Segment"][];
                 };
             };
+            401: components["responses"]["KeyRequired"];
             404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
@@ -1747,6 +1779,8 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["KeyRequired"];
+            403: components["responses"]["QuotaExceeded"];
             404: components["responses"]["NotFound"];
             408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
@@ -1779,6 +1813,7 @@ export interface operations {
                     "application/json": components["schemas"]["Segment"];
                 };
             };
+            401: components["responses"]["KeyRequired"];
             404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
@@ -1809,6 +1844,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["KeyRequired"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             503: components["responses"]["Unavailable"];

@@ -16,6 +16,7 @@ import requests
 from mpegdash.parser import MPEGDASHParser
 
 from server.infra.models import SegmentState
+from tests.harness.android import android_player
 from tests.harness.tree import tree
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
@@ -136,40 +137,6 @@ def test_players_opening_before_the_first_segment_are_answered_once_it_is_packag
         stack.close()
 
 
-def _android_player(base: str, vid: int, deadline: float) -> list[str]:
-    """Play like the app: poll every 1.5 s with last_segment_id, fetch every new MP4, stop at streamEnded."""
-    with requests.Session() as session:
-        return _poll(session, base, vid, deadline)
-
-
-def _poll(session: requests.Session, base: str, vid: int, deadline: float) -> list[str]:
-    headers = {"Accept": "application/json", "Cache-control": "public,max-age=0"}
-    seen: list[str] = []
-    last: str | None = None
-    while time.monotonic() < deadline:
-        url = f"{base}/live_mpd/{vid}.mpd" + ("" if last is None else f"?last_segment_id={last}")
-        response = session.get(url, headers=headers, timeout=20)
-        root = ElementTree.fromstring(response.content)
-        reps = sorted(root.findall(".//d:Representation", NS), key=lambda r: -int(r.get("bandwidth")))
-        mpd_base = root.find("d:BaseURL", NS).text
-        for segment_url in reps[0].findall(".//d:SegmentURL", NS):
-            name = segment_url.get("media")
-            if seen and name <= seen[-1]:
-                continue  # the app compares names as strings
-            # ExoPlayer resolves BaseURLs against base_url, then the app strips "/video_files/".
-            resolved = urljoin(urljoin(urljoin(f"/video_files/{vid}", mpd_base), reps[0].find("d:BaseURL", NS).text), name)
-            assert resolved.startswith("/video_files/")
-            mp4 = session.get(base + "/video_files/" + resolved.removeprefix("/video_files/"), timeout=20)
-            assert mp4.status_code == 200 and mp4.headers["Content-Type"] == "video/mp4"
-            assert mp4.content[4:8] == b"ftyp" and mp4.content.index(b"moov") < mp4.content.index(b"mdat")
-            seen.append(name)
-        last = response.headers.get("lastSegmentId", last)
-        if response.headers["streamEnded"] == "true":
-            return seen
-        time.sleep(1.5)
-    raise AssertionError(f"the player never saw streamEnded; got {seen}")
-
-
 def test_the_android_player_loop_follows_a_live_upload_to_the_end(stack, segment_files, tmp_path):
     stack.start_worker(tmp_path / "worker.log")
     base = stack.serve()
@@ -184,7 +151,7 @@ def test_the_android_player_loop_follows_a_live_upload_to_the_end(stack, segment
 
     recorder = threading.Thread(target=phone)
     recorder.start()
-    seen = _android_player(base, vid, time.monotonic() + 120)
+    seen = android_player(base, vid, time.monotonic() + 120)
     recorder.join()
     assert seen == ["000000.mp4", "000001.mp4", "000002.mp4", "000003.mp4"]
 

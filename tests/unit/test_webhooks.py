@@ -98,6 +98,7 @@ def test_a_receiver_down_for_good_is_tried_for_a_day_then_given_up():
         ("segment.failed", 7, ("segment.failed", "event:42")),
         ("video.stalled", 7, ("stream.stalled", "event:42")),
         ("worker.lost", None, ("worker.lost", "event:42")),
+        ("video.deleted", 7, ("video.deleted", "video.deleted:7")),
         ("video.uploading", 7, None),
         ("segment.encoded", 7, None),
         ("attempt.failed", 7, None),
@@ -110,7 +111,7 @@ def test_the_mapping_from_the_event_log(kind, video_id, expected):
 
 
 def test_every_mapped_event_is_one_an_admin_can_ask_for():
-    made = {hook_event(k, 1, 1) for k in ("segment.packaged", "video.finished", "segment.failed", "video.stalled", "worker.lost")}
+    made = {hook_event(k, 1, 1) for k in ("segment.packaged", "video.finished", "segment.failed", "video.stalled", "worker.lost", "video.deleted")}
     assert {m[0] for m in made if m} == set(EVENTS)
 
 

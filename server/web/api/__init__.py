@@ -44,6 +44,7 @@ from server.web.api.playback import (
     Watchable,
     add_cors,
 )
+from server.web.api.recording import require_recording_key, resolve_recording_key
 from server.web.api.segments import SegmentItem, SegmentList
 from server.web.api.spa import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
 from server.web.api.uploads import JsonProvider, discard_uploads, receive_body
@@ -159,7 +160,11 @@ def init_app(app: Flask, routes: Sequence[tuple[type, str]] = ROUTES) -> None:
     api = Api(app)
     for resource, path in routes:
         api.add_resource(resource, path)
+    # A recording request's key is looked up before the limits, which count it against that key, and a
+    # refused one (no key with RECORDING=keys, unknown, revoked) is 401 after them, before any body is read.
+    app.before_request(resolve_recording_key)
     init_limits(app, app.extensions["team03"])
+    app.before_request(require_recording_key)
     errors.register(app)
     # A worker route's token is checked before its body is read.
     app.before_request(authenticate_worker)

@@ -4,8 +4,10 @@ Counters live in memcached when MEMCACHED_SERVERS is set, so every web process a
 in memory otherwise (the embedded mode has one process). A memcached that is down counts nothing, like
 a cache miss: a limit is never a reason to refuse an upload the service could store.
 
-The limits (README, Environment) are per client address, and for uploads also per video and client
-address. Every create and every upload counts against its address (the flood limit); only a stored upload
+The limits (README, Environment) are per client address, or per recording key for a request that came under
+a valid one (/k/<key>/, resolved before the limits by server/web/api/recording.py: a key's phones share its
+budget wherever they are, and phones of other keys behind the same NAT do not spend it), and for uploads also
+per video and client address. Every create and every upload counts against its address (the flood limit); only a stored upload
 counts against its video and address, so refused requests (a 400, 404, 409, 422, 429...) never spend the
 phone's budget, whoever sends them. A phone makes one create per recording and about one upload per 3 s
 (plus retries): the create limit fits 100 phones behind one NAT, and no more; the upload limit leaves them
@@ -31,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -82,6 +84,13 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"TRUSTED_PROXY_ADDRESSES: {text!r} is not an IP address or network") from None
 
 
+def recorder() -> str:
+    """Whom a create or upload counts against: its recording key, when it came under a valid one, else its address."""
+    key = g.get("recording_key")
+    key_id = getattr(key, "id", None)
+    return f"key:{key_id}" if key_id is not None else client_address()
+
+
 def video_client_key() -> str:
     return f"video:{(request.view_args or {}).get('video_id')}/{client_address()}"
 
@@ -111,8 +120,8 @@ def init_limits(app: Flask, services: Services) -> Limiter:
         swallow_errors=True,
         headers_enabled=False,  # Retry-After on a 429 only, set by the error mapper
     )
-    create = limiter.limit(config.RATE_LIMIT_CREATE, key_func=client_address, methods=["POST"], scope="create")
-    upload = limiter.limit(config.RATE_LIMIT_UPLOAD, key_func=client_address, methods=["POST"], scope="upload")
+    create = limiter.limit(config.RATE_LIMIT_CREATE, key_func=recorder, methods=["POST"], scope="create")
+    upload = limiter.limit(config.RATE_LIMIT_UPLOAD, key_func=recorder, methods=["POST"], scope="upload")
     # Only stored uploads spend a video's budget (tested before the body, counted after the answer), and
     # per client: anyone's refused requests, a flood of empty ones included, cannot silence a live video.
     # Uploads in flight at once are all tested before any is counted: the limit may be passed by that many.

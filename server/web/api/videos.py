@@ -11,11 +11,12 @@ from sqlalchemy.orm import selectinload
 
 from server.core.errors import InvalidInput
 from server.core.states import VideoStatus
-from server.domain import ingest
+from server.domain import ingest, keys
 from server.domain.lifecycle import maybe_finish
 from server.infra.models import MAX_ID, Video
 from server.web.api.auth import require_admin
 from server.web.api.context import services, session
+from server.web.api.recording import key_id, recording_key
 from server.web.api.resource import Answer
 from server.web.api.schemas import video_json
 
@@ -44,14 +45,15 @@ class VideoList(Resource):
         """List newest first, a page at a time: ?limit= (default 100, max 1000), ?before=<video_id> for the next.
 
         A video is listed from its first stored segment on (EMPTY until then): creates alone, which anyone can
-        send, cannot push recordings out of the app's list; the admin API lists every video.
+        send, cannot push recordings out of the app's list; the admin API lists every video. Public videos are
+        listed to all, and under a recording key (/k/<key>/) that key's own videos too, whatever their visibility.
         """
         limit = _query_int("limit", PAGE_DEFAULT, 1, PAGE_MAX)
         before = _query_int("before", None, 1, MAX_ID)
         # Ids grow with creation, so id order is creation order, and a page boundary is stable under inserts.
         query = (
             select(Video)
-            .where(Video.status != VideoStatus.EMPTY)
+            .where(Video.status != VideoStatus.EMPTY, keys.listed_to(key_id()))
             .options(selectinload(Video.renditions))
             .order_by(Video.id.desc())
             .limit(limit)
@@ -66,13 +68,13 @@ class VideoList(Resource):
 
     def post(self) -> Answer:
         title = ingest.validate_title(_json_object().get("title"))
-        video = ingest.create_video(services(), session(), title)
+        video = ingest.create_video(services(), session(), title, recording_key())
         return video_json(video), 201, {"Location": f"/video/{video.id}"}
 
 
 class VideoItem(Resource):
     def get(self, video_id: int) -> Answer:
-        return video_json(ingest.get_video(session(), video_id)), 200
+        return video_json(ingest.get_watchable(session(), video_id, key_id())), 200
 
     def put(self, video_id: int) -> Answer:
         require_admin(session())
@@ -88,6 +90,7 @@ class VideoItem(Resource):
 class VideoEnd(Resource):
     def post(self, video_id: int) -> Answer:
         last = ingest.parse_segment_id(request.form.get("last_segment_id"), "last_segment_id")
+        ingest.get_recording(session(), video_id, key_id())  # only under the key that recorded it
         ingest.end_video(services(), session(), video_id, last)
         # Every segment may already be done: then the video is VOD from this answer on.
         maybe_finish(services(), session(), video_id)
