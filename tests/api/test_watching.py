@@ -30,18 +30,18 @@ def world(watch_app: Flask, segment_files: list[Path]) -> World:
     return watching.build_world(watch_app, segment_files[0].read_bytes())
 
 
-def test_the_hostile_table_on_the_embedded_default(watch_app: Flask, world: World) -> None:
+def test_the_hostile_table_on_the_embedded_default(watch_app: Flask, world: World, segment_files: list[Path]) -> None:
     client = watch_app.test_client()
 
-    def send(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        answer = client.open(path, method=method, headers=headers)
+    def send(method: str, path: str, headers: dict[str, str], body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+        answer = client.open(path, method=method, headers=headers, data=body)
         try:
             return answer.status_code, dict(answer.headers), answer.get_data()
         finally:
             answer.close()  # a file's answer holds it open
 
     with watch_app.extensions["team03"].sessions() as session:
-        watching.run_table(world, send, session)
+        watching.run_table(world, send, session, segment_files[0].read_bytes())
 
 
 def test_a_video_made_private_is_hidden_at_once_though_its_answers_are_cached(watch_app: Flask, world: World) -> None:

@@ -29,6 +29,7 @@ from server.core.states import Visibility
 from server.domain import keys
 from server.infra.models import Video
 from server.infra.services import Services
+from tests.harness.android import new_video_body, segment_upload
 
 SECRET = "hostile-table-link-secret-" + "x" * 20  # LINK_SECRET of both runs (nginx's $team03_link_secret too)
 FILES = (
@@ -49,6 +50,7 @@ FILES = (
     "live_m3u8/HIGH/stream.m3u8",
 )
 PLAYLIST = (".m3u8", ".mpd", ".vtt")
+NAMES = ("P", "U", "X", "Y", "Z")  # public (A's), unlisted (B's), private: A's, B's, and R's (R then revoked)
 
 
 @dataclass
@@ -79,7 +81,7 @@ def build_world(app: Flask, segment: bytes) -> World:
     services: Services = app.extensions["team03"]
     client = app.test_client()
     titles, ids = [], {}
-    for name in ("P", "U", "X", "Y", "Z"):
+    for name in NAMES:
         titles.append(_title())
         answer = client.post("/videos", json={"title": titles[-1], "description": "", "tags": ""})
         assert answer.status_code == 201, answer.json
@@ -93,6 +95,10 @@ def build_world(app: Flask, segment: bytes) -> World:
             values = {"key_id": rows[owner[name]], "visibility": seen.get(name, Visibility.PRIVATE)}
             session.execute(update(Video).where(Video.id == vid).values(**values))
         session.commit()
+        for name, vid in ids.items():  # a segment each, under its key, as the phone sends it: lists show videos from then on
+            body, content_type = segment_upload(0, segment)
+            stored = client.post(f"/k/{made[owner[name]][1]}/video_segment/{vid}", data=body, content_type=content_type)
+            assert stored.status_code == 201, stored.json
         keys.revoke(services, session, made["R"][0].name, by="test")
         missing = int(session.scalar(select(func.max(Video.id))) or 0) + 1000
     files = {}
@@ -146,6 +152,8 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     file: str | None = None  # a 200's body is this file of the video named by `owner`
     owner: str = "X"
+    body: str | None = None  # "upload": the Android app's multipart upload of a segment; "create": POST /videos' JSON
+    shows: tuple[str, ...] = ()  # videos whose titles this answer may carry (a list's)
 
 
 HIDDEN, REFUSED, KEY = "not_found", "link_refused", "recording_key_required"
@@ -250,9 +258,28 @@ CASES: list[Case] = [
     Case("link: segment", "GET", "{LX}/video_files/{X}/HIGH/000000.m4s", 200, file="HIGH/000000.m4s"),
     Case("link: thumbnail", "GET", "{LX}/video_files/{X}/thumbnails/000000.jpg", 200, file="thumbnails/000000.jpg"),
     Case("link: missing video", "GET", "{LM}/video_files/{M}/master.m3u8", 404, HIDDEN),
+    # The JSON reads and the recording routes (the recording door, merged from main): a private video is missing
+    # to others, a wrong or revoked key is 401 before any body is read, and nothing of a refused upload is stored.
+    Case("list: anonymous", "GET", "/videos", 200, shows=("P",)),
+    Case("list: key A", "GET", "/k/{A}/videos", 200, shows=("P", "X")),
+    Case("list: key B", "GET", "/k/{B}/videos", 200, shows=("P", "U", "Y")),
+    Case("list: revoked key", "GET", "/k/{R}/videos", 401, KEY),
+    Case("list: key in query", "GET", "/videos?key={A}", 200, shows=("P",)),
+    Case("video json: anonymous private", "GET", "/video/{X}", 404, HIDDEN),
+    Case("video json: another key's", "GET", "/k/{B}/video/{X}", 404, HIDDEN),
+    Case("segments json: anonymous private", "GET", "/video_segment/{X}", 404, HIDDEN),
+    Case("upload: revoked key", "POST", "/k/{R}/video_segment/{Z}", 401, KEY, body="upload"),
+    Case("upload: wrong key", "POST", "/k/{W}/video_segment/{X}", 401, KEY, body="upload"),
+    Case("upload: another key's video", "POST", "/k/{B}/video_segment/{X}", 404, HIDDEN, body="upload"),
+    Case("upload: anonymous to a keyed video", "POST", "/video_segment/{X}", 404, HIDDEN, body="upload"),
+    Case("upload: under a link", "POST", "{LX}/video_files/{X}/master.m3u8", 405, "method_not_allowed", body="upload"),
+    Case("upload: link prefix on the upload route", "POST", "{LX}/video_segment/{X}", 405, "method_not_allowed", body="upload"),
+    Case("create: revoked key", "POST", "/k/{R}/videos", 401, KEY, body="create"),
+    Case("create: wrong key", "POST", "/k/{W}/videos", 401, KEY, body="create"),
+    Case("end: revoked key", "POST", "/k/{R}/video_end/{Z}", 401, KEY, {"Content-Type": "application/x-www-form-urlencoded"}),
 ]
 
-Send = Callable[[str, str, dict[str, str]], tuple[int, dict[str, str], bytes]]  # method, path, headers
+Send = Callable[[str, str, dict[str, str], bytes | None], tuple[int, dict[str, str], bytes]]  # method, path, headers, body
 
 
 def snapshot(session: Session, media_root: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -272,9 +299,11 @@ def check(world: World, case: Case, answer: tuple[int, dict[str, str], bytes]) -
     if status not in expected:
         wrong.append(f"status {status}, expected {case.status}: {body[:200]!r}")
     lowered = body.lower()
-    for title in world.titles:
+    allowed = {world.titles[NAMES.index(name)] for name in case.shows}
+    for title in set(world.titles) - allowed:
         if title.encode() in body:
             wrong.append("a title leaked")
+    wrong += [f"the list misses {title}" for title in allowed if title.encode() not in body]
     for leak in (str(world.media_root).encode(), b"/srv/", b"traceback", b"/tmp/"):
         if leak.lower() in lowered:
             wrong.append(f"a server path leaked: {leak!r}")
@@ -293,13 +322,25 @@ def check(world: World, case: Case, answer: tuple[int, dict[str, str], bytes]) -
     return wrong
 
 
-def run_table(world: World, send: Send, session: Session) -> None:
+def _body(case: Case, headers: dict[str, str], segment: bytes) -> bytes | None:
+    """The body `case` sends (its Content-Type put in `headers`)."""
+    if case.body == "upload":
+        body, headers["Content-Type"] = segment_upload(0, segment)
+        return body
+    if case.body == "create":
+        headers["Content-Type"] = "application/json"
+        return json.dumps(new_video_body("hostile")).encode()
+    return b"last_segment_id=0" if case.method == "POST" else None
+
+
+def run_table(world: World, send: Send, session: Session, segment: bytes) -> None:
     """Send every case; fail naming every case answered wrongly, or that stored a row or a byte."""
     failures = []
     before = snapshot(session, world.media_root)
     for case in CASES:
         headers = {name: world.path(value) for name, value in case.headers.items()}
-        answer = send(case.method, world.path(case.path), headers)
+        data = _body(case, headers, segment)
+        answer = send(case.method, world.path(case.path), headers, data)
         failures += [f"{case.name} ({case.method} {case.path}): {problem}" for problem in check(world, case, answer)]
         after = snapshot(session, world.media_root)
         if after != before:

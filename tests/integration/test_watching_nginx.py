@@ -32,10 +32,12 @@ class Front:
     port: int  # nginx's
     gunicorn: subprocess.Popen[bytes]
 
-    def send(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    segment: bytes
+
+    def send(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         try:
-            conn.request(method, path, headers=headers)
+            conn.request(method, path, body=body, headers=headers)
             answer = conn.getresponse()
             return answer.status, dict(answer.getheaders()), answer.read()
         finally:
@@ -69,7 +71,7 @@ def _front(make_config, segment: bytes, *, link_secret: str | None, bucket: str 
         conf = real.render_nginx(folder, app_port, port, link_secret=link_secret, **options)  # type: ignore[arg-type]
         procs.append(real.start_nginx(folder, conf))
         real.wait_http(f"http://127.0.0.1:{port}/ping", procs[1], folder / "nginx.out")
-        yield Front(app, world, port, procs[0])
+        yield Front(app, world, port, procs[0], segment)
     finally:
         real.stop_gracefully(procs, timeout=20)
         app.extensions["team03"].close()
@@ -100,18 +102,18 @@ def bucket_front(make_config, segment_files: list[Path], s3_bucket: str, monkeyp
 
 def test_the_hostile_table_through_the_shipped_nginx(front: Front) -> None:
     with front.app.extensions["team03"].sessions() as session:
-        watching.run_table(front.world, front.send, session)
+        watching.run_table(front.world, front.send, session, front.segment)
 
 
 def test_the_hostile_table_with_links_left_to_the_app(front_without_secret: Front) -> None:
     """No LINK_SECRET in nginx's conf: every link goes to the app, which opens exactly what nginx would."""
     with front_without_secret.app.extensions["team03"].sessions() as session:
-        watching.run_table(front_without_secret.world, front_without_secret.send, session)
+        watching.run_table(front_without_secret.world, front_without_secret.send, session, front_without_secret.segment)
 
 
 def test_the_hostile_table_through_the_bucket_tier(bucket_front: Front) -> None:
     with bucket_front.app.extensions["team03"].sessions() as session:
-        watching.run_table(bucket_front.world, bucket_front.send, session)
+        watching.run_table(bucket_front.world, bucket_front.send, session, bucket_front.segment)
 
 
 def test_a_video_made_private_stops_playing_from_the_tree_within_a_second(front: Front) -> None:
