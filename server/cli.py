@@ -16,6 +16,7 @@ import argparse
 import getpass
 import json
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
@@ -35,10 +36,11 @@ from werkzeug.security import generate_password_hash
 
 from server.config import Config
 from server.core.clock import SystemClock
+from server.core.doors import MAX_LINK_TTL
 from server.core.errors import Conflict, FFmpegError, ServiceError
 from server.core.states import Visibility
 from server.core.transcode import ffmpeg
-from server.domain import admins, curation, ingest, keys, lifecycle, registry
+from server.domain import admins, curation, ingest, keys, lifecycle, links, registry
 from server.infra.db import alembic_config, make_engine, make_sessionmaker
 from server.infra.models import Admin
 from server.infra.queue import NoQueue
@@ -470,8 +472,13 @@ def video_command(services: Services, session: Session, args: argparse.Namespace
 
 
 def add_video_parser(sub: Any) -> None:
-    """`video visibility ID public|unlisted|private`, `video pin ID`, `video unpin ID` (docs/operations.md)."""
-    video = sub.add_parser("video", help="a video's visibility and pin").add_subparsers(dest="action", required=True)
+    """`video visibility ID public|unlisted|private`, `video pin ID`, `video unpin ID`, `video link ID` (docs/operations.md)."""
+    video = sub.add_parser("video", help="a video's visibility, pin and signed links").add_subparsers(dest="action", required=True)
+    link = video.add_parser("link", help="print a signed URL that plays a video (private ones too) until it expires")
+    link.add_argument("video", type=_video_id)
+    link.add_argument("--dash", action="store_true", help="the DASH MPD instead of the HLS master playlist")
+    link.add_argument("--ttl", type=_ttl, metavar="SECONDS", help="how long it plays (default LINK_TTL, 3600)")
+    link.add_argument("--base-url", type=_base_url, help="the server as players reach it (default PUBLIC_URL, else " + DEFAULT_SERVER + ")")
     visibility = video.add_parser("visibility", help="who may watch a video (docs/api.md Doors)")
     visibility.add_argument("video", type=_video_id)
     visibility.add_argument("visibility", choices=curation.VISIBILITIES)
@@ -479,6 +486,16 @@ def add_video_parser(sub: Any) -> None:
     video.add_parser("unpin", help="RETENTION_DAYS applies to the video again").add_argument("video", type=_video_id)
     for action in ("visibility", "pin", "unpin"):
         video.choices[action].add_argument("--json", action="store_true", help="the video's row as JSON")
+
+
+def link_command(services: Services, session: Session, args: argparse.Namespace) -> str:
+    """A signed link that plays the video (its HLS master, or with --dash its MPD) until it expires (audited)."""
+    base = (args.base_url or services.config.PUBLIC_URL or DEFAULT_SERVER).rstrip("/")
+    ttl = args.ttl or services.config.LINK_TTL
+    link = links.mint_link(services, session, args.video, dash=args.dash, ttl=ttl, by="cli")
+    until = datetime.fromtimestamp(link.expires, UTC).isoformat(timespec="seconds")
+    hint(f"plays video {args.video} until {until} ({ttl} s); every file it names opens under the same link, nothing else")
+    return base + link.path
 
 
 def purge_command(services: Services, session: Session, yes: bool, as_json: bool) -> str:
@@ -793,6 +810,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _base_url(text: str) -> str:
+    if not re.fullmatch(r"https?://[^/?#\s]+(?:/[^?#\s]*)?", text):
+        raise argparse.ArgumentTypeError(f"not an http(s) base URL: {text!r}")
+    return text
+
+
+def _ttl(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LINK_TTL:
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 1 to {MAX_LINK_TTL}: {text!r}")
+    return int(text)
+
+
 def _stream_parser(sub: Any) -> None:
     stream = sub.add_parser("stream", help="record a local video or an http(s) URL as the phone does, to --server")
     stream.add_argument("source", metavar="FILE|URL")
@@ -835,7 +864,7 @@ def run(args: argparse.Namespace, config: Config) -> str | Outcome:
         "retry": lambda s, db: retry_command(s, db, args.video, args.json),
         "end": lambda s, db: end_command(s, db, args.video, args.json),
         "purge": lambda s, db: purge_command(s, db, args.yes, args.json),
-        "video": lambda s, db: video_command(s, db, args),
+        "video": lambda s, db: link_command(s, db, args) if args.action == "link" else video_command(s, db, args),
     }
     return with_services(config, commands[group])
 

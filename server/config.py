@@ -73,6 +73,9 @@ class Config:
     # (secure_link_md5). Empty: one made by the first process that asks and kept in the database (embedded).
     LINK_SECRET: str = ""
     LINK_TTL: int = 3600  # `cli video link`'s default lifetime of a link, in seconds
+    # The server's address as players reach it, before a link's path (`cli video link`; its --base-url wins).
+    # Empty: dev_run.py's http://127.0.0.1:5000.
+    PUBLIC_URL: str = ""
     CACHE_TTL: int = 3600
     CACHE_PREFIX: str = "team03:"
     LOG_LEVEL: str = "INFO"

@@ -317,6 +317,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/watchable/{video_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description ASCII digits up to 2^31-1, else 404. */
+                video_id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        /** Whether a player without key or link may play the video (nginx's auth_request, deploy/nginx/team03.conf). */
+        get: operations["watchable"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/s/{rest}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Anything under /s/ that is not a whole signed link `/s/<signature>/<expires>/video_files/<video id>/<file>` (those reach the /video_files/ routes, docs/api.md "Doors"). */
+                rest: string;
+            };
+            cookie?: never;
+        };
+        /** A truncated or altered signed link: 403 link_refused. */
+        get: operations["notALink"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ping": {
         parameters: {
             query?: never;
@@ -2310,6 +2350,59 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                };
+            };
+        };
+    };
+    watchable: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description ASCII digits up to 2^31-1, else 404. */
+                video_id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Public or unlisted: anyone with its URL may play it. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Private, or no such video (not told apart): `not_watchable`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    notALink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Anything under /s/ that is not a whole signed link `/s/<signature>/<expires>/video_files/<video id>/<file>` (those reach the /video_files/ routes, docs/api.md "Doors"). */
+                rest: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `link_refused`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };

@@ -147,7 +147,7 @@ def nginx_prefix() -> Path:
 
 NGINX_SITE = ROOT / "deploy/nginx/team03.conf"
 NGINX_S3_SITE = ROOT / "deploy/nginx/team03-s3.conf"  # MEDIA_STORE=s3: players' files from the bucket
-NGINX_CACHES = ("team03-mpd", "team03-media", "team03-playlists")  # team03.conf's proxy_cache_path folders
+NGINX_CACHES = ("team03-mpd", "team03-media", "team03-playlists", "team03-watch")  # team03.conf's proxy_cache_path folders
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,7 @@ def render_nginx(
     events_port: int | None = None,
     origins: tuple[str, ...] = (),
     store: Store | None = None,
+    link_secret: str | None = None,
 ) -> str:
     """deploy/nginx/team03.conf as shipped, its addresses, cache folders (and MEDIA_ROOT) pointed at ours, in a minimal nginx.conf.
 
@@ -178,6 +179,7 @@ def render_nginx(
     `server` line each, as docs/operations.md "Run two origins on one bucket" tells the operator to edit it.
     With `store`, the MEDIA_STORE=s3 deployment: team03.conf's `include team03-s3.conf;` uncommented and
     deploy/nginx/team03-s3.conf rendered beside it with the store's address, bucket and prefix.
+    With `link_secret`, nginx checks signed links with it (LINK_SECRET, as the operator fills it in).
     """
     servers = "\n    ".join(f"server {origin};" for origin in origins or (f"127.0.0.1:{app_port}",))
     replacements = [
@@ -187,11 +189,13 @@ def render_nginx(
         *((f"proxy_cache_path /var/lib/nginx/{name} ", f"proxy_cache_path {prefix}/{name} ", 1) for name in NGINX_CACHES),
     ]
     if media_root is not None:
-        replacements.append(("alias /srv/team03/media/videos/", f"alias {media_root}/videos/", 2))
+        replacements.append(("alias /srv/team03/media/videos/", f"alias {media_root}/videos/", 3))
+    if link_secret is not None:
+        replacements.append(('default ""; # LINK_SECRET', f'default "{link_secret}"; # LINK_SECRET', 1))
     if store is not None:
         replacements.append(("# include team03-s3.conf;", f"include {prefix}/team03-s3.conf;", 1))
         s3_site = _rendered(NGINX_S3_SITE, [
-            ("http://127.0.0.1:7480/team03-media/videos/", f"http://{store.address}/{store.bucket}/{store.prefix}videos/", 2),
+            ("http://127.0.0.1:7480/team03-media/videos/", f"http://{store.address}/{store.bucket}/{store.prefix}videos/", 3),
         ])  # fmt: skip
         (prefix / "team03-s3.conf").write_text(s3_site)
     (prefix / "team03.conf").write_text(_rendered(NGINX_SITE, replacements))

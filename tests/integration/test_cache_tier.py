@@ -26,11 +26,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from server import create_app
 from server.store.s3 import S3Objects
 from tests.harness import s3
 from tests.harness import services as real
 from tests.harness.services import burst
-from tests.harness.stack import Stack
+from tests.harness.stack import Stack, http_server
 
 PLAYLISTS = ("manifest.mpd", "master.m3u8", "HIGH/playlist.m3u8", "audio/playlist.m3u8", "HIGH/vod.m3u8", "storyboard.vtt")
 LEGACY = ("root.m3u8", "LOW/stream.m3u8")
@@ -91,7 +92,7 @@ def start_front(folder: Path, app_port: int, **options: object) -> tuple[str, su
     port = real.free_port()
     proc = real.start_nginx(folder, real.render_nginx(folder, app_port, port, **options))  # type: ignore[arg-type]
     try:
-        real.wait_port(port)  # not an HTTP probe: the bucket's front of lone_tier has no app behind it
+        real.wait_port(port)  # not an HTTP probe: /ping would be the app's
     except RuntimeError:
         real.stop_gracefully([proc])
         raise RuntimeError((folder / "nginx.out").read_text(errors="replace")[-3000:]) from None
@@ -296,41 +297,51 @@ def test_what_the_tree_never_serves_the_bucket_never_serves(tier) -> None:  # ty
 
 
 @pytest.fixture
-def lone_tier(store_bucket: str, gateway: s3.SpareGateway) -> Iterator[tuple[str, S3Objects, StoreLog, str]]:
-    """The bucket front alone (no app behind it: nothing here needs one), on objects a test writes as the pipeline will."""
+def lone_tier(
+    store_bucket: str, gateway: s3.SpareGateway, make_config
+) -> Iterator[tuple[str, S3Objects, StoreLog, str, int]]:  # type: ignore[no-untyped-def]
+    """The bucket front, on objects a test writes as the pipeline will, of a public video; the app behind it answers
+    only nginx's question whether the video may be played (auth_request, deploy/nginx/team03.conf)."""
     prefix = f"t{uuid.uuid4().hex[:8]}/"
     objects = s3.s3_objects(store_bucket, prefix=prefix)
     objects.client.put_bucket_policy(Bucket=store_bucket, Policy=s3.read_policy(store_bucket, prefix))
+    app = create_app(make_config())
+    vid = app.test_client().post("/videos", json={"title": "lone tier"}).json["video_id"]
     folder = real.nginx_prefix()
-    url, proc = start_front(folder, real.free_port(), store=real.Store(f"127.0.0.1:{gateway.port}", store_bucket, prefix))
     try:
-        yield url, objects, StoreLog(gateway, store_bucket), prefix
+        with http_server(app) as app_url:
+            app_port = int(app_url.rsplit(":", 1)[1])
+            url, proc = start_front(folder, app_port, store=real.Store(f"127.0.0.1:{gateway.port}", store_bucket, prefix))
+            try:
+                yield url, objects, StoreLog(gateway, store_bucket), prefix, vid
+            finally:
+                real.stop_gracefully([proc], timeout=20)
     finally:
-        real.stop_gracefully([proc], timeout=20)
+        app.extensions["team03"].close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_burst_costs_the_store_one_get_and_a_changed_playlist_shows_within_a_second(lone_tier, segment_files, gateway) -> None:  # type: ignore[no-untyped-def]
-    url, objects, log, prefix = lone_tier
+    url, objects, log, prefix, vid = lone_tier
     segment = segment_files[1].read_bytes()
-    objects.put("videos/7/HIGH/000001.m4s", segment)  # as the pipeline will
-    objects.put("videos/7/HIGH/playlist.m3u8", b"#EXTM3U\n#EXT-X-VERSION:7\n#EXTINF:3.0,\n000000.m4s\n")
+    objects.put(f"videos/{vid}/HIGH/000001.m4s", segment)  # as the pipeline will
+    objects.put(f"videos/{vid}/HIGH/playlist.m3u8", b"#EXTM3U\n#EXT-X-VERSION:7\n#EXTINF:3.0,\n000000.m4s\n")
 
-    media = f"{url}/video_files/7/HIGH/000001.m4s"
+    media = f"{url}/video_files/{vid}/HIGH/000001.m4s"
     answers, _, _ = burst(media, 40)
     assert len(answers) == 40 and {(a.status_code, a.content) for a in answers} == {(200, segment)}
-    assert log.gets(f"{prefix}videos/7/HIGH/000001.m4s") == 1  # one GET for the 40 (the others waited for it)
+    assert log.gets(f"{prefix}videos/{vid}/HIGH/000001.m4s") == 1  # one GET for the 40 (the others waited for it)
     answers, _, _ = burst(media, 40)
     assert {(a.status_code, a.content) for a in answers} == {(200, segment)}
-    assert log.gets(f"{prefix}videos/7/HIGH/000001.m4s") == 1  # and none for the next 40: media is kept
+    assert log.gets(f"{prefix}videos/{vid}/HIGH/000001.m4s") == 1  # and none for the next 40: media is kept
 
     # A query never reaches the store (it could pick another version or rename the type) nor splits nginx's copy.
-    objects.put("videos/7/HIGH/000002.m4s", segment)
-    other = f"{url}/video_files/7/HIGH/000002.m4s"
+    objects.put(f"videos/{vid}/HIGH/000002.m4s", segment)
+    other = f"{url}/video_files/{vid}/HIGH/000002.m4s"
     for query in ("?response-content-type=text/html&versionId=x", "", "?x=1"):
         asked = requests.get(other + query, timeout=10)
         assert (asked.status_code, asked.headers["Content-Type"], asked.content) == (200, "video/iso.segment", segment)
-    assert log.gets(f"{prefix}videos/7/HIGH/000002.m4s") == 1  # the store's log names the key without a query
+    assert log.gets(f"{prefix}videos/{vid}/HIGH/000002.m4s") == 1  # the store's log names the key without a query
 
     gateway.pause()  # the store frozen: what nginx keeps is still served (media is never rewritten)
     try:
@@ -339,8 +350,8 @@ def test_a_burst_costs_the_store_one_get_and_a_changed_playlist_shows_within_a_s
     finally:
         gateway.resume()
 
-    playlist = f"{url}/video_files/7/HIGH/playlist.m3u8"
-    key = f"{prefix}videos/7/HIGH/playlist.m3u8"
+    playlist = f"{url}/video_files/{vid}/HIGH/playlist.m3u8"
+    key = f"{prefix}videos/{vid}/HIGH/playlist.m3u8"
     answers, started, ended = burst(playlist, 40)
     assert {a.status_code for a in answers} == {200} and len({a.content for a in answers}) == 1
     assert 1 <= log.gets(key) <= int(ended) - int(started) + 1  # at most one GET per wall-clock second the burst spanned
@@ -359,7 +370,7 @@ def test_a_burst_costs_the_store_one_get_and_a_changed_playlist_shows_within_a_s
     poller.start()
     try:
         real.wait_for(lambda: len(seen) >= 5, 10, "the poller warmed nginx's copy")
-        objects.put("videos/7/HIGH/playlist.m3u8", newer)
+        objects.put(f"videos/{vid}/HIGH/playlist.m3u8", newer)
         written = time.monotonic()
         real.wait_for(lambda: any(body == newer for _, body in seen), 5, "the new playlist served")
     finally:
