@@ -146,6 +146,12 @@ class LinkRefused(Forbidden):
     code = "link_refused"
 
 
+class NotWatchable(Forbidden):
+    """The video is private or does not exist: an anonymous player may not read its files (nginx's auth_request)."""
+
+    code = "not_watchable"
+
+
 class TicketRefused(Forbidden):
     """A claim without a valid ticket: the origin did not hand this segment out (or the ticket expired)."""
 

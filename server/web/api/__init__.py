@@ -38,8 +38,10 @@ from server.web.api.playback import (
     LegacyMaster,
     LegacyMedia,
     MediaFile,
+    NotALink,
     ServerTime,
     Storyboard,
+    Watchable,
     add_cors,
 )
 from server.web.api.segments import SegmentItem, SegmentList
@@ -98,6 +100,10 @@ ROUTES = [
     (Storyboard, "/video_files/<int:video_id>/storyboard.vtt"),
     (MediaFile, "/video_files/<int:video_id>/<path:path>"),
     (ServerTime, "/time"),
+    # Who may watch (server/web/api/watching.py): nginx's auth_request for anonymous playback from the tree, and
+    # what is left under /s/ once server/web/doors.py took the whole links
+    (Watchable, "/api/watchable/<int:video_id>"),
+    (NotALink, "/s/<path:rest>"),
     # Operations
     (Ping, "/ping"),
     (Status, "/status.json"),

@@ -9,13 +9,14 @@ from flask import Response, request, send_file
 from flask_restful import Resource
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from server.core.errors import NotFound
+from server.core.errors import LinkRefused, NotFound
 from server.core.playlists import HLS_VOD
 from server.core.transcode.ladder import RUNG_NAME
 from server.domain import ingest, publishing
 from server.web import answers, caching
 from server.web.api.context import services, session
 from server.web.api.resource import Answer
+from server.web.api.watching import Watched, anonymous_may_watch
 
 MIME = {
     "mpd": "application/dash+xml",
@@ -65,7 +66,7 @@ def _published(video_id: int, name: str) -> WerkzeugResponse | None:
     return _answer(publishing.Rendered(body, finished=False), name.rsplit(".", 1)[1])
 
 
-class AndroidMpd(Resource):
+class AndroidMpd(Watched):
     def get(self, video_id: int) -> Answer:
         raw = request.args.get("last_segment_id")
         after = None if raw is None else ingest.parse_segment_id(raw, "last_segment_id")
@@ -73,14 +74,14 @@ class AndroidMpd(Resource):
         return _answer(result, "mpd")
 
 
-class LegacyMaster(Resource):
+class LegacyMaster(Watched):
     def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, f"{publishing.LEGACY}/root.m3u8")) is not None:
             return file
         return _answer(answers.rendered(services(), session(), video_id, "legacy-master", publishing.legacy_master), "m3u8")
 
 
-class LegacyMedia(Resource):
+class LegacyMedia(Watched):
     def get(self, video_id: int, name: str) -> Answer:
         if TRACK.match(name) and (file := _published(video_id, f"{publishing.LEGACY}/{name}/stream.m3u8")) is not None:
             return file
@@ -88,7 +89,7 @@ class LegacyMedia(Resource):
         return _answer(result, "m3u8")
 
 
-class DashManifest(Resource):
+class DashManifest(Watched):
     def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, "manifest.mpd")) is not None:
             return file
@@ -96,14 +97,14 @@ class DashManifest(Resource):
         return _answer(answers.rendered_when_published(services(), session(), video_id, "dash", render), "mpd")
 
 
-class HlsMaster(Resource):
+class HlsMaster(Watched):
     def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, "master.m3u8")) is not None:
             return file
         return _answer(answers.rendered(services(), session(), video_id, "hls-master", publishing.hls_master), "m3u8")
 
 
-class HlsMedia(Resource):
+class HlsMedia(Watched):
     def get(self, video_id: int, name: str) -> Answer:
         if TRACK.match(name) and (file := _published(video_id, f"{name}/playlist.m3u8")) is not None:
             return file
@@ -111,7 +112,7 @@ class HlsMedia(Resource):
         return _answer(answers.rendered_when_published(services(), session(), video_id, "hls-media", render, name), "m3u8")
 
 
-class HlsVod(Resource):
+class HlsVod(Watched):
     def get(self, video_id: int, name: str) -> Answer:
         """A finished video's VOD media playlist (its master names it); 404 while the video is live."""
         if TRACK.match(name) and (file := _published(video_id, f"{name}/{HLS_VOD}")) is not None:
@@ -120,14 +121,14 @@ class HlsVod(Resource):
         return _answer(answers.rendered(services(), session(), video_id, "hls-vod", render, name), "m3u8")
 
 
-class Storyboard(Resource):
+class Storyboard(Watched):
     def get(self, video_id: int) -> Answer:
         if (file := _published(video_id, "storyboard.vtt")) is not None:
             return file
         return _answer(answers.rendered(services(), session(), video_id, "storyboard", publishing.storyboard(_gap())), "vtt")
 
 
-class MediaFile(Resource):
+class MediaFile(Watched):
     def get(self, video_id: int, path: str) -> Answer:
         if not MEDIA_PATH.match(path):
             raise NotFound(f"no such file: {path[:80]}")
@@ -150,6 +151,23 @@ class MediaFile(Resource):
         return response
 
 
+class Watchable(Resource):
+    """204 if a player without key or link may play the video, else 403: nginx's auth_request (deploy/nginx/team03.conf)."""
+
+    def get(self, video_id: int) -> Answer:
+        anonymous_may_watch(video_id)
+        response = Response(status=204)
+        response.headers["Cache-Control"] = "no-store"  # nginx keeps it 1 s at most, by its own micro-cache
+        return response
+
+
+class NotALink(Resource):
+    """A path under /s/ that is not a whole signed link to a video's file (server/web/doors.py took none)."""
+
+    def get(self, rest: str) -> Answer:
+        raise LinkRefused("not a playback link: /s/<signature>/<expires>/video_files/<video id>/<file>")
+
+
 class ServerTime(Resource):
     """The server's clock for DASH UTCTiming (urn:mpeg:dash:utc:http-iso:2014)."""
 
@@ -160,7 +178,7 @@ class ServerTime(Resource):
         return response
 
 
-PLAYER_PATHS = ("/live_mpd/", "/live_m3u8/", "/video_files/", "/time")
+PLAYER_PATHS = ("/live_mpd/", "/live_m3u8/", "/video_files/", "/time", "/s/")
 
 
 def add_cors(response: Response) -> Response:
