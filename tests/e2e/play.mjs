@@ -10,6 +10,7 @@
 // --error-screenshot saves it when the play stops on a fatal error (report.errorScreenshot).
 // --opened writes FILE (the epoch ms) when the page first asks the stream's origin for anything, so a
 // caller can wait for that fact. report.playlists lists every .mpd/.m3u8 request: {sent, path, status};
+// report.media every other request to the stream's origin (segments, init files, /time...): {path, status};
 // report.refused every answer of the stream's origin with a status of 400 or more: {t, path, status}.
 //
 // Exit 0 whenever a report was produced (errors in playback are in the report);
@@ -103,6 +104,7 @@ function startServer(pageOrigin) {
 function watchStream(page, opts) {
   const origin = new URL(opts.src).origin;
   const playlists = [];
+  const media = [];
   const refused = [];
   const byRequest = new Map();
   let opened = false;
@@ -117,6 +119,10 @@ function watchStream(page, opts) {
       const entry = { sent: Date.now(), path: url.pathname, status: null };
       playlists.push(entry);
       byRequest.set(req, entry);
+    } else if (media.length < 500) {
+      const entry = { path: url.pathname, status: null };
+      media.push(entry);
+      byRequest.set(req, entry);
     }
   });
   page.on('response', (res) => {
@@ -127,7 +133,7 @@ function watchStream(page, opts) {
       refused.push({ t: Date.now(), path: url.pathname, status: res.status() });
     }
   });
-  return { playlists, refused };
+  return { playlists, media, refused };
 }
 
 function playedPastFirstFrame(report, seconds) {
@@ -166,7 +172,7 @@ async function main() {
     page.on('pageerror', (e) => process.stderr.write(`[browser pageerror] ${e.message}\n`));
     let crashed = false;
     page.on('crash', () => { crashed = true; });
-    const { playlists, refused } = watchStream(page, opts);
+    const { playlists, media, refused } = watchStream(page, opts);
 
     const q = new URLSearchParams({ player: opts.player, src: opts.src });
     if (LIBS[opts.player]) q.set('lib', LIBS[opts.player]);
@@ -196,6 +202,7 @@ async function main() {
     report.screenshot = shot;
     report.errorScreenshot = errorShot;
     report.playlists = playlists;
+    report.media = media;
     report.refused = refused;
     report.done = true;
     report.stopReason = reason;

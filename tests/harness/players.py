@@ -121,6 +121,6 @@ def long_stalls(report: dict, seconds: float) -> list[dict]:
 
 def summary(report: dict) -> str:
     """Return the report without its long logs, for assertion messages."""
-    short = {k: v for k, v in report.items() if k not in ("events", "samples", "log", "playlists")}
+    short = {k: v for k, v in report.items() if k not in ("events", "samples", "log", "playlists", "media")}
     short["first_playlists"] = report.get("playlists", [])[:12]
     return json.dumps(short, indent=1) + "\n--- harness log ---\n" + report.get("log", "")
