@@ -271,8 +271,7 @@ def _live(stack: Stack, segments: list[bytes], tmp_path_factory: pytest.TempPath
     stack.wait_vod(video_id, timeout=60)
     packaged = {k: _packaged(stack, video_id, k) for k in range(len(segments))}
     assert all(at is not None for at in packaged.values()), packaged
-    live = Live(video_id, _durations(stack, video_id), dict(rec.uploads), packaged, reports, anonymous)  # type: ignore[arg-type]
-    return live
+    return Live(video_id, _durations(stack, video_id), dict(rec.uploads), packaged, reports, anonymous)  # type: ignore[arg-type]
 
 
 def _ask_both_ways(stack: Stack, video_id: int, link: str) -> dict[str, tuple[int, int]]:
