@@ -4,11 +4,14 @@
 //
 //   node play.mjs --player dash|hls|shaka|videojs|native --src URL [--page-origin http://127.0.0.1:PORT]
 //                 [--timeout SECONDS] [--until-ended] [--min-play SECONDS] [--screenshot FILE.png]
-//                 [--opened FILE]
+//                 [--opened FILE] [--error-screenshot FILE.png]
 //
-// --screenshot saves the page once the picture has moved 1 s past the first frame (report.screenshot).
+// --screenshot saves the page once the picture has moved 1 s past the first frame (report.screenshot);
+// --error-screenshot saves it when the play stops on a fatal error (report.errorScreenshot).
 // --opened writes FILE (the epoch ms) when the page first asks the stream's origin for anything, so a
-// caller can wait for that fact. report.playlists lists every .mpd/.m3u8 request: {sent, path, status}.
+// caller can wait for that fact. report.playlists lists every .mpd/.m3u8 request: {sent, path, status};
+// report.media every other request to the stream's origin (segments, init files, /time...): {path, status};
+// report.refused every answer of the stream's origin with a status of 400 or more: {t, path, status}.
 //
 // Exit 0 whenever a report was produced (errors in playback are in the report);
 // exit 2 on bad usage, 3 when the harness itself failed (no browser, page crashed, ...).
@@ -39,13 +42,14 @@ const log = (...a) => process.stderr.write(`[play.mjs] ${a.join(' ')}\n`);
 function usage(msg) {
   log(msg);
   log('usage: node play.mjs --player dash|hls|shaka|videojs|native --src URL [--page-origin http://127.0.0.1:PORT]'
-      + ' [--timeout SECONDS] [--until-ended] [--min-play SECONDS] [--screenshot FILE.png] [--opened FILE]');
+      + ' [--timeout SECONDS] [--until-ended] [--min-play SECONDS] [--screenshot FILE.png] [--opened FILE]'
+      + ' [--error-screenshot FILE.png]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
   const opts = { player: null, src: null, pageOrigin: 'http://127.0.0.1:0', timeout: 60,
-    untilEnded: false, minPlay: null, screenshot: null, opened: null };
+    untilEnded: false, minPlay: null, screenshot: null, opened: null, errorScreenshot: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => { if (i + 1 >= argv.length) usage(`${a} needs a value`); return argv[++i]; };
@@ -57,6 +61,7 @@ function parseArgs(argv) {
     else if (a === '--until-ended') opts.untilEnded = true;
     else if (a === '--screenshot') opts.screenshot = val();
     else if (a === '--opened') opts.opened = val();
+    else if (a === '--error-screenshot') opts.errorScreenshot = val();
     else usage(`unknown argument ${a}`);
   }
   if (!PLAYERS.includes(opts.player)) usage(`--player must be one of ${PLAYERS.join(', ')}`);
@@ -95,10 +100,12 @@ function startServer(pageOrigin) {
   });
 }
 
-// Note what the page asks of the stream's origin: the first request (--opened) and every playlist.
+// Note what the page asks of the stream's origin: the first request (--opened), every playlist, every refusal.
 function watchStream(page, opts) {
   const origin = new URL(opts.src).origin;
   const playlists = [];
+  const media = [];
+  const refused = [];
   const byRequest = new Map();
   let opened = false;
   page.on('request', (req) => {
@@ -112,13 +119,21 @@ function watchStream(page, opts) {
       const entry = { sent: Date.now(), path: url.pathname, status: null };
       playlists.push(entry);
       byRequest.set(req, entry);
+    } else if (media.length < 500) {
+      const entry = { path: url.pathname, status: null };
+      media.push(entry);
+      byRequest.set(req, entry);
     }
   });
   page.on('response', (res) => {
     const entry = byRequest.get(res.request());
     if (entry) entry.status = res.status();
+    const url = new URL(res.url());
+    if (url.origin === origin && res.status() >= 400 && refused.length < 100) {
+      refused.push({ t: Date.now(), path: url.pathname, status: res.status() });
+    }
   });
-  return playlists;
+  return { playlists, media, refused };
 }
 
 function playedPastFirstFrame(report, seconds) {
@@ -157,7 +172,7 @@ async function main() {
     page.on('pageerror', (e) => process.stderr.write(`[browser pageerror] ${e.message}\n`));
     let crashed = false;
     page.on('crash', () => { crashed = true; });
-    const playlists = watchStream(page, opts);
+    const { playlists, media, refused } = watchStream(page, opts);
 
     const q = new URLSearchParams({ player: opts.player, src: opts.src });
     if (LIBS[opts.player]) q.set('lib', LIBS[opts.player]);
@@ -178,9 +193,17 @@ async function main() {
       }
       reason = done(report, opts, (Date.now() - started) / 1000);
     }
+    let errorShot = null;
+    if (opts.errorScreenshot && reason === 'fatal') {
+      await page.screenshot({ path: opts.errorScreenshot });
+      errorShot = { path: opts.errorScreenshot };
+    }
     report = await page.evaluate(() => window.__report);
     report.screenshot = shot;
+    report.errorScreenshot = errorShot;
     report.playlists = playlists;
+    report.media = media;
+    report.refused = refused;
     report.done = true;
     report.stopReason = reason;
     report.elapsed = (Date.now() - started) / 1000;

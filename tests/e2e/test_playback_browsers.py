@@ -6,6 +6,11 @@ One live recording per format (DASH, then HLS): its players open it before anyth
 (the format's reference player, Shaka Player, video.js), then a thread uploads one segment every
 UPLOAD_EVERY seconds, and Shaka Player and video.js open it again mid-stream; all follow it to its
 end at the same time, each from its own page origin. The VOD plays run a few at a time.
+
+Doors (docs/api.md "Doors"): a fourth recording is of a private video, its four players opening signed links
+minted by links.mint_link; then the VOD, its public plays done, is made private and played from links, from
+links that have expired (each player must stop on its own error event carrying the 403) and from its plain
+URL (the 404).
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
+from urllib.parse import urlparse
 
 import pytest
 import requests
 
+from server.core.doors import LINK_PREFIX
+from server.core.states import Visibility
 from server.core.timeline import VIDEO_TIMESCALE
+from server.domain import curation, links, publishing
 from tests.harness import services as real
 from tests.harness.media import make_segment
 from tests.harness.players import long_stalls, play, summary
@@ -44,8 +53,13 @@ RECORDINGS = {
     "dash": ("before:dash:dash", "before:shaka:dash", "before:videojs:dash"),
     "hls": ("before:hls:hls", "before:shaka:hls", "before:videojs:hls"),
     "mid-stream": ("mid:shaka:dash", "mid:shaka:hls", "mid:videojs:dash", "mid:videojs:hls"),
+    # A private video: every player opens its signed link (the HLS master or the MPD) before the first upload.
+    "private": ("before:hls:hls", "before:dash:dash", "before:shaka:hls", "before:videojs:dash"),
 }
+PRIVATE = ("private",)
+LINK_TTL = 900  # s: outlives every play from a link
 MID_STREAM_AT = 3
+MIN_FPS = 10  # decoded pictures per second played, at least (the phone shoots 30)
 VOD_AT_ONCE = 4  # concurrent VOD plays: more only starve each other of the 2 cores
 
 
@@ -176,6 +190,7 @@ class Live:
     uploaded: dict[int, float]  # epoch s, per segment
     packaged: dict[int, float]  # epoch s, per segment: when it could first be listed
     reports: dict[str, dict | BaseException]  # per play name
+    anonymous: dict[str, tuple[int, int]]  # a private video's files asked mid-stream: path -> (by link, plainly)
 
 
 @pytest.fixture(scope="module")
@@ -197,14 +212,38 @@ def recordings(stack: Stack, segments: list[bytes], tmp_path_factory: pytest.Tem
     return get
 
 
+def _make_private(stack: Stack, video_id: int) -> None:
+    with stack.services.sessions() as session:
+        curation.set_visibility(stack.services, session, video_id, Visibility.PRIVATE, by="e2e")
+
+
+def _link(stack: Stack, video_id: int, fmt: str, ttl: int = LINK_TTL) -> str:
+    """Mint a signed link to the video's HLS master or MPD, as `video link` does; return its whole URL."""
+    with stack.services.sessions() as session:
+        link = links.mint_link(stack.services, session, video_id, dash=fmt == "dash", ttl=ttl, by="e2e")
+    return stack.base_url + link.path
+
+
+def _plain(stack: Stack, video_id: int, fmt: str) -> str:
+    return _plain_file(stack, video_id, PATHS[fmt])
+
+
+def _plain_file(stack: Stack, video_id: int, path: str) -> str:
+    return f"{stack.base_url}/video_files/{video_id}/{path}"
+
+
 def _live(stack: Stack, segments: list[bytes], tmp_path_factory: pytest.TempPathFactory, recording: str) -> Live:
     plays = RECORDINGS[recording]
     video_id = stack.new_video(f"live {recording}")
+    private = recording in PRIVATE
+    if private:
+        _make_private(stack, video_id)
+    src = {fmt: (_link if private else _plain)(stack, video_id, fmt) for fmt in PATHS}
     shots, opened = tmp_path_factory.mktemp(f"screenshots-{recording}"), tmp_path_factory.mktemp(f"opened-{recording}")
 
     def job(name: str) -> Callable[[], dict]:
         _, player, fmt = name.split(":")
-        url = f"{stack.base_url}/video_files/{video_id}/{PATHS[fmt]}"
+        url = src[fmt]
         stem = name.replace(":", "-")
 
         def run() -> dict:
@@ -223,6 +262,7 @@ def _live(stack: Stack, segments: list[bytes], tmp_path_factory: pytest.TempPath
         rec = _record(stack, segments, video_id)
         stack.wait(lambda: _packaged(stack, video_id, MID_STREAM_AT), 90, "mid-stream")
         futures |= {name: pool.submit(job(name)) for name in plays if name not in futures}
+        anonymous = _ask_both_ways(stack, video_id, src["hls"]) if private else {}
         reports = _results(futures)
     assert rec.thread is not None
     rec.thread.join(timeout=30)
@@ -231,7 +271,20 @@ def _live(stack: Stack, segments: list[bytes], tmp_path_factory: pytest.TempPath
     stack.wait_vod(video_id, timeout=60)
     packaged = {k: _packaged(stack, video_id, k) for k in range(len(segments))}
     assert all(at is not None for at in packaged.values()), packaged
-    return Live(video_id, _durations(stack, video_id), dict(rec.uploads), packaged, reports)  # type: ignore[arg-type]
+    return Live(video_id, _durations(stack, video_id), dict(rec.uploads), packaged, reports, anonymous)  # type: ignore[arg-type]
+
+
+def _ask_both_ways(stack: Stack, video_id: int, link: str) -> dict[str, tuple[int, int]]:
+    """GET the video's playlists and first media files under the link and at their plain URLs; return both statuses."""
+    paths = [*PATHS.values(), "audio/playlist.m3u8", f"{RUNGS[0]}/playlist.m3u8", f"{RUNGS[0]}/init.mp4", "audio/000000.m4s"]
+    folder = link.rsplit("/", 1)[0]
+    return {
+        p: (
+            requests.get(f"{folder}/{p}", timeout=10).status_code,
+            requests.get(_plain_file(stack, video_id, p), timeout=10).status_code,
+        )
+        for p in paths
+    }
 
 
 def _waited_on(report: dict) -> list[dict]:
@@ -262,6 +315,14 @@ def test_live_stream_is_followed_to_its_end(recordings: Callable[[str], Live], r
     # From the start, or from the live edge: either way the last two segments were seen playing.
     assert _first_played(report) <= total - sum(live.durations[-2:]) + 0.5, summary(report)
     assert report["screenshot"] is not None, summary(report)  # taken once the picture had moved 1 s
+    _decoded_pictures(report)
+    # Every file was asked for where the player opened the stream (under the link, for a private video).
+    folder = _folder(report["src"])
+    assert _elsewhere(report, folder) == [], summary(report)
+    assert [r for r in report["refused"] if r["status"] in (403, 404)] == [], summary(report)
+    if recording in PRIVATE:
+        assert folder.startswith(LINK_PREFIX), summary(report)
+        assert set(live.anonymous.values()) == {(200, 404)}, live.anonymous  # the link opens each, nothing else does
     statuses = sorted({r["status"] for r in asked})
     lag = [round(live.packaged[k] - live.uploaded[k], 1) for k in sorted(live.uploaded)]
     print(
@@ -269,6 +330,23 @@ def test_live_stream_is_followed_to_its_end(recordings: Callable[[str], Live], r
         f" latency {report['latency']}, ended by {report['endedBy']}, upload -> packaged {lag} s,"
         f" screenshot {report['screenshot']['path']}"
     )
+
+
+def _folder(src: str) -> str:
+    """The path a stream was opened at, without its file name: where the player must find everything else."""
+    return urlparse(src).path.rsplit("/", 1)[0] + "/"
+
+
+def _elsewhere(report: dict, folder: str) -> list[dict]:
+    """The requests for the stream's files (playlists, segments) made outside `folder`; the clock (/time) may be."""
+    asked = report["playlists"] + [r for r in report["media"] if r["path"] != publishing.TIME_URL]
+    return [r for r in asked if not r["path"].startswith(folder)]
+
+
+def _decoded_pictures(report: dict) -> None:
+    """Pictures were decoded as the clock moved (a moving currentTime alone could be audio or a frozen frame)."""
+    played = report["currentTime"] - _first_played(report)
+    assert report["frames"]["decoded"] >= MIN_FPS * played, summary(report)
 
 
 @dataclass(frozen=True)
@@ -333,3 +411,108 @@ def test_the_pages_were_cross_origin(stack: Stack, vod: Vod) -> None:
     for report in vod.reports.values():
         if isinstance(report, dict):
             assert report["pageOrigin"] != stack.base_url
+
+
+# The VOD made private, once its public plays are done: each player from a fresh link (the formats the private
+# recording's Shaka Player and video.js did not play), and each from an expired link and from the plain URL.
+PRIVATE_VOD_PLAYS = {
+    "hls": ("hls", "hls"),
+    "dash": ("dash", "dash"),
+    "shaka-dash": ("shaka", "dash"),
+    "videojs-hls": ("videojs", "hls"),
+}
+REFUSED_PLAYS = {"hls": ("hls", "hls"), "dash": ("dash", "dash"), "shaka": ("shaka", "dash"), "videojs": ("videojs", "hls")}
+SHORT_TTL = 5  # s: a link that still opens when first asked, then expires while the fresh links play
+REFUSED_TIMEOUT = 30.0  # s: a refused player must have given up by then, not hang
+
+
+@dataclass(frozen=True)
+class PrivateVod:
+    video_id: int
+    total: float
+    expiring: dict[str, tuple[int, int]]  # per format: the short link's status when minted, then once expired
+    reports: dict[str, dict | BaseException]  # "link:<play>", "expired:<play>", "plain:<play>"
+
+
+@pytest.fixture(scope="module")
+def private_vod(stack: Stack, vod: Vod, tmp_path_factory: pytest.TempPathFactory) -> PrivateVod:
+    _make_private(stack, vod.video_id)
+    fresh = {fmt: _link(stack, vod.video_id, fmt) for fmt in PATHS}
+    short = {fmt: _link(stack, vod.video_id, fmt, ttl=SHORT_TTL) for fmt in PATHS}
+    first = {fmt: requests.get(url, timeout=10).status_code for fmt, url in short.items()}
+    shots = tmp_path_factory.mktemp("screenshots-private-vod")
+
+    def job(name: str, player: str, url: str, **shot: object) -> Callable[[], dict]:
+        def run() -> dict:
+            timeout = vod.total + 30 if name.startswith("link:") else REFUSED_TIMEOUT
+            report = play(player, url, timeout=timeout, **shot)  # type: ignore[arg-type]
+            (shots / f"{name.replace(':', '-')}.json").write_text(json.dumps(report))
+            return report
+
+        return run
+
+    futures: dict[str, Future[dict]] = {}
+    with ThreadPoolExecutor(VOD_AT_ONCE) as pool:
+        for name, (player, fmt) in PRIVATE_VOD_PLAYS.items():
+            futures[f"link:{name}"] = pool.submit(job(f"link:{name}", player, fresh[fmt], screenshot=shots / f"link-{name}.png"))
+        # The server's own answer turns 403 at expiry: then, and not before, the players are handed the link.
+        for fmt, url in short.items():
+            stack.wait(lambda url=url: requests.get(url, timeout=10).status_code == 403, SHORT_TTL + 30, f"{fmt} link expired")
+        expired = {fmt: requests.get(url, timeout=10).status_code for fmt, url in short.items()}
+        for name, (player, fmt) in REFUSED_PLAYS.items():
+            for kind, url in (("expired", short[fmt]), ("plain", _plain(stack, vod.video_id, fmt))):
+                shot = shots / f"{kind}-{name}.png"
+                futures[f"{kind}:{name}"] = pool.submit(job(f"{kind}:{name}", player, url, error_screenshot=shot))
+        reports = _results(futures)
+    print(f"private VOD screenshots and reports: {shots}")
+    return PrivateVod(vod.video_id, vod.total, {fmt: (first[fmt], expired[fmt]) for fmt in PATHS}, reports)
+
+
+@pytest.mark.parametrize("name", list(PRIVATE_VOD_PLAYS))
+def test_private_vod_plays_from_a_link(private_vod: PrivateVod, name: str) -> None:
+    report = _report(private_vod.reports, f"link:{name}")
+
+    assert report["errors"] == [], summary(report)
+    assert report["ended"], summary(report)
+    assert long_stalls(report, MAX_STALL) == [], summary(report)
+    assert report["currentTime"] == pytest.approx(private_vod.total, abs=0.5), summary(report)
+    assert _first_played(report) < 0.5, summary(report)
+    _decoded_pictures(report)
+    assert report["screenshot"] is not None, summary(report)
+    folder = _folder(report["src"])
+    assert folder.startswith(LINK_PREFIX), summary(report)
+    assert report["refused"] == [], summary(report)
+    assert _elsewhere(report, folder) == [], summary(report)
+    assert any(r["path"].endswith((".m4s", ".mp4")) for r in report["media"]), summary(report)
+
+
+def _stopped_on(report: dict, status: int) -> None:
+    """The player gave up on its own error event carrying `status`, before showing a picture, and did not hang.
+
+    (The <video> element may report its own MEDIA_ERR first: video.js ends the MediaSource as it gives up.)
+    """
+    assert report["stopReason"] == "fatal", summary(report)
+    own = [e for e in report["errors"] if e["fatal"] and e["source"] == report["player"]]
+    assert own and own[0]["status"] == status, summary(report)
+    assert {r["status"] for r in report["refused"]} == {status}, summary(report)
+    assert report["firstPlayingMs"] is None and report["frames"]["decoded"] == 0, summary(report)
+    assert report["errorScreenshot"] is not None, summary(report)
+
+
+@pytest.mark.parametrize("name", list(REFUSED_PLAYS))
+def test_an_expired_link_stops_the_player_with_403(private_vod: PrivateVod, name: str) -> None:
+    # The short link opened the video when minted and was refused once expired, on the server's clock.
+    assert set(private_vod.expiring.values()) == {(200, 403)}, private_vod.expiring
+    report = _report(private_vod.reports, f"expired:{name}")
+
+    _stopped_on(report, 403)
+    assert _folder(report["src"]).startswith(LINK_PREFIX), summary(report)
+    print(f"expired link, {name}: {report['errors'][0]} after {report['elapsed']:.1f}s, {report['errorScreenshot']['path']}")
+
+
+@pytest.mark.parametrize("name", list(REFUSED_PLAYS))
+def test_a_private_video_plain_url_is_404(private_vod: PrivateVod, name: str) -> None:
+    report = _report(private_vod.reports, f"plain:{name}")
+
+    _stopped_on(report, 404)
+    assert _folder(report["src"]) == f"/video_files/{private_vod.video_id}/", summary(report)

@@ -58,11 +58,13 @@ def play(
     page_origin: str | None = None,
     screenshot: Path | None = None,
     opened: Path | None = None,
+    error_screenshot: Path | None = None,
 ) -> dict:
     """Play src with player until it ends (or min_play seconds played) and return the report.
 
     With `screenshot`, the page is saved there once the picture has moved 1 s past its first frame.
     With `opened`, that file appears when the page first asks the stream's origin for anything.
+    With `error_screenshot`, the page is saved there when the play stops on a fatal error.
     """
     if player not in PLAYERS:
         raise ValueError(f"player must be one of {PLAYERS}, not {player!r}")
@@ -78,6 +80,8 @@ def play(
         argv += ["--screenshot", str(screenshot)]
     if opened is not None:
         argv += ["--opened", str(opened)]
+    if error_screenshot is not None:
+        argv += ["--error-screenshot", str(error_screenshot)]
     proc = _run(argv, timeout)
     retried = proc.returncode != 0 and "Page crashed" in proc.stderr
     if retried:
@@ -117,6 +121,6 @@ def long_stalls(report: dict, seconds: float) -> list[dict]:
 
 def summary(report: dict) -> str:
     """Return the report without its long logs, for assertion messages."""
-    short = {k: v for k, v in report.items() if k not in ("events", "samples", "log", "playlists")}
+    short = {k: v for k, v in report.items() if k not in ("events", "samples", "log", "playlists", "media")}
     short["first_playlists"] = report.get("playlists", [])[:12]
     return json.dumps(short, indent=1) + "\n--- harness log ---\n" + report.get("log", "")
