@@ -66,3 +66,23 @@ def test_a_video_made_private_is_hidden_at_once_though_its_answers_are_cached(wa
     for path in paths:
         with client.get(path) as answer:
             assert answer.status_code == 200, path
+
+
+def test_an_admin_plays_every_video_and_what_a_key_or_an_admin_sees_is_kept_private(
+    watch_app: Flask, world: World, admin_auth: dict[str, str]
+) -> None:
+    """The dashboard's player plays private videos for its admin; no shared cache may keep those answers."""
+    client = watch_app.test_client()
+    private, public = world.values["X"], world.values["P"]
+    files = ["master.m3u8", "HIGH/000000.m4s"]
+    for name in files:
+        with client.get(f"/video_files/{private}/{name}", headers=admin_auth) as answer:
+            assert answer.status_code == 200, name
+            assert answer.headers["Cache-Control"].startswith("private") and "public" not in answer.headers["Cache-Control"]
+        with client.get(f"/k/{world.values['A']}/video_files/{private}/{name}") as keyed:
+            assert keyed.status_code == 200 and keyed.headers["Cache-Control"].startswith("private"), name
+        with client.get(f"/video_files/{public}/{name}", headers=admin_auth) as shared:
+            assert shared.status_code == 200 and shared.headers["Cache-Control"].startswith("public"), name
+        wrong = {"Authorization": admin_auth["Authorization"][:-4] + "AAAA"}
+        assert client.get(f"/video_files/{private}/{name}", headers=wrong).status_code == 404, name
+        assert client.get(f"/video_files/{private}/{name}", headers={"Cookie": "team03_session=forged"}).status_code == 404

@@ -50,6 +50,7 @@ from server.web.api.segments import SegmentItem, SegmentList
 from server.web.api.spa import DashboardAsset, DashboardIndex, DashboardPage, SpaPath
 from server.web.api.uploads import JsonProvider, discard_uploads, receive_body
 from server.web.api.videos import VideoEnd, VideoItem, VideoList
+from server.web.api.watching import keep_private
 from server.web.api.worker_api import (
     AttemptComplete,
     AttemptFail,
@@ -178,4 +179,5 @@ def init_app(app: Flask, routes: Sequence[tuple[type, str]] = ROUTES) -> None:
     app.before_request(receive_body)
     app.teardown_request(discard_uploads)
     app.after_request(add_cors)
+    app.after_request(keep_private)
     app.teardown_appcontext(close_session)
