@@ -23,6 +23,11 @@ loopback through the bucket policy of docs/operations.md), a media playlist and 
   tier      deploy/nginx/team03.conf + team03-s3.conf (2 workers), reading the bucket through nginx's cache,
 against plain on the same bytes, alternated the same way: tier/plain is what the issue asks (>= 0.9).
 `--tier-only` measures that alone.
+Private playback (issue 18): last, the video is made private and the same files are fetched through a signed
+link (/s/<sig>/<exp>/video_files/<id>/..., deploy/nginx/team03.conf's secure_link with LINK_SECRET filled in)
+  link      the front as above, checking each link itself and serving the file from the tree,
+against plain on the same bytes, alternated the same way: link/plain is "private playback at static-file speed".
+The public front's ratios above include its anonymous check (auth_request to the app, micro-cached per second).
 Load: wrk (-t2 -c<connections> -d<seconds> --latency, keep-alive) when installed, else a Python loop of
 <connections> threads on keep-alive connections. The load generator shares the 2 CPUs with the servers.
 Everything started here is stopped on the way out.
@@ -48,12 +53,15 @@ from pathlib import Path
 import requests
 
 from bench.live_latency import make_segments, percentile, served_stack
+from server.core.states import Visibility
+from server.domain import curation, links
 from tests.harness import s3
 from tests.harness import services as real
 
 TARGETS = ("master.m3u8", "HIGH/playlist.m3u8", "manifest.mpd", "HIGH/000001.m4s")
 TIER_TARGETS = ("HIGH/playlist.m3u8", "HIGH/000001.m4s")  # a playlist (kept within its second) and media (kept)
-ANDROID = "/live_mpd/{vid}.mpd?last_segment_id=1"  # dynamic by protocol: the app answers it through the front
+ANDROID = "/live_mpd/{vid}.mpd?last_segment_id=1"
+LINK_SECRET = "bench-link-secret"  # the app's LINK_SECRET and the front's $team03_link_secret  # dynamic by protocol: the app answers it through the front
 PLAIN_SITE = """\
     sendfile on;
     tcp_nopush on;
@@ -90,6 +98,7 @@ def start_gunicorn(stack, port: int, log: Path) -> subprocess.Popen[bytes]:  # t
         "GEARMAN_SERVERS": ",".join(c.GEARMAN_SERVERS),
         "CACHE_PREFIX": f"bserve{uuid.uuid4().hex[:8]}:",
         "SECRET_KEY": "bench",
+        "LINK_SECRET": LINK_SECRET,
         "LOG_LEVEL": "WARNING",
     }
     return real.start_gunicorn(env, port, log, "-w", "2", "-k", "gthread", "--threads", "8", "--log-level", "warning")
@@ -117,6 +126,14 @@ def start_tier(folder: Path, bucket: str, video_dir: Path, video_id: int, app_po
     objects.client.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
     store = real.Store(s3.ENDPOINT.removeprefix("http://").rstrip("/"), bucket, prefix)
     return real.start_nginx(folder, real.render_nginx(folder, app_port, port, store=store, workers=2))
+
+
+def private_link(stack, video_id: int, base: str) -> str:  # type: ignore[no-untyped-def]
+    """Make the video private and return the base URL of a signed link to its folder (an hour's)."""
+    with stack.services.sessions() as session:
+        curation.set_visibility(stack.services, session, video_id, Visibility.PRIVATE, by="bench")
+        link = links.mint_link(stack.services, session, video_id, dash=False, ttl=3600, by="bench")
+    return base + link.path.rsplit("/", 1)[0]
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -188,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tier-only", action="store_true", help="measure only the cache tier against plain nginx")
     args = parser.parse_args(argv)
     load = wrk if shutil.which("wrk") else python_load
-    with served_stack(1) as stack:
+    with served_stack(1, LINK_SECRET=LINK_SECRET) as stack:
         # nginx's workers drop root for nobody: its prefixes and the media tree must be readable by all.
         tmp, front_prefix = real.nginx_prefix(), real.nginx_prefix()
         video_id = make_vod(stack, tmp / "phone")
@@ -199,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         procs: list[subprocess.Popen[bytes]] = []
         try:
             real.wait_http(f"http://127.0.0.1:{g_port}/ping", gunicorn, tmp / "gunicorn.log")
-            front_conf = real.render_nginx(front_prefix, g_port, f_port, media_root=media_root, workers=2)
+            front_conf = real.render_nginx(front_prefix, g_port, f_port, media_root=media_root, workers=2, link_secret=LINK_SECRET)
             procs.append(real.start_nginx(front_prefix, front_conf))
             f_base = f"http://127.0.0.1:{f_port}/video_files/{video_id}"
             real.wait_http(f"{f_base}/master.m3u8", procs[-1], front_prefix / "nginx.out")
@@ -229,13 +246,20 @@ def main(argv: list[str] | None = None) -> int:
                         requests.get(f"{t_base}/{name}", timeout=10).content
                         == requests.get(f"{n_base}/{name}", timeout=10).content
                     ), name
+                files_dir = tmp / "www/video_files" / str(video_id)
                 if not args.tier_only:
-                    files = tmp / "www/video_files" / str(video_id)
-                    report(load, args, {"front": f_base, "plain": n_base, "gunicorn": g_base}, files)
+                    report(load, args, {"front": f_base, "plain": n_base, "gunicorn": g_base}, files_dir)
                     report_android(load, args, f_android, g_android, f"{n_base}/manifest.mpd")
                 report_tier(
                     load, args, {"tier": t_base, "plain": n_base, "front": f_base}, tmp / "www/video_files" / str(video_id)
                 )
+                if not args.tier_only:
+                    l_base = private_link(stack, video_id, f"http://127.0.0.1:{f_port}")
+                    for name in TARGETS:
+                        assert requests.get(f"{f_base}/{name}", timeout=10).status_code == 404, name  # private now
+                        assert requests.get(f"{l_base}/{name}", timeout=10).content == (files_dir / name).read_bytes(), name
+                    print("link: the front checking a signed link (secure_link) and serving the private video's file from the tree")
+                    report(load, args, {"front": l_base, "plain": n_base, "gunicorn": g_base}, files_dir)
             finally:
                 s3.remove_bucket(bucket)
                 shutil.rmtree(tier_prefix, ignore_errors=True)
