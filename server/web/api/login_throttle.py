@@ -3,8 +3,8 @@
 For each limit in RATE_LIMIT_LOGIN_FAILURES (N per window; windows are fixed, starting at multiples of
 their length since the epoch, on the service's clock):
 
-* Before its password is checked, an attempt reserves a slot on two counters: its client address, and
-  the admin it names, i.e. the row the database finds for the name (MariaDB's collation folds case,
+* Before its password is checked, an attempt reserves a slot on two counters, one after the other: its
+  client address, and (unless that was over its limit) the admin it names, i.e. the row the database finds for the name (MariaDB's collation folds case,
   accents and trailing spaces: "Bôb " is bob's row, so it is bob's counter). A name with no row is
   counted under the name folded likewise, so an unknown name is throttled as a known one is.
 * More than N on the address: 429 "from this address". More than N on the admin: 429 "for this
@@ -142,10 +142,15 @@ class LoginThrottle:
         for limit, seconds in self.windows:
             window = int(now // seconds)
             base = f"{self.prefix}/{limit}per{seconds}/{window}"
-            keys = (f"{base}/address/{address}", f"{base}/{who}")
-            counts = [self.counters.reserve(key, seconds) for key in keys]
-            taken += keys
-            reason = refusal(counts[0], counts[1], limit)
+            taken.append(f"{base}/address/{address}")
+            address_count = self.counters.reserve(taken[-1], seconds)
+            admin_count = 0
+            # An attempt over its address's limit never touches the admin's counter: its reservation there, however
+            # brief, would refuse "for this username" a concurrent attempt within the address's limit.
+            if address_count <= limit:
+                taken.append(f"{base}/{who}")
+                admin_count = self.counters.reserve(taken[-1], seconds)
+            reason = refusal(address_count, admin_count, limit)
             if reason is not None:
                 self.release(taken)
                 wait = max(1, math.ceil((window + 1) * seconds - now))
