@@ -18,12 +18,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
 
+import m3u8
 import pytest
 import requests
 
 from server.core.timeline import VIDEO_TIMESCALE
 from tests.harness import services as real
-from tests.harness.media import make_segment
+from tests.harness.media import file_entries, make_segment
 from tests.harness.players import long_stalls, play, summary
 from tests.harness.stack import Stack, stack_config
 
@@ -39,10 +40,11 @@ PATHS = {"dash": "manifest.mpd", "hls": "master.m3u8"}
 # player waits at the live edge): per format, its players open it before anything is uploaded, one
 # after the other, the least patient last (video.js gives up at the first error on a DASH MPD, so it
 # waits at most FIRST_SEGMENT_WAIT: docs/architecture.md "What players see first"); in the third, Shaka Player and
-# video.js open it mid-stream, once segment MID_STREAM_AT is packaged. A play is "<when>:<player>:<format>".
+# video.js open it mid-stream, once segment MID_STREAM_AT is packaged (hls.js joins the HLS one then too).
+# A play is "<when>:<player>:<format>".
 RECORDINGS = {
     "dash": ("before:dash:dash", "before:shaka:dash", "before:videojs:dash"),
-    "hls": ("before:hls:hls", "before:shaka:hls", "before:videojs:hls"),
+    "hls": ("before:hls:hls", "before:shaka:hls", "before:videojs:hls", "mid:hls:hls"),
     "mid-stream": ("mid:shaka:dash", "mid:shaka:hls", "mid:videojs:dash", "mid:videojs:hls"),
 }
 MID_STREAM_AT = 3
@@ -333,3 +335,19 @@ def test_the_pages_were_cross_origin(stack: Stack, vod: Vod) -> None:
     for report in vod.reports.values():
         if isinstance(report, dict):
             assert report["pageOrigin"] != stack.base_url
+
+
+@pytest.mark.parametrize("recording", ["hls", "vod"])
+def test_the_hls_plays_were_of_one_second_parts(
+    stack: Stack, recordings: Callable[[str], Live], vod: Vod, segments: list[bytes], recording: str
+) -> None:
+    """What every HLS play above followed: each segment listed as ~1 s byte-range parts of its file, target 1."""
+    video_id = vod.video_id if recording == "vod" else recordings(recording).video_id
+    for track in (*RUNGS, "audio"):
+        text = requests.get(f"{stack.base_url}/video_files/{video_id}/{track}/playlist.m3u8", timeout=10).text
+        playlist = m3u8.loads(text)
+        assert playlist.target_duration == 1 and "#EXT-X-SERVER-CONTROL" not in text, text
+        assert [s.uri for s in file_entries(playlist)] == [f"{k:06d}.m4s" for k in range(len(segments))], text
+        assert len(playlist.segments) >= 3 * len(segments) - 1 and all(s.byterange for s in playlist.segments), text
+        assert max(s.duration for s in playlist.segments) <= 1.003, text
+
