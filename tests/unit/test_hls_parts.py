@@ -2,7 +2,8 @@
 
 Exact tests of the pure rules (cmaf.fragments, Parts, packaging.parts_of, render_hls_media with parts) and
 the 2-hour size of the playlists they make. The real encode and remux are checked in
-tests/integration/test_transcode_outputs.py and the players in tests/e2e/test_hls_parts_browsers.py.
+tests/integration/test_transcode_outputs.py, the players in tests/e2e/test_playback_browsers.py
+(every HLS play is of parts: test_the_hls_plays_were_of_one_second_parts).
 """
 
 from __future__ import annotations
@@ -154,14 +155,18 @@ def test_target_is_decided_by_the_first_segment_and_others_stay_valid() -> None:
     assert playlist.target_duration == 3
 
 
-def test_dash_legacy_and_vod_keep_whole_segments() -> None:
+def test_dash_legacy_and_the_vod_playlist_keep_whole_segments() -> None:
     video = video_with_parts(3, vod=True)
     listed = live_segments(video, T0 + 60, 10.0)
     assert '<S t="0" d="267000" r="2"/>' in render_dash(video, listed, T0 + 60)  # the whole files, as before
     legacy = m3u8.loads(render_legacy_hls_media(video, RUNGS[0], listed))
     assert legacy.target_duration == 3 and [s.byterange for s in legacy.segments] == [None] * 3
-    vod = m3u8.loads(render_hls_media(video, RUNGS[0], listed, vod=True))
-    assert vod.is_endlist and vod.playlist_type == "vod" and len(vod.segments) == 9 and vod.target_duration == 1
+    event = m3u8.loads(render_hls_media(video, RUNGS[0], listed))
+    assert event.is_endlist and event.playlist_type == "event" and len(event.segments) == 9 and event.target_duration == 1
+    # The VOD playlist: whole files (no latency to win; Chromium's own HLS refuses the parts), target 3.
+    vod = m3u8.loads(render_hls_media(video, AUDIO, listed, vod=True))
+    assert vod.is_endlist and vod.playlist_type == "vod" and vod.target_duration == 3
+    assert [(s.uri, s.byterange) for s in vod.segments] == [(f"{k:06d}.m4s", None) for k in range(3)]
 
 
 def test_a_two_hour_stream_renders_small_and_fast() -> None:

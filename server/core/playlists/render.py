@@ -312,12 +312,15 @@ def render_hls_media(
     """Render the fMP4 media playlist of a rendition (or AUDIO): EVENT, with ENDLIST appended once is_vod; `vod`: the
     finished video's VOD playlist (HLS_VOD).
 
-    A segment with recorded parts is listed as one byte-range entry per part (~1 s); see `hls_target`.
+    In the live (EVENT) playlist a segment with recorded parts is listed as one byte-range entry per part
+    (~1 s; see `hls_target`). The VOD playlist lists whole segments: a finished video has no latency to
+    win, a third of the requests is enough, and Chromium's built-in HLS player refuses the parts
+    (MEDIA_ERR_4 after the first one; tests/e2e/test_playback_browsers.py plays it on the VOD).
     """
     _refuse_empty(segments)
     name = AUDIO if track == AUDIO else track.name
-    entries = [entry for p in segments for entry in _cmaf_entries(p, name)]
-    target = hls_target(video, segments)
+    entries = [entry for p in segments for entry in _cmaf_entries(p, name, whole=vod)]
+    target = live_timing(video.nominal_duration_ms).target_duration if vod else hls_target(video, segments)
     return _render_media("hls_media.m3u8.j2", video, segments, entries, playlist_type="VOD" if vod else "EVENT", target=target)
 
 
@@ -334,11 +337,11 @@ def hls_target(video: VideoView, segments: list[Published]) -> int:
     return live_timing(video.nominal_duration_ms).target_duration
 
 
-def _cmaf_entries(p: Published, track: str) -> list[_Entry]:
-    """Return the entries of one segment's CMAF fragment file: one per part when recorded, else the whole file."""
+def _cmaf_entries(p: Published, track: str, *, whole: bool = False) -> list[_Entry]:
+    """Return the entries of one segment's CMAF fragment file: one per part when recorded (unless `whole`), else the file."""
     audio = track == AUDIO
     timescale = AUDIO_TIMESCALE if audio else VIDEO_TIMESCALE
-    ranges = p.parts.ranges(track) if p.parts is not None else None
+    ranges = p.parts.ranges(track) if p.parts is not None and not whole else None
     if ranges is None:
         duration = p.audio_duration_ticks if audio else p.duration_ticks
         return [_Entry(f"{p.name}.m4s", decimal_seconds(duration, timescale), p.discontinuity)]
