@@ -337,17 +337,28 @@ def test_the_pages_were_cross_origin(stack: Stack, vod: Vod) -> None:
             assert report["pageOrigin"] != stack.base_url
 
 
-@pytest.mark.parametrize("recording", ["hls", "vod"])
-def test_the_hls_plays_were_of_one_second_parts(
-    stack: Stack, recordings: Callable[[str], Live], vod: Vod, segments: list[bytes], recording: str
+@pytest.mark.parametrize("recording", ["hls", "mid-stream"])
+def test_the_live_hls_plays_were_of_one_second_parts(
+    stack: Stack, recordings: Callable[[str], Live], segments: list[bytes], recording: str
 ) -> None:
-    """What every HLS play above followed: each segment listed as ~1 s byte-range parts of its file, target 1."""
-    video_id = vod.video_id if recording == "vod" else recordings(recording).video_id
+    """What every live HLS play above followed: each segment listed as ~1 s byte-range parts of its file, target 1,
+    and fetched as such (the players' media requests carried a Range)."""
+    live = recordings(recording)
+    for name in (n for n in RECORDINGS[recording] if n.endswith(":hls")):
+        asked = _report(live.reports, name)["requests"]
+        assert asked["ranged"] >= len(segments), (name, asked)
     for track in (*RUNGS, "audio"):
-        text = requests.get(f"{stack.base_url}/video_files/{video_id}/{track}/playlist.m3u8", timeout=10).text
+        text = requests.get(f"{stack.base_url}/video_files/{live.video_id}/{track}/playlist.m3u8", timeout=10).text
         playlist = m3u8.loads(text)
         assert playlist.target_duration == 1 and "#EXT-X-SERVER-CONTROL" not in text, text
         assert [s.uri for s in file_entries(playlist)] == [f"{k:06d}.m4s" for k in range(len(segments))], text
         assert len(playlist.segments) >= 3 * len(segments) - 1 and all(s.byterange for s in playlist.segments), text
         assert max(s.duration for s in playlist.segments) <= 1.003, text
 
+
+def test_the_vod_hls_plays_were_of_whole_segments(stack: Stack, vod: Vod, segments: list[bytes]) -> None:
+    """A finished video's VOD playlists (what its master names) list whole files: Chromium's own HLS needs them."""
+    for track in (*RUNGS, "audio"):
+        text = requests.get(f"{stack.base_url}/video_files/{vod.video_id}/{track}/vod.m3u8", timeout=10).text
+        playlist = m3u8.loads(text)
+        assert playlist.target_duration == 3 and [s.byterange for s in playlist.segments] == [None] * len(segments), text
