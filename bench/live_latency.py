@@ -514,6 +514,11 @@ def print_viewing(v: Viewing) -> None:
         f"(min {lat.get('min', math.nan):.2f}, max {lat.get('max', math.nan):.2f}); stalls {len(v.stalls)} ({stalled:.1f} s); "
         f"errors {len(r['errors'])}; ended {r['ended']}; joined {v.joined:.1f} s in, load average {v.load}"
     )
+    asked, minutes = r.get("requests") or {}, (r.get("elapsed") or math.nan) / 60
+    print(
+        f"    requests per minute of play: playlists {asked.get('playlists', 0) / minutes:.0f}, media "
+        f"{asked.get('media', 0) / minutes:.0f} ({asked.get('ranged', 0) / minutes:.0f} with a Range)"
+    )
 
 
 def glass_to_glass(stack: Stack, segments: list[bytes], viewers: Sequence[str], join_after: int) -> None:

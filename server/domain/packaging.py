@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from server.core.errors import NotFound
 from server.core.playlists import Published
+from server.core.playlists.model import Parts
 from server.core.playlists.publish import packagable
 from server.core.timeline import AAC_FRAME
-from server.core.transcode import ffmpeg
+from server.core.transcode import cmaf, ffmpeg
 from server.core.transcode.mpegts import continue_counters, next_counters
 from server.domain.changes import video_change
 from server.domain.state import load_view
@@ -78,8 +79,10 @@ def _package(services: Services, segment: Segment, entry: Published, *, follows:
         argv = ffmpeg.package_argv(mp4s, fragments, streams, audio, entry.start_ticks, entry.audio_start_ticks, frames)
         ffmpeg.run(argv, timeout=services.config.FFMPEG_TIMEOUT)
         written: dict[str, Source] = {}
+        pieces: dict[str, list[cmaf.Fragment]] = {}
         for track, temp in [*zip(names, fragments, strict=True), ("audio", audio)]:
-            written.update(_fragment(media, vid, track, k, temp.read_bytes()))
+            objects, pieces[track] = _fragment(media, vid, track, k, temp.read_bytes())
+            written.update(objects)
         for name, temp in zip(names, streams, strict=True):
             previous = media.file(vid, name, k - 1, "ts") if follows and k else None
             written[media.file(vid, name, k, "ts")] = _continued(media, temp.read_bytes(), previous)
@@ -87,6 +90,8 @@ def _package(services: Services, segment: Segment, entry: Published, *, follows:
     segment.start_ticks = entry.start_ticks
     segment.audio_start_ticks = entry.audio_start_ticks
     segment.audio_duration_ticks = entry.audio_duration_ticks
+    found = parts_of(pieces, entry)
+    segment.parts = None if found is None else found.to_json()
 
 
 def _continued(media: MediaStore, data: bytes, previous: str | None) -> bytes:
@@ -95,10 +100,37 @@ def _continued(media: MediaStore, data: bytes, previous: str | None) -> bytes:
     return data if before is None else continue_counters(data, next_counters(before))
 
 
-def _fragment(media: MediaStore, video_id: int, track: str, segment_id: int, data: bytes) -> dict[str, Source]:
-    """The objects of one track's fragment: init.mp4 once (identical for every segment of a track), NNNNNN.m4s."""
+def _fragment(
+    media: MediaStore, video_id: int, track: str, segment_id: int, data: bytes
+) -> tuple[dict[str, Source], list[cmaf.Fragment]]:
+    """The objects of one track's fragment (init.mp4 once, identical for every segment of a track; NNNNNN.m4s),
+    and the moof-by-moof byte ranges of NNNNNN.m4s."""
     init, media_segment = ffmpeg.split_init(data)
     objects: dict[str, Source] = {media.file(video_id, track, segment_id, "m4s"): media_segment}
     if not media.exists(media.init(video_id, track)):
         objects[media.init(video_id, track)] = init
-    return objects
+    return objects, cmaf.fragments(media_segment)
+
+
+def parts_of(pieces: dict[str, list[cmaf.Fragment]], entry: Published) -> Parts | None:
+    """The segment's Parts from each track's fragments (`pieces`, "audio" and each rendition's name).
+
+    A part lasts from its tfdt to the next one's, the last to the segment's end on its timeline. Every
+    rendition is cut on one GOP grid, so their video parts last the same; if they do not (a segment encoded
+    under another GOP), None: the playlists list the segment whole, as before parts.
+    """
+    audio = pieces.pop("audio")
+    grids = {tuple(f.tfdt for f in frags) for frags in pieces.values()}
+    if len(grids) != 1:
+        return None
+    video_ticks = _durations(grids.pop(), entry.end_ticks)
+    audio_ticks = _durations(tuple(f.tfdt for f in audio), entry.audio_start_ticks + entry.audio_duration_ticks)
+    sizes = [(track, tuple(f.size for f in frags)) for track, frags in [*pieces.items(), ("audio", audio)]]
+    try:
+        return Parts(video_ticks, audio_ticks, tuple(sizes))
+    except ValueError:  # a tfdt off the timeline (not what this remux writes): list the segment whole
+        return None
+
+
+def _durations(starts: tuple[int, ...], end: int) -> tuple[int, ...]:
+    return tuple(b - a for a, b in zip(starts, (*starts[1:], end), strict=True))

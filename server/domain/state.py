@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from server.core.clock import epoch
-from server.core.playlists.model import RenditionView, SegmentView, SegmentViewStatus, VideoView
+from server.core.playlists.model import Parts, RenditionView, SegmentView, SegmentViewStatus, VideoView
 from server.core.states import SegmentState, VideoType
 from server.core.transcode.ladder import VIDEO_FPS, RenditionPlan, Rung, plan_rung
 from server.infra.models import Rendition, Segment, Video
@@ -32,6 +32,7 @@ def segment_view(segment: Segment) -> SegmentView:
         audio_start_ticks=segment.audio_start_ticks,
         audio_duration_ticks=segment.audio_duration_ticks,
         packaged=segment.status is SegmentState.PACKAGED,
+        parts=Parts.from_json(segment.parts) if segment.parts and segment.status is SegmentState.PACKAGED else None,
     )
 
 

@@ -166,6 +166,7 @@ class Segment(Base):
     audio_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
     audio_duration_ticks: Mapped[int | None] = mapped_column(BigInteger)
     packaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)  # the dashboard's last hour
+    parts: Mapped[str | None] = mapped_column(Text)  # playlists.model.Parts as JSON, written by the packager
     # Ingest health (docs/admin-api.md): how long the upload's body took to arrive and be stored, and how
     # many times the same bytes were uploaded again (a phone retrying after a lost answer).
     upload_ms: Mapped[int | None] = mapped_column(Integer)

@@ -100,8 +100,9 @@ function startServer(pageOrigin) {
   });
 }
 
-// Note what the page asks of the stream's origin: the first request (--opened), every playlist, every refusal.
-function watchStream(page, opts) {
+// Note what the page asks of the stream's origin: the first request (--opened), every playlist, every refusal,
+// and how many media requests it made (`counts`: report.requests; `ranged`: those with a Range header).
+function watchStream(page, opts, counts) {
   const origin = new URL(opts.src).origin;
   const playlists = [];
   const media = [];
@@ -115,7 +116,13 @@ function watchStream(page, opts) {
       opened = true;
       fs.writeFileSync(opts.opened, String(Date.now()));
     }
-    if (/\.(mpd|m3u8)$/.test(url.pathname) && playlists.length < 500) {
+    const playlist = /\.(mpd|m3u8)$/.test(url.pathname);
+    if (playlist) counts.playlists += 1;
+    else if (/\.(m4s|mp4|ts)$/.test(url.pathname)) {
+      counts.media += 1;
+      if (req.headers().range) counts.ranged += 1;
+    }
+    if (playlist && playlists.length < 500) {
       const entry = { sent: Date.now(), path: url.pathname, status: null };
       playlists.push(entry);
       byRequest.set(req, entry);
@@ -172,7 +179,8 @@ async function main() {
     page.on('pageerror', (e) => process.stderr.write(`[browser pageerror] ${e.message}\n`));
     let crashed = false;
     page.on('crash', () => { crashed = true; });
-    const { playlists, media, refused } = watchStream(page, opts);
+    const requests = { playlists: 0, media: 0, ranged: 0 };
+    const { playlists, media, refused } = watchStream(page, opts, requests);
 
     const q = new URLSearchParams({ player: opts.player, src: opts.src });
     if (LIBS[opts.player]) q.set('lib', LIBS[opts.player]);
@@ -204,6 +212,7 @@ async function main() {
     report.playlists = playlists;
     report.media = media;
     report.refused = refused;
+    report.requests = requests;
     report.done = true;
     report.stopReason = reason;
     report.elapsed = (Date.now() - started) / 1000;

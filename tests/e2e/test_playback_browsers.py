@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from urllib.parse import urlparse
 
+import m3u8
 import pytest
 import requests
 
@@ -32,7 +33,7 @@ from server.core.states import Visibility
 from server.core.timeline import VIDEO_TIMESCALE
 from server.domain import curation, links, publishing
 from tests.harness import services as real
-from tests.harness.media import make_segment
+from tests.harness.media import file_entries, make_segment
 from tests.harness.players import long_stalls, play, summary
 from tests.harness.stack import Stack, stack_config
 
@@ -48,10 +49,11 @@ PATHS = {"dash": "manifest.mpd", "hls": "master.m3u8"}
 # player waits at the live edge): per format, its players open it before anything is uploaded, one
 # after the other, the least patient last (video.js gives up at the first error on a DASH MPD, so it
 # waits at most FIRST_SEGMENT_WAIT: docs/architecture.md "What players see first"); in the third, Shaka Player and
-# video.js open it mid-stream, once segment MID_STREAM_AT is packaged. A play is "<when>:<player>:<format>".
+# video.js open it mid-stream, once segment MID_STREAM_AT is packaged (hls.js joins the HLS one then too).
+# A play is "<when>:<player>:<format>".
 RECORDINGS = {
     "dash": ("before:dash:dash", "before:shaka:dash", "before:videojs:dash"),
-    "hls": ("before:hls:hls", "before:shaka:hls", "before:videojs:hls"),
+    "hls": ("before:hls:hls", "before:shaka:hls", "before:videojs:hls", "mid:hls:hls"),
     "mid-stream": ("mid:shaka:dash", "mid:shaka:hls", "mid:videojs:dash", "mid:videojs:hls"),
     # A private video: every player opens its signed link (the HLS master or the MPD) before the first upload.
     "private": ("before:hls:hls", "before:dash:dash", "before:shaka:hls", "before:videojs:dash"),
@@ -411,6 +413,33 @@ def test_the_pages_were_cross_origin(stack: Stack, vod: Vod) -> None:
     for report in vod.reports.values():
         if isinstance(report, dict):
             assert report["pageOrigin"] != stack.base_url
+
+
+@pytest.mark.parametrize("recording", ["hls", "mid-stream"])
+def test_the_live_hls_plays_were_of_one_second_parts(
+    stack: Stack, recordings: Callable[[str], Live], segments: list[bytes], recording: str
+) -> None:
+    """What every live HLS play above followed: each segment listed as ~1 s byte-range parts of its file, target 1,
+    and fetched as such (the players' media requests carried a Range)."""
+    live = recordings(recording)
+    for name in (n for n in RECORDINGS[recording] if n.endswith(":hls")):
+        asked = _report(live.reports, name)["requests"]
+        assert asked["ranged"] >= len(segments), (name, asked)
+    for track in (*RUNGS, "audio"):
+        text = requests.get(f"{stack.base_url}/video_files/{live.video_id}/{track}/playlist.m3u8", timeout=10).text
+        playlist = m3u8.loads(text)
+        assert playlist.target_duration == 1 and "#EXT-X-SERVER-CONTROL" not in text, text
+        assert [s.uri for s in file_entries(playlist)] == [f"{k:06d}.m4s" for k in range(len(segments))], text
+        assert len(playlist.segments) >= 3 * len(segments) - 1 and all(s.byterange for s in playlist.segments), text
+        assert max(s.duration for s in playlist.segments) <= 1.003, text
+
+
+def test_the_vod_hls_plays_were_of_whole_segments(stack: Stack, vod: Vod, segments: list[bytes]) -> None:
+    """A finished video's VOD playlists (what its master names) list whole files: Chromium's own HLS needs them."""
+    for track in (*RUNGS, "audio"):
+        text = requests.get(f"{stack.base_url}/video_files/{vod.video_id}/{track}/vod.m3u8", timeout=10).text
+        playlist = m3u8.loads(text)
+        assert playlist.target_duration == 3 and [s.byterange for s in playlist.segments] == [None] * len(segments), text
 
 
 # The VOD made private, once its public plays are done: each player from a fresh link (the formats the private

@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import m3u8
+
 from server.core.transcode.cmaf import iter_boxes
 
 _FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
@@ -124,3 +126,14 @@ def _tfdt(data: bytes, start: int, end: int) -> Iterator[int]:
             yield struct.unpack_from(fmt, data, offset + 12)[0]
         elif kind in _CONTAINERS:
             yield from _tfdt(data, offset + 8, offset + size)
+
+
+def file_entries(playlist: m3u8.M3U8) -> list[m3u8.Segment]:
+    """The first entry of each file a CMAF media playlist lists: a segment's ~1 s parts are byte ranges of its file."""
+    return [s for s in playlist.segments if s.byterange is None or s.byterange.endswith("@0")]
+
+
+def byte_range(segment: m3u8.Segment) -> tuple[int, int]:
+    """(offset, size) of a part entry's EXT-X-BYTERANGE (this server always writes the offset)."""
+    size, _, offset = segment.byterange.partition("@")
+    return int(offset), int(size)

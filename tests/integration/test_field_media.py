@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import m3u8
 import pytest
 
-from tests.harness.media import fragment_spans, make_segment
+from tests.harness.media import byte_range, file_entries, fragment_spans, make_segment
 from tests.harness.tree import tree
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
@@ -128,10 +128,14 @@ def _assert_continuous(spans: list[tuple[int, int]], frame: int, what: str) -> N
         assert 0 <= gap <= frame, f"{what}: segment {k} starts {gap} ticks after segment {k - 1} ends ({spans})"
 
 
-def _get(client, url: str) -> bytes:  # type: ignore[no-untyped-def]
-    with client.get(url) as response:  # media answers stream a file: close it
-        assert response.status_code == 200, url
-        return response.get_data()
+def _get(client, url: str, part: tuple[int, int] | None = None) -> bytes:  # type: ignore[no-untyped-def]
+    """GET a media file whole, or the (offset, size) part of it a playlist's EXT-X-BYTERANGE names."""
+    headers = {} if part is None else {"Range": f"bytes={part[0]}-{part[0] + part[1] - 1}"}
+    with client.get(url, headers=headers) as response:  # media answers stream a file: close it
+        assert response.status_code == (200 if part is None else 206), url
+        data = response.get_data()
+        assert part is None or len(data) == part[1]
+        return data
 
 
 def _span(data: bytes) -> tuple[int, int]:
@@ -176,10 +180,10 @@ def test_audio_fragments_neither_overlap_nor_leave_gaps(stack, tmp_path, sample_
         video = [_span(media.file(vid, name, k, "m4s").read_bytes()) for k in range(len(files))]
         _assert_continuous(video, 0, f"{name} video")
 
-    # HLS over CMAF: the fragments its audio playlist lists, fetched over HTTP.
+    # HLS over CMAF: the ~1 s parts its audio playlist lists, each fetched over HTTP as its byte range.
     playlist = m3u8.loads(client.get(f"/video_files/{vid}/audio/playlist.m3u8").data.decode())
-    hls = [_span(_get(client, f"/video_files/{vid}/audio/{s.uri}")) for s in playlist.segments]
-    assert len(hls) == len(files)
+    hls = [_span(_get(client, f"/video_files/{vid}/audio/{s.uri}", byte_range(s))) for s in playlist.segments]
+    assert len(file_entries(playlist)) == len(files) and len(hls) > 2 * len(files)
     _assert_continuous(hls, AAC_FRAME, "HLS CMAF audio")
     for segment, (_, duration) in zip(playlist.segments, hls, strict=True):
         assert abs(segment.duration - duration / 48_000) < 0.001

@@ -17,6 +17,7 @@ from mpegdash.parser import MPEGDASHParser
 
 from server.infra.models import SegmentState
 from tests.harness.android import android_player
+from tests.harness.media import byte_range, file_entries
 from tests.harness.tree import tree
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
@@ -55,10 +56,19 @@ def test_live_playlists_grow_then_become_vod(stack, segment_files, tmp_path):
 
     media = m3u8.loads(client.get(f"/video_files/{vid}/HIGH/playlist.m3u8").data.decode())
     assert media.playlist_type == "event" and not media.is_endlist
-    assert [s.uri for s in media.segments] == ["000000.m4s", "000001.m4s"]
-    # RFC 8216 4.3.3.1: every EXTINF rounded to the nearest integer fits the target, fixed at 3 (6.2.1);
+    # Each file in ~1 s parts (one per keyframe), byte ranges that cover it, lasting what the TS lasts.
+    assert [s.uri for s in file_entries(media)] == ["000000.m4s", "000001.m4s"]
+    for name, seconds in (("000000.m4s", 3.0), ("000001.m4s", 2.9)):
+        parts = [s for s in media.segments if s.uri == name]
+        assert [round(s.duration, 3) for s in parts[:-1]] == [1.0] * (len(parts) - 1) and len(parts) == 3
+        assert round(sum(s.duration for s in parts), 3) == seconds
+        ranges = [byte_range(s) for s in parts]
+        assert ranges[0][0] == 0 and [o for o, _ in ranges[1:]] == [o + n for o, n in ranges[:-1]]
+        with client.get(f"/video_files/{vid}/HIGH/{name}") as whole:
+            assert sum(n for _, n in ranges) == len(whole.data)
+    # RFC 8216 4.3.3.1: every EXTINF rounded to the nearest integer fits the target, fixed at 1 (6.2.1);
     # no EXT-X-SERVER-CONTROL, which hls-parser reads as Low-Latency HLS (render.live_timing).
-    assert media.target_duration == 3 >= max(math.floor(s.duration + 0.5) for s in media.segments)
+    assert media.target_duration == 1 >= max(math.floor(s.duration + 0.5) for s in media.segments)
     assert "#EXT-X-SERVER-CONTROL" not in client.get(f"/video_files/{vid}/HIGH/playlist.m3u8").data.decode()
     legacy = m3u8.loads(client.get(f"/live_m3u8/{vid}/LOW/stream.m3u8").data.decode())
     assert not legacy.is_endlist
@@ -75,7 +85,7 @@ def test_live_playlists_grow_then_become_vod(stack, segment_files, tmp_path):
     _, _, names = _android(client, vid)
     assert names[2] == ["000000.mp4", "000001.mp4", "000002.mp4"]
     media = m3u8.loads(client.get(f"/video_files/{vid}/MEDIUM/playlist.m3u8").data.decode())
-    assert media.playlist_type == "event" and media.is_endlist and len(media.segments) == 3  # RFC 8216 6.2.1
+    assert media.playlist_type == "event" and media.is_endlist and len(file_entries(media)) == 3  # RFC 8216 6.2.1
     assert media.segment_map[0].uri == "init.mp4"
     assert m3u8.loads(client.get(f"/live_m3u8/{vid}/HIGH/stream.m3u8").data.decode()).is_endlist
     master = m3u8.loads(client.get(f"/live_m3u8/{vid}/root.m3u8").data.decode())
@@ -119,7 +129,7 @@ def test_players_opening_before_the_first_segment_are_answered_once_it_is_packag
         assert stack.services.holds.held == 0
 
         media = m3u8.loads(answers["HIGH/playlist.m3u8"].data.decode())  # type: ignore[attr-defined]
-        assert [s.uri for s in media.segments] == ["000000.m4s"] and media.segment_map[0].uri == "init.mp4"
+        assert [s.uri for s in file_entries(media)] == ["000000.m4s"] and media.segment_map[0].uri == "init.mp4"
         with stack.client.get(f"/video_files/{vid}/HIGH/init.mp4") as init:
             assert init.status_code == 200  # the promised file exists
         mpd = MPEGDASHParser.parse(answers["manifest.mpd"].data.decode())  # type: ignore[attr-defined]
@@ -291,10 +301,11 @@ def test_live_to_vod_in_every_order(stack, segment_files, tmp_path):
         video = stack.wait_vod(vid, timeout=90)
         assert video.status.value == "OK"
         listed = m3u8.loads(stack.client.get(f"/video_files/{vid}/HIGH/playlist.m3u8").data.decode())
-        assert [int(s.uri[:6]) for s in listed.segments] == expected
+        files = file_entries(listed)
+        assert [int(s.uri[:6]) for s in files] == expected
         assert listed.is_endlist
         if expected != [0, 1, 2]:
-            assert listed.segments[1].discontinuity
+            assert files[1].discontinuity and [s for s in listed.segments if s.discontinuity] == [files[1]]
     assert stack.segment(d, 1).status is SegmentState.FAILED
     for vid in (a, b, c, d):
         assert stack.client.get(f"/live_mpd/{vid}.mpd?last_segment_id=2").headers["streamEnded"] == "true"

@@ -26,6 +26,7 @@ from server.domain import publishing
 from server.infra.models import Video
 from server.ops import reaper
 from tests.harness import services as real
+from tests.harness.media import file_entries
 from tests.harness.services import burst
 from tests.harness.stack import Stack
 from tests.harness.tree import tree
@@ -36,10 +37,10 @@ LEGACY = ("root.m3u8", "LOW/stream.m3u8")
 
 
 def _listed(body: bytes) -> list[str]:
-    """The segment URIs of an HLS media playlist; fails on a torn or empty file."""
+    """The segment files an HLS media playlist lists (each as ~1 s byte-range parts); fails on a torn or empty file."""
     playlist = m3u8.loads(body.decode())
     assert body.startswith(b"#EXTM3U") and playlist.segment_map, body[:200]
-    return [s.uri for s in playlist.segments]
+    return [s.uri for s in file_entries(playlist)]
 
 
 def _headers(response: requests.Response) -> list[tuple[str, str]]:
@@ -112,7 +113,7 @@ def test_a_gap_decided_by_time_is_published_while_live(stack: Stack, segment_fil
     stack.wait(lambda: _listed(playlist.read_bytes()) == ["000000.m4s", "000002.m4s"], 60, "1 skipped, 2 listed")
     video = stack.video(vid)
     assert video is not None and video.type.value == "LIVE"
-    assert not m3u8.loads(playlist.read_text()).is_endlist and m3u8.loads(playlist.read_text()).segments[1].discontinuity
+    assert not m3u8.loads(playlist.read_text()).is_endlist and file_entries(m3u8.loads(playlist.read_text()))[1].discontinuity
 
 
 def test_a_publish_that_failed_is_retried_by_the_reaper(stack: Stack, segment_files, tmp_path, monkeypatch, admin_auth) -> None:  # type: ignore[no-untyped-def]

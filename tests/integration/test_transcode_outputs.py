@@ -105,7 +105,10 @@ def test_packaging_retimes_consecutive_segments(tmp_path: Path, timeline: list[t
             assert decode_times(media)[0] == first
             inits[kind].add(init)
             medias[kind].append(media)
-        assert fragment_spans(medias["a"][-1]) == [(audio_start, audio_duration)]  # exactly the frames planned
+        # Exactly the frames planned, in ~1 s moofs (47 AAC frames), and the video in one moof per 1 s GOP:
+        # the parts the HLS playlists list as byte ranges, whose tfdts cmaf.fragments reads.
+        _assert_parts(medias["a"][-1], audio_start, audio_duration, 47 * 1024)
+        _assert_parts(medias["v"][-1], start, duration, 90_000)
         ts = tmp_path / "s.ts"
         ffmpeg.run(oracles.package_ts_argv(mp4, ts, start, audio_start, frames), timeout=30)
         video = ffprobe(ts, "-select_streams", "v:0", "-show_streams")["streams"][0]
@@ -121,6 +124,14 @@ def test_packaging_retimes_consecutive_segments(tmp_path: Path, timeline: list[t
         duration = float(ffprobe(concat, "-show_format")["format"]["duration"])
         # audio: whole AAC frames laid end to end, ending less than one frame before the video
         assert 9.0 - 1024 / 48_000 - FRAME / 2 <= duration <= 9.0 + FRAME / 2
+
+
+def _assert_parts(media: bytes, start: int, duration: int, part: int) -> None:
+    spans = fragment_spans(media)
+    assert spans[0][0] == start and sum(d for _, d in spans) == duration
+    assert [t for t, _ in spans[1:]] == [t + d for t, d in spans[:-1]]  # contiguous
+    assert [d for _, d in spans[:-1]] == [part] * (len(spans) - 1) and 0 < spans[-1][1] <= part
+    assert [f.tfdt for f in cmaf.fragments(media)] == [t for t, _ in spans]
 
 
 def _assert_decodes_cleanly(path: Path) -> None:

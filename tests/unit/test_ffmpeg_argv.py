@@ -16,8 +16,8 @@ BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", 
 CLEAN = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
 CMAF = [*CLEAN, "-movflags", "+cmaf+frag_discont+skip_trailer", "-use_editlist", "0"]
 CMAF += ["-avoid_negative_ts", "disabled", "-f", "mp4"]
-HIGH = RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 30, 60)
-LOW = RenditionPlan("LOW", 240, 160, 200_000, 64_000, 30, 60)
+HIGH = RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 30, 30)
+LOW = RenditionPlan("LOW", 240, 160, 200_000, 64_000, 30, 30)
 FIT = "force_original_aspect_ratio=decrease:force_divisible_by=2"  # any picture fitted in the box, then padded
 
 
@@ -25,7 +25,7 @@ def rendition_output(index: int, r: RenditionPlan, rate: str, buf: str, audio: s
     return [
         *["-map", f"[v{index}]", "-map", f"[a{index}]"],
         *["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-level:v", "3.1"],
-        *["-bf", "0", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0"],
+        *["-bf", "0", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0"],
         *["-b:v", rate, "-maxrate", rate, "-bufsize", buf],
         *["-c:a", "aac", "-b:a", audio, "-ar", "48000", "-ac", "2"],
         *CLEAN,
@@ -81,7 +81,7 @@ def test_package_audio_argv_offsets_by_start_plus_priming_in_48khz_and_keeps_who
     assert argv == [
         *BASE,
         *["-copyts", "-itsoffset", "6021333us", "-i", "HIGH/000002.mp4"],  # (288000 + 1024) / 48 kHz
-        *["-map", "0:a:0", "-c", "copy", "-b:a", "0", "-frames:a", "141", *CMAF, "audio/x.tmp"],
+        *["-map", "0:a:0", "-c", "copy", "-b:a", "0", "-frames:a", "141", "-frag_duration", "1000000", *CMAF, "audio/x.tmp"],
     ]
 
 
@@ -106,7 +106,7 @@ def test_package_argv_opens_each_mp4_on_the_video_and_the_audio_timeline() -> No
         *["-map", "1:v:0", "-c", "copy", "-b:v", "0", *CMAF, "L.m4s"],
         *["-map", "1:v:0", "-map", "3:a:0", "-c", "copy", "-frames:a", "140", *CLEAN, "-avoid_negative_ts", "disabled"],
         *["-f", "mpegts", "L.ts"],
-        *["-map", "2:a:0", "-c", "copy", "-b:a", "0", "-frames:a", "140", *CMAF, "a.m4s"],
+        *["-map", "2:a:0", "-c", "copy", "-b:a", "0", "-frames:a", "140", "-frag_duration", "1000000", *CMAF, "a.m4s"],
     ]
 
 

@@ -64,23 +64,23 @@ def test_parse_ladder_rejects_with_a_clear_message(spec: str, message: str) -> N
 
 def test_plan_ladder_is_the_boxes_at_30_fps_whatever_comes_later() -> None:
     assert plan_ladder() == (
-        RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 30, 60),
-        RenditionPlan("MEDIUM", 480, 320, 768_000, 96_000, 30, 60),
-        RenditionPlan("LOW", 240, 160, 200_000, 64_000, 30, 60),
+        RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 30, 30),
+        RenditionPlan("MEDIUM", 480, 320, 768_000, 96_000, 30, 30),
+        RenditionPlan("LOW", 240, 160, 200_000, 64_000, 30, 30),
     )
 
 
 def test_plan_ladder_keeps_ladder_order_and_custom_rungs() -> None:
     ladder = parse_ladder("A:1280x720:4M,B:640x360:1M:96k,C:320x180:300k:48k")
     assert [(r.name, r.width, r.height, r.audio_bitrate, r.fps, r.gop) for r in plan_ladder(ladder)] == [
-        ("A", 1280, 720, 128_000, 30, 60),
-        ("B", 640, 360, 96_000, 30, 60),
-        ("C", 320, 180, 48_000, 30, 60),
+        ("A", 1280, 720, 128_000, 30, 30),
+        ("B", 640, 360, 96_000, 30, 30),
+        ("C", 320, 180, 48_000, 30, 30),
     ]
 
 
-def test_plan_rung_at_another_frame_rate_keeps_a_2_s_gop() -> None:
-    assert plan_rung(DEFAULT_LADDER[0], 25) == RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 25, 50)
+def test_plan_rung_at_another_frame_rate_keeps_a_1_s_gop() -> None:
+    assert plan_rung(DEFAULT_LADDER[0], 25) == RenditionPlan("HIGH", 720, 480, 3_000_000, 128_000, 25, 25)
     with pytest.raises(ValueError, match="frame rate"):
         plan_rung(DEFAULT_LADDER[0], 0)
 

@@ -6,6 +6,7 @@ clock. Media times are integer ticks: video at 90 kHz, audio at 48 kHz, as in th
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -45,6 +46,48 @@ class RenditionView:
 
 
 @dataclass(frozen=True)
+class Parts:
+    """How a packaged segment's fragment files divide into ~1 s parts, one per moof (a keyframe a second).
+
+    HLS lists each part as an EXT-X-BYTERANGE of the segment's file (render.render_hls_media); DASH and the
+    Android MPD keep listing the whole file. The video parts last the same in every rendition (one GOP grid);
+    `sizes` gives each track's part sizes in bytes, contiguous from byte 0 (the first carries the styp).
+    """
+
+    video_ticks: tuple[int, ...]  # 90 kHz duration of each video part
+    audio_ticks: tuple[int, ...]  # 48 kHz duration of each audio part
+    sizes: tuple[tuple[str, tuple[int, ...]], ...]  # (track: a rendition's name or "audio", part sizes)
+
+    def __post_init__(self) -> None:
+        if not self.video_ticks or not self.audio_ticks or min(*self.video_ticks, *self.audio_ticks) <= 0:
+            raise ValueError("parts need positive durations")
+        for track, sizes in self.sizes:
+            count = len(self.audio_ticks if track == "audio" else self.video_ticks)
+            if len(sizes) != count or min(sizes) <= 0:
+                raise ValueError(f"parts of {track}: {len(sizes)} sizes for {count} durations")
+
+    def ranges(self, track: str) -> list[tuple[int, int, int]] | None:
+        """Return (offset, size, duration ticks) of each part of `track`'s file; None if not recorded for it."""
+        sizes = dict(self.sizes).get(track)
+        if sizes is None:
+            return None
+        ticks = self.audio_ticks if track == "audio" else self.video_ticks
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        return list(zip(offsets, sizes, ticks, strict=True))
+
+    def to_json(self) -> str:
+        """Spell the parts as the segment row stores them (segments.parts)."""
+        return json.dumps({"video": self.video_ticks, "audio": self.audio_ticks, "sizes": dict(self.sizes)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Parts:
+        """Read what to_json wrote (ValueError on anything else)."""
+        data = json.loads(text)
+        sizes = tuple((str(track), tuple(int(n) for n in v)) for track, v in dict(data["sizes"]).items())
+        return cls(tuple(int(d) for d in data["video"]), tuple(int(d) for d in data["audio"]), sizes)
+
+
+@dataclass(frozen=True)
 class SegmentView:
     """What is known of one segment; timestamps are epoch seconds, None when it has not happened."""
 
@@ -58,6 +101,7 @@ class SegmentView:
     audio_start_ticks: int | None = None  # 48 kHz; derived (publish.audio_span) until packaged
     audio_duration_ticks: int | None = None  # 48 kHz, whole AAC frames; derived (publish.audio_span) until packaged
     packaged: bool = False  # its timeline files (CMAF fragments, TS) are written: players may be given it
+    parts: Parts | None = None  # its fragments' ~1 s parts, once packaged (None: packaged before parts, or not yet)
 
     def __post_init__(self) -> None:
         if self.segment_id < 0:
@@ -127,6 +171,7 @@ class Published:
     audio_duration_ticks: int
     discontinuity: bool = False
     discontinuity_sequence: int = 0
+    parts: Parts | None = None
 
     @property
     def end_ticks(self) -> int:

@@ -263,7 +263,7 @@ def _entry(
         audio_start = seg.audio_start_ticks
     if seg.audio_duration_ticks is not None:
         audio_duration = seg.audio_duration_ticks
-    return Published(k, sequence, start, duration, audio_start, audio_duration, gap, disc_seq)
+    return Published(k, sequence, start, duration, audio_start, audio_duration, gap, disc_seq, seg.parts)
 
 
 def audio_span(start: int, duration: int, audio_after: int | None) -> tuple[int, int]:

@@ -13,7 +13,10 @@ there is exactly one Period, id "0", start PT0S. The hole itself is the tail of 
 GapController seeks to the Period's end when playback stalls before it. A time gap without a missing id
 just gets an explicit S@t.
 
-HLS EXT-X-TARGETDURATION is decided once per video, from its nominal segment duration D alone:
+HLS EXT-X-TARGETDURATION is decided once per video. The CMAF media playlists list a segment with recorded
+parts as ~1 s byte ranges (one per keyframe) and then say 1 (`hls_target`: players hold back 3 s, not 9 s;
+docs/transcoding.md "One-second parts"). Otherwise (the legacy TS playlists, segments packaged before parts)
+it is decided from the nominal segment duration D alone:
 round(D), 3 for 3 s segments (`live_timing`), never from the segments listed. RFC 8216 says it MUST NOT
 change (6.2.1) and that each EXTINF, rounded to the nearest integer, MUST be at most it (4.3.3.1).
 Players stay three target durations behind the playlist's end, so a target sized for the longest
@@ -136,7 +139,8 @@ def live_timing(nominal_ms: int) -> LiveTiming:
     Playlist file, when rounded to the nearest integer, MUST be less than or equal to the target
     duration", so D = 3 s allows TARGETDURATION 3 for segments up to 3.499 s, and section 6.2.1 says it
     MUST NOT change: it is decided from D alone, once per video (see `_render_media`). Players stay 3
-    target durations behind the playlist's end, 9 s, what HOLD-BACK's absence means (8216bis 4.4.3.8).
+    target durations behind the playlist's end, 9 s, what HOLD-BACK's absence means (8216bis 4.4.3.8);
+    the CMAF playlists list ~1 s parts with target 1 instead (`hls_target`), 3 s.
     No EXT-X-SERVER-CONTROL: hls-parser reads the tag as Low-Latency HLS and then requires CAN-BLOCK-RELOAD,
     and the server serves neither blocking reloads, parts nor delta updates (CAN-SKIP-UNTIL).
 
@@ -294,20 +298,57 @@ class _Entry:
     uri: str
     extinf: str
     discontinuity: bool
+    byterange: str | None = None  # EXT-X-BYTERANGE "<size>@<offset>": one part of the file
+
+
+# EXT-X-TARGETDURATION of a CMAF media playlist whose first segment is listed as parts: a part lasts at most a
+# GOP (ladder.GOP_SECONDS, 1 s) or 47 AAC frames (1.003 s), which round to 1.
+PART_TARGET = 1
 
 
 def render_hls_media(
     video: VideoView, track: RenditionView | Literal["audio"], segments: list[Published], *, vod: bool = False
 ) -> str:
     """Render the fMP4 media playlist of a rendition (or AUDIO): EVENT, with ENDLIST appended once is_vod; `vod`: the
-    finished video's VOD playlist (HLS_VOD)."""
+    finished video's VOD playlist (HLS_VOD).
+
+    In the live (EVENT) playlist a segment with recorded parts is listed as one byte-range entry per part
+    (~1 s; see `hls_target`). The VOD playlist lists whole segments: a finished video has no latency to
+    win, a third of the requests is enough, and Chromium's built-in HLS player refuses the parts
+    (MEDIA_ERR_4 after the first one; tests/e2e/test_playback_browsers.py plays it on the VOD).
+    """
     _refuse_empty(segments)
-    if track == AUDIO:
-        pairs = [(p, p.audio_duration_ticks, AUDIO_TIMESCALE) for p in segments]
-    else:
-        pairs = [(p, p.duration_ticks, VIDEO_TIMESCALE) for p in segments]
-    entries = [_Entry(f"{p.name}.m4s", decimal_seconds(d, ts), p.discontinuity) for p, d, ts in pairs]
-    return _render_media("hls_media.m3u8.j2", video, segments, entries, playlist_type="VOD" if vod else "EVENT")
+    name = AUDIO if track == AUDIO else track.name
+    entries = [entry for p in segments for entry in _cmaf_entries(p, name, whole=vod)]
+    target = live_timing(video.nominal_duration_ms).target_duration if vod else hls_target(video, segments)
+    return _render_media("hls_media.m3u8.j2", video, segments, entries, playlist_type="VOD" if vod else "EVENT", target=target)
+
+
+def hls_target(video: VideoView, segments: list[Published]) -> int:
+    """Return a CMAF media playlist's EXT-X-TARGETDURATION: PART_TARGET when its first segment is listed as parts.
+
+    RFC 8216 6.2.1: the target MUST NOT change, and the first entry of a playlist never does, so this is
+    decided once per video. Players hold back three targets from the end (8216bis 4.4.3.8): 3 s with parts,
+    9 s without. Only a video that was live across the upgrade lists whole segments after parts, or parts
+    after whole segments; a whole one then keeps its true EXTINF over the target, as a long segment does.
+    """
+    if segments and segments[0].parts is not None:
+        return PART_TARGET
+    return live_timing(video.nominal_duration_ms).target_duration
+
+
+def _cmaf_entries(p: Published, track: str, *, whole: bool = False) -> list[_Entry]:
+    """Return the entries of one segment's CMAF fragment file: one per part when recorded (unless `whole`), else the file."""
+    audio = track == AUDIO
+    timescale = AUDIO_TIMESCALE if audio else VIDEO_TIMESCALE
+    ranges = p.parts.ranges(track) if p.parts is not None and not whole else None
+    if ranges is None:
+        duration = p.audio_duration_ticks if audio else p.duration_ticks
+        return [_Entry(f"{p.name}.m4s", decimal_seconds(duration, timescale), p.discontinuity)]
+    return [
+        _Entry(f"{p.name}.m4s", decimal_seconds(ticks, timescale), p.discontinuity and not i, f"{size}@{offset}")
+        for i, (offset, size, ticks) in enumerate(ranges)
+    ]
 
 
 def render_legacy_hls_master(video: VideoView) -> str:
@@ -325,7 +366,12 @@ def render_legacy_hls_media(video: VideoView, rendition: RenditionView, segments
 
 
 def _render_media(
-    template: str, video: VideoView, segments: list[Published], entries: list[_Entry], playlist_type: str = "EVENT"
+    template: str,
+    video: VideoView,
+    segments: list[Published],
+    entries: list[_Entry],
+    playlist_type: str = "EVENT",
+    target: int | None = None,
 ) -> str:
     """Render a media playlist with the header values every HLS media playlist shares."""
     first = segments[0] if segments else None
@@ -333,7 +379,7 @@ def _render_media(
         video=video,
         playlist_type=playlist_type,
         entries=entries,
-        target=live_timing(video.nominal_duration_ms).target_duration,
+        target=live_timing(video.nominal_duration_ms).target_duration if target is None else target,
         media_sequence=first.sequence if first else 0,
         # Only a list that does not start at the first published entry needs it (never the case today).
         discontinuity_sequence=first.discontinuity_sequence - first.discontinuity if first and first.sequence else None,

@@ -50,6 +50,47 @@ def split_init(data: bytes) -> tuple[bytes, bytes]:
 
 
 @dataclass(frozen=True)
+class Fragment:
+    """One moof + mdat of a media segment as a byte range of it; `tfdt` is its first sample's decode time."""
+
+    offset: int
+    size: int
+    tfdt: int
+
+
+def fragments(media: bytes) -> list[Fragment]:
+    """Cut a media segment (split_init's second half) into byte ranges, one per moof with its mdat.
+
+    The first range starts at byte 0, so it carries the styp; the ranges are contiguous and cover the
+    whole segment, so each is what a player fetches for one HLS EXT-X-BYTERANGE entry (ValueError: no moof).
+    """
+    out: list[Fragment] = []
+    start, tfdt = 0, None
+    for kind, offset, size in iter_boxes(media):
+        if kind != "moof":
+            continue
+        if tfdt is not None:
+            out.append(Fragment(start, offset - start, tfdt))
+            start = offset
+        tfdt = _decode_time(media, offset + 8, offset + size)
+    if tfdt is None:
+        raise ValueError("a media segment without a moof")
+    out.append(Fragment(start, len(media) - start, tfdt))
+    return out
+
+
+def _decode_time(data: bytes, start: int, end: int) -> int:
+    """Return the tfdt of the first traf of a moof's body."""
+    for kind, at, size in iter_boxes(data, start, end):
+        if kind == "traf":
+            return _decode_time(data, at + 8, at + size)
+        if kind == "tfdt":
+            version = data[at + 8]
+            return int(struct.unpack_from(">Q" if version == 1 else ">I", data, at + 12)[0])
+    raise ValueError("a moof without a tfdt")
+
+
+@dataclass(frozen=True)
 class Track:
     """One trak of an MP4's moov: its sample entry's codec (and picture size), its presented duration."""
 

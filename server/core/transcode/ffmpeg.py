@@ -64,11 +64,12 @@ from typing import IO, Any, cast
 from server.core.errors import FFmpegError, UnprocessableMedia
 from server.core.timeline import AAC_FRAME, AUDIO_TIMESCALE, VIDEO_TIMESCALE
 from server.core.transcode.cmaf import split_init as split_init  # callers split what they remux
-from server.core.transcode.ladder import RenditionPlan, SourceInfo
+from server.core.transcode.ladder import GOP_SECONDS, RenditionPlan, SourceInfo
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
 PRESET = "veryfast"
+PART_SECONDS = GOP_SECONDS  # a CMAF fragment's moofs: one per keyframe (video), one a second (audio)
 AUDIO_RATE = AUDIO_TIMESCALE  # every audio track is resampled to its timescale (server/core/playlists/model.py)
 AAC_PRIMING = 1024
 TS_PTS_OFFSET = 126_000
@@ -516,7 +517,10 @@ def _video_fragment(index: int, out: Path) -> list[str]:
 
 def _audio_fragment(index: int, out: Path, frames: int) -> list[str]:
     # -frames:a counts packets in a stream copy: exactly the AAC frames the timeline gave this segment.
-    return ["-map", f"{index}:a:0", "-c", "copy", "-b:a", "0", "-frames:a", str(frames), *_CMAF, str(out)]
+    # The muxer fragments video on its keyframes (one a second) but audio-only never: -frag_duration starts
+    # a moof once one holds PART_SECONDS (47 AAC frames at 48 kHz), the audio playlist's ~1 s parts.
+    fragment = ["-frag_duration", str(PART_SECONDS * 1_000_000)]
+    return ["-map", f"{index}:a:0", "-c", "copy", "-b:a", "0", "-frames:a", str(frames), *fragment, *_CMAF, str(out)]
 
 
 def _ts(video: int, audio: int, out: Path, frames: int) -> list[str]:

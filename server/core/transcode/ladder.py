@@ -5,8 +5,10 @@ fits the (rotated) picture inside the box and pads the rest (see ffmpeg.py), so 
 rendition stays true for every segment and players never see a resolution change.
 
 Frame rate: every rendition runs at VIDEO_FPS (frames are dropped or repeated to get there). GOP:
-2 s worth of frames (``GOP_SECONDS * fps``), a keyframe at frame 0 and then every 2 s; segments are
-~3 s, so every segment starts on a keyframe and has a seek point in the middle.
+1 s worth of frames (``GOP_SECONDS * fps``), a keyframe at frame 0 and then every second; segments are
+~3 s, so every segment starts on a keyframe and its CMAF fragment holds one moof per second, which the
+HLS media playlists list as ~1 s byte-range parts (TARGETDURATION 1: players hold back 3 s, not 9 s;
+docs/transcoding.md "One-second parts").
 
 Codecs: every rendition is H.264 Main profile without B-frames (see ffmpeg.py for why) at a
 forced level, the lowest of 3.1 and up that fits the rendition, plus AAC-LC. The RFC 6381 string
@@ -22,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-GOP_SECONDS = 2
+GOP_SECONDS = 1
 VIDEO_FPS = 30
 # The Android app's video object names exactly three rungs (repr_1..3, server/web/api/schemas.py): a ladder
 # has at least that many.
@@ -182,7 +184,7 @@ def _parse_rate(text: str, low: int, high: int) -> int:
 
 
 def plan_ladder(ladder: Iterable[Rung] = DEFAULT_LADDER, fps: int = VIDEO_FPS) -> tuple[RenditionPlan, ...]:
-    """Plan every rung of a new video's ladder, in ladder order: the box size, `fps`, a 2 s GOP."""
+    """Plan every rung of a new video's ladder, in ladder order: the box size, `fps`, a 1 s GOP."""
     return tuple(plan_rung(rung, fps) for rung in ladder)
 
 
