@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                         assert requests.get(f"{f_base}/{name}", timeout=10).status_code == 404, name  # private now
                         assert requests.get(f"{l_base}/{name}", timeout=10).content == (files_dir / name).read_bytes(), name
                     print("link: the front checking a signed link (secure_link) and serving the private video's file from the tree")
-                    report(load, args, {"front": l_base, "plain": n_base, "gunicorn": g_base}, files_dir)
+                    g_link = f"http://127.0.0.1:{g_port}" + l_base.removeprefix(f"http://127.0.0.1:{f_port}")  # the app checks it
+                    report(load, args, {"front": l_base, "plain": n_base, "gunicorn": g_link}, files_dir)
             finally:
                 s3.remove_bucket(bucket)
                 shutil.rmtree(tier_prefix, ignore_errors=True)
