@@ -175,17 +175,19 @@ def usage(session: Session, key_id: int) -> int:
 def list_keys(session: Session) -> list[KeySummary]:
     """Every key, newest first, with its live videos and bytes stored."""
     rows = session.scalars(select(RecordingKey).order_by(RecordingKey.id.desc())).all()
-    return [
-        KeySummary(
-            name=row.name,
-            created_at=row.created_at,
-            created_by=row.created_by,
-            revoked_at=row.revoked_at,
-            max_live=row.max_live,
-            quota_bytes=row.quota_bytes,
-            visibility=row.visibility.value,
-            live=live_count(session, row.id),
-            used_bytes=usage(session, row.id),
-        )
-        for row in rows
-    ]
+    return [summarize(session, row) for row in rows]
+
+
+def summarize(session: Session, row: RecordingKey) -> KeySummary:
+    """A key's row with its live videos and bytes stored, as the admin sees it."""
+    return KeySummary(
+        name=row.name,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        revoked_at=row.revoked_at,
+        max_live=row.max_live,
+        quota_bytes=row.quota_bytes,
+        visibility=row.visibility.value,
+        live=live_count(session, row.id),
+        used_bytes=usage(session, row.id),
+    )

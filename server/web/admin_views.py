@@ -490,18 +490,7 @@ def key_detail(session: Session, name: str) -> dict[str, Any]:
     row = session.scalars(select(RecordingKey).where(RecordingKey.name == name)).one_or_none()
     if row is None:
         raise NotFound(f"no recording key named {name!r}")
-    summary = keys.KeySummary(
-        name=row.name,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        revoked_at=row.revoked_at,
-        max_live=row.max_live,
-        quota_bytes=row.quota_bytes,
-        visibility=row.visibility.value,
-        live=keys.live_count(session, row.id),
-        used_bytes=keys.usage(session, row.id),
-    )
-    return key_row(summary)
+    return key_row(keys.summarize(session, row))
 
 
 # -- the audit trail ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ export function AuditPage() {
       ) : (
         <div className="panel">
           {entries.length === 0 ? (
-            <Empty>{audit.hasNextPage ? 'No admin action in the newest stretch of the log.' : 'No admin action yet.'}</Empty>
+            <Empty>No admin action yet.</Empty>
           ) : (
             <div className="table-wrap">
               <table className="audit" aria-label="audit trail">

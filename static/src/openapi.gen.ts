@@ -1557,7 +1557,7 @@ export interface components {
         };
         AuditPage: {
             events: components["schemas"]["AuditEntry"][];
-            /** @description ?before= of the next page; null at the log's start. A page may hold fewer than limit entries and still have one. */
+            /** @description ?before= of the next page; null on the last page. */
             next_before: number | null;
         };
     };

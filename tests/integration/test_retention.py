@@ -19,21 +19,15 @@ from sqlalchemy import func, insert, select, update
 
 from server.core.errors import StorageUnavailable
 from server.core.states import VideoStatus, VideoType
-from server.core.wire import Claim, WorkerRef
 from server.domain import ingest, lifecycle
 from server.infra.models import Attempt, Event, Rendition, Segment, SegmentRendition, Video
 from server.infra.services import Services
 from server.ops import reaper, webhooks
 from server.ops.webhooks import Dispatcher
-from server.store.local import UploadFile
-from server.worker.encoding import encode
-from server.worker.local import LocalOrigin
 from tests.harness.clock import FakeClock
 from tests.harness.services import free_port
-from tests.harness.tree import tree
-from tests.integration.test_webhooks import Receiver, pump
+from tests.integration.test_webhooks import Receiver, encode_one, pump, store
 
-WORKER = WorkerRef(None, "test-worker")
 DAYS = 30.0
 KEEP = DAYS * 86400  # seconds
 
@@ -69,20 +63,6 @@ def receiver() -> Iterator[Receiver]:
 
 def advance(services: Services, seconds: float) -> datetime:
     return services.clock.advance(seconds)  # type: ignore[attr-defined, no-any-return]
-
-
-def store(services: Services, video_id: int, segment_id: int, source: Path) -> None:
-    upload = UploadFile(tree(services).root / "incoming", limit=64 << 20)
-    upload.write(source.read_bytes())
-    with services.sessions() as session:
-        ingest.accept_segment(services, session, ingest.get_video(session, video_id), segment_id, "mp4", upload)
-
-
-def encode_one(services: Services, video_id: int, segment_id: int) -> None:
-    with services.sessions() as session:
-        claim = lifecycle.start_attempt(services, session, video_id, segment_id, WORKER)
-    assert isinstance(claim, Claim), claim
-    assert encode(LocalOrigin(services, WORKER), claim, services.config) == "ok"
 
 
 def finished_video(services: Services, source: Path) -> int:
