@@ -408,14 +408,14 @@ class MariaDB:
 def fill_disk(disk: Path) -> Path:
     """Take every free byte of the filesystem of `disk`; return the file to delete to give them back."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
-        try:
+    try:
+        with open(filler, "wb") as fh:
             while True:
                 fh.write(bytes(1 << 16))
                 fh.flush()
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
+    except OSError as exc:  # full: the state asked for (even at open, when uploads in flight took the last bytes)
+        if exc.errno != errno.ENOSPC:
+            raise
     return filler
 
 
